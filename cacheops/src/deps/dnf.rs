@@ -1,0 +1,1 @@
+//! WHERE clauses → disjunctive normal form. (Stub: being written.)

@@ -1,0 +1,97 @@
+//! The one error type of cacheops.
+
+use std::fmt;
+
+/// What went wrong, in a form a caller can match on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Redis could not be reached or answered with an error.
+    Redis,
+    /// The database failed; the query's own error.
+    Database,
+    /// A value could not be encoded for the cache.
+    Encode,
+    /// SQL that cacheops could not analyse.
+    Sql,
+    /// The configuration is invalid or was installed twice.
+    Config,
+    /// The model or label is unknown, or the model has no cache profile.
+    NotCacheable,
+}
+
+/// An error of cacheops: a kind and a message, plus the source error if any.
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// `Result` with cacheops' [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An error of `kind` with a message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the error that caused this one.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// What kind of error this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Whether Redis failed (unreachable, timed out, or answered an error).
+    pub fn is_redis(&self) -> bool {
+        self.kind == ErrorKind::Redis
+    }
+
+    /// Whether the database failed.
+    pub fn is_database(&self) -> bool {
+        self.kind == ErrorKind::Database
+    }
+
+    /// The database's own error, when this error came from the database.
+    pub fn as_diesel(&self) -> Option<&diesel::result::Error> {
+        self.source.as_ref()?.downcast_ref()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as _)
+    }
+}
+
+impl From<diesel::result::Error> for Error {
+    fn from(e: diesel::result::Error) -> Self {
+        Error::new(ErrorKind::Database, "database error").with_source(e)
+    }
+}
+
+impl From<redis::RedisError> for Error {
+    fn from(e: redis::RedisError) -> Self {
+        Error::new(ErrorKind::Redis, "redis error").with_source(e)
+    }
+}

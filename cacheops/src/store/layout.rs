@@ -1,0 +1,1 @@
+//! Key names and value framing shared by every store. (Stub: being written.)

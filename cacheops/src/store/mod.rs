@@ -1,0 +1,72 @@
+//! Where cached values and invalidation stamps live.
+//!
+//! Every cached value depends on *stamps*: random tokens under keys derived from
+//! its dependencies. A value is stored together with a checksum of its stamps and is
+//! served only while every stamp still exists unchanged. Invalidation deletes stamps;
+//! it never has to find the values. See `layout.rs` for the key names.
+
+pub(crate) mod layout;
+mod memory;
+mod redis;
+
+use std::time::Duration;
+
+use crate::deps::Deps;
+use crate::error::Result;
+use crate::value::Value;
+
+pub use self::memory::MemoryStore;
+pub use self::redis::RedisStore;
+
+/// A 128-bit cache key of one query call (see `key.rs`).
+pub type CacheKey = u128;
+
+/// The stamps a reader saw before it ran its SQL. A fill is stored only if they are
+/// all still in place when it is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fence {
+    /// Stamp keys in canonical order.
+    pub keys: Vec<String>,
+    /// The stamp each key held, in the same order.
+    pub stamps: Vec<Vec<u8>>,
+}
+
+/// One row's state, as a list of `(column, value)` of a table: what invalidation
+/// matches against cached conditions. A column that is absent matches anything.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowState<'a> {
+    /// The table the row belongs to.
+    pub table: &'a str,
+    /// Column values, in any order.
+    pub columns: Vec<(&'a str, Value)>,
+}
+
+/// A backend for cached values and stamps. Both stores share the semantics:
+/// the same test bodies run on each.
+pub trait Store: Send + Sync + 'static {
+    /// The cached payload of `key`, if present and every stamp of `deps` is
+    /// unchanged since it was stored. One round trip.
+    fn lookup(&self, key: CacheKey, deps: &Deps) -> Result<Option<Vec<u8>>>;
+
+    /// Reads the stamps of `deps`, creating missing ones, and registers the
+    /// conjunction schemes of each table; call before running the SQL. `ttl` is the
+    /// value's timeout, which the stamps must outlive.
+    fn fence(&self, deps: &Deps, ttl: Duration) -> Result<Fence>;
+
+    /// Stores `payload` under `key` for `ttl` if and only if every stamp of `fence`
+    /// is still in place. Returns whether it stored.
+    fn store(&self, key: CacheKey, fence: &Fence, payload: &[u8], ttl: Duration) -> Result<bool>;
+
+    /// Invalidates every cached value whose conditions one of `rows` matches
+    /// (rows of one table). One round trip.
+    fn invalidate_rows(&self, table: &str, rows: &[RowState<'_>]) -> Result<()>;
+
+    /// Invalidates every cached value that depends on `table` at all.
+    fn invalidate_table(&self, table: &str) -> Result<()>;
+
+    /// Drops every key under this store's prefix, and nothing else.
+    fn invalidate_all(&self) -> Result<()>;
+
+    /// Deletes the cached value of `key` (not its stamps).
+    fn delete(&self, key: CacheKey) -> Result<()>;
+}

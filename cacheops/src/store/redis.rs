@@ -1,0 +1,5 @@
+//! Redis store. (Stub: being written.)
+
+/// A store in Redis.
+#[derive(Debug)]
+pub struct RedisStore;
