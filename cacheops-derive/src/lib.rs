@@ -1,1 +1,18 @@
-//! Derive macros for cacheops. (Stub: being written.)
+//! Derive macros for [cacheops](https://docs.rs/cacheops).
+//!
+//! This crate only reads attributes and emits calls into the `cacheops` runtime;
+//! every decision (profiles, encoding, invalidation) is made there.
+
+extern crate proc_macro;
+
+mod attr;
+mod expand;
+
+use proc_macro::TokenStream;
+
+/// Makes a Diesel model cacheable. See `cacheops::Cacheable` for the attributes.
+#[proc_macro_derive(Cacheable, attributes(cacheops, diesel))]
+pub fn derive_cacheable(input: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    expand::cacheable(&input).into()
+}

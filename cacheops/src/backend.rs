@@ -41,6 +41,8 @@ pub trait CacheBackend: Backend<QueryBuilder: Default> + Default + sealed::Seale
     const NAME: &'static str;
     /// The dialect of the SQL this backend renders.
     const DIALECT: Dialect;
+    /// Appended to a SELECT to lock the rows it reads until the transaction ends.
+    const ROW_LOCK: &'static str;
 
     /// The canonical binds of a query fragment.
     fn collect_binds<Q: QueryFragment<Self> + ?Sized>(query: &Q) -> Result<Vec<Value>>;
@@ -108,6 +110,7 @@ mod pg {
     impl CacheBackend for Pg {
         const NAME: &'static str = "pg";
         const DIALECT: Dialect = Dialect::Postgres;
+        const ROW_LOCK: &'static str = " FOR UPDATE";
 
         fn collect_binds<Q: QueryFragment<Self> + ?Sized>(query: &Q) -> Result<Vec<Value>> {
             let mut collector = RawBytesBindCollector::<Pg>::new();
@@ -157,6 +160,7 @@ mod sqlite {
     impl CacheBackend for Sqlite {
         const NAME: &'static str = "sqlite";
         const DIALECT: Dialect = Dialect::Sqlite;
+        const ROW_LOCK: &'static str = "";
 
         fn collect_binds<Q: QueryFragment<Self> + ?Sized>(query: &Q) -> Result<Vec<Value>> {
             let mut collector = <Sqlite as Backend>::BindCollector::default();

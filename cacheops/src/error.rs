@@ -95,3 +95,25 @@ impl From<redis::RedisError> for Error {
         Error::new(ErrorKind::Redis, "redis error").with_source(e)
     }
 }
+
+/// `.optional()` on cacheops results, like Diesel's: a `NotFound` becomes `None`.
+///
+/// ```
+/// use cacheops::OptionalExtension;
+/// let missing: cacheops::Result<i32> = Err(diesel::result::Error::NotFound.into());
+/// assert_eq!(missing.optional().unwrap(), None);
+/// ```
+pub trait OptionalExtension<T> {
+    /// `Ok(None)` for a `NotFound` error, everything else unchanged.
+    fn optional(self) -> Result<Option<T>>;
+}
+
+impl<T> OptionalExtension<T> for Result<T> {
+    fn optional(self) -> Result<Option<T>> {
+        match self {
+            Ok(value) => Ok(Some(value)),
+            Err(e) if matches!(e.as_diesel(), Some(diesel::result::Error::NotFound)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Cache keys: a stable 128-bit hash of everything that determines a result.
+//!
+//! Hashed, in order and each length-prefixed: the format version, the backend, the
+//! operation, the SQL text, every bind's type tag and bytes (NULL distinct from
+//! empty), and a fingerprint of the result type's shape. So `IN ('a','b')` and
+//! `IN ('a, b')` differ (different SQL and binds), and a struct whose fields changed
+//! after a deploy gets new keys instead of decoding old-shape data.
+
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::store::CacheKey;
+use crate::value::Value;
+
+/// Bumped whenever the payload or key format changes: old entries are then
+/// simply never read again.
+pub(crate) const FORMAT_VERSION: u32 = 1;
+
+/// Builds a [`CacheKey`] from its parts.
+pub(crate) struct KeyHasher(Xxh3);
+
+impl KeyHasher {
+    pub(crate) fn new(backend: &str, op: &str) -> Self {
+        let mut hasher = KeyHasher(Xxh3::new());
+        hasher.0.update(&FORMAT_VERSION.to_le_bytes());
+        hasher.bytes(backend.as_bytes());
+        hasher.bytes(op.as_bytes());
+        hasher
+    }
+
+    /// Adds a length-prefixed byte string.
+    pub(crate) fn bytes(&mut self, bytes: &[u8]) -> &mut Self {
+        self.0.update(&(bytes.len() as u64).to_le_bytes());
+        self.0.update(bytes);
+        self
+    }
+
+    pub(crate) fn binds(&mut self, binds: &[Value]) -> &mut Self {
+        self.0.update(&(binds.len() as u64).to_le_bytes());
+        for bind in binds {
+            self.0.update(&bind.ty.to_le_bytes());
+            match &bind.bytes {
+                None => self.0.update(&[0]),
+                Some(bytes) => {
+                    self.0.update(&[1]);
+                    self.bytes(bytes);
+                }
+            }
+        }
+        self
+    }
+
+    pub(crate) fn u128(&mut self, value: u128) -> &mut Self {
+        self.0.update(&value.to_le_bytes());
+        self
+    }
+
+    pub(crate) fn finish(&self) -> CacheKey {
+        self.0.digest128()
+    }
+}
+
+/// The key of one query call.
+pub(crate) fn query_key(
+    backend: &str,
+    op: &str,
+    sql: &str,
+    binds: &[Value],
+    shape: u128,
+) -> CacheKey {
+    KeyHasher::new(backend, op)
+        .bytes(sql.as_bytes())
+        .binds(binds)
+        .u128(shape)
+        .finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::Equality;
+
+    fn text(s: &str) -> Value {
+        Value {
+            ty: 25,
+            equality: Equality::Exact,
+            bytes: Some(s.as_bytes().into()),
+        }
+    }
+
+    #[test]
+    fn binds_are_length_prefixed() {
+        let sql = "SELECT 1 WHERE x IN ($1, $2)";
+        let two = query_key("pg", "fetch", sql, &[text("a"), text("b")], 0);
+        let one = query_key("pg", "fetch", sql, &[text("a, b")], 0);
+        let joined = query_key("pg", "fetch", sql, &[text("ab"), text("")], 0);
+        assert_ne!(two, one);
+        assert_ne!(two, joined);
+    }
+
+    #[test]
+    fn null_differs_from_empty_and_type_matters() {
+        let null = Value {
+            ty: 25,
+            equality: Equality::Exact,
+            bytes: None,
+        };
+        let int = Value { ty: 23, ..text("") };
+        let keys = [&null, &text(""), &int].map(|v| query_key("pg", "get", "S", &[v.clone()], 0));
+        assert_ne!(keys[0], keys[1]);
+        assert_ne!(keys[1], keys[2]);
+    }
+
+    #[test]
+    fn every_part_counts() {
+        let base = query_key("pg", "get", "S", &[], 1);
+        assert_ne!(base, query_key("sqlite", "get", "S", &[], 1));
+        assert_ne!(base, query_key("pg", "fetch", "S", &[], 1));
+        assert_ne!(base, query_key("pg", "get", "T", &[], 1));
+        assert_ne!(base, query_key("pg", "get", "S", &[], 2));
+        assert_eq!(base, query_key("pg", "get", "S", &[], 1));
+    }
+}

@@ -1,0 +1,112 @@
+//! What `#[derive(Cacheable)]` generates, and the registry of models it publishes.
+//!
+//! The derive only describes the model (label, table, columns, profile) and encodes
+//! its column values through [`crate::encode_value`]; every decision is made here
+//! and in the rest of the runtime.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use crate::backend::CacheBackend;
+use crate::config::Profile;
+use crate::error::Result;
+use crate::value::Value;
+
+/// A model whose queries can be cached and whose rows invalidate them.
+///
+/// Implemented by `#[derive(Cacheable)]`; see the crate docs for the attributes.
+pub trait Cacheable: 'static {
+    /// The static description of the model.
+    const INFO: &'static ModelInfo;
+}
+
+/// A model's row values in the canonical form of backend `DB`.
+pub trait CacheRow<DB: CacheBackend>: Cacheable {
+    /// The value of every column of [`ModelInfo::columns`], in that order.
+    fn row_values(&self) -> Result<Vec<Value>>;
+}
+
+/// How a model column compares: decided by the model's attributes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnEquality {
+    /// Trust the SQL type (floats, numeric, json... widen; integers, text... are exact).
+    ByType,
+    /// `#[cacheops(exact)]`: byte equality is SQL equality for this column.
+    Exact,
+    /// `#[cacheops(inexact)]`: never granular (e.g. a case-insensitive collation).
+    Inexact,
+}
+
+/// The static description of a cacheable model.
+#[derive(Debug)]
+pub struct ModelInfo {
+    /// `app.Model`, as profiles and the CLI name it.
+    pub label: &'static str,
+    /// The SQL table name.
+    pub table: &'static str,
+    /// SQL names of the primary key columns.
+    pub primary_key: &'static [&'static str],
+    /// SQL names of every column the model holds, in field order.
+    pub columns: &'static [&'static str],
+    /// Per-column equality overrides, in the order of `columns`.
+    pub equality: &'static [ColumnEquality],
+    /// The profile set by the model's own attribute, if any.
+    pub profile: Option<ProfileAttr>,
+}
+
+/// A profile written in `#[cacheops(ops = "...", timeout = N)]`, kept as text so
+/// the derive stays free of logic; parsed when the model is looked up.
+#[derive(Clone, Copy, Debug)]
+pub struct ProfileAttr {
+    /// Ops, as `Ops::parse` reads them; `None` when only the timeout was given.
+    pub ops: Option<&'static str>,
+    /// Timeout in seconds, if given.
+    pub timeout: Option<u64>,
+}
+
+impl ModelInfo {
+    /// The model's profile: its own attribute over the configured patterns.
+    pub fn profile(&self, config: &crate::Config) -> Result<Option<Profile>> {
+        let base = config.profile_for(self.label);
+        let Some(attr) = self.profile else {
+            return Ok(base);
+        };
+        let ops = match attr.ops {
+            Some(text) => crate::config::Ops::parse(text)?,
+            None => base.map_or(crate::config::Ops::NONE, |p| p.ops),
+        };
+        let timeout = attr
+            .timeout
+            .map(std::time::Duration::from_secs)
+            .or(base.map(|p| p.timeout))
+            .unwrap_or(config.timeout);
+        Ok(Some(Profile::new(ops, timeout)))
+    }
+
+    /// The equality override of a column, `ByType` for unknown columns.
+    pub fn column_equality(&self, column: &str) -> ColumnEquality {
+        let index = self.columns.iter().position(|c| *c == column);
+        index
+            .and_then(|i| self.equality.get(i).copied())
+            .unwrap_or(ColumnEquality::ByType)
+    }
+}
+
+inventory::collect!(&'static ModelInfo);
+
+/// Every model compiled into this program, as `#[derive(Cacheable)]` registered them.
+pub fn models() -> impl Iterator<Item = &'static ModelInfo> {
+    inventory::iter::<&'static ModelInfo>.into_iter().copied()
+}
+
+/// The model of a table, if one is registered.
+pub fn model_of_table(table: &str) -> Option<&'static ModelInfo> {
+    static BY_TABLE: LazyLock<HashMap<&'static str, &'static ModelInfo>> =
+        LazyLock::new(|| models().map(|m| (m.table, m)).collect());
+    BY_TABLE.get(table).copied()
+}
+
+/// The model of a label (case-insensitive), if one is registered.
+pub fn model_of_label(label: &str) -> Option<&'static ModelInfo> {
+    models().find(|m| m.label.eq_ignore_ascii_case(label))
+}

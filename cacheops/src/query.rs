@@ -1,0 +1,210 @@
+//! `.cached()` and its siblings: Diesel queries served from the cache.
+//!
+//! [`CachedQueryDsl`] is implemented for every Diesel query, the way
+//! `RunQueryDsl` is. `query.cached(&mut conn)` is `query.load(&mut conn)` through
+//! the cache; `query.cache()` gives a [`Cached`] builder to set a timeout, the ops
+//! to cache, or a handle, before running it with `load`, `first`, `get_result`,
+//! `count` or `exists`.
+//!
+//! One call: render the SQL and collect the binds (no round trip), look the parsed
+//! template up by SQL text (parsed only the first time), compute the key and the
+//! dependencies, then one Redis round trip. On a miss: read the dependency stamps,
+//! run the SQL, store the result only if no stamp changed meanwhile.
+
+use std::time::Duration;
+
+use diesel::connection::{Connection, LoadConnection};
+use diesel::query_builder::{AsQuery, QueryFragment};
+use diesel::query_dsl::methods::{LimitDsl, SelectDsl};
+use diesel::query_dsl::{LoadQuery, RunQueryDsl};
+use diesel::OptionalExtension;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::backend::CacheBackend;
+use crate::config::Ops;
+use crate::error::Result;
+use crate::fill::{fill, Call};
+use crate::runtime::Cacheops;
+
+/// Extension methods that serve any Diesel query from the cache.
+///
+/// ```no_run
+/// # use diesel::prelude::*;
+/// # diesel::table! { articles (id) { id -> Integer, category_id -> Integer, title -> Text } }
+/// # #[derive(Queryable, serde::Serialize, serde::Deserialize)]
+/// # struct Article { id: i32, category_id: i32, title: String }
+/// use cacheops::CachedQueryDsl;
+/// # fn run(conn: &mut diesel::pg::PgConnection) -> cacheops::Result<()> {
+/// let in_cat: Vec<Article> = articles::table
+///     .filter(articles::category_id.eq(3))
+///     .cached(conn)?;
+/// let total: i64 = articles::table.cache().count(conn)?;
+/// # Ok(()) }
+/// ```
+pub trait CachedQueryDsl: AsQuery + Sized {
+    /// A builder to tune how this query is cached; see [`Cached`].
+    fn cache(self) -> Cached<'static, Self> {
+        Cached {
+            query: self,
+            timeout: None,
+            ops: Ops::ALL,
+            handle: None,
+        }
+    }
+
+    /// Loads every row through the cache: [`RunQueryDsl::load`], cached.
+    fn cached<'q, T, C>(self, conn: &mut C) -> Result<Vec<T>>
+    where
+        C: Connection + LoadConnection,
+        C::Backend: CacheBackend,
+        Self::Query: QueryFragment<C::Backend> + RunQueryDsl<C> + LoadQuery<'q, C, T>,
+        T: Serialize + DeserializeOwned + 'static,
+    {
+        self.cache().load(conn)
+    }
+}
+
+impl<Q: AsQuery> CachedQueryDsl for Q {}
+
+/// A query on its way to the cache, with per-call options.
+#[must_use = "a cached query does nothing until it is loaded"]
+pub struct Cached<'h, Q> {
+    query: Q,
+    timeout: Option<Duration>,
+    ops: Ops,
+    handle: Option<&'h Cacheops>,
+}
+
+impl<'h, Q: AsQuery> Cached<'h, Q> {
+    /// How long this result lives, overriding the model's profile.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Caches only these ops for this call (`Ops::NONE` bypasses the cache).
+    pub fn ops(mut self, ops: Ops) -> Self {
+        self.ops = ops;
+        self
+    }
+
+    /// Bypasses the cache: the query goes to the database, nothing is stored.
+    pub fn bypass(self) -> Self {
+        self.ops(Ops::NONE)
+    }
+
+    /// Uses this handle instead of the process-wide one.
+    pub fn using<'a>(self, handle: &'a Cacheops) -> Cached<'a, Q> {
+        Cached {
+            query: self.query,
+            timeout: self.timeout,
+            ops: self.ops,
+            handle: Some(handle),
+        }
+    }
+
+    fn map<R: AsQuery>(self, f: impl FnOnce(Q) -> R) -> Cached<'h, R> {
+        Cached {
+            query: f(self.query),
+            timeout: self.timeout,
+            ops: self.ops,
+            handle: self.handle,
+        }
+    }
+
+    fn call(&self, op: Ops, name: &'static str) -> Result<Call<'h>> {
+        let handle = match self.handle {
+            Some(handle) => handle,
+            None => crate::runtime::global()?,
+        };
+        Ok(Call {
+            handle,
+            op: name,
+            enabled: self.ops.contains(op),
+            timeout: self.timeout,
+        })
+    }
+
+    /// Every row: `load`, cached (op `fetch`).
+    pub fn load<'q, T, C>(self, conn: &mut C) -> Result<Vec<T>>
+    where
+        C: Connection + LoadConnection,
+        C::Backend: CacheBackend,
+        Q::Query: QueryFragment<C::Backend> + RunQueryDsl<C> + LoadQuery<'q, C, T>,
+        T: Serialize + DeserializeOwned + 'static,
+    {
+        let call = self.call(Ops::FETCH, "fetch")?;
+        fill(&call, conn, self.query.as_query(), |q, c| q.load(c))
+    }
+
+    /// The first row of the query as it is: `get_result`, cached (op `get`).
+    /// No row is `Err` whose [`crate::Error::as_diesel`] is `NotFound`; see
+    /// [`crate::OptionalExtension`].
+    pub fn get_result<'q, T, C>(self, conn: &mut C) -> Result<T>
+    where
+        C: Connection + LoadConnection,
+        C::Backend: CacheBackend,
+        Q::Query: QueryFragment<C::Backend> + RunQueryDsl<C> + LoadQuery<'q, C, T>,
+        T: Serialize + DeserializeOwned + 'static,
+    {
+        let call = self.call(Ops::GET, "get")?;
+        let row = fill(&call, conn, self.query.as_query(), |q, c| q.get_result(c).optional())?;
+        row.ok_or_else(|| diesel::result::Error::NotFound.into())
+    }
+
+    /// `LIMIT 1`, then the row: `first`, cached (op `get`).
+    pub fn first<'q, T, C>(self, conn: &mut C) -> Result<T>
+    where
+        Q: LimitDsl,
+        Q::Output: AsQuery,
+        C: Connection + LoadConnection,
+        C::Backend: CacheBackend,
+        <Q::Output as AsQuery>::Query:
+            QueryFragment<C::Backend> + RunQueryDsl<C> + LoadQuery<'q, C, T>,
+        T: Serialize + DeserializeOwned + 'static,
+    {
+        self.map(|q| q.limit(1)).get_result(conn)
+    }
+
+    /// `SELECT COUNT(*)` of the query, cached (op `count`).
+    pub fn count<'q, C>(self, conn: &mut C) -> Result<i64>
+    where
+        Q: SelectDsl<diesel::dsl::count_star>,
+        Q::Output: AsQuery,
+        C: Connection + LoadConnection,
+        C::Backend: CacheBackend,
+        <Q::Output as AsQuery>::Query:
+            QueryFragment<C::Backend> + RunQueryDsl<C> + LoadQuery<'q, C, i64>,
+    {
+        let call = self.call(Ops::COUNT, "count")?;
+        let query = self.query.select(diesel::dsl::count_star()).as_query();
+        fill(&call, conn, query, |q, c| q.get_result(c))
+    }
+
+    /// `SELECT EXISTS (query)`, cached (op `exists`).
+    pub fn exists<'q, C>(self, conn: &mut C) -> Result<bool>
+    where
+        diesel::dsl::exists<Q>: diesel::Expression,
+        diesel::dsl::select<diesel::dsl::exists<Q>>:
+            AsQuery + QueryFragment<C::Backend> + RunQueryDsl<C> + LoadQuery<'q, C, bool>,
+        C: Connection + LoadConnection,
+        C::Backend: CacheBackend,
+    {
+        let call = self.call(Ops::EXISTS, "exists")?;
+        let query = diesel::select(diesel::dsl::exists(self.query));
+        fill(&call, conn, query, |q, c| q.get_result(c))
+    }
+
+    /// A single value, e.g. `select(max(col))`, cached (op `aggregate`).
+    pub fn aggregate<'q, T, C>(self, conn: &mut C) -> Result<T>
+    where
+        C: Connection + LoadConnection,
+        C::Backend: CacheBackend,
+        Q::Query: QueryFragment<C::Backend> + RunQueryDsl<C> + LoadQuery<'q, C, T>,
+        T: Serialize + DeserializeOwned + 'static,
+    {
+        let call = self.call(Ops::AGGREGATE, "aggregate")?;
+        fill(&call, conn, self.query.as_query(), |q, c| q.get_result(c))
+    }
+}

@@ -1,0 +1,256 @@
+//! The cacheops handle: configuration, store, parsed-SQL memo and failure state.
+//!
+//! Most programs [`install`] one handle for the whole process and use the free
+//! functions and `.cached()`; tests and multi-tenant programs may hold several
+//! [`Cacheops`] and pass one explicitly (`.cache().using(&handle)`).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use crate::backend::Dialect;
+use crate::config::{Config, Profile};
+use crate::deps::{Deps, Policy, Template};
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::{model_of_table, ColumnEquality};
+use crate::store::{MemoryStore, RedisStore, Store};
+use crate::value::{Equality, Value};
+
+/// A handle on one cache: cheap to clone, shared by threads.
+#[derive(Clone)]
+pub struct Cacheops {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    store: Box<dyn Store>,
+    /// Parsed templates by SQL text, one map per dialect.
+    templates: [RwLock<HashMap<Box<str>, Arc<Template>>>; 2],
+    /// Tables whose invalidation could not reach the store: until they are
+    /// invalidated table-wide, reads of them bypass the cache.
+    pending: Mutex<BTreeSet<String>>,
+    has_pending: AtomicBool,
+    stats: Counters,
+    fill_hook: RwLock<Option<FillHook>>,
+}
+
+type FillHook = Arc<dyn Fn() + Send + Sync>;
+
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    refused: AtomicU64,
+    invalidations: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// Counters of one handle since it was made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Reads served from the cache.
+    pub hits: u64,
+    /// Reads that went to the database (including bypassed ones).
+    pub misses: u64,
+    /// Fills refused because an invalidation happened while the SQL ran.
+    pub refused_fills: u64,
+    /// Row, model and table invalidations sent.
+    pub invalidations: u64,
+    /// Store errors (each one either returned or degraded to the database).
+    pub errors: u64,
+}
+
+impl std::fmt::Debug for Cacheops {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cacheops").field("config", &self.inner.config).finish()
+    }
+}
+
+impl Cacheops {
+    /// A handle on the store the configuration names (`redis://...` or `memory://`).
+    /// Connecting to Redis is lazy: this succeeds while Redis is down.
+    pub fn new(config: Config) -> Result<Cacheops> {
+        let store: Box<dyn Store> = match config.url.split_once("://") {
+            Some(("memory", _)) => Box::new(MemoryStore::new(&config.prefix)),
+            Some(("redis" | "rediss" | "unix" | "redis+unix", _)) => {
+                let store = RedisStore::builder(&config.url)
+                    .prefix(&config.prefix)
+                    .connect_timeout(config.redis_timeout)
+                    .io_timeout(config.redis_timeout)
+                    .build()?;
+                Box::new(store)
+            }
+            _ => return Err(Error::new(ErrorKind::Config, format!("unsupported cache URL `{}`", config.url))),
+        };
+        Ok(Cacheops::with_store(config, store))
+    }
+
+    /// A handle on a store you built yourself.
+    pub fn with_store(config: Config, store: Box<dyn Store>) -> Cacheops {
+        let inner = Inner {
+            config,
+            store,
+            templates: Default::default(),
+            pending: Mutex::default(),
+            has_pending: AtomicBool::new(false),
+            stats: Counters::default(),
+            fill_hook: RwLock::default(),
+        };
+        Cacheops { inner: Arc::new(inner) }
+    }
+
+    /// The configuration this handle runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub(crate) fn store(&self) -> &dyn Store {
+        &*self.inner.store
+    }
+
+    /// Counters since this handle was made.
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.stats;
+        Stats {
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            refused_fills: c.refused.load(Ordering::Relaxed),
+            invalidations: c.invalidations.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn count_hit(&self, hit: bool) {
+        let counter = if hit { &self.inner.stats.hits } else { &self.inner.stats.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_refused(&self) {
+        self.inner.stats.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The parsed template of `sql`, parsing it only the first time it is seen.
+    pub(crate) fn template(&self, sql: &str, dialect: Dialect) -> Result<Arc<Template>> {
+        let memo = &self.inner.templates[dialect as usize];
+        // A poisoned lock only means another thread panicked while inserting a
+        // complete Arc: the map itself is still consistent.
+        if let Some(found) = memo.read().unwrap_or_else(|e| e.into_inner()).get(sql) {
+            return Ok(found.clone());
+        }
+        let template = Arc::new(Template::parse(sql, dialect)?);
+        let mut memo = memo.write().unwrap_or_else(|e| e.into_inner());
+        memo.insert(sql.into(), template.clone());
+        Ok(template)
+    }
+
+    /// The dependencies of a call: the template met with its binds.
+    pub(crate) fn deps(&self, template: &Template, binds: &[Value]) -> Deps {
+        let policy = Policy {
+            max_conjunctions: self.inner.config.max_conjunctions,
+            max_in_values: self.inner.config.max_in_values,
+            column_is_exact: &column_is_exact,
+        };
+        template.instantiate(binds, &policy)
+    }
+
+    /// The profile of the model stored in `table`; an error if the table has no
+    /// registered model or the model no profile.
+    pub(crate) fn profile_of_table(&self, table: &str) -> Result<Profile> {
+        let model = model_of_table(table).ok_or_else(|| {
+            not_cacheable(format!("table `{table}` has no #[derive(Cacheable)] model"))
+        })?;
+        model.profile(&self.inner.config)?.ok_or_else(|| {
+            not_cacheable(format!(
+                "model `{}` has no cache profile: add #[cacheops(ops = ...)] or a matching Config::profile",
+                model.label
+            ))
+        })
+    }
+
+    /// Handles a store error: counted, then degraded (logged, `Ok`) or returned.
+    pub(crate) fn store_failed(&self, error: Error, during: &str) -> Result<()> {
+        self.inner.stats.errors.fetch_add(1, Ordering::Relaxed);
+        if self.inner.config.degrade_on_failure {
+            tracing::warn!(error = %error, "cacheops: {during} failed, using the database");
+            return Ok(());
+        }
+        Err(error)
+    }
+
+    /// Remembers that invalidating `tables` failed, so no entry of them is served
+    /// until a table-wide invalidation gets through.
+    pub(crate) fn invalidation_failed<'t>(&self, tables: impl IntoIterator<Item = &'t str>) {
+        let mut pending = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.extend(tables.into_iter().map(str::to_string));
+        self.inner.has_pending.store(true, Ordering::Release);
+        tracing::error!(tables = ?*pending, "cacheops: invalidation failed; these tables bypass the cache until it succeeds");
+    }
+
+    /// Whether reads of `deps` may use the cache: no pending invalidation of any of
+    /// its tables is left after retrying them.
+    pub(crate) fn usable(&self, deps: &Deps) -> bool {
+        if !self.inner.has_pending.load(Ordering::Acquire) {
+            return true;
+        }
+        let mut pending = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.retain(|table| self.inner.store.invalidate_table(table).is_err());
+        self.inner.has_pending.store(!pending.is_empty(), Ordering::Release);
+        !deps.tables.iter().any(|(table, _)| pending.contains(&**table))
+    }
+
+    pub(crate) fn count_invalidation(&self) {
+        self.inner.stats.invalidations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Test support: runs `hook` on every fill between the SQL and the store.
+    #[doc(hidden)]
+    pub fn __set_fill_hook(&self, hook: Option<FillHook>) {
+        *self.inner.fill_hook.write().unwrap_or_else(|e| e.into_inner()) = hook;
+    }
+
+    pub(crate) fn run_fill_hook(&self) {
+        let hook = self.inner.fill_hook.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
+}
+
+fn column_is_exact(table: &str, column: &str, value: &Value) -> bool {
+    let by_model = model_of_table(table).map(|m| m.column_equality(column));
+    match by_model.unwrap_or(ColumnEquality::ByType) {
+        ColumnEquality::Exact => true,
+        ColumnEquality::Inexact => false,
+        ColumnEquality::ByType => value.equality == Equality::Exact,
+    }
+}
+
+fn not_cacheable(message: String) -> Error {
+    Error::new(ErrorKind::NotCacheable, message)
+}
+
+static GLOBAL: OnceLock<Cacheops> = OnceLock::new();
+
+/// Installs the process-wide handle. Fails if one is installed already.
+///
+/// ```
+/// cacheops::install(cacheops::Config::builder().url("memory://").build()).unwrap();
+/// assert!(cacheops::global().is_ok());
+/// ```
+pub fn install(config: Config) -> Result<()> {
+    let handle = Cacheops::new(config)?;
+    GLOBAL
+        .set(handle)
+        .map_err(|_| Error::new(ErrorKind::Config, "cacheops is installed already"))
+}
+
+/// The process-wide handle; installed from the environment ([`Config::from_env`])
+/// on first use if [`install`] was not called.
+pub fn global() -> Result<&'static Cacheops> {
+    if let Some(handle) = GLOBAL.get() {
+        return Ok(handle);
+    }
+    let handle = Cacheops::new(Config::from_env()?)?;
+    Ok(GLOBAL.get_or_init(|| handle))
+}

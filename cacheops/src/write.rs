@@ -1,0 +1,176 @@
+//! Writes that invalidate: insert, save, update and delete of cacheable models.
+//!
+//! Each helper learns the states a write touched from the database itself and
+//! invalidates them after its transaction commits:
+//! - insert: the new rows, from `RETURNING` (one statement);
+//! - save / update by primary key: the old row, read with `FOR UPDATE` (PostgreSQL;
+//!   SQLite's write lock serialises writers) in the same transaction, and the new
+//!   row from `RETURNING` (two statements in one transaction);
+//! - delete: the old row, from `RETURNING` (one statement).
+//!
+//! Invalidation then costs one round trip per table. Inside a transaction of your
+//! own, the invalidation still happens when the helper returns, before your COMMIT:
+//! a concurrent reader may re-cache the old state until then (the transaction-aware
+//! `CachedConnection` closes that window).
+
+use diesel::associations::HasTable;
+use diesel::connection::Connection;
+use diesel::query_builder::{AsChangeset, AsQuery, AstPass, IntoUpdateTarget, Query, QueryFragment, QueryId};
+use diesel::query_dsl::methods::FindDsl;
+use diesel::query_dsl::{LoadQuery, RunQueryDsl};
+use diesel::{Identifiable, Insertable, QueryResult};
+
+use crate::backend::CacheBackend;
+use crate::error::Result;
+use crate::model::CacheRow;
+use crate::runtime::Cacheops;
+
+impl Cacheops {
+    /// Runs an `INSERT` (or any statement) that returns the rows it created, and
+    /// invalidates their new state.
+    ///
+    /// ```no_run
+    /// # use diesel::prelude::*;
+    /// # fn run<M: cacheops::CacheRow<diesel::pg::Pg> + Queryable<(diesel::sql_types::Integer,), diesel::pg::Pg>>(h: &cacheops::Cacheops, conn: &mut diesel::pg::PgConnection) -> cacheops::Result<()> {
+    /// # diesel::table! { tags (id) { id -> Integer } }
+    /// let rows: Vec<M> = h.insert_returning(conn, diesel::insert_into(tags::table).default_values())?;
+    /// # Ok(()) }
+    /// ```
+    pub fn insert_returning<'q, M, C, S>(&self, conn: &mut C, statement: S) -> Result<Vec<M>>
+    where
+        C: Connection,
+        C::Backend: CacheBackend,
+        S: LoadQuery<'q, C, M> + RunQueryDsl<C>,
+        M: CacheRow<C::Backend>,
+    {
+        self.returning(conn, statement)
+    }
+
+    /// Runs a `DELETE` (or any statement) that returns the rows it removed, and
+    /// invalidates their old state.
+    pub fn delete_returning<'q, M, C, S>(&self, conn: &mut C, statement: S) -> Result<Vec<M>>
+    where
+        C: Connection,
+        C::Backend: CacheBackend,
+        S: LoadQuery<'q, C, M> + RunQueryDsl<C>,
+        M: CacheRow<C::Backend>,
+    {
+        self.returning(conn, statement)
+    }
+
+    fn returning<'q, M, C, S>(&self, conn: &mut C, statement: S) -> Result<Vec<M>>
+    where
+        C: Connection,
+        C::Backend: CacheBackend,
+        S: LoadQuery<'q, C, M> + RunQueryDsl<C>,
+        M: CacheRow<C::Backend>,
+    {
+        let rows = statement.get_results(conn)?;
+        self.invalidate_objs(&rows)?;
+        Ok(rows)
+    }
+
+    /// Inserts `values` into `M`'s table and returns the new rows, invalidated.
+    pub fn insert<'q, M, C, V>(&self, conn: &mut C, values: V) -> Result<Vec<M>>
+    where
+        C: Connection,
+        C::Backend: CacheBackend,
+        M: CacheRow<C::Backend> + HasTable,
+        V: Insertable<M::Table>,
+        diesel::query_builder::InsertStatement<M::Table, V::Values>: LoadQuery<'q, C, M>,
+    {
+        self.returning(conn, diesel::insert_into(M::table()).values(values))
+    }
+
+    /// Saves `obj` (`UPDATE ... SET <all its fields> WHERE pk = ...`), invalidating
+    /// its old and new state; returns the row as stored.
+    pub fn save<'a, 'q, M, C>(&self, conn: &mut C, obj: &'a M) -> Result<M>
+    where
+        C: Connection,
+        C::Backend: CacheBackend,
+        M: CacheRow<C::Backend> + HasTable,
+        &'a M: Identifiable<Table = M::Table>
+            + AsChangeset<Target = M::Table>
+            + IntoUpdateTarget<Table = M::Table>,
+        M::Table: FindDsl<<&'a M as Identifiable>::Id>,
+        Locked<diesel::dsl::Find<M::Table, <&'a M as Identifiable>::Id>>: LoadQuery<'q, C, M>,
+        diesel::dsl::Update<&'a M, &'a M>: AsQuery + LoadQuery<'q, C, M>,
+    {
+        let (old, new) = conn.transaction(|conn| {
+            let old = Locked(M::table().find(obj.id())).get_result::<M>(conn)?;
+            let new = diesel::update(obj).set(obj).get_result::<M>(conn)?;
+            QueryResult::Ok((old, new))
+        })?;
+        self.invalidate_objs(&[old])?;
+        self.invalidate_obj(&new)?;
+        Ok(new)
+    }
+
+    /// Updates the row of `M` with primary key `id` by `changes`, invalidating its
+    /// old and new state; returns the new row.
+    pub fn update<'q, M, C, Id, Changes>(&self, conn: &mut C, id: Id, changes: Changes) -> Result<M>
+    where
+        C: Connection,
+        C::Backend: CacheBackend,
+        M: CacheRow<C::Backend> + HasTable,
+        Id: Clone,
+        M::Table: FindDsl<Id>,
+        diesel::dsl::Find<M::Table, Id>: IntoUpdateTarget<Table = M::Table>,
+        Changes: AsChangeset<Target = M::Table>,
+        Locked<diesel::dsl::Find<M::Table, Id>>: LoadQuery<'q, C, M>,
+        diesel::dsl::Update<diesel::dsl::Find<M::Table, Id>, Changes>: AsQuery + LoadQuery<'q, C, M>,
+    {
+        let rows = conn.transaction(|conn| {
+            let old = Locked(M::table().find(id.clone())).get_result::<M>(conn)?;
+            let new = diesel::update(M::table().find(id)).set(changes).get_result::<M>(conn)?;
+            QueryResult::Ok([old, new])
+        })?;
+        self.invalidate_objs(&rows)?;
+        let [_, new] = rows;
+        Ok(new)
+    }
+
+    /// Deletes `obj`'s row, invalidating its old state as the database returned it.
+    pub fn delete<'a, 'q, M, C>(&self, conn: &mut C, obj: &'a M) -> Result<Option<M>>
+    where
+        C: Connection,
+        C::Backend: CacheBackend,
+        M: CacheRow<C::Backend>,
+        &'a M: IntoUpdateTarget,
+        diesel::query_builder::DeleteStatement<
+            <&'a M as HasTable>::Table,
+            <&'a M as IntoUpdateTarget>::WhereClause,
+        >: LoadQuery<'q, C, M> + RunQueryDsl<C>,
+    {
+        Ok(self.delete_returning(conn, diesel::delete(obj))?.pop())
+    }
+}
+
+/// A query with the row lock of its backend appended (`FOR UPDATE` on PostgreSQL;
+/// nothing on SQLite, whose writers are serialised by the database lock).
+#[derive(Debug, Clone, Copy)]
+pub struct Locked<Q>(pub Q);
+
+impl<Q: Query> Query for Locked<Q> {
+    type SqlType = Q::SqlType;
+}
+
+impl<Q> QueryId for Locked<Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q, DB> QueryFragment<DB> for Locked<Q>
+where
+    DB: CacheBackend,
+    Q: QueryFragment<DB>,
+{
+    fn walk_ast<'b>(&'b self, mut pass: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        self.0.walk_ast(pass.reborrow())?;
+        pass.push_sql(DB::ROW_LOCK);
+        Ok(())
+    }
+}
+
+impl<Q, C> RunQueryDsl<C> for Locked<Q> {}
+
