@@ -11,6 +11,7 @@
 //! dependencies, then one Redis round trip. On a miss: read the dependency stamps,
 //! run the SQL, store the result only if no stamp changed meanwhile.
 
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use diesel::connection::{Connection, LoadConnection};
@@ -42,19 +43,23 @@ use crate::runtime::Cacheops;
 /// let total: i64 = articles::table.cache().count(conn)?;
 /// # Ok(()) }
 /// ```
-pub trait CachedQueryDsl: AsQuery + Sized {
+///
+/// Like Diesel's `RunQueryDsl<Conn>`, the trait is generic over the connection, so
+/// the row type is the only turbofish argument: `.cached::<Article>(conn)`.
+pub trait CachedQueryDsl<C>: AsQuery + Sized {
     /// A builder to tune how this query is cached; see [`Cached`].
-    fn cache(self) -> Cached<'static, Self> {
+    fn cache(self) -> Cached<'static, Self, C> {
         Cached {
             query: self,
             timeout: None,
             ops: Ops::ALL,
             handle: None,
+            conn: PhantomData,
         }
     }
 
     /// Loads every row through the cache: [`RunQueryDsl::load`], cached.
-    fn cached<'q, T, C>(self, conn: &mut C) -> Result<Vec<T>>
+    fn cached<'q, T>(self, conn: &mut C) -> Result<Vec<T>>
     where
         C: Connection + LoadConnection,
         C::Backend: CacheBackend,
@@ -65,18 +70,19 @@ pub trait CachedQueryDsl: AsQuery + Sized {
     }
 }
 
-impl<Q: AsQuery> CachedQueryDsl for Q {}
+impl<Q: AsQuery, C> CachedQueryDsl<C> for Q {}
 
 /// A query on its way to the cache, with per-call options.
 #[must_use = "a cached query does nothing until it is loaded"]
-pub struct Cached<'h, Q> {
+pub struct Cached<'h, Q, C> {
     query: Q,
     timeout: Option<Duration>,
     ops: Ops,
     handle: Option<&'h Cacheops>,
+    conn: PhantomData<fn(&mut C)>,
 }
 
-impl<'h, Q: AsQuery> Cached<'h, Q> {
+impl<'h, Q: AsQuery, C> Cached<'h, Q, C> {
     /// How long this result lives, overriding the model's profile.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
@@ -95,21 +101,23 @@ impl<'h, Q: AsQuery> Cached<'h, Q> {
     }
 
     /// Uses this handle instead of the process-wide one.
-    pub fn using<'a>(self, handle: &'a Cacheops) -> Cached<'a, Q> {
+    pub fn using<'a>(self, handle: &'a Cacheops) -> Cached<'a, Q, C> {
         Cached {
             query: self.query,
             timeout: self.timeout,
             ops: self.ops,
             handle: Some(handle),
+            conn: PhantomData,
         }
     }
 
-    fn map<R: AsQuery>(self, f: impl FnOnce(Q) -> R) -> Cached<'h, R> {
+    fn map<R: AsQuery>(self, f: impl FnOnce(Q) -> R) -> Cached<'h, R, C> {
         Cached {
             query: f(self.query),
             timeout: self.timeout,
             ops: self.ops,
             handle: self.handle,
+            conn: PhantomData,
         }
     }
 
@@ -127,7 +135,7 @@ impl<'h, Q: AsQuery> Cached<'h, Q> {
     }
 
     /// Every row: `load`, cached (op `fetch`).
-    pub fn load<'q, T, C>(self, conn: &mut C) -> Result<Vec<T>>
+    pub fn load<'q, T>(self, conn: &mut C) -> Result<Vec<T>>
     where
         C: Connection + LoadConnection,
         C::Backend: CacheBackend,
@@ -141,7 +149,7 @@ impl<'h, Q: AsQuery> Cached<'h, Q> {
     /// The first row of the query as it is: `get_result`, cached (op `get`).
     /// No row is `Err` whose [`crate::Error::as_diesel`] is `NotFound`; see
     /// [`crate::OptionalExtension`].
-    pub fn get_result<'q, T, C>(self, conn: &mut C) -> Result<T>
+    pub fn get_result<'q, T>(self, conn: &mut C) -> Result<T>
     where
         C: Connection + LoadConnection,
         C::Backend: CacheBackend,
@@ -154,7 +162,7 @@ impl<'h, Q: AsQuery> Cached<'h, Q> {
     }
 
     /// `LIMIT 1`, then the row: `first`, cached (op `get`).
-    pub fn first<'q, T, C>(self, conn: &mut C) -> Result<T>
+    pub fn first<'q, T>(self, conn: &mut C) -> Result<T>
     where
         Q: LimitDsl,
         Q::Output: AsQuery,
@@ -168,7 +176,7 @@ impl<'h, Q: AsQuery> Cached<'h, Q> {
     }
 
     /// `SELECT COUNT(*)` of the query, cached (op `count`).
-    pub fn count<'q, C>(self, conn: &mut C) -> Result<i64>
+    pub fn count<'q>(self, conn: &mut C) -> Result<i64>
     where
         Q: SelectDsl<diesel::dsl::count_star>,
         Q::Output: AsQuery,
@@ -183,7 +191,7 @@ impl<'h, Q: AsQuery> Cached<'h, Q> {
     }
 
     /// `SELECT EXISTS (query)`, cached (op `exists`).
-    pub fn exists<'q, C>(self, conn: &mut C) -> Result<bool>
+    pub fn exists<'q>(self, conn: &mut C) -> Result<bool>
     where
         diesel::dsl::exists<Q>: diesel::Expression,
         diesel::dsl::select<diesel::dsl::exists<Q>>:
@@ -197,7 +205,7 @@ impl<'h, Q: AsQuery> Cached<'h, Q> {
     }
 
     /// A single value, e.g. `select(max(col))`, cached (op `aggregate`).
-    pub fn aggregate<'q, T, C>(self, conn: &mut C) -> Result<T>
+    pub fn aggregate<'q, T>(self, conn: &mut C) -> Result<T>
     where
         C: Connection + LoadConnection,
         C::Backend: CacheBackend,

@@ -84,23 +84,13 @@ impl Cacheops {
 
     /// Saves `obj` (`UPDATE ... SET <all its fields> WHERE pk = ...`), invalidating
     /// its old and new state; returns the row as stored.
-    pub fn save<'a, 'q, M, C>(&self, conn: &mut C, obj: &'a M) -> Result<M>
+    pub fn save<'a, M, C>(&self, conn: &mut C, obj: &'a M) -> Result<M>
     where
         C: Connection,
         C::Backend: CacheBackend,
-        M: CacheRow<C::Backend> + HasTable,
-        &'a M: Identifiable<Table = M::Table>
-            + AsChangeset<Target = M::Table>
-            + IntoUpdateTarget<Table = M::Table>,
-        M::Table: FindDsl<<&'a M as Identifiable>::Id>,
-        Locked<diesel::dsl::Find<M::Table, <&'a M as Identifiable>::Id>>: LoadQuery<'q, C, M>,
-        diesel::dsl::Update<&'a M, &'a M>: AsQuery + LoadQuery<'q, C, M>,
+        M: Saveable<'a, C>,
     {
-        let (old, new) = conn.transaction(|conn| {
-            let old = Locked(M::table().find(obj.id())).get_result::<M>(conn)?;
-            let new = diesel::update(obj).set(obj).get_result::<M>(conn)?;
-            QueryResult::Ok((old, new))
-        })?;
+        let (old, new) = conn.transaction(|conn| obj.save_returning_old(conn))?;
         self.invalidate_objs(&[old])?;
         self.invalidate_obj(&new)?;
         Ok(new)
@@ -174,3 +164,33 @@ where
 
 impl<Q, C> RunQueryDsl<C> for Locked<Q> {}
 
+
+/// A model [`Cacheops::save`] can save: identifiable, its own changeset, and
+/// loadable from `UPDATE ... RETURNING`. Implemented for every such model.
+pub trait Saveable<'a, C: Connection>: CacheRow<C::Backend> + Sized
+where
+    C::Backend: CacheBackend,
+{
+    /// Reads the stored row with a row lock, then updates it from `self`:
+    /// `(old, new)`. Runs inside the caller's transaction.
+    fn save_returning_old(&'a self, conn: &mut C) -> QueryResult<(Self, Self)>;
+}
+
+impl<'a, M, C> Saveable<'a, C> for M
+where
+    C: Connection,
+    C::Backend: CacheBackend,
+    M: CacheRow<C::Backend> + HasTable,
+    &'a M: Identifiable<Table = M::Table>
+        + AsChangeset<Target = M::Table>
+        + IntoUpdateTarget<Table = M::Table>,
+    M::Table: FindDsl<<&'a M as Identifiable>::Id>,
+    Locked<diesel::dsl::Find<M::Table, <&'a M as Identifiable>::Id>>: LoadQuery<'a, C, M>,
+    diesel::dsl::Update<&'a M, &'a M>: AsQuery + LoadQuery<'a, C, M>,
+{
+    fn save_returning_old(&'a self, conn: &mut C) -> QueryResult<(M, M)> {
+        let old = Locked(M::table().find(self.id())).get_result::<M>(conn)?;
+        let new = diesel::update(self).set(self).get_result::<M>(conn)?;
+        Ok((old, new))
+    }
+}

@@ -1,1 +1,13 @@
+//! Integration tests of cacheops against real Redis, PostgreSQL and SQLite.
+//!
+//! `fixtures` defines the blog schema and models once, for each backend;
+//! `ctx` gives every test its own database schema (or file), its own Redis prefix
+//! and a counter of the queries its connection ran. Scenario bodies are written
+//! once and instantiated for every backend × store pair.
+#![allow(missing_docs)]
 
+pub mod ctx;
+pub mod fixtures;
+
+#[cfg(test)]
+mod scenarios;

@@ -1,0 +1,174 @@
+//! Per-test isolation: a database of its own, a Redis prefix of its own, and a
+//! count of the queries the test's connection ran.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use cacheops::{Cacheops, Config, Ops, Profile};
+use diesel::connection::InstrumentationEvent;
+use diesel::prelude::*;
+
+/// A database a test owns: created on `open`, dropped on drop.
+pub trait TestDb: Sized {
+    type Conn: Connection;
+    /// Creates the database (a PostgreSQL schema, or an SQLite file) with the
+    /// blog tables.
+    fn open() -> Self;
+    /// A new connection to it.
+    fn connect(&self) -> Self::Conn;
+}
+
+/// A fresh name for a schema, file or prefix.
+pub fn unique(tag: &str) -> String {
+    use std::hash::{BuildHasher, RandomState};
+    let n = RandomState::new().hash_one(std::time::SystemTime::now());
+    format!("{tag}_{}_{:x}", std::process::id(), n & 0xffff_ffff)
+}
+
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1/test".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A PostgreSQL schema of the test's own, reached through `search_path`.
+pub struct PgDb {
+    pub schema: String,
+}
+
+impl TestDb for PgDb {
+    type Conn = PgConnection;
+
+    fn open() -> Self {
+        let db = PgDb { schema: unique("t") };
+        let mut conn = PgConnection::establish(&database_url()).expect("PostgreSQL is reachable");
+        let up = include_str!("../../migrations/postgres/2026-11-25-000001_blog/up.sql");
+        let sql = format!("CREATE SCHEMA {0}; SET search_path TO {0}; {up}", db.schema);
+        diesel::connection::SimpleConnection::batch_execute(&mut conn, &sql).unwrap();
+        db
+    }
+
+    fn connect(&self) -> PgConnection {
+        let mut conn = PgConnection::establish(&database_url()).unwrap();
+        let sql = format!("SET search_path TO {}", self.schema);
+        diesel::connection::SimpleConnection::batch_execute(&mut conn, &sql).unwrap();
+        conn
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        if let Ok(mut conn) = PgConnection::establish(&database_url()) {
+            let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema);
+            let _ = diesel::connection::SimpleConnection::batch_execute(&mut conn, &sql);
+        }
+    }
+}
+
+/// An SQLite file of the test's own (a file, so that several connections share it).
+pub struct SqliteDb {
+    pub path: String,
+}
+
+impl TestDb for SqliteDb {
+    type Conn = SqliteConnection;
+
+    fn open() -> Self {
+        let path = std::env::temp_dir().join(format!("{}.sqlite", unique("cacheops")));
+        let db = SqliteDb { path: path.to_string_lossy().into_owned() };
+        let mut conn = db.connect();
+        let up = include_str!("../../migrations/sqlite/2026-11-25-000001_blog/up.sql");
+        diesel::connection::SimpleConnection::batch_execute(&mut conn, up).unwrap();
+        db
+    }
+
+    fn connect(&self) -> SqliteConnection {
+        let mut conn = SqliteConnection::establish(&self.path).unwrap();
+        let pragmas = "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL;";
+        diesel::connection::SimpleConnection::batch_execute(&mut conn, pragmas).unwrap();
+        conn
+    }
+}
+
+impl Drop for SqliteDb {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.path));
+        }
+    }
+}
+
+/// Which store a test runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum StoreKind {
+    Redis,
+    Memory,
+}
+
+/// A cacheops handle on its own prefix; everything under it is dropped at the end.
+pub fn handle(store: StoreKind, prefix: &str) -> Cacheops {
+    let url = match store {
+        StoreKind::Redis => redis_url(),
+        StoreKind::Memory => "memory://".to_string(),
+    };
+    let config = Config::builder()
+        .url(url)
+        .prefix(prefix)
+        .profile("*.*", Profile::new(Ops::ALL, std::time::Duration::from_secs(600)))
+        .build();
+    Cacheops::new(config).unwrap()
+}
+
+/// Counts the statements a connection starts.
+#[derive(Clone, Default)]
+pub struct QueryCounter(Arc<AtomicUsize>);
+
+impl QueryCounter {
+    /// Statements since the last call.
+    pub fn take(&self) -> usize {
+        self.0.swap(0, Ordering::SeqCst)
+    }
+
+    pub fn instrument<C: Connection>(&self, conn: &mut C) {
+        let count = self.0.clone();
+        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+            if matches!(event, InstrumentationEvent::StartQuery { .. }) {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+    }
+}
+
+/// Everything one test owns.
+pub struct Ctx<D: TestDb> {
+    pub conn: D::Conn,
+    pub cache: Cacheops,
+    pub queries: QueryCounter,
+    pub db: D,
+}
+
+impl<D: TestDb> Ctx<D> {
+    pub fn new(store: StoreKind) -> Self {
+        let db = D::open();
+        let mut conn = db.connect();
+        let queries = QueryCounter::default();
+        queries.instrument(&mut conn);
+        Ctx { conn, cache: handle(store, &unique("cacheops_test")), queries, db }
+    }
+
+    /// Runs `f` and returns its result with the number of statements it ran.
+    pub fn counted<T>(&mut self, f: impl FnOnce(&mut D::Conn, &Cacheops) -> T) -> (T, usize) {
+        self.queries.take();
+        let out = f(&mut self.conn, &self.cache);
+        (out, self.queries.take())
+    }
+}
+
+impl<D: TestDb> Drop for Ctx<D> {
+    fn drop(&mut self) {
+        let _ = self.cache.invalidate_all();
+    }
+}
+
