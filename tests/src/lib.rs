@@ -8,6 +8,9 @@
 
 pub mod ctx;
 pub mod fixtures;
+pub mod redis_server;
 
+#[cfg(test)]
+mod failures;
 #[cfg(test)]
 mod scenarios;

@@ -1,0 +1,136 @@
+//! What happens when Redis fails or its data is damaged: typed errors, degrading
+//! to the database, and never a stale or undecodable entry served.
+
+/// Redis-specific scenarios for one backend.
+macro_rules! failures {
+    ($name:ident, $blog:ident, $db:ty) => {
+        mod $name {
+            use crate::ctx::*;
+            use crate::fixtures::$blog::*;
+            use crate::redis_server::PrivateRedis;
+            use cacheops::{Cacheops, CachedQueryDsl, Config, Ops, Profile};
+            use std::time::Duration;
+
+            fn ctx() -> Ctx<$db> {
+                let mut ctx = Ctx::new(StoreKind::Redis);
+                seed(&mut ctx.conn, 2, 3);
+                ctx
+            }
+
+            fn handle_at(url: &str, degrade: bool) -> Cacheops {
+                let config = Config::builder()
+                    .url(url)
+                    .prefix(unique("cacheops_fail"))
+                    .degrade_on_failure(degrade)
+                    .redis_timeout(Duration::from_millis(300))
+                    .profile("*.*", Profile::new(Ops::ALL, Duration::from_secs(600)))
+                    .build();
+                Cacheops::new(config).unwrap()
+            }
+
+            fn read(ctx: &mut Ctx<$db>, h: &Cacheops) -> (cacheops::Result<Vec<Article>>, usize) {
+                ctx.counted(|c, _| in_category(1).cache().using(h).load::<Article>(c))
+            }
+
+            fn read_own(ctx: &mut Ctx<$db>) -> (cacheops::Result<Vec<Article>>, usize) {
+                let h = ctx.cache.clone();
+                read(ctx, &h)
+            }
+
+            /// Keys of the test's prefix matching `pattern` (after the prefix).
+            fn keys(ctx: &Ctx<$db>, pattern: &str) -> Vec<String> {
+                let mut redis = redis::Client::open(redis_url()).unwrap().get_connection().unwrap();
+                let prefix = ctx.cache.config().prefix();
+                let pattern = pattern.replace("{P}", prefix);
+                redis::cmd("KEYS").arg(pattern).query(&mut redis).unwrap()
+            }
+
+            fn redis() -> redis::Connection {
+                redis::Client::open(redis_url()).unwrap().get_connection().unwrap()
+            }
+
+            #[test]
+            fn unreachable_redis_is_a_typed_error() {
+                let mut ctx = ctx();
+                let h = handle_at("redis://127.0.0.1:1", false);
+                let (result, _) = read(&mut ctx, &h);
+                let err = result.unwrap_err();
+                assert!(err.is_redis(), "{err}");
+                let insert = h.insert::<Article, _, _>(&mut ctx.conn, &NewArticle::new(1, "x"));
+                assert!(insert.unwrap_err().is_redis());
+            }
+
+            #[test]
+            fn unreachable_redis_degrades_to_the_database() {
+                let mut ctx = ctx();
+                let h = handle_at("redis://127.0.0.1:1", true);
+                for _ in 0..2 {
+                    let (rows, n) = read(&mut ctx, &h);
+                    assert_eq!((rows.unwrap().len(), n), (3, 1));
+                }
+                let rows = h.insert::<Article, _, _>(&mut ctx.conn, &NewArticle::new(1, "x")).unwrap();
+                assert_eq!(rows.len(), 1);
+                assert!(h.stats().errors >= 3);
+            }
+
+            #[test]
+            fn invalidation_missed_while_redis_was_down_is_not_forgotten() {
+                let mut ctx = ctx();
+                let mut server = PrivateRedis::start();
+                let h = handle_at(&server.url(), true);
+                assert_eq!(read(&mut ctx, &h).1, 1);
+                assert_eq!(read(&mut ctx, &h).1, 0);
+                server.stop_keeping_data();
+                let new = h.insert::<Article, _, _>(&mut ctx.conn, &NewArticle::new(1, "while down")).unwrap();
+                let (rows, n) = read(&mut ctx, &h);
+                assert_eq!((rows.unwrap().len(), n), (4, 1), "degraded to the database");
+                server.restart();
+                let mut probe = server.client();
+                let held: usize = redis::cmd("DBSIZE").query(&mut probe).unwrap();
+                assert!(held > 0, "the restarted server still holds the old entry");
+                let (rows, n) = read(&mut ctx, &h);
+                let rows = rows.unwrap();
+                assert_eq!(n, 1, "the entry cached before the missed invalidation is refused");
+                assert!(rows.contains(&new[0]));
+                assert_eq!(read(&mut ctx, &h).1, 0, "caching resumes once the invalidation got through");
+            }
+
+            #[test]
+            fn evicted_stamp_is_a_miss() {
+                let mut ctx = ctx();
+                assert_eq!(read_own(&mut ctx).1, 1);
+                let stamps = keys(&ctx, "{{P}:articles}:j:*");
+                assert!(!stamps.is_empty());
+                let _: () = redis::cmd("DEL").arg(&stamps).query(&mut redis()).unwrap();
+                let (rows, n) = read_own(&mut ctx);
+                assert_eq!((rows.unwrap().len(), n), (3, 1));
+                assert_eq!(read_own(&mut ctx).1, 0);
+            }
+
+            #[test]
+            fn corrupted_or_undecodable_entries_are_misses() {
+                let mut ctx = ctx();
+                let (expected, _) = read_own(&mut ctx);
+                let expected = expected.unwrap();
+                let values = keys(&ctx, "{P}:q:*");
+                assert_eq!(values.len(), 1);
+                let mut redis = redis();
+                // A valid checksum in front of a payload that is not MessagePack.
+                let stored: Vec<u8> = redis::cmd("GET").arg(&values[0]).query(&mut redis).unwrap();
+                let mut damaged = stored[..16].to_vec();
+                damaged.extend_from_slice(&[0xc1, 0xc1, 0xc1]);
+                let _: () = redis::cmd("SET").arg(&values[0]).arg(damaged).query(&mut redis).unwrap();
+                let (rows, n) = read_own(&mut ctx);
+                assert_eq!((rows.unwrap(), n), (expected.clone(), 1));
+                // A value too short to hold a checksum.
+                let _: () = redis::cmd("SET").arg(&values[0]).arg("x").query(&mut redis).unwrap();
+                let (rows, n) = read_own(&mut ctx);
+                assert_eq!((rows.unwrap(), n), (expected, 1));
+                assert_eq!(read_own(&mut ctx).1, 0);
+            }
+        }
+    };
+}
+
+failures!(pg, pg, PgDb);
+failures!(sqlite, sqlite, SqliteDb);
