@@ -8,6 +8,8 @@
 pub(crate) mod layout;
 mod memory;
 mod redis;
+#[cfg(test)]
+mod tests;
 
 use std::time::Duration;
 
