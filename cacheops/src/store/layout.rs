@@ -155,7 +155,10 @@ impl Layout {
                 return hex.len() == 32;
             }
         }
-        let Some(rest) = key.strip_prefix('{').and_then(|k| k.strip_prefix(&self.prefix)) else {
+        let Some(rest) = key
+            .strip_prefix('{')
+            .and_then(|k| k.strip_prefix(&self.prefix))
+        else {
             return false;
         };
         // Escaped table names contain neither ':' nor '}'.
@@ -262,9 +265,12 @@ pub(crate) fn push_value(out: &mut String, value: &Value) {
 /// Appends `name`, percent-escaping the characters that carry meaning in keys,
 /// schemes or SCAN patterns.
 pub(crate) fn push_escaped(out: &mut String, name: &str) {
-    let special =
-        |c: char| matches!(c, '%' | ',' | '=' | '&' | '{' | '}' | ':' | '*' | '?' | '[' | ']' | '\\')
-            || c.is_ascii_control();
+    let special = |c: char| {
+        matches!(
+            c,
+            '%' | ',' | '=' | '&' | '{' | '}' | ':' | '*' | '?' | '[' | ']' | '\\'
+        ) || c.is_ascii_control()
+    };
     if name.is_empty() {
         // A lone '%' never results from escaping: keeps "" apart from the sentinel
         // scheme and from an empty segment.
@@ -348,7 +354,8 @@ pub(crate) fn new_stamp() -> String {
 /// How long stamps live for values of `ttl`: long enough to outlive every value
 /// fenced with them.
 pub(crate) fn stamp_ttl(ttl: Duration) -> Duration {
-    ttl.saturating_mul(2).saturating_add(Duration::from_secs(60))
+    ttl.saturating_mul(2)
+        .saturating_add(Duration::from_secs(60))
 }
 
 /// A TTL in whole milliseconds, at least 1 (Redis rejects `PX 0`).

@@ -84,7 +84,14 @@ impl MemoryStore {
     }
 
     /// `fence.lua` for one table.
-    fn fence_table(&self, keys: &mut Keys, table: &str, deps: &TableDeps, ttl: Duration, fence: &mut Fence) {
+    fn fence_table(
+        &self,
+        keys: &mut Keys,
+        table: &str,
+        deps: &TableDeps,
+        ttl: Duration,
+        fence: &mut Fence,
+    ) {
         let now = Instant::now();
         let candidate = layout::new_stamp();
         let schemes_key = self.layout.table_key(table, "schemes");
@@ -94,7 +101,9 @@ impl MemoryStore {
             // Schemes lost: values registered under them must die.
             keys.map.remove(&gen_key);
         }
-        let schemes = layout::schemes(deps).into_iter().chain([SENTINEL.to_owned()]);
+        let schemes = layout::schemes(deps)
+            .into_iter()
+            .chain([SENTINEL.to_owned()]);
         keys.sadd(&schemes_key, schemes, now);
         keys.expire(&schemes_key, now + ttl, !lost);
         let mut buf = String::new();
@@ -103,7 +112,8 @@ impl MemoryStore {
             fence.keys.push(key.to_owned());
             fence.stamps.push(stamp);
         };
-        self.layout.for_each_table_stamp(&mut buf, table, deps, &mut visit);
+        self.layout
+            .for_each_table_stamp(&mut buf, table, deps, &mut visit);
     }
 
     /// `invalidate.lua`.
@@ -135,14 +145,18 @@ impl Store for MemoryStore {
         let now = Instant::now();
         let mut keys = self.lock();
         let mut values = vec![keys.get(&value_key, now)];
-        self.layout.for_each_stamp_key(deps, |k| values.push(keys.get(k, now)));
+        self.layout
+            .for_each_stamp_key(deps, |k| values.push(keys.get(k, now)));
         drop(keys);
         Ok(layout::unframe(values))
     }
 
     fn fence(&self, deps: &Deps, ttl: Duration) -> Result<Fence> {
         let ttl = layout::stamp_ttl(ttl);
-        let mut fence = Fence { keys: Vec::new(), stamps: Vec::new() };
+        let mut fence = Fence {
+            keys: Vec::new(),
+            stamps: Vec::new(),
+        };
         let mut keys = self.lock();
         for (table, table_deps) in &deps.tables {
             self.fence_table(&mut keys, table, table_deps, ttl, &mut fence);
@@ -159,7 +173,11 @@ impl Store for MemoryStore {
             return Ok(false);
         }
         let ttl = Duration::from_millis(layout::millis(ttl));
-        keys.set(&self.layout.value_key(key), Data::Bytes(framed), Some(now + ttl));
+        keys.set(
+            &self.layout.value_key(key),
+            Data::Bytes(framed),
+            Some(now + ttl),
+        );
         Ok(true)
     }
 
@@ -196,7 +214,10 @@ pub(crate) fn check_rows(table: &str, rows: &[RowState<'_>]) -> Result<()> {
         None => Ok(()),
         Some(row) => Err(Error::new(
             ErrorKind::Config,
-            format!("a row of table {:?} was passed to invalidate_rows({table:?})", row.table),
+            format!(
+                "a row of table {:?} was passed to invalidate_rows({table:?})",
+                row.table
+            ),
         )),
     }
 }
@@ -248,7 +269,11 @@ impl Keys {
     /// `SET key value NX GET PXAT expires`, then `PEXPIREAT key expires GT` if it
     /// existed. Returns the stamp now in place.
     fn set_nx_get(&mut self, key: &str, value: &[u8], now: Instant, expires: Instant) -> Vec<u8> {
-        if let Some(Entry { data: Data::Bytes(old), .. }) = self.live(key, now) {
+        if let Some(Entry {
+            data: Data::Bytes(old),
+            ..
+        }) = self.live(key, now)
+        {
             let old = old.clone();
             self.expire(key, expires, true);
             return old;
@@ -275,7 +300,11 @@ impl Keys {
         if self.live(key, now).is_none() {
             self.set(key, Data::Set(BTreeSet::new()), None);
         }
-        if let Some(Entry { data: Data::Set(set), .. }) = self.map.get_mut(key) {
+        if let Some(Entry {
+            data: Data::Set(set),
+            ..
+        }) = self.map.get_mut(key)
+        {
             set.extend(members);
         }
     }

@@ -90,7 +90,11 @@ impl RedisStoreBuilder {
     /// The store. Does not connect: fails only if the URL is invalid.
     pub fn build(self) -> Result<RedisStore> {
         let client = redis::Client::open(self.url.as_str()).map_err(|e| {
-            Error::new(ErrorKind::Config, format!("invalid Redis URL {:?}", self.url)).with_source(e)
+            Error::new(
+                ErrorKind::Config,
+                format!("invalid Redis URL {:?}", self.url),
+            )
+            .with_source(e)
         })?;
         Ok(RedisStore {
             client,
@@ -161,7 +165,11 @@ impl RedisStore {
     ) -> Result<T> {
         let (mut con, pooled) = self.checkout()?;
         let mut result = op(&mut con);
-        if pooled && result.as_ref().is_err_and(RedisError::is_connection_dropped) {
+        if pooled
+            && result
+                .as_ref()
+                .is_err_and(RedisError::is_connection_dropped)
+        {
             // The others idled as long: probably closed too.
             self.lock_idle().clear();
             con = self.connect()?;
@@ -196,9 +204,15 @@ impl RedisStore {
     }
 
     fn connect(&self) -> Result<Connection> {
-        let mut down_until = self.down_until.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut down_until = self
+            .down_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if down_until.is_some_and(|t| Instant::now() < t) {
-            return Err(Error::new(ErrorKind::Redis, "redis unreachable (waiting to retry)"));
+            return Err(Error::new(
+                ErrorKind::Redis,
+                "redis unreachable (waiting to retry)",
+            ));
         }
         // Connecting under the lock: when Redis is down, one thread waits for the
         // timeout and the others fail fast right after.
@@ -211,7 +225,9 @@ impl RedisStore {
     }
 
     fn try_connect(&self) -> RedisResult<Connection> {
-        let con = self.client.get_connection_with_timeout(self.options.connect_timeout)?;
+        let con = self
+            .client
+            .get_connection_with_timeout(self.options.connect_timeout)?;
         con.set_read_timeout(Some(self.options.io_timeout))?;
         con.set_write_timeout(Some(self.options.io_timeout))?;
         Ok(con)
@@ -223,13 +239,21 @@ impl RedisStore {
     }
 
     /// The EVALSHA of `fence.lua` for one table; appends its stamp keys to `keys`.
-    fn fence_cmd(&self, table: &str, deps: &TableDeps, args: (u64, &str), keys: &mut Vec<String>) -> Cmd {
+    fn fence_cmd(
+        &self,
+        table: &str,
+        deps: &TableDeps,
+        args: (u64, &str),
+        keys: &mut Vec<String>,
+    ) -> Cmd {
         let first = keys.len();
         let mut buf = String::with_capacity(64);
         let mut push = |k: &str| keys.push(k.to_owned());
-        self.layout.for_each_table_stamp(&mut buf, table, deps, &mut push);
+        self.layout
+            .for_each_table_stamp(&mut buf, table, deps, &mut push);
         let mut cmd = evalsha(&FENCE, 1 + keys.len() - first);
-        cmd.arg(self.layout.table_key(table, "schemes")).arg(&keys[first..]);
+        cmd.arg(self.layout.table_key(table, "schemes"))
+            .arg(&keys[first..]);
         cmd.arg(args.0).arg(args.1).arg(layout::schemes(deps));
         cmd
     }
@@ -288,7 +312,10 @@ impl Store for RedisStore {
     }
 
     fn fence(&self, deps: &Deps, ttl: Duration) -> Result<Fence> {
-        let mut fence = Fence { keys: Vec::new(), stamps: Vec::new() };
+        let mut fence = Fence {
+            keys: Vec::new(),
+            stamps: Vec::new(),
+        };
         if deps.tables.is_empty() {
             return Ok(fence);
         }
@@ -301,7 +328,10 @@ impl Store for RedisStore {
         let stamps: Vec<Vec<Vec<u8>>> = self.run("fence", |con| with_script(con, &FENCE, &pipe))?;
         fence.stamps = stamps.into_iter().flatten().collect();
         if fence.stamps.len() != fence.keys.len() {
-            return Err(Error::new(ErrorKind::Redis, "fence.lua returned the wrong number of stamps"));
+            return Err(Error::new(
+                ErrorKind::Redis,
+                "fence.lua returned the wrong number of stamps",
+            ));
         }
         Ok(fence)
     }
@@ -321,7 +351,9 @@ impl Store for RedisStore {
             return Ok(());
         }
         let cmd = self.invalidate_cmd(table, rows);
-        self.run("invalidate_rows", |con| with_script::<i64>(con, &INVALIDATE, &cmd))?;
+        self.run("invalidate_rows", |con| {
+            with_script::<i64>(con, &INVALIDATE, &cmd)
+        })?;
         Ok(())
     }
 
@@ -335,7 +367,9 @@ impl Store for RedisStore {
     fn invalidate_all(&self) -> Result<()> {
         let patterns = self.layout.scan_patterns();
         self.run("invalidate_all", |con| {
-            patterns.iter().try_for_each(|p| self.unlink_matching(con, p))
+            patterns
+                .iter()
+                .try_for_each(|p| self.unlink_matching(con, p))
         })
     }
 
@@ -391,6 +425,8 @@ impl Query for redis::Pipeline {
 fn in_step(e: &RedisError) -> bool {
     matches!(
         e.kind(),
-        redis::ErrorKind::Server(_) | redis::ErrorKind::Extension | redis::ErrorKind::UnexpectedReturnType
+        redis::ErrorKind::Server(_)
+            | redis::ErrorKind::Extension
+            | redis::ErrorKind::UnexpectedReturnType
     )
 }

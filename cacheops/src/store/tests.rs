@@ -64,7 +64,9 @@ impl Harness for RedisStore {
     fn raw_exists(&self, key: &str) -> bool {
         let mut cmd = ::redis::cmd("EXISTS");
         cmd.arg(key);
-        self.run("test EXISTS", |con| cmd.query::<i64>(con)).expect("EXISTS") == 1
+        self.run("test EXISTS", |con| cmd.query::<i64>(con))
+            .expect("EXISTS")
+            == 1
     }
     fn raw_del(&self, key: &str) {
         let mut cmd = ::redis::cmd("DEL");
@@ -82,7 +84,10 @@ struct Ctx<S: Store> {
 impl<S: Harness> Ctx<S> {
     fn new() -> Self {
         let prefix = format!("cacheops-test:{}", layout::new_stamp());
-        Ctx { store: S::open(&prefix), prefix }
+        Ctx {
+            store: S::open(&prefix),
+            prefix,
+        }
     }
 }
 
@@ -95,7 +100,11 @@ impl<S: Store> Drop for Ctx<S> {
 // ---- building dependencies and rows by hand ----
 
 fn val(bytes: &[u8]) -> Value {
-    Value { ty: 23, equality: Equality::Exact, bytes: Some(bytes.into()) }
+    Value {
+        ty: 23,
+        equality: Equality::Exact,
+        bytes: Some(bytes.into()),
+    }
 }
 
 fn int(n: i32) -> Value {
@@ -103,11 +112,18 @@ fn int(n: i32) -> Value {
 }
 
 fn null() -> Value {
-    Value { ty: 23, equality: Equality::Exact, bytes: None }
+    Value {
+        ty: 23,
+        equality: Equality::Exact,
+        bytes: None,
+    }
 }
 
 fn conj(terms: &[(&str, Value)]) -> Conj {
-    let mut terms: Vec<_> = terms.iter().map(|(c, v)| (Arc::from(*c), v.clone())).collect();
+    let mut terms: Vec<_> = terms
+        .iter()
+        .map(|(c, v)| (Arc::from(*c), v.clone()))
+        .collect();
     terms.sort();
     Conj(terms)
 }
@@ -126,13 +142,19 @@ fn deps(tables: Vec<(&str, TableDeps)>) -> Deps {
 }
 
 fn row<'a>(table: &'a str, columns: &[(&'a str, Value)]) -> RowState<'a> {
-    RowState { table, columns: columns.to_vec() }
+    RowState {
+        table,
+        columns: columns.to_vec(),
+    }
 }
 
 /// Fences, stores `payload` under `key` and checks it hits.
 fn cache<S: Store>(store: &S, key: CacheKey, deps: &Deps, payload: &[u8]) {
     let fence = store.fence(deps, TTL).expect("fence");
-    assert!(store.store(key, &fence, payload, TTL).expect("store"), "store refused");
+    assert!(
+        store.store(key, &fence, payload, TTL).expect("store"),
+        "store refused"
+    );
     assert_eq!(hit(store, key, deps).as_deref(), Some(payload));
 }
 
@@ -151,7 +173,13 @@ mod bodies {
 
     pub(super) fn fence_store_lookup_hits<S: Harness>(s: &S) {
         let d = deps(vec![
-            ("posts", conjs(&[&[("id", int(1))], &[("category_id", int(3)), ("published", val(b"t"))]])),
+            (
+                "posts",
+                conjs(&[
+                    &[("id", int(1))],
+                    &[("category_id", int(3)), ("published", val(b"t"))],
+                ]),
+            ),
             ("users", TableDeps::Any),
             ("tags", TableDeps::Conjs(vec![])),
         ]);
@@ -171,7 +199,8 @@ mod bodies {
         let d = post_by_id(1);
         let fence = s.fence(&d, TTL).expect("fence");
         // The writer commits and invalidates while the reader runs its SQL.
-        s.invalidate_rows("posts", &[row("posts", &[("id", int(1))])]).expect("invalidate");
+        s.invalidate_rows("posts", &[row("posts", &[("id", int(1))])])
+            .expect("invalidate");
         assert!(!s.store(1, &fence, b"stale", TTL).expect("store"));
         assert_eq!(hit(s, 1, &d), None);
         // A second reader recreated the stamp: the first one's fill is still refused.
@@ -205,7 +234,10 @@ mod bodies {
     }
 
     pub(super) fn conjunction_needs_every_term<S: Harness>(s: &S) {
-        let d = deps(vec![("posts", conjs(&[&[("author_id", int(1)), ("published", val(b"t"))]]))]);
+        let d = deps(vec![(
+            "posts",
+            conjs(&[&[("author_id", int(1)), ("published", val(b"t"))]]),
+        )]);
         cache(s, 1, &d, b"v");
         let draft = row("posts", &[("author_id", int(1)), ("published", val(b"f"))]);
         s.invalidate_rows("posts", &[draft]).expect("invalidate");
@@ -220,7 +252,8 @@ mod bodies {
         let users = deps(vec![("users", TableDeps::Any)]);
         cache(s, 1, &any, b"all posts");
         cache(s, 2, &users, b"all users");
-        s.invalidate_rows("posts", &[row("posts", &[("id", int(99))])]).expect("invalidate");
+        s.invalidate_rows("posts", &[row("posts", &[("id", int(99))])])
+            .expect("invalidate");
         assert_eq!(hit(s, 1, &any), None);
         assert!(hit(s, 2, &users).is_some());
     }
@@ -238,7 +271,8 @@ mod bodies {
     pub(super) fn schemes_evicted<S: Harness>(s: &S) {
         cache(s, 1, &post_by_id(1), b"one");
         s.raw_del(&s.layout().table_key("posts", "schemes"));
-        s.invalidate_rows("posts", &[row("posts", &[("id", int(2))])]).expect("invalidate");
+        s.invalidate_rows("posts", &[row("posts", &[("id", int(2))])])
+            .expect("invalidate");
         assert_eq!(hit(s, 1, &post_by_id(1)), None);
         // Lost again, then noticed by a fence rather than an invalidation.
         cache(s, 1, &post_by_id(1), b"one");
@@ -268,7 +302,8 @@ mod bodies {
         assert!(hit(s, 3, &users).is_some());
         // No row can reach a provably empty table's value, only the table.
         cache(s, 2, &none, b"none");
-        s.invalidate_rows("posts", &[row("posts", &[("id", int(1))])]).expect("invalidate");
+        s.invalidate_rows("posts", &[row("posts", &[("id", int(1))])])
+            .expect("invalidate");
         assert!(hit(s, 2, &none).is_some());
     }
 
@@ -306,7 +341,9 @@ mod bodies {
     pub(super) fn value_ttl<S: Harness>(s: &S) {
         let d = post_by_id(1);
         let fence = s.fence(&d, TTL).expect("fence");
-        assert!(s.store(1, &fence, b"brief", Duration::from_millis(150)).expect("store"));
+        assert!(s
+            .store(1, &fence, b"brief", Duration::from_millis(150))
+            .expect("store"));
         assert!(hit(s, 1, &d).is_some());
         std::thread::sleep(Duration::from_millis(400));
         assert_eq!(hit(s, 1, &d), None);
@@ -322,24 +359,39 @@ mod bodies {
     }
 
     pub(super) fn rows_of_another_table<S: Harness>(s: &S) {
-        s.invalidate_rows("posts", &[]).expect("no rows: nothing to do");
-        let err = s.invalidate_rows("posts", &[row("users", &[])]).expect_err("wrong table");
+        s.invalidate_rows("posts", &[])
+            .expect("no rows: nothing to do");
+        let err = s
+            .invalidate_rows("posts", &[row("users", &[])])
+            .expect_err("wrong table");
         assert_eq!(err.kind(), ErrorKind::Config);
     }
 
     pub(super) fn odd_names_and_values<S: Harness>(s: &S) {
         let table = "we{ird}:ta*ble";
         let long = [7u8; 100];
-        let d = deps(vec![(table, conjs(&[&[("a,b", val(&long)), ("c=d&", null()), ("", int(1))]]))]);
+        let d = deps(vec![(
+            table,
+            conjs(&[&[("a,b", val(&long)), ("c=d&", null()), ("", int(1))]]),
+        )]);
         cache(s, 1, &d, b"v");
         let other = [8u8; 100];
-        let miss = row(table, &[("a,b", val(&other)), ("c=d&", null()), ("", int(1))]);
+        let miss = row(
+            table,
+            &[("a,b", val(&other)), ("c=d&", null()), ("", int(1))],
+        );
         s.invalidate_rows(table, &[miss]).expect("invalidate");
         assert!(hit(s, 1, &d).is_some(), "another long value");
-        let not_null = row(table, &[("a,b", val(&long)), ("c=d&", int(0)), ("", int(1))]);
+        let not_null = row(
+            table,
+            &[("a,b", val(&long)), ("c=d&", int(0)), ("", int(1))],
+        );
         s.invalidate_rows(table, &[not_null]).expect("invalidate");
         assert!(hit(s, 1, &d).is_some(), "NULL is not 0");
-        let matching = row(table, &[("", int(1)), ("c=d&", null()), ("a,b", val(&long))]);
+        let matching = row(
+            table,
+            &[("", int(1)), ("c=d&", null()), ("a,b", val(&long))],
+        );
         s.invalidate_rows(table, &[matching]).expect("invalidate");
         assert_eq!(hit(s, 1, &d), None);
     }
@@ -396,12 +448,17 @@ fn redis_unreachable_degrades() {
         .build()
         .expect("opening does not connect");
     let d = post_by_id(1);
-    let fence = super::Fence { keys: vec![], stamps: vec![] };
+    let fence = super::Fence {
+        keys: vec![],
+        stamps: vec![],
+    };
     let errors = [
         store.lookup(1, &d).err(),
         store.fence(&d, TTL).err(),
         store.store(1, &fence, b"v", TTL).err(),
-        store.invalidate_rows("posts", &[row("posts", &[("id", int(1))])]).err(),
+        store
+            .invalidate_rows("posts", &[row("posts", &[("id", int(1))])])
+            .err(),
         store.invalidate_table("posts").err(),
         store.invalidate_all().err(),
         store.delete(1).err(),
@@ -426,7 +483,10 @@ fn lookup_latency() {
     let s = &ctx.store;
     let d = deps(vec![
         ("categories", conjs(&[&[("id", int(3))]])),
-        ("posts", conjs(&[&[("category_id", int(3)), ("published", val(b"t"))]])),
+        (
+            "posts",
+            conjs(&[&[("category_id", int(3)), ("published", val(b"t"))]]),
+        ),
     ]);
     let payload = vec![42u8; 1024];
     cache(s, 1, &d, &payload);
@@ -461,7 +521,10 @@ fn layout_key_names() {
     assert_eq!(l.table_key("posts", "gen"), "{p:posts}:gen");
     let d = deps(vec![
         ("b", TableDeps::Any),
-        ("a", conjs(&[&[("y", null()), ("x", int(1))], &[("z", val(&[0; 33]))]])),
+        (
+            "a",
+            conjs(&[&[("y", null()), ("x", int(1))], &[("z", val(&[0; 33]))]]),
+        ),
     ]);
     let z = format!("#{:032x}", xxhash_rust::xxh3::xxh3_128(&[0; 33]));
     let expected = [
@@ -487,17 +550,26 @@ fn layout_owns_only_its_prefix() {
     let l = Layout::new("p");
     assert!(l.owns("p:q:0123456789abcdef0123456789abcdef"));
     assert!(l.owns("{p:posts}:j:id=01"));
-    assert!(!l.owns("p:q:q:0123456789abcdef0123456789abcdef"), "prefix p:q");
+    assert!(
+        !l.owns("p:q:q:0123456789abcdef0123456789abcdef"),
+        "prefix p:q"
+    );
     assert!(!l.owns("{p:x:posts}:gen"), "prefix p:x");
     assert!(!l.owns("{px:posts}:gen"));
     assert!(!l.owns("p:unrelated"));
-    assert_eq!(Layout::new("a*[b]").scan_patterns(), ["{a\\*\\[b\\]:*", "a\\*\\[b\\]:q:*"]);
+    assert_eq!(
+        Layout::new("a*[b]").scan_patterns(),
+        ["{a\\*\\[b\\]:*", "a\\*\\[b\\]:q:*"]
+    );
 }
 
 #[test]
 fn layout_row_conj_key() {
     let r = layout::encode_row(&row("t", &[("b", int(2)), ("a", null())]));
-    assert_eq!(layout::row_conj_key("P", "a,b", &r).as_deref(), Some("Pa=~&b=00000002"));
+    assert_eq!(
+        layout::row_conj_key("P", "a,b", &r).as_deref(),
+        Some("Pa=~&b=00000002")
+    );
     assert_eq!(layout::row_conj_key("P", "a,c", &r), None);
 }
 
@@ -508,7 +580,10 @@ fn layout_checksum_and_framing() {
     let framed = layout::frame([&b"ab"[..], b"c"], b"payload");
     let stamps = vec![Some(b"ab".to_vec()), Some(b"c".to_vec())];
     let answer = |stamps: &[Option<Vec<u8>>]| [&[Some(framed.clone())], stamps].concat();
-    assert_eq!(layout::unframe(answer(&stamps)).as_deref(), Some(&b"payload"[..]));
+    assert_eq!(
+        layout::unframe(answer(&stamps)).as_deref(),
+        Some(&b"payload"[..])
+    );
     assert_eq!(layout::unframe(answer(&stamps[..1])), None);
     assert_eq!(layout::unframe(answer(&[stamps[0].clone(), None])), None);
     assert_eq!(layout::unframe(vec![None]), None);
