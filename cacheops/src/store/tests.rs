@@ -469,6 +469,29 @@ fn redis_unreachable_degrades() {
 }
 
 #[test]
+fn redis_reconnects_when_an_idle_connection_was_closed() {
+    let ctx = Ctx::<RedisStore>::new();
+    let s = &ctx.store;
+    cache(s, 1, &post_by_id(1), b"v");
+    // Close the (only) pooled connection from another client, as a server-side
+    // idle timeout or a restart would.
+    let id: i64 = s
+        .run("CLIENT ID", |c| ::redis::cmd("CLIENT").arg("ID").query(c))
+        .expect("id");
+    let client = ::redis::Client::open(REDIS_URL).expect("url");
+    let mut other = client.get_connection().expect("connect");
+    let killed: i64 = ::redis::cmd("CLIENT")
+        .arg(&["KILL", "ID", &id.to_string()])
+        .query(&mut other)
+        .expect("kill");
+    assert_eq!(killed, 1);
+    assert!(
+        hit(s, 1, &post_by_id(1)).is_some(),
+        "retried on a fresh connection"
+    );
+}
+
+#[test]
 fn redis_invalid_url() {
     let err = RedisStore::open("nonsense://", "p").expect_err("invalid");
     assert_eq!(err.kind(), ErrorKind::Config);
