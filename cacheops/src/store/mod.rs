@@ -8,6 +8,8 @@
 pub(crate) mod layout;
 mod memory;
 mod redis;
+#[cfg(test)]
+mod tests;
 
 use std::time::Duration;
 
@@ -16,7 +18,7 @@ use crate::error::Result;
 use crate::value::Value;
 
 pub use self::memory::MemoryStore;
-pub use self::redis::RedisStore;
+pub use self::redis::{RedisStore, RedisStoreBuilder};
 
 /// A 128-bit cache key of one query call (see `key.rs`).
 pub type CacheKey = u128;

@@ -1,38 +1,432 @@
-//! Redis store. (Stub: being written.)
+//! Redis store: the layout of [`super::layout`] in a Redis server, changed only by
+//! the scripts in `lua/` (run with EVALSHA, reloaded after NOSCRIPT).
+//!
+//! Connections are blocking `redis::Connection`s kept in a small idle pool: an
+//! operation takes one (or connects), and gives it back unless the connection may
+//! be out of step with the server (I/O error, timeout). Nothing connects before the
+//! first operation, so an application starts while Redis is down; after a failed
+//! connect, operations fail fast for a short while instead of each waiting for the
+//! connect timeout.
+//!
+//! Cluster: every script except `store.lua` touches keys of one table, which share
+//! a hash tag. `store.lua` compares stamps of several tables; see its header for
+//! what a cluster mode would do instead. Only standalone Redis (and Sentinel, via a
+//! plain URL to the master) is supported today.
 
-/// A store in Redis.
-#[derive(Debug)]
-pub struct RedisStore;
-impl RedisStore {
-    /// Stub.
-    pub fn open(_url: &str, _prefix: &str, _timeout: std::time::Duration) -> crate::Result<Self> {
-        Ok(RedisStore)
+use std::fmt;
+use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use redis::{Cmd, Connection, RedisError, RedisResult, Script, ServerErrorKind};
+
+use super::layout::{self, Layout};
+use super::memory::check_rows;
+use super::{CacheKey, Fence, RowState, Store};
+use crate::deps::{Deps, TableDeps};
+use crate::error::{Error, ErrorKind, Result};
+
+static FENCE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/fence.lua")));
+static STORE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/store.lua")));
+static INVALIDATE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/invalidate.lua")));
+
+/// Keys per SCAN step and per UNLINK batch in [`Store::invalidate_all`].
+const SCAN_BATCH: usize = 1000;
+
+/// Options of a [`RedisStore`], built with [`RedisStore::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use cacheops::store::RedisStore;
+/// let store = RedisStore::builder("redis://127.0.0.1:6379/")
+///     .prefix("myapp")
+///     .io_timeout(Duration::from_millis(200))
+///     .build()?;
+/// # Ok::<(), cacheops::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct RedisStoreBuilder {
+    url: String,
+    prefix: String,
+    connect_timeout: Duration,
+    io_timeout: Duration,
+    max_idle: usize,
+    retry_after: Duration,
+}
+
+impl RedisStoreBuilder {
+    /// The prefix of every key (default `cacheops`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long a connection attempt may take (default 1 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long one read or write on a connection may take (default 1 s).
+    pub fn io_timeout(mut self, timeout: Duration) -> Self {
+        self.io_timeout = timeout;
+        self
+    }
+
+    /// How many idle connections are kept for reuse (default 16). More threads may
+    /// work at once; their extra connections are closed after use.
+    pub fn max_idle_connections(mut self, max: usize) -> Self {
+        self.max_idle = max;
+        self
+    }
+
+    /// After a failed connection attempt, operations fail at once for this long
+    /// (default 1 s), so a down Redis does not cost every query a connect timeout.
+    pub fn retry_after(mut self, delay: Duration) -> Self {
+        self.retry_after = delay;
+        self
+    }
+
+    /// The store. Does not connect: fails only if the URL is invalid.
+    pub fn build(self) -> Result<RedisStore> {
+        let client = redis::Client::open(self.url.as_str()).map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!("invalid Redis URL {:?}", self.url),
+            )
+            .with_source(e)
+        })?;
+        Ok(RedisStore {
+            client,
+            layout: Layout::new(&self.prefix),
+            options: self,
+            idle: Mutex::new(Vec::new()),
+            down_until: Mutex::new(None),
+        })
     }
 }
-use super::*; use crate::deps::Deps; use crate::error::Result; use std::time::Duration;
-impl Store for RedisStore {
-    fn lookup(&self, _: CacheKey, _: &Deps) -> Result<Option<Vec<u8>>> { Err(stub()) }
-    fn fence(&self, _: &Deps, _: Duration) -> Result<Fence> { Err(stub()) }
-    fn store(&self, _: CacheKey, _: &Fence, _: &[u8], _: Duration) -> Result<bool> { Err(stub()) }
-    fn invalidate_rows(&self, _: &str, _: &[RowState<'_>]) -> Result<()> { Err(stub()) }
-    fn invalidate_table(&self, _: &str) -> Result<()> { Err(stub()) }
-    fn invalidate_all(&self) -> Result<()> { Err(stub()) }
-    fn delete(&self, _: CacheKey) -> Result<()> { Err(stub()) }
+
+/// A store in a Redis server (7.0 or later).
+///
+/// ```no_run
+/// use cacheops::store::{RedisStore, Store};
+/// let store = RedisStore::open("redis://127.0.0.1:6379/", "myapp")?;
+/// store.invalidate_table("posts")?;
+/// # Ok::<(), cacheops::Error>(())
+/// ```
+pub struct RedisStore {
+    client: redis::Client,
+    layout: Layout,
+    options: RedisStoreBuilder,
+    idle: Mutex<Vec<Connection>>,
+    down_until: Mutex<Option<Instant>>,
 }
-fn stub() -> crate::Error { crate::Error::new(crate::ErrorKind::Redis, "stub") }
-/// Stub.
-pub struct RedisStoreBuilder(String);
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.layout.prefix())
+            .field("connect_timeout", &self.options.connect_timeout)
+            .field("io_timeout", &self.options.io_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 impl RedisStore {
-    /// Stub.
-    pub fn builder(url: &str) -> RedisStoreBuilder { RedisStoreBuilder(url.into()) }
+    /// A store at `url` (`redis://host:port/db`) with keys under `prefix` and
+    /// default options. Does not connect; fails only if the URL is invalid.
+    pub fn open(url: &str, prefix: &str) -> Result<RedisStore> {
+        RedisStore::builder(url).prefix(prefix).build()
+    }
+
+    /// Options for a store at `url`.
+    pub fn builder(url: &str) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            url: url.to_owned(),
+            prefix: "cacheops".to_owned(),
+            connect_timeout: Duration::from_secs(1),
+            io_timeout: Duration::from_secs(1),
+            max_idle: 16,
+            retry_after: Duration::from_secs(1),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Runs `op` on a connection. A pooled connection the server closed while idle
+    /// gets one retry on a fresh one; every operation here is safe to repeat.
+    pub(crate) fn run<T>(
+        &self,
+        what: &'static str,
+        mut op: impl FnMut(&mut Connection) -> RedisResult<T>,
+    ) -> Result<T> {
+        let (mut con, pooled) = self.checkout()?;
+        let mut result = op(&mut con);
+        if pooled
+            && result
+                .as_ref()
+                .is_err_and(RedisError::is_connection_dropped)
+        {
+            // The others idled as long: probably closed too.
+            self.lock_idle().clear();
+            con = self.connect()?;
+            result = op(&mut con);
+        }
+        match result {
+            Ok(value) => {
+                self.checkin(con);
+                Ok(value)
+            }
+            Err(e) => {
+                if in_step(&e) {
+                    self.checkin(con);
+                }
+                Err(Error::new(ErrorKind::Redis, format!("redis {what} failed")).with_source(e))
+            }
+        }
+    }
+
+    fn checkout(&self) -> Result<(Connection, bool)> {
+        if let Some(con) = self.lock_idle().pop() {
+            return Ok((con, true));
+        }
+        Ok((self.connect()?, false))
+    }
+
+    fn checkin(&self, con: Connection) {
+        let mut idle = self.lock_idle();
+        if idle.len() < self.options.max_idle {
+            idle.push(con);
+        }
+    }
+
+    fn connect(&self) -> Result<Connection> {
+        let mut down_until = self
+            .down_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if down_until.is_some_and(|t| Instant::now() < t) {
+            return Err(Error::new(
+                ErrorKind::Redis,
+                "redis unreachable (waiting to retry)",
+            ));
+        }
+        // Connecting under the lock: when Redis is down, one thread waits for the
+        // timeout and the others fail fast right after.
+        let con = self.try_connect().map_err(|e| {
+            *down_until = Some(Instant::now() + self.options.retry_after);
+            Error::new(ErrorKind::Redis, "cannot connect to redis").with_source(e)
+        })?;
+        *down_until = None;
+        Ok(con)
+    }
+
+    fn try_connect(&self) -> RedisResult<Connection> {
+        let con = self
+            .client
+            .get_connection_with_timeout(self.options.connect_timeout)?;
+        con.set_read_timeout(Some(self.options.io_timeout))?;
+        con.set_write_timeout(Some(self.options.io_timeout))?;
+        Ok(con)
+    }
+
+    fn lock_idle(&self) -> MutexGuard<'_, Vec<Connection>> {
+        // A Vec of connections is consistent at every step: poisoning is harmless.
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The EVALSHA of `fence.lua` for one table; appends its stamp keys to `keys`.
+    fn fence_cmd(
+        &self,
+        table: &str,
+        deps: &TableDeps,
+        args: (u64, &str),
+        keys: &mut Vec<String>,
+    ) -> Cmd {
+        let first = keys.len();
+        let mut buf = String::with_capacity(64);
+        let mut push = |k: &str| keys.push(k.to_owned());
+        self.layout
+            .for_each_table_stamp(&mut buf, table, deps, &mut push);
+        let mut cmd = evalsha(&FENCE, 1 + keys.len() - first);
+        cmd.arg(self.layout.table_key(table, "schemes"))
+            .arg(&keys[first..]);
+        cmd.arg(args.0).arg(args.1).arg(layout::schemes(deps));
+        cmd
+    }
+
+    /// The EVALSHA of `invalidate.lua` for `rows` of `table`.
+    fn invalidate_cmd(&self, table: &str, rows: &[RowState<'_>]) -> Cmd {
+        let mut cmd = evalsha(&INVALIDATE, 3);
+        for suffix in ["schemes", "gen", "all", "j:"] {
+            cmd.arg(self.layout.table_key(table, suffix));
+        }
+        cmd.arg(rows.len());
+        for row in rows.iter().map(layout::encode_row) {
+            cmd.arg(row.len());
+            row.iter().for_each(|(column, value)| {
+                cmd.arg(column).arg(value);
+            });
+        }
+        cmd
+    }
+
+    /// SCANs for `pattern` and unlinks the keys this prefix owns.
+    fn unlink_matching(&self, con: &mut Connection, pattern: &str) -> RedisResult<()> {
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(SCAN_BATCH)
+                .query(con)?;
+            let owned = |k: &&Vec<u8>| std::str::from_utf8(k).is_ok_and(|k| self.layout.owns(k));
+            let ours: Vec<&Vec<u8>> = keys.iter().filter(owned).collect();
+            if !ours.is_empty() {
+                redis::cmd("UNLINK").arg(ours).exec(con)?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
 }
-impl RedisStoreBuilder {
-    /// Stub.
-    pub fn prefix(self, _: impl Into<String>) -> Self { self }
-    /// Stub.
-    pub fn connect_timeout(self, _: Duration) -> Self { self }
-    /// Stub.
-    pub fn io_timeout(self, _: Duration) -> Self { self }
-    /// Stub.
-    pub fn build(self) -> Result<RedisStore> { Ok(RedisStore) }
+
+impl Store for RedisStore {
+    fn lookup(&self, key: CacheKey, deps: &Deps) -> Result<Option<Vec<u8>>> {
+        let mut cmd = redis::cmd("MGET");
+        let mut value_key = String::with_capacity(self.layout.prefix().len() + 35);
+        self.layout.push_value_key(&mut value_key, key);
+        cmd.arg(value_key.as_str());
+        self.layout.for_each_stamp_key(deps, |k| {
+            cmd.arg(k);
+        });
+        let values = self.run("lookup", |con| cmd.query(con))?;
+        Ok(layout::unframe(values))
+    }
+
+    fn fence(&self, deps: &Deps, ttl: Duration) -> Result<Fence> {
+        let mut fence = Fence {
+            keys: Vec::new(),
+            stamps: Vec::new(),
+        };
+        if deps.tables.is_empty() {
+            return Ok(fence);
+        }
+        let ttl = layout::millis(layout::stamp_ttl(ttl));
+        let candidate = layout::new_stamp();
+        let mut pipe = redis::pipe();
+        for (table, table_deps) in &deps.tables {
+            pipe.add_command(self.fence_cmd(table, table_deps, (ttl, &candidate), &mut fence.keys));
+        }
+        let stamps: Vec<Vec<Vec<u8>>> = self.run("fence", |con| with_script(con, &FENCE, &pipe))?;
+        fence.stamps = stamps.into_iter().flatten().collect();
+        if fence.stamps.len() != fence.keys.len() {
+            return Err(Error::new(
+                ErrorKind::Redis,
+                "fence.lua returned the wrong number of stamps",
+            ));
+        }
+        Ok(fence)
+    }
+
+    fn store(&self, key: CacheKey, fence: &Fence, payload: &[u8], ttl: Duration) -> Result<bool> {
+        let framed = layout::frame(fence.stamps.iter().map(Vec::as_slice), payload);
+        let mut cmd = evalsha(&STORE, 1 + fence.keys.len());
+        cmd.arg(self.layout.value_key(key)).arg(&fence.keys);
+        cmd.arg(layout::millis(ttl)).arg(&fence.stamps).arg(framed);
+        let stored: i64 = self.run("store", |con| with_script(con, &STORE, &cmd))?;
+        Ok(stored == 1)
+    }
+
+    fn invalidate_rows(&self, table: &str, rows: &[RowState<'_>]) -> Result<()> {
+        check_rows(table, rows)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let cmd = self.invalidate_cmd(table, rows);
+        self.run("invalidate_rows", |con| {
+            with_script::<i64>(con, &INVALIDATE, &cmd)
+        })?;
+        Ok(())
+    }
+
+    fn invalidate_table(&self, table: &str) -> Result<()> {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.layout.table_key(table, "gen"));
+        cmd.arg(self.layout.table_key(table, "all"));
+        self.run("invalidate_table", |con| cmd.exec(con))
+    }
+
+    fn invalidate_all(&self) -> Result<()> {
+        let patterns = self.layout.scan_patterns();
+        self.run("invalidate_all", |con| {
+            patterns
+                .iter()
+                .try_for_each(|p| self.unlink_matching(con, p))
+        })
+    }
+
+    fn delete(&self, key: CacheKey) -> Result<()> {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.layout.value_key(key));
+        self.run("delete", |con| cmd.exec(con))
+    }
+}
+
+/// `EVALSHA <sha> <numkeys>`, ready for keys and arguments.
+fn evalsha(script: &Script, numkeys: usize) -> Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(numkeys);
+    cmd
+}
+
+/// Runs a command or pipeline of EVALSHAs of `script`, loading the script once if
+/// the server does not know it (first use, restart, SCRIPT FLUSH).
+fn with_script<T: redis::FromRedisValue>(
+    con: &mut Connection,
+    script: &Script,
+    query: &impl Query,
+) -> RedisResult<T> {
+    match query.run(con) {
+        Err(e) if e.kind() == redis::ErrorKind::Server(ServerErrorKind::NoScript) => {
+            script.load(con)?;
+            query.run(con)
+        }
+        result => result,
+    }
+}
+
+/// A command or a pipeline.
+trait Query {
+    fn run<T: redis::FromRedisValue>(&self, con: &mut Connection) -> RedisResult<T>;
+}
+
+impl Query for Cmd {
+    fn run<T: redis::FromRedisValue>(&self, con: &mut Connection) -> RedisResult<T> {
+        self.query(con)
+    }
+}
+
+impl Query for redis::Pipeline {
+    fn run<T: redis::FromRedisValue>(&self, con: &mut Connection) -> RedisResult<T> {
+        self.query(con)
+    }
+}
+
+/// Whether the connection is still in step with the server after `e`: a server's
+/// error reply was read whole; an I/O error or timeout may leave a reply unread.
+fn in_step(e: &RedisError) -> bool {
+    matches!(
+        e.kind(),
+        redis::ErrorKind::Server(_)
+            | redis::ErrorKind::Extension
+            | redis::ErrorKind::UnexpectedReturnType
+    )
 }
