@@ -140,12 +140,19 @@ pub(super) fn project(formula: &Formula<Atom>, rel: u32) -> Formula<Leaf> {
     let classes = Classes::of(formula);
     formula.map(&mut |atom| match atom {
         Atom::Is(key, src) => {
-            let mut cols: Vec<u32> = classes.members(*key).filter(|k| k.0 == rel).map(|k| k.1).collect();
+            let mut cols: Vec<u32> = classes
+                .members(*key)
+                .filter(|k| k.0 == rel)
+                .map(|k| k.1)
+                .collect();
             cols.sort_unstable();
             cols.dedup();
             match cols.is_empty() {
                 true => Formula::True,
-                false => Formula::Leaf(Leaf { cols: cols.into(), src: src.clone() }),
+                false => Formula::Leaf(Leaf {
+                    cols: cols.into(),
+                    src: src.clone(),
+                }),
             }
         }
         Atom::Same(..) => Formula::True,
@@ -158,7 +165,9 @@ pub(super) fn project(formula: &Formula<Atom>, rel: u32) -> Formula<Leaf> {
 pub(super) fn null_rejected(parts: &[Formula<Atom>]) -> Vec<u32> {
     let mut rels = Vec::new();
     let mut visit = |f: &Formula<Atom>| match f {
-        Formula::Leaf(Atom::Is(key, Src::Bind(_) | Src::List(_) | Src::Array(_))) => rels.push(key.0),
+        Formula::Leaf(Atom::Is(key, Src::Bind(_) | Src::List(_) | Src::Array(_))) => {
+            rels.push(key.0)
+        }
         Formula::Leaf(Atom::Same(a, b)) => rels.extend([a.0, b.0]),
         _ => {}
     };
@@ -339,7 +348,12 @@ fn eval_leaf<'v>(leaf: &Leaf, ctx: &Ctx<'v>) -> Dnf<'v> {
     };
     let mut out: Dnf<'v> = Vec::with_capacity(values.len());
     for value in values {
-        let terms: Terms<'v> = leaf.cols.iter().filter(|c| exact(ctx, **c, value)).map(|c| (*c, value)).collect();
+        let terms: Terms<'v> = leaf
+            .cols
+            .iter()
+            .filter(|c| exact(ctx, **c, value))
+            .map(|c| (*c, value))
+            .collect();
         if terms.is_empty() {
             return vec![Vec::new()];
         }
@@ -361,11 +375,12 @@ fn leaf_values<'v>(src: &Src, ctx: &Ctx<'v>) -> Option<Vec<&'v Value>> {
     let max = ctx.policy.max_in_values;
     match src {
         Src::Null => Some(vec![&NULL]),
-        Src::Bind(n) => Some(ctx.binds.get(*n as usize)?).map(non_null),
+        Src::Bind(n) => Some(non_null(ctx.binds.get(*n as usize)?)),
         Src::BindOrNull(n) => Some(vec![ctx.binds.get(*n as usize)?]),
         Src::List(ns) if ns.len() > max => None,
         Src::List(ns) => {
-            let values: Option<Vec<&Value>> = ns.iter().map(|n| ctx.binds.get(*n as usize)).collect();
+            let values: Option<Vec<&Value>> =
+                ns.iter().map(|n| ctx.binds.get(*n as usize)).collect();
             Some(values?.into_iter().filter(|v| !v.is_null()).collect())
         }
         Src::Array(n) => {
@@ -390,7 +405,10 @@ pub(super) fn finish(dnf: Result<Dnf<'_>, Overflow>, columns: &[Arc<str>]) -> Ta
     if is_true(&dnf) {
         return TableDeps::Any;
     }
-    let mut conjs: Vec<Conj> = dnf.into_iter().map(|terms| to_conj(terms, columns)).collect();
+    let mut conjs: Vec<Conj> = dnf
+        .into_iter()
+        .map(|terms| to_conj(terms, columns))
+        .collect();
     conjs.sort_unstable();
     conjs.dedup();
     drop_subsumed(&mut conjs);
@@ -399,14 +417,27 @@ pub(super) fn finish(dnf: Result<Dnf<'_>, Overflow>, columns: &[Arc<str>]) -> Ta
 
 /// Column ids are assigned in name order, so the terms stay sorted by column.
 fn to_conj(terms: Terms<'_>, columns: &[Arc<str>]) -> Conj {
-    let name = |c: u32| columns.get(c as usize).cloned().unwrap_or_else(|| Arc::from(""));
-    Conj(terms.into_iter().map(|(c, v)| (name(c), v.clone())).collect())
+    let name = |c: u32| {
+        columns
+            .get(c as usize)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(""))
+    };
+    Conj(
+        terms
+            .into_iter()
+            .map(|(c, v)| (name(c), v.clone()))
+            .collect(),
+    )
 }
 
 /// Drops a conjunction when a smaller one already covers it: every row matching
 /// `a & b` matches `a`, so invalidating `a` is enough.
 fn drop_subsumed(conjs: &mut Vec<Conj>) {
-    let covered = |c: &Conj, all: &[Conj]| all.iter().any(|o| o.0.len() < c.0.len() && o.0.iter().all(|t| c.0.contains(t)));
+    let covered = |c: &Conj, all: &[Conj]| {
+        all.iter()
+            .any(|o| o.0.len() < c.0.len() && o.0.iter().all(|t| c.0.contains(t)))
+    };
     let keep: Vec<bool> = conjs.iter().map(|c| !covered(c, conjs)).collect();
     let mut flags = keep.into_iter();
     conjs.retain(|_| flags.next().unwrap_or(true));
@@ -424,13 +455,17 @@ pub(super) fn decode_array(bytes: &[u8], max: usize) -> Option<Vec<Value>> {
     let oid = read_i32(&mut rest)? as u32;
     let len = match ndim {
         0 => 0,
-        1 => usize::try_from(read_i32(&mut rest)?).ok().filter(|n| *n <= max)?,
+        1 => usize::try_from(read_i32(&mut rest)?)
+            .ok()
+            .filter(|n| *n <= max)?,
         _ => return None,
     };
     if ndim == 1 {
         read_i32(&mut rest)?;
     }
-    let elements = (0..len).map(|_| read_element(&mut rest, oid)).collect::<Option<Vec<_>>>()?;
+    let elements = (0..len)
+        .map(|_| read_element(&mut rest, oid))
+        .collect::<Option<Vec<_>>>()?;
     rest.is_empty().then_some(elements)
 }
 
@@ -444,7 +479,11 @@ fn read_element(rest: &mut &[u8], oid: u32) -> Option<Value> {
             Some(head.into())
         }
     };
-    Some(Value { ty: oid, equality: pg_equality(oid), bytes })
+    Some(Value {
+        ty: oid,
+        equality: pg_equality(oid),
+        bytes,
+    })
 }
 
 fn read_i32(rest: &mut &[u8]) -> Option<i32> {

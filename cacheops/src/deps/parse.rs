@@ -13,10 +13,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use sqlparser::ast::{
-    BinaryOperator, Cte, Distinct, Expr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArguments, GroupByExpr, Ident, InTarget, Join, JoinConstraint, JoinOperator,
-    LimitClause, ObjectName, ObjectNamePart, OrderByKind, Query, Select, SelectItem, SetExpr,
-    Statement, TableAlias, TableFactor, TableWithJoins, UnaryOperator, Value as SqlValue, With,
+    BinaryOperator, Cte, Distinct, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
+    GroupByExpr, Ident, InTarget, Join, JoinConstraint, JoinOperator, LimitClause, ObjectName,
+    ObjectNamePart, OrderByKind, Query, Select, SelectItem, SetExpr, Statement, TableAlias,
+    TableFactor, TableWithJoins, UnaryOperator, Value as SqlValue, With,
 };
 use sqlparser::dialect::{Dialect as SqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::keywords::Keyword;
@@ -31,7 +31,12 @@ use crate::value::{Equality, Value};
 
 /// Deeper nesting than this (of queries and expressions) is refused rather than
 /// risking the stack: our walk is recursive.
-const MAX_DEPTH: usize = 400;
+const MAX_DEPTH: usize = 1000;
+
+/// The parser's own nesting limit (its default is 50). Diesel nests every
+/// `.filter()` in one more pair of parentheses, so a boxed query built in a loop
+/// goes deep; the parser grows its stack as needed (`recursive-protection`).
+const PARSER_DEPTH: usize = 400;
 
 /// The dependency structure of one SQL text, with binds still unknown.
 ///
@@ -70,7 +75,9 @@ impl Template {
         // A SELECT the walk never reached sits in an expression it does not descend
         // into: its tables would be missed, so refuse rather than under-invalidate.
         if builder.selects != selects {
-            return Err(unsupported("a subquery in a position the analysis does not cover"));
+            return Err(unsupported(
+                "a subquery in a position the analysis does not cover",
+            ));
         }
         Ok(builder.finish(main_of_query(&query, &mut Vec::new())))
     }
@@ -90,14 +97,23 @@ impl Template {
     /// A NULL term (`col IS NULL`) carries a value with `bytes: None` and type tag 0;
     /// it matches a row whose column is NULL, whatever the column's type.
     pub fn instantiate(&self, binds: &[Value], policy: &Policy<'_>) -> Deps {
-        let arrays: Vec<(u32, Option<Vec<Value>>)> =
-            self.arrays.iter().map(|n| (*n, array_elements(binds.get(*n as usize), policy))).collect();
+        let arrays: Vec<(u32, Option<Vec<Value>>)> = self
+            .arrays
+            .iter()
+            .map(|n| (*n, array_elements(binds.get(*n as usize), policy)))
+            .collect();
         let mut tables = Vec::with_capacity(self.tables.len());
         for group in self.occurrences.chunk_by(|a, b| a.0 == b.0) {
             let Some(table) = group.first().and_then(|(t, _)| self.tables.get(*t)) else {
                 continue;
             };
-            let ctx = Ctx { binds, arrays: &arrays, policy, table, columns: &self.columns };
+            let ctx = Ctx {
+                binds,
+                arrays: &arrays,
+                policy,
+                table,
+                columns: &self.columns,
+            };
             let dnf = group.iter().try_fold(Vec::new(), |acc, (_, f)| {
                 dnf::or(acc, dnf::eval(f, &ctx)?, policy.max_conjunctions)
             });
@@ -118,7 +134,10 @@ fn sql_error(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> E
 }
 
 fn unsupported(what: &str) -> Error {
-    Error::new(ErrorKind::Sql, format!("unsupported by the dependency analysis: {what}"))
+    Error::new(
+        ErrorKind::Sql,
+        format!("unsupported by the dependency analysis: {what}"),
+    )
 }
 
 /// Tokens of `sql`, with SQLite's `?` renumbered as `$n`, and the number of SELECT
@@ -134,7 +153,8 @@ fn tokenize(sql: &str, dialect: &dyn SqlDialect) -> Result<(Vec<TokenWithSpan>, 
             t
         })
         .map_err(|e| sql_error("could not tokenize the SQL", e))?;
-    let is_select = |t: &TokenWithSpan| matches!(&t.token, Token::Word(w) if w.keyword == Keyword::SELECT);
+    let is_select =
+        |t: &TokenWithSpan| matches!(&t.token, Token::Word(w) if w.keyword == Keyword::SELECT);
     let selects = tokens.iter().filter(|t| is_select(t)).count();
     Ok((tokens, selects))
 }
@@ -157,6 +177,7 @@ fn number_placeholder(p: &mut String, last: &mut u32) {
 
 fn parse_query(tokens: Vec<TokenWithSpan>, dialect: &dyn SqlDialect) -> Result<Box<Query>> {
     let mut statements = Parser::new(dialect)
+        .with_recursion_limit(PARSER_DEPTH)
         .with_tokens_with_locations(tokens)
         .parse_statements()
         .map_err(|e| sql_error("could not parse the SQL", e))?;
@@ -211,7 +232,10 @@ impl Interner {
         for (new, old) in order.iter().enumerate() {
             new_id[*old] = new;
         }
-        let names = order.iter().map(|i| Arc::from(self.names[*i].as_str())).collect();
+        let names = order
+            .iter()
+            .map(|i| Arc::from(self.names[*i].as_str()))
+            .collect();
         (names, new_id)
     }
 }
@@ -275,11 +299,17 @@ enum JoinKind {
 fn join_kind(op: &JoinOperator) -> (JoinKind, Option<&JoinConstraint>) {
     use JoinOperator as J;
     match op {
-        J::Join(c) | J::Inner(c) | J::CrossJoin(c) | J::StraightJoin(c) => (JoinKind::Inner, Some(c)),
+        J::Join(c) | J::Inner(c) | J::CrossJoin(c) | J::StraightJoin(c) => {
+            (JoinKind::Inner, Some(c))
+        }
         J::Left(c) | J::LeftOuter(c) => (JoinKind::Left, Some(c)),
         J::Right(c) | J::RightOuter(c) => (JoinKind::Right, Some(c)),
-        J::FullOuter(c) | J::Semi(c) | J::LeftSemi(c) | J::RightSemi(c) | J::Anti(c) => (JoinKind::Other, Some(c)),
-        J::LeftAnti(c) | J::RightAnti(c) | J::AsOf { constraint: c, .. } => (JoinKind::Other, Some(c)),
+        J::FullOuter(c) | J::Semi(c) | J::LeftSemi(c) | J::RightSemi(c) | J::Anti(c) => {
+            (JoinKind::Other, Some(c))
+        }
+        J::LeftAnti(c) | J::RightAnti(c) | J::AsOf { constraint: c, .. } => {
+            (JoinKind::Other, Some(c))
+        }
         _ => (JoinKind::Other, None),
     }
 }
@@ -307,7 +337,7 @@ impl Builder {
         }
     }
 
-    fn query<'q>(&mut self, q: &'q Query, nested: bool) -> Result<()> {
+    fn query(&mut self, q: &Query, nested: bool) -> Result<()> {
         self.enter()?;
         let visible = self.ctes.len();
         if let Some(with) = &q.with {
@@ -328,7 +358,7 @@ impl Builder {
 
     /// CTE bodies: each is a block of its own. A CTE name hides a table of that
     /// name in later CTEs and the body (and, if RECURSIVE, in every CTE).
-    fn with<'q>(&mut self, with: &'q With, nested: bool) -> Result<()> {
+    fn with(&mut self, with: &With, nested: bool) -> Result<()> {
         let name = |cte: &Cte| norm(&cte.alias.name);
         if with.recursive {
             self.ctes.extend(with.cte_tables.iter().map(name));
@@ -342,13 +372,19 @@ impl Builder {
         Ok(())
     }
 
-    fn scan_limit<'q>(&mut self, q: &'q Query) -> Result<()> {
+    fn scan_limit(&mut self, q: &Query) -> Result<()> {
         match &q.limit_clause {
-            Some(LimitClause::LimitOffset { limit, offset, limit_by }) => {
+            Some(LimitClause::LimitOffset {
+                limit,
+                offset,
+                limit_by,
+            }) => {
                 let offset = offset.as_ref().map(|o| &o.value);
                 self.scan_each(limit.iter().chain(offset).chain(limit_by))?;
             }
-            Some(LimitClause::OffsetCommaLimit { offset, limit }) => self.scan_each([offset, limit])?,
+            Some(LimitClause::OffsetCommaLimit { offset, limit }) => {
+                self.scan_each([offset, limit])?
+            }
             None => {}
         }
         self.scan_each(q.fetch.as_ref().and_then(|f| f.quantity.as_ref()))
@@ -356,14 +392,19 @@ impl Builder {
 
     /// Set operations: a row change can alter the result only through a branch
     /// whose own conditions it meets, so each branch is analysed on its own.
-    fn set_expr<'q>(&mut self, body: &'q SetExpr, nested: bool) -> Result<()> {
+    fn set_expr(&mut self, body: &SetExpr, nested: bool) -> Result<()> {
         self.enter()?;
         match body {
             SetExpr::Select(select) => self.select(select, nested)?,
             SetExpr::Query(query) => self.query(query, nested)?,
-            SetExpr::SetOperation { left, right, .. } => {
-                self.set_expr(left, nested)?;
-                self.set_expr(right, nested)?;
+            SetExpr::SetOperation { .. } => {
+                // Left-deep like expression chains: walked in a loop.
+                let mut branch = body;
+                while let SetExpr::SetOperation { left, right, .. } = branch {
+                    self.set_expr(right, nested)?;
+                    branch = left;
+                }
+                self.set_expr(branch, nested)?;
             }
             SetExpr::Values(values) => self.scan_each(values.rows.iter().flat_map(|r| r.iter()))?,
             SetExpr::Table(t) => self.table_anywhere(t.table_name.as_ref().map(norm)),
@@ -381,7 +422,7 @@ impl Builder {
         }
     }
 
-    fn select<'q>(&mut self, select: &'q Select, nested: bool) -> Result<()> {
+    fn select(&mut self, select: &Select, nested: bool) -> Result<()> {
         self.selects += 1;
         if !select.lateral_views.is_empty() || !select.connect_by.is_empty() {
             return Err(unsupported("LATERAL VIEW or CONNECT BY"));
@@ -390,7 +431,11 @@ impl Builder {
             SelectItem::ExprWithAlias { alias, .. } => Some(norm(alias)),
             _ => None,
         });
-        let mut scope = Scope { rels: Vec::new(), nested, aliases: aliases.collect() };
+        let mut scope = Scope {
+            rels: Vec::new(),
+            nested,
+            aliases: aliases.collect(),
+        };
         let mut on = Vec::new();
         for item in &select.from {
             self.joined(item, &mut scope, &mut on)?;
@@ -402,7 +447,7 @@ impl Builder {
 
     /// Finds the subqueries in every expression of a SELECT block. Only WHERE and ON
     /// narrow; HAVING, GROUP BY, DISTINCT, the projection are merely scanned.
-    fn scan_select<'q>(&mut self, s: &'q Select) -> Result<()> {
+    fn scan_select(&mut self, s: &Select) -> Result<()> {
         let projection = s.projection.iter().filter_map(|item| match item {
             SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
             SelectItem::ExprWithAliases { expr: e, .. } => Some(e),
@@ -416,9 +461,20 @@ impl Builder {
             Some(Distinct::On(exprs)) => exprs,
             _ => &[],
         };
-        let clauses = [&s.selection, &s.having, &s.prewhere, &s.qualify].into_iter().flatten();
-        let lists = group.iter().chain(distinct).chain(&s.cluster_by).chain(&s.distribute_by);
-        self.scan_each(projection.chain(clauses).chain(lists).chain(s.sort_by.iter().map(|o| &o.expr)))
+        let clauses = [&s.selection, &s.having, &s.prewhere, &s.qualify]
+            .into_iter()
+            .flatten();
+        let lists = group
+            .iter()
+            .chain(distinct)
+            .chain(&s.cluster_by)
+            .chain(&s.distribute_by);
+        self.scan_each(
+            projection
+                .chain(clauses)
+                .chain(lists)
+                .chain(s.sort_by.iter().map(|o| &o.expr)),
+        )
     }
 
     /// One formula per table of the block: WHERE and inner-join ON conditions for
@@ -428,9 +484,14 @@ impl Builder {
     /// `WHERE right.x = $1`) returns no NULL-extended row: it is an inner join, and
     /// its ON condition joins the global ones.
     fn record<'q>(&mut self, scope: &Scope<'q>, selection: Option<&'q Expr>, on: &[&'q Expr]) {
-        let mut global: Vec<_> = selection.into_iter().chain(on.iter().copied()).map(|e| self.cond(e, false, scope)).collect();
+        let mut global: Vec<_> = selection
+            .into_iter()
+            .chain(on.iter().copied())
+            .map(|e| self.cond(e, false, scope))
+            .collect();
         let rejected = dnf::null_rejected(&global);
-        let inner = |rel: &Rel<'_>| matches!(rel.state, State::Own(_)) && rejected.contains(&rel.id);
+        let inner =
+            |rel: &Rel<'_>| matches!(rel.state, State::Own(_)) && rejected.contains(&rel.id);
         for rel in scope.rels.iter().filter(|r| inner(r)) {
             if let State::Own(own) = &rel.state {
                 global.extend(own.iter().map(|e| self.cond(e, false, scope)));
@@ -454,7 +515,12 @@ impl Builder {
 
     /// A FROM item with its joins. `on` receives the ON conditions that hold for
     /// every row of the block.
-    fn joined<'q>(&mut self, item: &'q TableWithJoins, scope: &mut Scope<'q>, on: &mut Vec<&'q Expr>) -> Result<()> {
+    fn joined<'q>(
+        &mut self,
+        item: &'q TableWithJoins,
+        scope: &mut Scope<'q>,
+        on: &mut Vec<&'q Expr>,
+    ) -> Result<()> {
         let first = scope.rels.len();
         let mut local = Vec::new();
         self.factor(&item.relation, scope, &mut local)?;
@@ -471,7 +537,13 @@ impl Builder {
     /// is a single table; ON never narrows the left side, whose rows all come out.
     /// RIGHT: mirror image, kept simple: the left side widens. FULL and the rest:
     /// everything in this FROM item widens.
-    fn join<'q>(&mut self, join: &'q Join, first: usize, scope: &mut Scope<'q>, on: &mut Vec<&'q Expr>) -> Result<()> {
+    fn join<'q>(
+        &mut self,
+        join: &'q Join,
+        first: usize,
+        scope: &mut Scope<'q>,
+        on: &mut Vec<&'q Expr>,
+    ) -> Result<()> {
         let start = scope.rels.len();
         let mut inner = Vec::new();
         self.factor(&join.relation, scope, &mut inner)?;
@@ -481,7 +553,10 @@ impl Builder {
             _ => None,
         };
         self.scan_each(cond)?;
-        if let JoinOperator::AsOf { match_condition, .. } = &join.join_operator {
+        if let JoinOperator::AsOf {
+            match_condition, ..
+        } = &join.join_operator
+        {
             self.scan_expr(match_condition)?;
         }
         match kind {
@@ -502,24 +577,56 @@ impl Builder {
         Ok(())
     }
 
-    fn factor<'q>(&mut self, factor: &'q TableFactor, scope: &mut Scope<'q>, on: &mut Vec<&'q Expr>) -> Result<()> {
+    fn factor<'q>(
+        &mut self,
+        factor: &'q TableFactor,
+        scope: &mut Scope<'q>,
+        on: &mut Vec<&'q Expr>,
+    ) -> Result<()> {
         match factor {
-            TableFactor::Table { name, alias, args: None, .. } => {
-                let table = last_ident(name).ok_or_else(|| unsupported("a table name with a function part"))?;
+            TableFactor::Table {
+                name,
+                alias,
+                args: None,
+                ..
+            } => {
+                let table = last_ident(name)
+                    .ok_or_else(|| unsupported("a table name with a function part"))?;
                 let is_cte = name.0.len() == 1 && self.ctes.contains(&table);
                 let id = (!is_cte).then(|| self.tables.intern(&table));
                 self.push_rel(scope, alias.as_ref(), table, id);
             }
-            TableFactor::Table { name, alias, args: Some(args), .. } => {
+            TableFactor::Table {
+                name,
+                alias,
+                args: Some(args),
+                ..
+            } => {
                 self.scan_args(&args.args)?;
-                self.push_rel(scope, alias.as_ref(), last_ident(name).unwrap_or_default(), None);
+                self.push_rel(
+                    scope,
+                    alias.as_ref(),
+                    last_ident(name).unwrap_or_default(),
+                    None,
+                );
             }
-            TableFactor::Derived { lateral, subquery, alias, .. } => {
+            TableFactor::Derived {
+                lateral,
+                subquery,
+                alias,
+                ..
+            } => {
                 self.query(subquery, scope.nested || *lateral)?;
                 self.push_rel(scope, alias.as_ref(), String::new(), None);
             }
-            TableFactor::NestedJoin { table_with_joins, alias: None } => self.joined(table_with_joins, scope, on)?,
-            TableFactor::NestedJoin { table_with_joins, alias: Some(alias) } => {
+            TableFactor::NestedJoin {
+                table_with_joins,
+                alias: None,
+            } => self.joined(table_with_joins, scope, on)?,
+            TableFactor::NestedJoin {
+                table_with_joins,
+                alias: Some(alias),
+            } => {
                 let start = scope.rels.len();
                 self.joined(table_with_joins, scope, &mut Vec::new())?;
                 set_any(&mut scope.rels[start..]);
@@ -531,13 +638,19 @@ impl Builder {
     }
 
     /// Table functions read no table we know of; their arguments may hold subqueries.
-    fn function_factor<'q>(&mut self, factor: &'q TableFactor, scope: &mut Scope<'q>) -> Result<()> {
+    fn function_factor<'q>(
+        &mut self,
+        factor: &'q TableFactor,
+        scope: &mut Scope<'q>,
+    ) -> Result<()> {
         let alias = match factor {
             TableFactor::Function { args, alias, .. } => {
                 self.scan_args(args)?;
                 alias
             }
-            TableFactor::UNNEST { array_exprs, alias, .. } => {
+            TableFactor::UNNEST {
+                array_exprs, alias, ..
+            } => {
                 self.scan_each(array_exprs)?;
                 alias
             }
@@ -551,9 +664,20 @@ impl Builder {
         Ok(())
     }
 
-    fn push_rel(&mut self, scope: &mut Scope<'_>, alias: Option<&TableAlias>, name: String, table: Option<usize>) {
+    fn push_rel(
+        &mut self,
+        scope: &mut Scope<'_>,
+        alias: Option<&TableAlias>,
+        name: String,
+        table: Option<usize>,
+    ) {
         let name = alias.map_or(name, |a| norm(&a.name));
-        scope.rels.push(Rel { name, id: self.next_rel, table, state: State::Global });
+        scope.rels.push(Rel {
+            name,
+            id: self.next_rel,
+            table,
+            state: State::Global,
+        });
         self.next_rel += 1;
     }
 
@@ -562,14 +686,14 @@ impl Builder {
     }
 
     /// Finds the subqueries in an expression; each is a block of its own.
-    fn scan_expr<'q>(&mut self, e: &'q Expr) -> Result<()> {
+    fn scan_expr(&mut self, e: &Expr) -> Result<()> {
         self.enter()?;
         self.scan_inner(e)?;
         self.depth -= 1;
         Ok(())
     }
 
-    fn scan_inner<'q>(&mut self, e: &'q Expr) -> Result<()> {
+    fn scan_inner(&mut self, e: &Expr) -> Result<()> {
         use Expr as E;
         match e {
             E::Subquery(q) | E::Exists { subquery: q, .. } => self.query(q, true),
@@ -577,22 +701,53 @@ impl Builder {
                 self.scan_expr(expr)?;
                 self.scan_in_target(target)
             }
-            E::BinaryOp { left: l, right: r, .. } | E::AnyOp { left: l, right: r, .. } | E::AllOp { left: l, right: r, .. } => {
-                self.scan_each([&**l, &**r])
+            E::BinaryOp { .. } | E::Nested(_) => self.scan_chain(e),
+            E::AnyOp {
+                left: l, right: r, ..
             }
+            | E::AllOp {
+                left: l, right: r, ..
+            } => self.scan_each([&**l, &**r]),
             E::IsDistinctFrom(l, r) | E::IsNotDistinctFrom(l, r) => self.scan_each([&**l, &**r]),
-            E::UnaryOp { expr, .. } | E::Nested(expr) | E::IsNull(expr) | E::IsNotNull(expr) => self.scan_expr(expr),
-            E::IsTrue(expr) | E::IsFalse(expr) | E::IsNotTrue(expr) | E::IsNotFalse(expr) => self.scan_expr(expr),
-            E::IsUnknown(expr) | E::IsNotUnknown(expr) | E::Collate { expr, .. } => self.scan_expr(expr),
-            E::Cast { expr, .. } | E::Extract { expr, .. } | E::Ceil { expr, .. } | E::Floor { expr, .. } => self.scan_expr(expr),
-            E::AtTimeZone { timestamp, time_zone } => self.scan_each([&**timestamp, &**time_zone]),
-            E::Between { expr, low, high, .. } => self.scan_each([&**expr, &**low, &**high]),
-            E::Like { expr, pattern, .. } | E::ILike { expr, pattern, .. } => self.scan_each([&**expr, &**pattern]),
-            E::SimilarTo { expr, pattern, .. } | E::RLike { expr, pattern, .. } => self.scan_each([&**expr, &**pattern]),
+            E::UnaryOp { expr, .. } | E::IsNull(expr) | E::IsNotNull(expr) => self.scan_expr(expr),
+            E::IsTrue(expr) | E::IsFalse(expr) | E::IsNotTrue(expr) | E::IsNotFalse(expr) => {
+                self.scan_expr(expr)
+            }
+            E::IsUnknown(expr) | E::IsNotUnknown(expr) | E::Collate { expr, .. } => {
+                self.scan_expr(expr)
+            }
+            E::Cast { expr, .. }
+            | E::Extract { expr, .. }
+            | E::Ceil { expr, .. }
+            | E::Floor { expr, .. } => self.scan_expr(expr),
+            E::AtTimeZone {
+                timestamp,
+                time_zone,
+            } => self.scan_each([&**timestamp, &**time_zone]),
+            E::Between {
+                expr, low, high, ..
+            } => self.scan_each([&**expr, &**low, &**high]),
+            E::Like { expr, pattern, .. } | E::ILike { expr, pattern, .. } => {
+                self.scan_each([&**expr, &**pattern])
+            }
+            E::SimilarTo { expr, pattern, .. } | E::RLike { expr, pattern, .. } => {
+                self.scan_each([&**expr, &**pattern])
+            }
             E::Function(f) => self.scan_function(f),
-            E::Case { operand, conditions, else_result, .. } => {
+            E::Case {
+                operand,
+                conditions,
+                else_result,
+                ..
+            } => {
                 let whens = conditions.iter().flat_map(|w| [&w.condition, &w.result]);
-                self.scan_each(operand.as_deref().into_iter().chain(whens).chain(else_result.as_deref()))
+                self.scan_each(
+                    operand
+                        .as_deref()
+                        .into_iter()
+                        .chain(whens)
+                        .chain(else_result.as_deref()),
+                )
             }
             E::Tuple(items) => self.scan_each(items),
             E::Array(array) => self.scan_each(&array.elem),
@@ -602,7 +757,22 @@ impl Builder {
         }
     }
 
-    fn scan_in_target<'q>(&mut self, target: &'q InTarget) -> Result<()> {
+    /// A left-deep chain (`a AND b AND c ..`, or Diesel's `((a AND b) AND c)`) is
+    /// walked in a loop: its length must not cost stack.
+    fn scan_chain(&mut self, mut e: &Expr) -> Result<()> {
+        loop {
+            match e {
+                Expr::BinaryOp { left, right, .. } => {
+                    self.scan_expr(right)?;
+                    e = left;
+                }
+                Expr::Nested(inner) => e = inner,
+                other => return self.scan_expr(other),
+            }
+        }
+    }
+
+    fn scan_in_target(&mut self, target: &InTarget) -> Result<()> {
         match target {
             InTarget::List(items) => self.scan_each(items),
             InTarget::Subquery(q) => self.query(q, true),
@@ -614,7 +784,7 @@ impl Builder {
         }
     }
 
-    fn scan_function<'q>(&mut self, f: &'q Function) -> Result<()> {
+    fn scan_function(&mut self, f: &Function) -> Result<()> {
         for args in [&f.parameters, &f.args] {
             match args {
                 FunctionArguments::List(list) => self.scan_args(&list.args)?,
@@ -622,12 +792,19 @@ impl Builder {
                 FunctionArguments::None => {}
             }
         }
-        self.scan_each(f.filter.as_deref().into_iter().chain(f.within_group.iter().map(|o| &o.expr)))
+        self.scan_each(
+            f.filter
+                .as_deref()
+                .into_iter()
+                .chain(f.within_group.iter().map(|o| &o.expr)),
+        )
     }
 
-    fn scan_args<'q>(&mut self, args: &'q [FunctionArg]) -> Result<()> {
+    fn scan_args(&mut self, args: &[FunctionArg]) -> Result<()> {
         let exprs = args.iter().filter_map(|arg| match arg {
-            FunctionArg::Named { arg, .. } | FunctionArg::ExprNamed { arg, .. } | FunctionArg::Unnamed(arg) => match arg {
+            FunctionArg::Named { arg, .. }
+            | FunctionArg::ExprNamed { arg, .. }
+            | FunctionArg::Unnamed(arg) => match arg {
                 FunctionArgExpr::Expr(e) => Some(e),
                 _ => None,
             },
@@ -641,16 +818,40 @@ impl Builder {
         use Expr as E;
         match e {
             E::Nested(inner) => self.cond(inner, neg, scope),
-            E::UnaryOp { op: UnaryOperator::Not, expr } => self.cond(expr, !neg, scope),
-            E::BinaryOp { left, op: BinaryOperator::And, right } => self.junction(left, right, !neg, neg, scope),
-            E::BinaryOp { left, op: BinaryOperator::Or, right } => self.junction(left, right, neg, neg, scope),
+            E::UnaryOp {
+                op: UnaryOperator::Not,
+                expr,
+            } => self.cond(expr, !neg, scope),
+            E::BinaryOp {
+                op: op @ (BinaryOperator::And | BinaryOperator::Or),
+                ..
+            } => {
+                let parts: Vec<_> = chain(e, op)
+                    .into_iter()
+                    .map(|x| self.cond(x, neg, scope))
+                    .collect();
+                match (*op == BinaryOperator::And) != neg {
+                    true => Formula::all(parts),
+                    false => Formula::any(parts),
+                }
+            }
             E::BinaryOp { left, op, right } => self.compare(left, op, right, neg, scope),
             E::IsNull(x) if !neg => self.atom(x, Src::Null, scope),
             E::IsNotNull(x) if neg => self.atom(x, Src::Null, scope),
             E::IsNotDistinctFrom(l, r) if !neg => self.col_bind(l, r, Src::BindOrNull, scope),
             E::IsDistinctFrom(l, r) if neg => self.col_bind(l, r, Src::BindOrNull, scope),
-            E::In { expr, target: InTarget::List(items), negated, .. } if *negated == neg => self.in_list(expr, items, scope),
-            E::AnyOp { left, compare_op: BinaryOperator::Eq, right, .. } if !neg => {
+            E::In {
+                expr,
+                target: InTarget::List(items),
+                negated,
+                ..
+            } if *negated == neg => self.in_list(expr, items, scope),
+            E::AnyOp {
+                left,
+                compare_op: BinaryOperator::Eq,
+                right,
+                ..
+            } if !neg => {
                 let formula = self.col_bind(left, right, Src::Array, scope);
                 if let Formula::Leaf(Atom::Is(_, Src::Array(n))) = &formula {
                     self.arrays.push(*n);
@@ -665,21 +866,23 @@ impl Builder {
         }
     }
 
-    fn junction(&mut self, l: &Expr, r: &Expr, and: bool, neg: bool, scope: &Scope<'_>) -> Formula<Atom> {
-        let both = [self.cond(l, neg, scope), self.cond(r, neg, scope)];
-        match and {
-            true => Formula::all(both),
-            false => Formula::any(both),
-        }
-    }
-
     /// `=` and `<>` between a column and a bind or another column; literal-only
     /// comparisons (Diesel's empty `IN` is `1=0`) fold to constants.
-    fn compare(&mut self, l: &Expr, op: &BinaryOperator, r: &Expr, neg: bool, scope: &Scope<'_>) -> Formula<Atom> {
+    fn compare(
+        &mut self,
+        l: &Expr,
+        op: &BinaryOperator,
+        r: &Expr,
+        neg: bool,
+        scope: &Scope<'_>,
+    ) -> Formula<Atom> {
         if let (Some(a), Some(b)) = (int_literal(l), int_literal(r)) {
             return fold(op, a, b).map_or(Formula::True, |v| Formula::constant(v != neg));
         }
-        let is_eq = matches!((op, neg), (BinaryOperator::Eq, false) | (BinaryOperator::NotEq, true));
+        let is_eq = matches!(
+            (op, neg),
+            (BinaryOperator::Eq, false) | (BinaryOperator::NotEq, true)
+        );
         if !is_eq {
             return Formula::True;
         }
@@ -690,7 +893,13 @@ impl Builder {
     }
 
     /// `col ? $n` in either order; anything else is unknown.
-    fn col_bind(&mut self, l: &Expr, r: &Expr, src: fn(u32) -> Src, scope: &Scope<'_>) -> Formula<Atom> {
+    fn col_bind(
+        &mut self,
+        l: &Expr,
+        r: &Expr,
+        src: fn(u32) -> Src,
+        scope: &Scope<'_>,
+    ) -> Formula<Atom> {
         let pair = match (bind(l), bind(r)) {
             (None, Some(n)) => self.col(l, scope).map(|c| (c, n)),
             (Some(n), None) => self.col(r, scope).map(|c| (c, n)),
@@ -700,7 +909,8 @@ impl Builder {
     }
 
     fn atom(&mut self, column: &Expr, src: Src, scope: &Scope<'_>) -> Formula<Atom> {
-        self.col(column, scope).map_or(Formula::True, |c| Formula::Leaf(Atom::Is(c, src)))
+        self.col(column, scope)
+            .map_or(Formula::True, |c| Formula::Leaf(Atom::Is(c, src)))
     }
 
     fn in_list(&mut self, column: &Expr, items: &[Expr], scope: &Scope<'_>) -> Formula<Atom> {
@@ -735,10 +945,16 @@ impl Builder {
         let (tables, table_ids) = self.tables.sorted();
         let (columns, column_ids) = self.columns.sorted();
         let mut renumber = |leaf: &mut Leaf| {
-            leaf.cols.iter_mut().for_each(|c| *c = column_ids[*c as usize] as u32);
+            leaf.cols
+                .iter_mut()
+                .for_each(|c| *c = column_ids[*c as usize] as u32);
             leaf.cols.sort_unstable();
         };
-        let mut occurrences: Vec<_> = self.occurrences.into_iter().map(|(t, f)| (table_ids[t], f)).collect();
+        let mut occurrences: Vec<_> = self
+            .occurrences
+            .into_iter()
+            .map(|(t, f)| (table_ids[t], f))
+            .collect();
         for (_, formula) in &mut occurrences {
             formula.for_each_leaf(&mut renumber);
         }
@@ -747,8 +963,34 @@ impl Builder {
         let mut arrays = self.arrays;
         arrays.sort_unstable();
         arrays.dedup();
-        Template { tables, main, columns, occurrences, arrays: arrays.into() }
+        Template {
+            tables,
+            main,
+            columns,
+            occurrences,
+            arrays: arrays.into(),
+        }
     }
+}
+
+/// The operands of a left-deep chain of `op` (through parentheses), in order.
+fn chain<'e>(mut e: &'e Expr, op: &BinaryOperator) -> Vec<&'e Expr> {
+    let mut parts = Vec::new();
+    loop {
+        match e {
+            Expr::BinaryOp { left, op: o, right } if o == op => {
+                parts.push(&**right);
+                e = left;
+            }
+            Expr::Nested(inner) if matches!(&**inner, Expr::BinaryOp { op: o, .. } if o == op) => {
+                e = inner
+            }
+            _ => break,
+        }
+    }
+    parts.push(e);
+    parts.reverse();
+    parts
 }
 
 /// `$n` → bind index n - 1.
@@ -805,9 +1047,14 @@ fn main_of_set<'a>(body: &'a SetExpr, ctes: &mut Vec<&'a Cte>) -> Option<String>
 
 fn main_of_factor<'a>(factor: &'a TableFactor, ctes: &mut Vec<&'a Cte>) -> Option<String> {
     match factor {
-        TableFactor::Table { name, args: None, .. } => {
+        TableFactor::Table {
+            name, args: None, ..
+        } => {
             let table = last_ident(name)?;
-            let cte = ctes.iter().rposition(|c| norm(&c.alias.name) == table).filter(|_| name.0.len() == 1);
+            let cte = ctes
+                .iter()
+                .rposition(|c| norm(&c.alias.name) == table)
+                .filter(|_| name.0.len() == 1);
             // Only earlier CTEs are visible from a CTE's body: no loop on recursion.
             match cte {
                 Some(i) => {
@@ -818,7 +1065,9 @@ fn main_of_factor<'a>(factor: &'a TableFactor, ctes: &mut Vec<&'a Cte>) -> Optio
             }
         }
         TableFactor::Derived { subquery, .. } => main_of_query(subquery, ctes),
-        TableFactor::NestedJoin { table_with_joins, .. } => main_of_factor(&table_with_joins.relation, ctes),
+        TableFactor::NestedJoin {
+            table_with_joins, ..
+        } => main_of_factor(&table_with_joins.relation, ctes),
         _ => None,
     }
 }

@@ -1,5 +1,7 @@
 //! Dependency extraction on SQL rendered by Diesel itself, plus hand-written shapes.
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
 use diesel::dsl::{count_star, exists, max, not, sql};
 use diesel::pg::Pg;
 use diesel::prelude::*;
@@ -57,11 +59,19 @@ fn hex(value: &Value) -> String {
 
 /// `table: col=hex & col=hex | ...; table: *` (`*`: any change, `none`: no row).
 fn show(deps: &Deps) -> String {
-    let conj = |c: &Conj| c.0.iter().map(|(k, v)| format!("{k}={}", hex(v))).collect::<Vec<_>>().join(" & ");
+    let conj = |c: &Conj| {
+        c.0.iter()
+            .map(|(k, v)| format!("{k}={}", hex(v)))
+            .collect::<Vec<_>>()
+            .join(" & ")
+    };
     let table = |(name, d): &(Arc<str>, TableDeps)| match d {
         TableDeps::Any => format!("{name}: *"),
         TableDeps::Conjs(v) if v.is_empty() => format!("{name}: none"),
-        TableDeps::Conjs(v) => format!("{name}: {}", v.iter().map(conj).collect::<Vec<_>>().join(" | ")),
+        TableDeps::Conjs(v) => format!(
+            "{name}: {}",
+            v.iter().map(conj).collect::<Vec<_>>().join(" | ")
+        ),
     };
     deps.tables.iter().map(table).collect::<Vec<_>>().join("; ")
 }
@@ -82,7 +92,12 @@ fn pg<Q: QueryFragment<Pg>>(query: &Q) -> String {
 
 fn lite<Q: QueryFragment<Sqlite>>(query: &Q) -> String {
     let rendered = <Sqlite as CacheBackend>::render(query).unwrap();
-    deps_of(&rendered.sql, Dialect::Sqlite, &rendered.binds, &Policy::default())
+    deps_of(
+        &rendered.sql,
+        Dialect::Sqlite,
+        &rendered.binds,
+        &Policy::default(),
+    )
 }
 
 fn template_pg<Q: QueryFragment<Pg>>(query: &Q) -> Template {
@@ -131,39 +146,71 @@ fn no_where_is_whole_table() {
 #[test]
 fn and_makes_one_conjunction_sorted_by_column() {
     let q = a::table.filter(a::published.eq(true).and(a::category_id.eq(3)));
-    assert_eq!(pg(&q), format!("articles: category_id={} & published={}", i4(3), boolean(true)));
+    assert_eq!(
+        pg(&q),
+        format!(
+            "articles: category_id={} & published={}",
+            i4(3),
+            boolean(true)
+        )
+    );
 }
 
 #[test]
 fn chained_filters_are_and() {
-    let q = a::table.filter(a::category_id.eq(3)).filter(a::title.eq("x")).filter(a::published.eq(false));
-    let expected = format!("articles: category_id={} & published={} & title={}", i4(3), boolean(false), txt("x"));
+    let q = a::table
+        .filter(a::category_id.eq(3))
+        .filter(a::title.eq("x"))
+        .filter(a::published.eq(false));
+    let expected = format!(
+        "articles: category_id={} & published={} & title={}",
+        i4(3),
+        boolean(false),
+        txt("x")
+    );
     assert_eq!(pg(&q), expected);
 }
 
 #[test]
 fn or_is_union() {
     let q = a::table.filter(a::id.eq(1).or(a::category_id.eq(2)));
-    assert_eq!(pg(&q), format!("articles: category_id={} | id={}", i4(2), i4(1)));
+    assert_eq!(
+        pg(&q),
+        format!("articles: category_id={} | id={}", i4(2), i4(1))
+    );
 }
 
 #[test]
 fn or_filter_chain_is_union() {
-    let q = a::table.filter(a::id.eq(1)).or_filter(a::id.eq(2)).or_filter(a::title.eq("t"));
-    assert_eq!(pg(&q), format!("articles: id={} | id={} | title={}", i4(1), i4(2), txt("t")));
+    let q = a::table
+        .filter(a::id.eq(1))
+        .or_filter(a::id.eq(2))
+        .or_filter(a::title.eq("t"));
+    assert_eq!(
+        pg(&q),
+        format!("articles: id={} | id={} | title={}", i4(1), i4(2), txt("t"))
+    );
 }
 
 #[test]
 fn and_over_or_distributes() {
-    let q = a::table.filter(a::published.eq(true)).filter(a::id.eq(1).or(a::id.eq(2)));
+    let q = a::table
+        .filter(a::published.eq(true))
+        .filter(a::id.eq(1).or(a::id.eq(2)));
     let (p, one, two) = (boolean(true), i4(1), i4(2));
-    assert_eq!(pg(&q), format!("articles: id={one} & published={p} | id={two} & published={p}"));
+    assert_eq!(
+        pg(&q),
+        format!("articles: id={one} & published={p} | id={two} & published={p}")
+    );
 }
 
 #[test]
 fn eq_any_vec_pg_is_union_of_array_elements() {
     let q = a::table.filter(a::id.eq_any(vec![3, 1, 2]));
-    assert_eq!(pg(&q), format!("articles: id={} | id={} | id={}", i4(1), i4(2), i4(3)));
+    assert_eq!(
+        pg(&q),
+        format!("articles: id={} | id={} | id={}", i4(1), i4(2), i4(3))
+    );
 }
 
 #[test]
@@ -207,8 +254,13 @@ fn repeated_equal_term_is_kept_once() {
 
 #[test]
 fn contradiction_only_drops_its_own_conjunction() {
-    let q = a::table.filter(a::id.eq(1)).filter(a::id.eq(2).or(a::title.eq("t")));
-    assert_eq!(pg(&q), format!("articles: id={} & title={}", i4(1), txt("t")));
+    let q = a::table
+        .filter(a::id.eq(1))
+        .filter(a::id.eq(2).or(a::title.eq("t")));
+    assert_eq!(
+        pg(&q),
+        format!("articles: id={} & title={}", i4(1), txt("t"))
+    );
 }
 
 #[test]
@@ -217,12 +269,17 @@ fn ranges_and_patterns_widen() {
     assert_eq!(pg(&a::table.filter(a::views.between(1, 5))), "articles: *");
     assert_eq!(pg(&a::table.filter(a::title.like("a%"))), "articles: *");
     assert_eq!(pg(&a::table.filter(a::title.ne("a"))), "articles: *");
-    assert_eq!(lite(&a::table.filter(a::title.not_like("a%"))), "articles: *");
+    assert_eq!(
+        lite(&a::table.filter(a::title.not_like("a%"))),
+        "articles: *"
+    );
 }
 
 #[test]
 fn unknown_and_known_keeps_the_known_term() {
-    let q = a::table.filter(a::views.gt(10)).filter(a::category_id.eq(5));
+    let q = a::table
+        .filter(a::views.gt(10))
+        .filter(a::category_id.eq(5));
     assert_eq!(pg(&q), format!("articles: category_id={}", i4(5)));
 }
 
@@ -234,9 +291,17 @@ fn unknown_or_known_widens() {
 
 #[test]
 fn is_null_is_a_null_term() {
-    let q = a::table.filter(a::body.is_null()).filter(a::category_id.eq(1));
-    assert_eq!(pg(&q), format!("articles: body=NULL & category_id={}", i4(1)));
-    assert_eq!(lite(&a::table.filter(a::body.is_null())), "articles: body=NULL");
+    let q = a::table
+        .filter(a::body.is_null())
+        .filter(a::category_id.eq(1));
+    assert_eq!(
+        pg(&q),
+        format!("articles: body=NULL & category_id={}", i4(1))
+    );
+    assert_eq!(
+        lite(&a::table.filter(a::body.is_null())),
+        "articles: body=NULL"
+    );
 }
 
 #[test]
@@ -248,7 +313,10 @@ fn is_null_and_a_value_contradict() {
 #[test]
 fn is_not_null_widens_but_its_negation_is_null() {
     assert_eq!(pg(&a::table.filter(a::body.is_not_null())), "articles: *");
-    assert_eq!(pg(&a::table.filter(not(a::body.is_not_null()))), "articles: body=NULL");
+    assert_eq!(
+        pg(&a::table.filter(not(a::body.is_not_null()))),
+        "articles: body=NULL"
+    );
 }
 
 #[test]
@@ -283,7 +351,10 @@ fn not_of_not_equal_is_equal() {
 fn not_of_or_pushes_down() {
     // NOT (id <> 1 OR title <> 't') = id = 1 AND title = 't'
     let q = a::table.filter(not(a::id.ne(1).or(a::title.ne("t"))));
-    assert_eq!(pg(&q), format!("articles: id={} & title={}", i4(1), txt("t")));
+    assert_eq!(
+        pg(&q),
+        format!("articles: id={} & title={}", i4(1), txt("t"))
+    );
 }
 
 #[test]
@@ -297,16 +368,30 @@ fn not_in_widens() {
 fn bare_boolean_column_widens() {
     assert_eq!(pg(&a::table.filter(a::published)), "articles: *");
     assert_eq!(pg(&a::table.filter(not(a::published))), "articles: *");
-    assert_eq!(pg(&a::table.filter(a::published.eq(false))), format!("articles: published={}", boolean(false)));
+    assert_eq!(
+        pg(&a::table.filter(a::published.eq(false))),
+        format!("articles: published={}", boolean(false))
+    );
 }
 
 #[test]
 fn raw_sql_literals_widen() {
-    assert_eq!(pg(&a::table.filter(sql::<Bool>("\"articles\".\"id\" = 5"))), "articles: *");
-    assert_eq!(pg(&a::table.filter(sql::<Bool>("articles.title = 'x'"))), "articles: *");
-    let q = a::table.filter(sql::<Bool>("articles.views > 10")).filter(a::id.eq(2));
+    assert_eq!(
+        pg(&a::table.filter(sql::<Bool>("\"articles\".\"id\" = 5"))),
+        "articles: *"
+    );
+    assert_eq!(
+        pg(&a::table.filter(sql::<Bool>("articles.title = 'x'"))),
+        "articles: *"
+    );
+    let q = a::table
+        .filter(sql::<Bool>("articles.views > 10"))
+        .filter(a::id.eq(2));
     assert_eq!(pg(&q), format!("articles: id={}", i4(2)));
-    assert_eq!(lite(&a::table.filter(sql::<Bool>("`articles`.`id` = 5"))), "articles: *");
+    assert_eq!(
+        lite(&a::table.filter(sql::<Bool>("`articles`.`id` = 5"))),
+        "articles: *"
+    );
 }
 
 #[test]
@@ -318,25 +403,44 @@ fn raw_sql_with_a_bind_is_granular() {
 #[test]
 fn float_column_widens_by_default() {
     assert_eq!(pg(&a::table.filter(a::score.eq(1.5))), "articles: *");
-    let trusting = Policy { column_is_exact: &trust_all, ..Policy::default() };
+    let trusting = Policy {
+        column_is_exact: &trust_all,
+        ..Policy::default()
+    };
     let bytes = hex(&encode_value::<Pg, Double, f64>(&1.5).unwrap());
-    assert_eq!(pg_with(&a::table.filter(a::score.eq(1.5)), &trusting), format!("articles: score={bytes}"));
+    assert_eq!(
+        pg_with(&a::table.filter(a::score.eq(1.5)), &trusting),
+        format!("articles: score={bytes}")
+    );
 }
 
 #[test]
 fn policy_can_veto_a_column() {
-    let no_title = |_: &str, column: &str, v: &Value| column != "title" && v.equality == Equality::Exact;
-    let policy = Policy { column_is_exact: &no_title, ..Policy::default() };
+    let no_title =
+        |_: &str, column: &str, v: &Value| column != "title" && v.equality == Equality::Exact;
+    let policy = Policy {
+        column_is_exact: &no_title,
+        ..Policy::default()
+    };
     let q = a::table.filter(a::title.eq("x")).filter(a::id.eq(1));
     assert_eq!(pg_with(&q, &policy), format!("articles: id={}", i4(1)));
-    assert_eq!(pg_with(&a::table.filter(a::title.eq("x")), &policy), "articles: *");
+    assert_eq!(
+        pg_with(&a::table.filter(a::title.eq("x")), &policy),
+        "articles: *"
+    );
 }
 
 #[test]
 fn policy_veto_of_one_array_element_widens() {
     let not_two = |_: &str, _: &str, v: &Value| hex(v) != i4(2);
-    let policy = Policy { column_is_exact: &not_two, ..Policy::default() };
-    assert_eq!(pg_with(&a::table.filter(a::id.eq_any(vec![1, 2])), &policy), "articles: *");
+    let policy = Policy {
+        column_is_exact: &not_two,
+        ..Policy::default()
+    };
+    assert_eq!(
+        pg_with(&a::table.filter(a::id.eq_any(vec![1, 2])), &policy),
+        "articles: *"
+    );
 }
 
 #[test]
@@ -345,7 +449,10 @@ fn timestamps_are_granular_and_now_is_not() {
     let q = a::table.filter(a::created_at.eq(PgTimestamp(0)));
     let bytes = hex(&encode_value::<Pg, diesel::sql_types::Timestamp, _>(&PgTimestamp(0)).unwrap());
     assert_eq!(pg(&q), format!("articles: created_at={bytes}"));
-    assert_eq!(pg(&a::table.filter(a::created_at.lt(diesel::dsl::now))), "articles: *");
+    assert_eq!(
+        pg(&a::table.filter(a::created_at.lt(diesel::dsl::now))),
+        "articles: *"
+    );
 }
 
 // ---- shape of the query: aggregates, ordering, boxing --------------------------
@@ -354,21 +461,39 @@ fn timestamps_are_granular_and_now_is_not() {
 fn count_and_aggregates_narrow_like_the_where() {
     let expected = format!("articles: category_id={}", i4(3));
     assert_eq!(pg(&a::table.filter(a::category_id.eq(3)).count()), expected);
-    assert_eq!(pg(&a::table.filter(a::category_id.eq(3)).select(max(a::views))), expected);
-    assert_eq!(pg(&a::table.filter(a::category_id.eq(3)).select(count_star())), expected);
+    assert_eq!(
+        pg(&a::table.filter(a::category_id.eq(3)).select(max(a::views))),
+        expected
+    );
+    assert_eq!(
+        pg(&a::table.filter(a::category_id.eq(3)).select(count_star())),
+        expected
+    );
 }
 
 #[test]
 fn order_limit_offset_distinct_do_not_narrow() {
-    let q = a::table.filter(a::category_id.eq(3)).order(a::views.desc()).limit(5).offset(10).distinct();
+    let q = a::table
+        .filter(a::category_id.eq(3))
+        .order(a::views.desc())
+        .limit(5)
+        .offset(10)
+        .distinct();
     assert_eq!(pg(&q), format!("articles: category_id={}", i4(3)));
-    let q = a::table.filter(a::category_id.eq(3)).order(a::views.desc()).limit(5).offset(10);
+    let q = a::table
+        .filter(a::category_id.eq(3))
+        .order(a::views.desc())
+        .limit(5)
+        .offset(10);
     assert_eq!(lite(&q), format!("articles: category_id={}", li(3)));
 }
 
 #[test]
 fn distinct_on_is_fine() {
-    let q = a::table.filter(a::published.eq(true)).distinct_on(a::category_id).order(a::category_id);
+    let q = a::table
+        .filter(a::published.eq(true))
+        .distinct_on(a::category_id)
+        .order(a::category_id);
     assert_eq!(pg(&q), format!("articles: published={}", boolean(true)));
 }
 
@@ -388,7 +513,15 @@ fn boxed_query_with_conditional_filters() {
     for id in [1, 2] {
         q = q.or_filter(a::id.eq(id));
     }
-    assert_eq!(pg(&q.filter(a::published.eq(true))), format!("articles: id={0} & published={2} | id={1} & published={2}", i4(1), i4(2), boolean(true)));
+    assert_eq!(
+        pg(&q.filter(a::published.eq(true))),
+        format!(
+            "articles: id={0} & published={2} | id={1} & published={2}",
+            i4(1),
+            i4(2),
+            boolean(true)
+        )
+    );
 }
 
 #[test]
@@ -401,74 +534,146 @@ fn for_update_is_fine() {
 
 #[test]
 fn inner_join_propagates_from_the_joined_table() {
-    let q = a::table.inner_join(c::table).filter(c::id.eq(3)).select(a::id);
-    assert_eq!(pg(&q), format!("articles: category_id={0}; categories: id={0}", i4(3)));
+    let q = a::table
+        .inner_join(c::table)
+        .filter(c::id.eq(3))
+        .select(a::id);
+    assert_eq!(
+        pg(&q),
+        format!("articles: category_id={0}; categories: id={0}", i4(3))
+    );
 }
 
 #[test]
 fn inner_join_propagates_to_the_joined_table() {
-    let q = a::table.inner_join(c::table).filter(a::category_id.eq(3)).filter(c::name.eq("n"));
-    assert_eq!(pg(&q), format!("articles: category_id={0}; categories: id={0} & name={1}", i4(3), txt("n")));
-    assert_eq!(lite(&q), format!("articles: category_id={0}; categories: id={0} & name={1}", li(3), lt("n")));
+    let q = a::table
+        .inner_join(c::table)
+        .filter(a::category_id.eq(3))
+        .filter(c::name.eq("n"));
+    assert_eq!(
+        pg(&q),
+        format!(
+            "articles: category_id={0}; categories: id={0} & name={1}",
+            i4(3),
+            txt("n")
+        )
+    );
+    assert_eq!(
+        lite(&q),
+        format!(
+            "articles: category_id={0}; categories: id={0} & name={1}",
+            li(3),
+            lt("n")
+        )
+    );
 }
 
 #[test]
 fn join_without_condition_on_a_table_widens_it() {
     let q = a::table.inner_join(c::table).filter(c::name.eq("n"));
-    assert_eq!(pg(&q), format!("articles: *; categories: name={}", txt("n")));
+    assert_eq!(
+        pg(&q),
+        format!("articles: *; categories: name={}", txt("n"))
+    );
 }
 
 #[test]
 fn join_propagation_detects_cross_table_contradiction() {
-    let q = a::table.inner_join(c::table).filter(c::id.eq(1)).filter(a::category_id.eq(2));
+    let q = a::table
+        .inner_join(c::table)
+        .filter(c::id.eq(1))
+        .filter(a::category_id.eq(2));
     assert_eq!(pg(&q), "articles: none; categories: none");
 }
 
 #[test]
 fn join_equality_under_or_does_not_propagate() {
-    let q = a::table.inner_join(c::table).filter(c::id.eq(1).or(c::name.eq("n")));
-    assert_eq!(pg(&q), format!("articles: *; categories: id={} | name={}", i4(1), txt("n")));
+    let q = a::table
+        .inner_join(c::table)
+        .filter(c::id.eq(1).or(c::name.eq("n")));
+    assert_eq!(
+        pg(&q),
+        format!("articles: *; categories: id={} | name={}", i4(1), txt("n"))
+    );
 }
 
 #[test]
 fn three_table_join() {
-    let q = t::table.inner_join(a::table.inner_join(c::table)).filter(c::id.eq(2)).filter(t::label.eq("l"));
-    let expected = format!("articles: category_id={0}; categories: id={0}; tags: label={1}", i4(2), txt("l"));
+    let q = t::table
+        .inner_join(a::table.inner_join(c::table))
+        .filter(c::id.eq(2))
+        .filter(t::label.eq("l"));
+    let expected = format!(
+        "articles: category_id={0}; categories: id={0}; tags: label={1}",
+        i4(2),
+        txt("l")
+    );
     assert_eq!(pg(&q), expected);
 }
 
 #[test]
 fn left_join_keeps_the_left_table_whole_for_on_terms() {
     let q = a::table.left_join(c::table).filter(a::published.eq(true));
-    assert_eq!(pg(&q), format!("articles: published={}; categories: *", boolean(true)));
+    assert_eq!(
+        pg(&q),
+        format!("articles: published={}; categories: *", boolean(true))
+    );
 }
 
 #[test]
 fn left_join_right_side_is_narrowed_only_by_its_on() {
     // `WHERE categories.name IS NULL` is met by NULL-extended rows: it cannot narrow.
-    let q = a::table.left_join(c::table).filter(c::name.is_null()).filter(a::id.eq(1));
+    let q = a::table
+        .left_join(c::table)
+        .filter(c::name.is_null())
+        .filter(a::id.eq(1));
     assert_eq!(pg(&q), format!("articles: id={}; categories: *", i4(1)));
 }
 
 #[test]
 fn left_join_with_null_rejecting_where_is_an_inner_join() {
-    let q = a::table.left_join(c::table).filter(c::id.eq(4)).select(a::id);
-    assert_eq!(pg(&q), format!("articles: category_id={0}; categories: id={0}", i4(4)));
-    assert_eq!(lite(&q), format!("articles: category_id={0}; categories: id={0}", li(4)));
+    let q = a::table
+        .left_join(c::table)
+        .filter(c::id.eq(4))
+        .select(a::id);
+    assert_eq!(
+        pg(&q),
+        format!("articles: category_id={0}; categories: id={0}", i4(4))
+    );
+    assert_eq!(
+        lite(&q),
+        format!("articles: category_id={0}; categories: id={0}", li(4))
+    );
 }
 
 #[test]
 fn left_join_then_inner_join() {
-    let q = a::table.left_join(c::table).inner_join(t::table).filter(a::id.eq(1)).select(a::id);
-    assert_eq!(pg(&q), format!("articles: id={0}; categories: *; tags: article_id={0}", i4(1)));
+    let q = a::table
+        .left_join(c::table)
+        .inner_join(t::table)
+        .filter(a::id.eq(1))
+        .select(a::id);
+    assert_eq!(
+        pg(&q),
+        format!(
+            "articles: id={0}; categories: *; tags: article_id={0}",
+            i4(1)
+        )
+    );
 }
 
 #[test]
 fn left_join_on_clause_narrows_the_right_side() {
     let sql = r#"SELECT "articles"."id" FROM "articles" LEFT JOIN "categories" ON "categories"."id" = "articles"."category_id" AND "categories"."name" = $1 WHERE "articles"."views" = $2"#;
-    let binds = [encode_value::<Pg, Text, str>("n").unwrap(), encode_value::<Pg, Integer, i32>(&1).unwrap()];
+    let binds = [
+        encode_value::<Pg, Text, str>("n").unwrap(),
+        encode_value::<Pg, Integer, i32>(&1).unwrap(),
+    ];
     let expected = format!("articles: views={}; categories: name={}", i4(1), txt("n"));
-    assert_eq!(deps_of(sql, Dialect::Postgres, &binds, &Policy::default()), expected);
+    assert_eq!(
+        deps_of(sql, Dialect::Postgres, &binds, &Policy::default()),
+        expected
+    );
 }
 
 #[test]
@@ -476,9 +681,15 @@ fn right_and_full_joins_widen() {
     let right = r#"SELECT 1 FROM "articles" RIGHT JOIN "categories" ON "categories"."id" = "articles"."category_id" WHERE "categories"."name" = $1"#;
     let binds = [encode_value::<Pg, Text, str>("n").unwrap()];
     let expected = format!("articles: *; categories: name={}", txt("n"));
-    assert_eq!(deps_of(right, Dialect::Postgres, &binds, &Policy::default()), expected);
+    assert_eq!(
+        deps_of(right, Dialect::Postgres, &binds, &Policy::default()),
+        expected
+    );
     let full = right.replace("RIGHT", "FULL");
-    assert_eq!(deps_of(&full, Dialect::Postgres, &binds, &Policy::default()), "articles: *; categories: *");
+    assert_eq!(
+        deps_of(&full, Dialect::Postgres, &binds, &Policy::default()),
+        "articles: *; categories: *"
+    );
 }
 
 // ---- subqueries, EXISTS, set operations --------------------------------------------
@@ -486,9 +697,25 @@ fn right_and_full_joins_widen() {
 #[test]
 fn eq_any_subquery_widens_outer_and_analyses_inner() {
     let sub = c::table.select(c::id).filter(c::name.eq("x"));
-    let q = a::table.filter(a::category_id.eq_any(sub)).filter(a::published.eq(true));
-    assert_eq!(pg(&q), format!("articles: published={}; categories: name={}", boolean(true), txt("x")));
-    assert_eq!(lite(&q), format!("articles: published={}; categories: name={}", li_bool(true), lt("x")));
+    let q = a::table
+        .filter(a::category_id.eq_any(sub))
+        .filter(a::published.eq(true));
+    assert_eq!(
+        pg(&q),
+        format!(
+            "articles: published={}; categories: name={}",
+            boolean(true),
+            txt("x")
+        )
+    );
+    assert_eq!(
+        lite(&q),
+        format!(
+            "articles: published={}; categories: name={}",
+            li_bool(true),
+            lt("x")
+        )
+    );
 }
 
 fn li_bool(b: bool) -> String {
@@ -498,44 +725,75 @@ fn li_bool(b: bool) -> String {
 #[test]
 fn subquery_tables_in_not_in_widen_outer() {
     let sub = c::table.select(c::id);
-    let q = a::table.filter(a::category_id.ne_all(sub)).filter(a::id.eq(1));
+    let q = a::table
+        .filter(a::category_id.ne_all(sub))
+        .filter(a::id.eq(1));
     assert_eq!(pg(&q), format!("articles: id={}; categories: *", i4(1)));
 }
 
 #[test]
 fn correlated_exists_widens_the_inner_table() {
-    let q = a::table.filter(exists(t::table.filter(t::article_id.eq(a::id)))).select(a::id);
+    let q = a::table
+        .filter(exists(t::table.filter(t::article_id.eq(a::id))))
+        .select(a::id);
     assert_eq!(pg(&q), "articles: *; tags: *");
-    let q = a::table.filter(not(exists(t::table.filter(t::article_id.eq(a::id)).filter(t::label.eq("l")))));
+    let q = a::table.filter(not(exists(
+        t::table
+            .filter(t::article_id.eq(a::id))
+            .filter(t::label.eq("l")),
+    )));
     assert_eq!(pg(&q), format!("articles: *; tags: label={}", txt("l")));
 }
 
 #[test]
 fn exists_in_the_select_list() {
-    let q = a::table.select((a::id, exists(t::table.filter(t::label.eq("l"))))).filter(a::id.eq(3));
-    assert_eq!(pg(&q), format!("articles: id={}; tags: label={}", i4(3), txt("l")));
+    let q = a::table
+        .select((a::id, exists(t::table.filter(t::label.eq("l")))))
+        .filter(a::id.eq(3));
+    assert_eq!(
+        pg(&q),
+        format!("articles: id={}; tags: label={}", i4(3), txt("l"))
+    );
 }
 
 #[test]
 fn scalar_subquery_in_the_select_list() {
-    let name = c::table.select(c::name).filter(c::id.eq(a::category_id)).single_value();
+    let name = c::table
+        .select(c::name)
+        .filter(c::id.eq(a::category_id))
+        .single_value();
     let q = a::table.select((a::id, name)).filter(a::id.eq(1));
     assert_eq!(pg(&q), format!("articles: id={}; categories: *", i4(1)));
 }
 
 #[test]
 fn union_analyses_each_branch() {
-    let q = a::table.select(a::id).filter(a::id.eq(1)).union(c::table.select(c::id).filter(c::name.eq("a")));
-    assert_eq!(pg(&q), format!("articles: id={}; categories: name={}", i4(1), txt("a")));
+    let q = a::table
+        .select(a::id)
+        .filter(a::id.eq(1))
+        .union(c::table.select(c::id).filter(c::name.eq("a")));
+    assert_eq!(
+        pg(&q),
+        format!("articles: id={}; categories: name={}", i4(1), txt("a"))
+    );
     // SQLite wraps each branch in a derived table.
-    assert_eq!(lite(&q), format!("articles: id={}; categories: name={}", li(1), lt("a")));
+    assert_eq!(
+        lite(&q),
+        format!("articles: id={}; categories: name={}", li(1), lt("a"))
+    );
 }
 
 #[test]
 fn union_of_the_same_table_is_the_union_of_branches() {
-    let q = a::table.select(a::id).filter(a::id.eq(1)).union_all(a::table.select(a::id).filter(a::views.gt(2)));
+    let q = a::table
+        .select(a::id)
+        .filter(a::id.eq(1))
+        .union_all(a::table.select(a::id).filter(a::views.gt(2)));
     assert_eq!(pg(&q), "articles: *");
-    let q = a::table.select(a::id).filter(a::id.eq(1)).except(a::table.select(a::id).filter(a::id.eq(2)));
+    let q = a::table
+        .select(a::id)
+        .filter(a::id.eq(1))
+        .except(a::table.select(a::id).filter(a::id.eq(2)));
     assert_eq!(pg(&q), format!("articles: id={} | id={}", i4(1), i4(2)));
 }
 
@@ -543,9 +801,14 @@ fn union_of_the_same_table_is_the_union_of_branches() {
 
 /// `(t.c0 = $1 OR t.c0 = $2) AND (t.c1 = $3 OR ...)`: 2^pairs conjunctions.
 fn or_pairs(pairs: usize) -> (String, Vec<Value>) {
-    let terms: Vec<String> = (0..pairs).map(|i| format!("(t.c{i} = ${} OR t.c{i} = ${})", 2 * i + 1, 2 * i + 2)).collect();
+    let terms: Vec<String> = (0..pairs)
+        .map(|i| format!("(t.c{i} = ${} OR t.c{i} = ${})", 2 * i + 1, 2 * i + 2))
+        .collect();
     let binds = (0..2 * pairs as i32).collect::<Vec<_>>();
-    (format!("SELECT * FROM t WHERE {}", terms.join(" AND ")), int_binds(&binds))
+    (
+        format!("SELECT * FROM t WHERE {}", terms.join(" AND ")),
+        int_binds(&binds),
+    )
 }
 
 #[test]
@@ -554,11 +817,20 @@ fn ten_and_ed_or_pairs_widen_quickly() {
     let template = Template::parse(&sql, Dialect::Postgres).unwrap();
     let start = std::time::Instant::now();
     let deps = template.instantiate(&binds, &Policy::default());
-    assert!(start.elapsed() < std::time::Duration::from_millis(50), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < std::time::Duration::from_millis(50),
+        "{:?}",
+        start.elapsed()
+    );
     assert_eq!(show(&deps), "t: *");
     // Under the cap, the product is complete: 2^5 conjunctions of 5 terms.
     let (sql, binds) = or_pairs(5);
-    let TableDeps::Conjs(conjs) = &Template::parse(&sql, Dialect::Postgres).unwrap().instantiate(&binds, &Policy::default()).tables[0].1 else {
+    let TableDeps::Conjs(conjs) = &Template::parse(&sql, Dialect::Postgres)
+        .unwrap()
+        .instantiate(&binds, &Policy::default())
+        .tables[0]
+        .1
+    else {
         panic!("expected conjunctions");
     };
     assert_eq!(conjs.len(), 32);
@@ -570,8 +842,15 @@ fn forty_and_ed_or_pairs_stay_fast() {
     let (sql, binds) = or_pairs(40);
     let template = Template::parse(&sql, Dialect::Postgres).unwrap();
     let start = std::time::Instant::now();
-    assert_eq!(show(&template.instantiate(&binds, &Policy::default())), "t: *");
-    assert!(start.elapsed() < std::time::Duration::from_millis(50), "{:?}", start.elapsed());
+    assert_eq!(
+        show(&template.instantiate(&binds, &Policy::default())),
+        "t: *"
+    );
+    assert!(
+        start.elapsed() < std::time::Duration::from_millis(50),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[test]
@@ -584,7 +863,11 @@ fn diesel_or_pairs_on_seven_columns_widen() {
         .filter(a::published.eq(true).or(a::published.eq(false)))
         .filter(a::views.eq(1).or(a::views.eq(2)))
         .filter(a::body.eq("a").or(a::body.eq("b")))
-        .filter(a::created_at.eq(PgTimestamp(0)).or(a::created_at.eq(PgTimestamp(1))));
+        .filter(
+            a::created_at
+                .eq(PgTimestamp(0))
+                .or(a::created_at.eq(PgTimestamp(1))),
+        );
     assert_eq!(pg(&q), "articles: *");
 }
 
@@ -606,17 +889,35 @@ fn diesel_or_pairs_on_one_column_contradict() {
 
 #[test]
 fn a_smaller_cap_widens_an_in_list() {
-    let policy = Policy { max_conjunctions: 3, ..Policy::default() };
-    assert_eq!(pg_with(&a::table.filter(a::id.eq_any(vec![1, 2, 3, 4])), &policy), "articles: *");
+    let policy = Policy {
+        max_conjunctions: 3,
+        ..Policy::default()
+    };
+    assert_eq!(
+        pg_with(&a::table.filter(a::id.eq_any(vec![1, 2, 3, 4])), &policy),
+        "articles: *"
+    );
     let expected = format!("articles: id={} | id={} | id={}", i4(1), i4(2), i4(3));
-    assert_eq!(pg_with(&a::table.filter(a::id.eq_any(vec![1, 2, 3])), &policy), expected);
+    assert_eq!(
+        pg_with(&a::table.filter(a::id.eq_any(vec![1, 2, 3])), &policy),
+        expected
+    );
 }
 
 #[test]
 fn cap_applies_per_table() {
-    let policy = Policy { max_conjunctions: 2, ..Policy::default() };
-    let q = a::table.inner_join(c::table).filter(a::id.eq_any(vec![1, 2, 3])).filter(c::name.eq("n"));
-    assert_eq!(pg_with(&q, &policy), format!("articles: *; categories: name={}", txt("n")));
+    let policy = Policy {
+        max_conjunctions: 2,
+        ..Policy::default()
+    };
+    let q = a::table
+        .inner_join(c::table)
+        .filter(a::id.eq_any(vec![1, 2, 3]))
+        .filter(c::name.eq("n"));
+    assert_eq!(
+        pg_with(&q, &policy),
+        format!("articles: *; categories: name={}", txt("n"))
+    );
 }
 
 // ---- templates: tables, main table, reuse, errors ------------------------------------------
@@ -624,7 +925,12 @@ fn cap_applies_per_table() {
 #[test]
 fn tables_and_main_table() {
     let sub = c::table.select(c::id).filter(c::name.eq("x"));
-    let template = template_pg(&t::table.inner_join(a::table).filter(a::category_id.eq_any(sub)).select(t::id));
+    let template = template_pg(
+        &t::table
+            .inner_join(a::table)
+            .filter(a::category_id.eq_any(sub))
+            .select(t::id),
+    );
     let tables: Vec<&str> = template.tables().iter().map(|t| &**t).collect();
     assert_eq!(tables, ["articles", "categories", "tags"]);
     assert_eq!(template.main_table(), Some("tags"));
@@ -638,31 +944,63 @@ fn one_template_serves_many_binds() {
     let template = template_pg(&a::table.filter(a::id.eq(0)));
     for n in [5, 6] {
         let binds = [encode_value::<Pg, Integer, i32>(&n).unwrap()];
-        assert_eq!(show(&template.instantiate(&binds, &Policy::default())), format!("articles: id={}", i4(n)));
+        assert_eq!(
+            show(&template.instantiate(&binds, &Policy::default())),
+            format!("articles: id={}", i4(n))
+        );
     }
 }
 
 #[test]
 fn missing_or_malformed_binds_widen_without_panicking() {
     let template = template_pg(&a::table.filter(a::id.eq(1)));
-    assert_eq!(show(&template.instantiate(&[], &Policy::default())), "articles: *");
+    assert_eq!(
+        show(&template.instantiate(&[], &Policy::default())),
+        "articles: *"
+    );
     let template = template_pg(&a::table.filter(a::id.eq_any(vec![1])));
-    let junk = Value { ty: 1007, equality: Equality::PgArray, bytes: Some(vec![0, 0, 0, 1, 0].into()) };
-    assert_eq!(show(&template.instantiate(&[junk], &Policy::default())), "articles: *");
+    let junk = Value {
+        ty: 1007,
+        equality: Equality::PgArray,
+        bytes: Some(vec![0, 0, 0, 1, 0].into()),
+    };
+    assert_eq!(
+        show(&template.instantiate(&[junk], &Policy::default())),
+        "articles: *"
+    );
 }
 
 #[test]
 fn multi_dimensional_array_widens() {
-    let template = Template::parse(r#"SELECT 1 FROM "articles" WHERE "articles"."id" = ANY($1)"#, Dialect::Postgres).unwrap();
+    let template = Template::parse(
+        r#"SELECT 1 FROM "articles" WHERE "articles"."id" = ANY($1)"#,
+        Dialect::Postgres,
+    )
+    .unwrap();
     let mut bytes = vec![0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 23];
-    bytes.extend([0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 9]);
-    let array = Value { ty: 1007, equality: Equality::PgArray, bytes: Some(bytes.into()) };
-    assert_eq!(show(&template.instantiate(&[array], &Policy::default())), "articles: *");
+    bytes.extend([
+        0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 9,
+    ]);
+    let array = Value {
+        ty: 1007,
+        equality: Equality::PgArray,
+        bytes: Some(bytes.into()),
+    };
+    assert_eq!(
+        show(&template.instantiate(&[array], &Policy::default())),
+        "articles: *"
+    );
 }
 
 #[test]
 fn malformed_sql_is_an_sql_error() {
-    for sql in ["SELECT FROM WHERE", "SELECT * FROM \"articles\" WHERE (", "", "SELEC 1", "SELECT 'unterminated"] {
+    for sql in [
+        "SELECT FROM WHERE",
+        "SELECT * FROM \"articles\" WHERE (",
+        "",
+        "SELEC 1",
+        "SELECT 'unterminated",
+    ] {
         let err = Template::parse(sql, Dialect::Postgres).expect_err(sql);
         assert_eq!(err.kind(), ErrorKind::Sql, "{sql}");
     }
@@ -670,54 +1008,110 @@ fn malformed_sql_is_an_sql_error() {
 
 #[test]
 fn statements_other_than_queries_are_errors() {
-    for sql in ["UPDATE articles SET views = 1", "DELETE FROM articles", "SELECT 1; SELECT 2"] {
-        assert_eq!(Template::parse(sql, Dialect::Sqlite).expect_err(sql).kind(), ErrorKind::Sql);
+    for sql in [
+        "UPDATE articles SET views = 1",
+        "DELETE FROM articles",
+        "SELECT 1; SELECT 2",
+    ] {
+        assert_eq!(
+            Template::parse(sql, Dialect::Sqlite).expect_err(sql).kind(),
+            ErrorKind::Sql
+        );
     }
 }
 
 #[test]
 fn deep_nesting_is_an_error_not_a_crash() {
-    let sql = format!("SELECT 1 FROM t WHERE {}1 = 1{}", "(".repeat(5000), ")".repeat(5000));
-    assert_eq!(Template::parse(&sql, Dialect::Postgres).expect_err("deep").kind(), ErrorKind::Sql);
-    let long = format!("SELECT 1 FROM t WHERE {}", vec!["t.a = $1"; 5000].join(" AND "));
-    assert!(Template::parse(&long, Dialect::Postgres).is_err());
+    let sql = format!(
+        "SELECT 1 FROM t WHERE {}1 = 1{}",
+        "(".repeat(5000),
+        ")".repeat(5000)
+    );
+    assert_eq!(
+        Template::parse(&sql, Dialect::Postgres)
+            .expect_err("deep")
+            .kind(),
+        ErrorKind::Sql
+    );
+}
+
+#[test]
+fn long_chains_cost_no_stack() {
+    let long = format!(
+        "SELECT 1 FROM t WHERE {}",
+        vec!["t.a = $1"; 5000].join(" AND ")
+    );
+    assert_eq!(hand(&long, &[1]), format!("t: a={}", i4(1)));
+    let union = vec!["SELECT 1 FROM t WHERE t.a = $1"; 5000].join(" UNION ");
+    assert_eq!(hand(&union, &[1]), format!("t: a={}", i4(1)));
+    let mut q = a::table.into_boxed::<Pg>();
+    for i in 0..300 {
+        q = q.filter(a::id.eq(i).or(a::views.gt(i)));
+    }
+    assert_eq!(pg(&q), "articles: *");
 }
 
 // ---- hand-written SQL -------------------------------------------------------------------
 
 fn int_binds(values: &[i32]) -> Vec<Value> {
-    values.iter().map(|v| encode_value::<Pg, Integer, i32>(v).unwrap()).collect()
+    values
+        .iter()
+        .map(|v| encode_value::<Pg, Integer, i32>(v).unwrap())
+        .collect()
 }
 
 fn hand(sql: &str, values: &[i32]) -> String {
-    deps_of(sql, Dialect::Postgres, &int_binds(values), &Policy::default())
+    deps_of(
+        sql,
+        Dialect::Postgres,
+        &int_binds(values),
+        &Policy::default(),
+    )
 }
 
 #[test]
 fn aliases_resolve_to_their_table() {
-    let sql = "SELECT x.id FROM articles AS x JOIN categories c ON c.id = x.category_id WHERE c.id = $1";
-    assert_eq!(hand(sql, &[7]), format!("articles: category_id={0}; categories: id={0}", i4(7)));
+    let sql =
+        "SELECT x.id FROM articles AS x JOIN categories c ON c.id = x.category_id WHERE c.id = $1";
+    assert_eq!(
+        hand(sql, &[7]),
+        format!("articles: category_id={0}; categories: id={0}", i4(7))
+    );
 }
 
 #[test]
 fn schema_qualified_names_use_the_last_part() {
     let sql = "SELECT * FROM public.articles WHERE public.articles.id = $1 AND articles.views = $2";
-    assert_eq!(hand(sql, &[1, 2]), format!("articles: id={} & views={}", i4(1), i4(2)));
+    assert_eq!(
+        hand(sql, &[1, 2]),
+        format!("articles: id={} & views={}", i4(1), i4(2))
+    );
     let template = Template::parse(sql, Dialect::Postgres).unwrap();
     assert_eq!(template.main_table(), Some("articles"));
 }
 
 #[test]
 fn unquoted_names_fold_to_lower_case() {
-    assert_eq!(hand("SELECT * FROM Articles WHERE ARTICLES.Id = $1", &[1]), format!("articles: id={}", i4(1)));
+    assert_eq!(
+        hand("SELECT * FROM Articles WHERE ARTICLES.Id = $1", &[1]),
+        format!("articles: id={}", i4(1))
+    );
 }
 
 #[test]
 fn unqualified_columns_resolve_with_a_single_table() {
-    assert_eq!(hand("SELECT id FROM articles WHERE id = $1", &[1]), format!("articles: id={}", i4(1)));
+    assert_eq!(
+        hand("SELECT id FROM articles WHERE id = $1", &[1]),
+        format!("articles: id={}", i4(1))
+    );
     let sql = "SELECT 1 FROM articles, categories WHERE id = $1";
     assert_eq!(hand(sql, &[1]), "articles: *; categories: *");
-    let sqlite = deps_of("SELECT id FROM articles WHERE id IN (?, ?)", Dialect::Sqlite, &[], &Policy::default());
+    let sqlite = deps_of(
+        "SELECT id FROM articles WHERE id IN (?, ?)",
+        Dialect::Sqlite,
+        &[],
+        &Policy::default(),
+    );
     assert_eq!(sqlite, "articles: *"); // binds missing: unknown
 }
 
@@ -725,28 +1119,45 @@ fn unqualified_columns_resolve_with_a_single_table() {
 fn sqlite_output_alias_is_not_a_column() {
     let binds = [encode_value::<Sqlite, Integer, i32>(&1).unwrap()];
     let sql = "SELECT views + 1 AS id FROM articles WHERE id = ?";
-    assert_eq!(deps_of(sql, Dialect::Sqlite, &binds, &Policy::default()), "articles: *");
+    assert_eq!(
+        deps_of(sql, Dialect::Sqlite, &binds, &Policy::default()),
+        "articles: *"
+    );
 }
 
 #[test]
 fn sqlite_placeholders_are_numbered_in_order() {
-    let binds = [encode_value::<Sqlite, Integer, i32>(&1).unwrap(), encode_value::<Sqlite, Text, str>("x").unwrap()];
+    let binds = [
+        encode_value::<Sqlite, Integer, i32>(&1).unwrap(),
+        encode_value::<Sqlite, Text, str>("x").unwrap(),
+    ];
     let sql = "SELECT * FROM articles WHERE articles.id = ? AND articles.title = ?";
-    assert_eq!(deps_of(sql, Dialect::Sqlite, &binds, &Policy::default()), format!("articles: id={} & title={}", li(1), lt("x")));
+    assert_eq!(
+        deps_of(sql, Dialect::Sqlite, &binds, &Policy::default()),
+        format!("articles: id={} & title={}", li(1), lt("x"))
+    );
 }
 
 #[test]
 fn cte_name_is_not_a_table_and_its_body_is_analysed() {
     let sql = "WITH recent AS (SELECT * FROM articles WHERE articles.category_id = $1) \
                SELECT * FROM recent JOIN tags ON tags.article_id = recent.id WHERE recent.id = $2";
-    assert_eq!(hand(sql, &[3, 4]), format!("articles: category_id={}; tags: article_id={}", i4(3), i4(4)));
+    assert_eq!(
+        hand(sql, &[3, 4]),
+        format!(
+            "articles: category_id={}; tags: article_id={}",
+            i4(3),
+            i4(4)
+        )
+    );
     let template = Template::parse(sql, Dialect::Postgres).unwrap();
     assert_eq!(template.main_table(), Some("articles"));
 }
 
 #[test]
 fn cte_shadowing_a_table_name_still_records_the_table() {
-    let sql = "WITH articles AS (SELECT * FROM articles WHERE articles.id = $1) SELECT * FROM articles";
+    let sql =
+        "WITH articles AS (SELECT * FROM articles WHERE articles.id = $1) SELECT * FROM articles";
     assert_eq!(hand(sql, &[1]), format!("articles: id={}", i4(1)));
     let recursive = "WITH RECURSIVE tree AS (SELECT id FROM categories WHERE categories.id = $1 \
                      UNION ALL SELECT c.id FROM categories c JOIN tree ON c.id = tree.id) SELECT * FROM tree";
@@ -758,21 +1169,45 @@ fn cte_shadowing_a_table_name_still_records_the_table() {
 #[test]
 fn derived_table_is_analysed_as_its_own_block() {
     let sql = "SELECT d.n FROM (SELECT count(*) AS n FROM articles WHERE articles.category_id = $1) AS d WHERE d.n = $2";
-    assert_eq!(hand(sql, &[3, 0]), format!("articles: category_id={}", i4(3)));
+    assert_eq!(
+        hand(sql, &[3, 0]),
+        format!("articles: category_id={}", i4(3))
+    );
 }
 
 #[test]
 fn self_join_unions_both_occurrences() {
     let sql = "SELECT 1 FROM articles a1 JOIN articles a2 ON a2.category_id = a1.category_id WHERE a1.id = $1 AND a2.id = $2";
-    assert_eq!(hand(sql, &[1, 2]), format!("articles: id={} | id={}", i4(1), i4(2)));
+    assert_eq!(
+        hand(sql, &[1, 2]),
+        format!("articles: id={} | id={}", i4(1), i4(2))
+    );
 }
 
 #[test]
 fn literals_in_hand_written_sql_widen() {
-    assert_eq!(hand("SELECT * FROM articles WHERE articles.id = 5", &[]), "articles: *");
-    assert_eq!(hand("SELECT * FROM articles WHERE articles.id IN (1, $1)", &[2]), "articles: *");
-    assert_eq!(hand("SELECT * FROM articles WHERE 1 = 1 AND articles.id = $1", &[2]), format!("articles: id={}", i4(2)));
-    assert_eq!(hand("SELECT * FROM articles WHERE articles.id = $1 AND false", &[2]), "articles: none");
+    assert_eq!(
+        hand("SELECT * FROM articles WHERE articles.id = 5", &[]),
+        "articles: *"
+    );
+    assert_eq!(
+        hand("SELECT * FROM articles WHERE articles.id IN (1, $1)", &[2]),
+        "articles: *"
+    );
+    assert_eq!(
+        hand(
+            "SELECT * FROM articles WHERE 1 = 1 AND articles.id = $1",
+            &[2]
+        ),
+        format!("articles: id={}", i4(2))
+    );
+    assert_eq!(
+        hand(
+            "SELECT * FROM articles WHERE articles.id = $1 AND false",
+            &[2]
+        ),
+        "articles: none"
+    );
 }
 
 #[test]
@@ -781,7 +1216,10 @@ fn subquery_in_having_and_order_by_is_recorded() {
                HAVING count(*) > (SELECT count(*) FROM tags WHERE tags.label = $1) ORDER BY (SELECT 1 FROM categories LIMIT 1)";
     let binds = [encode_value::<Pg, Text, str>("l").unwrap()];
     let expected = format!("articles: *; categories: *; tags: label={}", txt("l"));
-    assert_eq!(deps_of(sql, Dialect::Postgres, &binds, &Policy::default()), expected);
+    assert_eq!(
+        deps_of(sql, Dialect::Postgres, &binds, &Policy::default()),
+        expected
+    );
 }
 
 #[test]
