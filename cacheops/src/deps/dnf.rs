@@ -15,6 +15,8 @@
 
 use std::sync::Arc;
 
+use sqlparser::ast::{BinaryOperator, Expr, InTarget, UnaryOperator, Value as SqlValue};
+
 use super::{Conj, Policy, TableDeps};
 use crate::value::{pg_equality, Equality, Value};
 
@@ -127,6 +129,169 @@ impl<L> Formula<L> {
             Formula::True | Formula::False => {}
         }
     }
+}
+
+/// Names the column an expression refers to, in the SELECT block being analysed.
+pub(super) trait Resolve {
+    /// The relation and column `e` names, when certain (else the term is unknown).
+    fn column(&mut self, e: &Expr) -> Option<ColKey>;
+}
+
+/// A WHERE or ON condition as a negation-free formula; `neg`: the condition sits
+/// under an odd number of NOTs, pushed down with De Morgan.
+pub(super) fn condition(e: &Expr, neg: bool, r: &mut impl Resolve) -> Formula<Atom> {
+    use Expr as E;
+    match e {
+        E::Nested(inner) => condition(inner, neg, r),
+        E::UnaryOp {
+            op: UnaryOperator::Not,
+            expr,
+        } => condition(expr, !neg, r),
+        E::BinaryOp {
+            op: op @ (BinaryOperator::And | BinaryOperator::Or),
+            ..
+        } => {
+            let parts: Vec<_> = chain(e, op)
+                .into_iter()
+                .map(|x| condition(x, neg, r))
+                .collect();
+            match (*op == BinaryOperator::And) != neg {
+                true => Formula::all(parts),
+                false => Formula::any(parts),
+            }
+        }
+        E::BinaryOp { left, op, right } => compare(left, op, right, neg, r),
+        E::IsNull(x) if !neg => atom(x, Src::Null, r),
+        E::IsNotNull(x) if neg => atom(x, Src::Null, r),
+        E::IsNotDistinctFrom(x, y) if !neg => col_bind(x, y, Src::BindOrNull, r),
+        E::IsDistinctFrom(x, y) if neg => col_bind(x, y, Src::BindOrNull, r),
+        E::In {
+            expr,
+            target: InTarget::List(items),
+            negated,
+            ..
+        } if *negated == neg => in_list(expr, items, r),
+        E::AnyOp {
+            left,
+            compare_op: BinaryOperator::Eq,
+            right,
+            ..
+        } if !neg => col_bind(left, right, Src::Array, r),
+        E::Value(v) => match v.value {
+            SqlValue::Boolean(b) => Formula::constant(b != neg),
+            _ => Formula::True,
+        },
+        _ => Formula::True,
+    }
+}
+
+/// `=` and `<>` between a column and a bind or another column (`NOT (a <> b)` is
+/// exactly `a = b`, also with NULLs); literal-only comparisons (Diesel renders an
+/// empty `IN` as `1=0`) fold to constants.
+fn compare(
+    l: &Expr,
+    op: &BinaryOperator,
+    r: &Expr,
+    neg: bool,
+    res: &mut impl Resolve,
+) -> Formula<Atom> {
+    if let (Some(a), Some(b)) = (int_literal(l), int_literal(r)) {
+        return fold(op, a, b).map_or(Formula::True, |v| Formula::constant(v != neg));
+    }
+    if !matches!(
+        (op, neg),
+        (BinaryOperator::Eq, false) | (BinaryOperator::NotEq, true)
+    ) {
+        return Formula::True;
+    }
+    match (res.column(l), res.column(r)) {
+        (Some(a), Some(b)) => Formula::Leaf(Atom::Same(a, b)),
+        _ => col_bind(l, r, Src::Bind, res),
+    }
+}
+
+/// `column op $n` in either order; anything else (a literal, an expression) is unknown.
+fn col_bind(l: &Expr, r: &Expr, src: fn(u32) -> Src, res: &mut impl Resolve) -> Formula<Atom> {
+    let pair = match (bind(l), bind(r)) {
+        (None, Some(n)) => res.column(l).map(|c| (c, n)),
+        (Some(n), None) => res.column(r).map(|c| (c, n)),
+        _ => None,
+    };
+    pair.map_or(Formula::True, |(c, n)| Formula::Leaf(Atom::Is(c, src(n))))
+}
+
+fn atom(column: &Expr, src: Src, res: &mut impl Resolve) -> Formula<Atom> {
+    res.column(column)
+        .map_or(Formula::True, |c| Formula::Leaf(Atom::Is(c, src)))
+}
+
+/// `col IN ($1, $2)`; an empty list (SQLite accepts `IN ()`) is false.
+fn in_list(column: &Expr, items: &[Expr], res: &mut impl Resolve) -> Formula<Atom> {
+    let Some(c) = res.column(column) else {
+        return Formula::True;
+    };
+    if items.is_empty() {
+        return Formula::False;
+    }
+    let binds: Option<Box<[u32]>> = items.iter().map(bind).collect();
+    binds.map_or(Formula::True, |b| Formula::Leaf(Atom::Is(c, Src::List(b))))
+}
+
+/// The operands of a left-deep chain of `op` (through parentheses), in order. A
+/// loop, not recursion: Diesel nests every `.filter()` one level deeper.
+fn chain<'e>(mut e: &'e Expr, op: &BinaryOperator) -> Vec<&'e Expr> {
+    let mut parts = Vec::new();
+    loop {
+        match e {
+            Expr::BinaryOp { left, op: o, right } if o == op => {
+                parts.push(&**right);
+                e = left;
+            }
+            Expr::Nested(inner) if matches!(&**inner, Expr::BinaryOp { op: o, .. } if o == op) => {
+                e = inner
+            }
+            _ => break,
+        }
+    }
+    parts.push(e);
+    parts.reverse();
+    parts
+}
+
+/// `$n` → bind index n - 1.
+fn bind(e: &Expr) -> Option<u32> {
+    match e {
+        Expr::Nested(inner) => bind(inner),
+        Expr::Value(v) => match &v.value {
+            SqlValue::Placeholder(p) => p.strip_prefix('$')?.parse::<u32>().ok()?.checked_sub(1),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn int_literal(e: &Expr) -> Option<i64> {
+    match e {
+        Expr::Nested(inner) => int_literal(inner),
+        Expr::Value(v) => match &v.value {
+            SqlValue::Number(n, false) => n.parse().ok(),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn fold(op: &BinaryOperator, a: i64, b: i64) -> Option<bool> {
+    use BinaryOperator as B;
+    Some(match op {
+        B::Eq => a == b,
+        B::NotEq => a != b,
+        B::Lt => a < b,
+        B::LtEq => a <= b,
+        B::Gt => a > b,
+        B::GtEq => a >= b,
+        _ => return None,
+    })
 }
 
 /// Keeps the part of `formula` that constrains relation `rel`.

@@ -13,10 +13,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use sqlparser::ast::{
-    BinaryOperator, Cte, Distinct, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
-    GroupByExpr, Ident, InTarget, Join, JoinConstraint, JoinOperator, LimitClause, ObjectName,
-    ObjectNamePart, OrderByKind, Query, Select, SelectItem, SetExpr, Statement, TableAlias,
-    TableFactor, TableWithJoins, UnaryOperator, Value as SqlValue, With,
+    Cte, Distinct, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
+    Ident, InTarget, Join, JoinConstraint, JoinOperator, LimitClause, ObjectName, ObjectNamePart,
+    OrderByKind, Query, Select, SelectItem, SetExpr, Statement, TableAlias, TableFactor,
+    TableWithJoins, With,
 };
 use sqlparser::dialect::{Dialect as SqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::keywords::Keyword;
@@ -320,7 +320,6 @@ struct Builder {
     tables: Interner,
     columns: Interner,
     occurrences: Vec<(usize, Formula<Leaf>)>,
-    arrays: Vec<u32>,
     /// CTE names visible at the current point of the walk.
     ctes: Vec<String>,
     next_rel: u32,
@@ -487,14 +486,14 @@ impl Builder {
         let mut global: Vec<_> = selection
             .into_iter()
             .chain(on.iter().copied())
-            .map(|e| self.cond(e, false, scope))
+            .map(|e| self.cond(e, scope))
             .collect();
         let rejected = dnf::null_rejected(&global);
         let inner =
             |rel: &Rel<'_>| matches!(rel.state, State::Own(_)) && rejected.contains(&rel.id);
         for rel in scope.rels.iter().filter(|r| inner(r)) {
             if let State::Own(own) = &rel.state {
-                global.extend(own.iter().map(|e| self.cond(e, false, scope)));
+                global.extend(own.iter().map(|e| self.cond(e, scope)));
             }
         }
         let global = Formula::all(global);
@@ -504,7 +503,7 @@ impl Builder {
                 State::Global => dnf::project(&global, rel.id),
                 State::Own(_) if inner(rel) => dnf::project(&global, rel.id),
                 State::Own(own) => {
-                    let own: Vec<_> = own.iter().map(|e| self.cond(e, false, scope)).collect();
+                    let own: Vec<_> = own.iter().map(|e| self.cond(e, scope)).collect();
                     dnf::project(&Formula::all(own), rel.id)
                 }
                 State::Any => Formula::True,
@@ -812,139 +811,23 @@ impl Builder {
         self.scan_each(exprs)
     }
 
-    /// A condition as a negation-free formula; `neg`: the condition sits under an odd
-    /// number of NOTs, pushed down with De Morgan.
-    fn cond(&mut self, e: &Expr, neg: bool, scope: &Scope<'_>) -> Formula<Atom> {
-        use Expr as E;
-        match e {
-            E::Nested(inner) => self.cond(inner, neg, scope),
-            E::UnaryOp {
-                op: UnaryOperator::Not,
-                expr,
-            } => self.cond(expr, !neg, scope),
-            E::BinaryOp {
-                op: op @ (BinaryOperator::And | BinaryOperator::Or),
-                ..
-            } => {
-                let parts: Vec<_> = chain(e, op)
-                    .into_iter()
-                    .map(|x| self.cond(x, neg, scope))
-                    .collect();
-                match (*op == BinaryOperator::And) != neg {
-                    true => Formula::all(parts),
-                    false => Formula::any(parts),
-                }
-            }
-            E::BinaryOp { left, op, right } => self.compare(left, op, right, neg, scope),
-            E::IsNull(x) if !neg => self.atom(x, Src::Null, scope),
-            E::IsNotNull(x) if neg => self.atom(x, Src::Null, scope),
-            E::IsNotDistinctFrom(l, r) if !neg => self.col_bind(l, r, Src::BindOrNull, scope),
-            E::IsDistinctFrom(l, r) if neg => self.col_bind(l, r, Src::BindOrNull, scope),
-            E::In {
-                expr,
-                target: InTarget::List(items),
-                negated,
-                ..
-            } if *negated == neg => self.in_list(expr, items, scope),
-            E::AnyOp {
-                left,
-                compare_op: BinaryOperator::Eq,
-                right,
-                ..
-            } if !neg => {
-                let formula = self.col_bind(left, right, Src::Array, scope);
-                if let Formula::Leaf(Atom::Is(_, Src::Array(n))) = &formula {
-                    self.arrays.push(*n);
-                }
-                formula
-            }
-            E::Value(v) => match v.value {
-                SqlValue::Boolean(b) => Formula::constant(b != neg),
-                _ => Formula::True,
-            },
-            _ => Formula::True,
-        }
-    }
-
-    /// `=` and `<>` between a column and a bind or another column; literal-only
-    /// comparisons (Diesel's empty `IN` is `1=0`) fold to constants.
-    fn compare(
-        &mut self,
-        l: &Expr,
-        op: &BinaryOperator,
-        r: &Expr,
-        neg: bool,
-        scope: &Scope<'_>,
-    ) -> Formula<Atom> {
-        if let (Some(a), Some(b)) = (int_literal(l), int_literal(r)) {
-            return fold(op, a, b).map_or(Formula::True, |v| Formula::constant(v != neg));
-        }
-        let is_eq = matches!(
-            (op, neg),
-            (BinaryOperator::Eq, false) | (BinaryOperator::NotEq, true)
-        );
-        if !is_eq {
-            return Formula::True;
-        }
-        match (self.col(l, scope), self.col(r, scope)) {
-            (Some(a), Some(b)) => Formula::Leaf(Atom::Same(a, b)),
-            _ => self.col_bind(l, r, Src::Bind, scope),
-        }
-    }
-
-    /// `col ? $n` in either order; anything else is unknown.
-    fn col_bind(
-        &mut self,
-        l: &Expr,
-        r: &Expr,
-        src: fn(u32) -> Src,
-        scope: &Scope<'_>,
-    ) -> Formula<Atom> {
-        let pair = match (bind(l), bind(r)) {
-            (None, Some(n)) => self.col(l, scope).map(|c| (c, n)),
-            (Some(n), None) => self.col(r, scope).map(|c| (c, n)),
-            _ => None,
+    /// A condition of `scope`'s block as a formula.
+    fn cond(&mut self, e: &Expr, scope: &Scope<'_>) -> Formula<Atom> {
+        let mut resolver = Resolver {
+            scope,
+            columns: &mut self.columns,
         };
-        pair.map_or(Formula::True, |(c, n)| Formula::Leaf(Atom::Is(c, src(n))))
-    }
-
-    fn atom(&mut self, column: &Expr, src: Src, scope: &Scope<'_>) -> Formula<Atom> {
-        self.col(column, scope)
-            .map_or(Formula::True, |c| Formula::Leaf(Atom::Is(c, src)))
-    }
-
-    fn in_list(&mut self, column: &Expr, items: &[Expr], scope: &Scope<'_>) -> Formula<Atom> {
-        let Some(c) = self.col(column, scope) else {
-            return Formula::True;
-        };
-        if items.is_empty() {
-            return Formula::False;
-        }
-        let binds: Option<Box<[u32]>> = items.iter().map(bind).collect();
-        binds.map_or(Formula::True, |b| Formula::Leaf(Atom::Is(c, Src::List(b))))
-    }
-
-    /// The relation and column an expression names, when certain.
-    fn col(&mut self, e: &Expr, scope: &Scope<'_>) -> Option<ColKey> {
-        let (rel, column) = match e {
-            Expr::Nested(inner) => return self.col(inner, scope),
-            Expr::Identifier(id) => {
-                let column = norm(id);
-                (scope.only_rel(&column)?, column)
-            }
-            Expr::CompoundIdentifier(parts) => match parts.as_slice() {
-                [.., qualifier, column] => (scope.find(&norm(qualifier))?, norm(column)),
-                _ => return None,
-            },
-            _ => return None,
-        };
-        Some((rel, self.columns.intern(&column) as u32))
+        dnf::condition(e, false, &mut resolver)
     }
 
     fn finish(self, main: Option<String>) -> Template {
         let (tables, table_ids) = self.tables.sorted();
         let (columns, column_ids) = self.columns.sorted();
+        let mut arrays = Vec::new();
         let mut renumber = |leaf: &mut Leaf| {
+            if let Src::Array(n) = leaf.src {
+                arrays.push(n);
+            }
             leaf.cols
                 .iter_mut()
                 .for_each(|c| *c = column_ids[*c as usize] as u32);
@@ -960,7 +843,6 @@ impl Builder {
         }
         occurrences.sort_by_key(|(t, _)| *t);
         let main = main.and_then(|m| tables.iter().position(|t| **t == *m));
-        let mut arrays = self.arrays;
         arrays.sort_unstable();
         arrays.dedup();
         Template {
@@ -973,60 +855,28 @@ impl Builder {
     }
 }
 
-/// The operands of a left-deep chain of `op` (through parentheses), in order.
-fn chain<'e>(mut e: &'e Expr, op: &BinaryOperator) -> Vec<&'e Expr> {
-    let mut parts = Vec::new();
-    loop {
-        match e {
-            Expr::BinaryOp { left, op: o, right } if o == op => {
-                parts.push(&**right);
-                e = left;
+/// Resolves column references against one SELECT block, interning column names.
+struct Resolver<'a, 'q> {
+    scope: &'a Scope<'q>,
+    columns: &'a mut Interner,
+}
+
+impl dnf::Resolve for Resolver<'_, '_> {
+    fn column(&mut self, e: &Expr) -> Option<ColKey> {
+        let (rel, column) = match e {
+            Expr::Nested(inner) => return self.column(inner),
+            Expr::Identifier(id) => {
+                let column = norm(id);
+                (self.scope.only_rel(&column)?, column)
             }
-            Expr::Nested(inner) if matches!(&**inner, Expr::BinaryOp { op: o, .. } if o == op) => {
-                e = inner
-            }
-            _ => break,
-        }
+            Expr::CompoundIdentifier(parts) => match parts.as_slice() {
+                [.., qualifier, column] => (self.scope.find(&norm(qualifier))?, norm(column)),
+                _ => return None,
+            },
+            _ => return None,
+        };
+        Some((rel, self.columns.intern(&column) as u32))
     }
-    parts.push(e);
-    parts.reverse();
-    parts
-}
-
-/// `$n` → bind index n - 1.
-fn bind(e: &Expr) -> Option<u32> {
-    match e {
-        Expr::Nested(inner) => bind(inner),
-        Expr::Value(v) => match &v.value {
-            SqlValue::Placeholder(p) => p.strip_prefix('$')?.parse::<u32>().ok()?.checked_sub(1),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-fn int_literal(e: &Expr) -> Option<i64> {
-    match e {
-        Expr::Nested(inner) => int_literal(inner),
-        Expr::Value(v) => match &v.value {
-            SqlValue::Number(n, false) => n.parse().ok(),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-fn fold(op: &BinaryOperator, a: i64, b: i64) -> Option<bool> {
-    use BinaryOperator as B;
-    Some(match op {
-        B::Eq => a == b,
-        B::NotEq => a != b,
-        B::Lt => a < b,
-        B::LtEq => a <= b,
-        B::Gt => a > b,
-        B::GtEq => a >= b,
-        _ => return None,
-    })
 }
 
 /// The first table of the outermost FROM, looking through derived tables and CTEs.
