@@ -1228,3 +1228,95 @@ fn subquery_in_function_arguments_and_case_is_recorded() {
                CASE WHEN EXISTS (SELECT 1 FROM categories) THEN 1 END FROM articles";
     assert_eq!(hand(sql, &[]), "articles: *; categories: *; tags: *");
 }
+
+// ---- more Diesel shapes ------------------------------------------------------------
+
+#[test]
+fn diesel_alias_self_join() {
+    let other = diesel::alias!(a as other);
+    let q = a::table
+        .inner_join(other.on(other.field(a::category_id).eq(a::category_id)))
+        .filter(other.field(a::id).eq(5))
+        .select(a::id);
+    // One occurrence is narrowed (id = 5), the other is not: the union is the table.
+    assert_eq!(pg(&q), "articles: *");
+    let rendered = <Pg as CacheBackend>::render(&q).unwrap();
+    assert!(
+        rendered.sql.contains(r#""articles" AS "other""#),
+        "{}",
+        rendered.sql
+    );
+}
+
+#[test]
+fn explicit_on_clause_with_a_bind() {
+    let q = a::table
+        .inner_join(c::table.on(c::id.eq(a::category_id).and(c::name.eq("n"))))
+        .filter(a::id.eq(1))
+        .select(a::id);
+    assert_eq!(
+        pg(&q),
+        format!("articles: id={}; categories: name={}", i4(1), txt("n"))
+    );
+}
+
+#[test]
+fn comparison_with_a_scalar_subquery() {
+    let latest = a::table
+        .select(max(a::id))
+        .filter(a::category_id.eq(2))
+        .single_value();
+    let q = t::table
+        .filter(t::article_id.nullable().eq(latest))
+        .filter(t::label.eq("l"));
+    assert_eq!(
+        pg(&q),
+        format!("articles: category_id={}; tags: label={}", i4(2), txt("l"))
+    );
+}
+
+#[test]
+fn case_when_in_the_select_list() {
+    let label = diesel::dsl::case_when(a::views.gt(10), a::title).otherwise(a::title);
+    let q = a::table.select((a::id, label)).filter(a::category_id.eq(1));
+    assert_eq!(pg(&q), format!("articles: category_id={}", i4(1)));
+}
+
+#[test]
+fn sqlite_shapes() {
+    let cat = format!("articles: category_id={}", li(3));
+    assert_eq!(lite(&a::table.filter(a::category_id.eq(3)).count()), cat);
+    assert_eq!(
+        lite(
+            &a::table
+                .filter(a::category_id.eq(3))
+                .select(a::views)
+                .distinct()
+        ),
+        cat
+    );
+    let grouped = a::table
+        .filter(a::category_id.eq(3))
+        .group_by(a::published)
+        .select(a::published);
+    assert_eq!(lite(&grouped), cat);
+    let q = a::table
+        .filter(a::id.eq(1).or(a::id.eq(2)))
+        .filter(a::title.eq("t"));
+    let expected = format!(
+        "articles: id={} & title={t} | id={} & title={t}",
+        li(1),
+        li(2),
+        t = lt("t")
+    );
+    assert_eq!(lite(&q), expected);
+    let q = a::table
+        .filter(exists(t::table.filter(t::label.eq("l"))))
+        .select(a::id);
+    assert_eq!(lite(&q), format!("articles: *; tags: label={}", lt("l")));
+    assert_eq!(lite(&a::table.filter(not(a::id.eq(1)))), "articles: *");
+    assert_eq!(
+        lite(&a::table.filter(a::body.eq(None::<String>))),
+        "articles: none"
+    );
+}
