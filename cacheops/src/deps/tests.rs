@@ -1320,3 +1320,10 @@ fn sqlite_shapes() {
         "articles: none"
     );
 }
+
+#[test]
+fn templates_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Template>();
+    shared::<Deps>();
+}
