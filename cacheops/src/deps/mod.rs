@@ -70,3 +70,6 @@ impl Default for Policy<'_> {
 pub fn parse(sql: &str, dialect: Dialect) -> crate::Result<Template> {
     Template::parse(sql, dialect)
 }
+
+#[cfg(test)]
+mod tests;
