@@ -53,7 +53,10 @@ impl Errors {
 pub(crate) fn read(input: &DeriveInput) -> Result<Model, syn::Error> {
     let mut errors = Errors::default();
     if !input.generics.params.is_empty() {
-        errors.push(input.generics.span(), "#[derive(Cacheable)] does not support generic models");
+        errors.push(
+            input.generics.span(),
+            "#[derive(Cacheable)] does not support generic models",
+        );
     }
     let mut model = Model {
         ident: input.ident.clone(),
@@ -89,7 +92,10 @@ fn default_table(ident: &Ident) -> Path {
 }
 
 fn last_segment(path: &Path) -> String {
-    path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default()
+    path.segments
+        .last()
+        .map(|s| s.ident.to_string())
+        .unwrap_or_default()
 }
 
 fn read_struct_attrs(attrs: &[Attribute], model: &mut Model, errors: &mut Errors) {
@@ -121,8 +127,15 @@ fn read_diesel_struct(meta: syn::meta::ParseNestedMeta<'_>, model: &mut Model) -
     Ok(())
 }
 
-fn read_cacheops_struct(meta: syn::meta::ParseNestedMeta<'_>, model: &mut Model) -> syn::Result<()> {
-    let key = meta.path.get_ident().map(Ident::to_string).unwrap_or_default();
+fn read_cacheops_struct(
+    meta: syn::meta::ParseNestedMeta<'_>,
+    model: &mut Model,
+) -> syn::Result<()> {
+    let key = meta
+        .path
+        .get_ident()
+        .map(Ident::to_string)
+        .unwrap_or_default();
     match key.as_str() {
         "app" => model.app = Some(meta.value()?.parse::<LitStr>()?.value()),
         "label" => model.label = Some(meta.value()?.parse::<LitStr>()?.value()),
@@ -157,10 +170,17 @@ fn read_fields(input: &DeriveInput, errors: &mut Errors) -> Vec<Field> {
         return Vec::new();
     };
     let Fields::Named(named) = &data.fields else {
-        errors.push(data.fields.span(), "#[derive(Cacheable)] needs named fields");
+        errors.push(
+            data.fields.span(),
+            "#[derive(Cacheable)] needs named fields",
+        );
         return Vec::new();
     };
-    named.named.iter().filter_map(|f| read_field(f, errors)).collect()
+    named
+        .named
+        .iter()
+        .filter_map(|f| read_field(f, errors))
+        .collect()
 }
 
 fn read_field(field: &syn::Field, errors: &mut Errors) -> Option<Field> {
@@ -196,7 +216,9 @@ fn read_diesel_field(meta: syn::meta::ParseNestedMeta<'_>, field: &mut Field) ->
             value.parse()?
         };
     } else if meta.path.is_ident("embed") || meta.path.is_ident("serialize_as") {
-        return Err(meta.error("#[derive(Cacheable)] does not support embedded or `serialize_as` fields"));
+        return Err(
+            meta.error("#[derive(Cacheable)] does not support embedded or `serialize_as` fields")
+        );
     } else {
         skip_meta(&meta)?;
     }

@@ -65,7 +65,10 @@ fn timed<T>(label: &str, queries: &AtomicUsize, f: impl FnOnce() -> T) -> T {
     let out = f();
     let took = start.elapsed();
     let sent = queries.load(Ordering::Relaxed);
-    println!("  {label:<44} {:>9.1} µs   {sent} statement(s)", micros(took));
+    println!(
+        "  {label:<44} {:>9.1} µs   {sent} statement(s)",
+        micros(took)
+    );
     out
 }
 
@@ -80,26 +83,50 @@ macro_rules! tour {
         let cache: &Cacheops = $cache;
         diesel::connection::SimpleConnection::batch_execute(conn, $ddl)?;
         let rows: Vec<NewArticle> = (0..1000)
-            .map(|i| NewArticle { category_id: i % 10, title: format!("article {i}"), views: i })
+            .map(|i| NewArticle {
+                category_id: i % 10,
+                title: format!("article {i}"),
+                views: i,
+            })
             .collect();
-        diesel::insert_into(articles::table).values(&rows).execute(conn)?;
+        diesel::insert_into(articles::table)
+            .values(&rows)
+            .execute(conn)?;
         cache.invalidate_all()?;
         let queries = count_queries(conn);
-        let in_cat = |c: i32| articles::table.filter(articles::category_id.eq(c)).order(articles::id);
+        let in_cat = |c: i32| {
+            articles::table
+                .filter(articles::category_id.eq(c))
+                .order(articles::id)
+        };
         let of_cat = |c: i32| articles::table.filter(articles::category_id.eq(c));
 
         println!("Reads:");
-        let first = timed("category 3, first read (miss)", &queries, || in_cat(3).cache().using(cache).load::<Article>(conn))?;
-        timed("category 3, second read (hit)", &queries, || in_cat(3).cache().using(cache).load::<Article>(conn))?;
-        timed("count of category 7 (miss)", &queries, || of_cat(7).cache().using(cache).count(conn))?;
-        timed("count of category 7 (hit)", &queries, || of_cat(7).cache().using(cache).count(conn))?;
+        let first = timed("category 3, first read (miss)", &queries, || {
+            in_cat(3).cache().using(cache).load::<Article>(conn)
+        })?;
+        timed("category 3, second read (hit)", &queries, || {
+            in_cat(3).cache().using(cache).load::<Article>(conn)
+        })?;
+        timed("count of category 7 (miss)", &queries, || {
+            of_cat(7).cache().using(cache).count(conn)
+        })?;
+        timed("count of category 7 (hit)", &queries, || {
+            of_cat(7).cache().using(cache).count(conn)
+        })?;
 
         println!("A write through the helper invalidates what it can affect, nothing else:");
         let mut article = first[0].clone();
         article.title = "renamed".into();
-        timed("save one article of category 3", &queries, || cache.save(conn, &article))?;
-        let after = timed("category 3 again (invalidated: miss)", &queries, || in_cat(3).cache().using(cache).load::<Article>(conn))?;
-        timed("count of category 7 (untouched: hit)", &queries, || of_cat(7).cache().using(cache).count(conn))?;
+        timed("save one article of category 3", &queries, || {
+            cache.save(conn, &article)
+        })?;
+        let after = timed("category 3 again (invalidated: miss)", &queries, || {
+            in_cat(3).cache().using(cache).load::<Article>(conn)
+        })?;
+        timed("count of category 7 (untouched: hit)", &queries, || {
+            of_cat(7).cache().using(cache).count(conn)
+        })?;
         println!("  category 3 now starts with {:?}", after[0].title);
         println!("Stats: {:?}", cache.stats());
     }};
@@ -107,14 +134,22 @@ macro_rules! tour {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "memory://".into());
-    let config = Config::builder().url(&url).prefix("cacheops_quickstart").build();
+    let config = Config::builder()
+        .url(&url)
+        .prefix("cacheops_quickstart")
+        .build();
     let cache = Cacheops::new(config)?;
-    println!("Model {} on table `{}`; cache at {url}", Article::INFO.label, Article::INFO.table);
+    println!(
+        "Model {} on table `{}`; cache at {url}",
+        Article::INFO.label,
+        Article::INFO.table
+    );
     match std::env::var("DATABASE_URL") {
         Ok(db) => {
             println!("Database: PostgreSQL ({db})");
             let mut conn = PgConnection::establish(&db)?;
-            let ddl = "CREATE TEMP TABLE articles (id SERIAL PRIMARY KEY, category_id INT NOT NULL, \
+            let ddl =
+                "CREATE TEMP TABLE articles (id SERIAL PRIMARY KEY, category_id INT NOT NULL, \
                        title TEXT NOT NULL, views INT NOT NULL)";
             tour!(conn, &cache, ddl);
         }

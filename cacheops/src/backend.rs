@@ -36,7 +36,9 @@ mod sealed {
 
 /// A Diesel backend cacheops can cache queries of. Sealed: implemented for the
 /// backends enabled by Cargo features.
-pub trait CacheBackend: Backend<QueryBuilder: Default> + Default + sealed::Sealed + 'static {
+pub trait CacheBackend:
+    Backend<QueryBuilder: Default> + Default + sealed::Sealed + 'static
+{
     /// Short name, part of every cache key.
     const NAME: &'static str;
     /// The dialect of the SQL this backend renders.
@@ -50,7 +52,9 @@ pub trait CacheBackend: Backend<QueryBuilder: Default> + Default + sealed::Seale
     /// The SQL of a query fragment, as Diesel renders it for this backend.
     fn render_sql<Q: QueryFragment<Self> + ?Sized>(query: &Q) -> Result<String> {
         let mut builder = <Self as Backend>::QueryBuilder::default();
-        query.to_sql(&mut builder, &Self::default()).map_err(sql_error)?;
+        query
+            .to_sql(&mut builder, &Self::default())
+            .map_err(sql_error)?;
         Ok(builder.finish())
     }
 
@@ -116,7 +120,9 @@ mod pg {
             let mut collector = RawBytesBindCollector::<Pg>::new();
             query
                 .collect_binds(&mut collector, &mut StableOids, &Pg)
-                .map_err(|e| Error::new(ErrorKind::Encode, "could not collect binds").with_source(e))?;
+                .map_err(|e| {
+                    Error::new(ErrorKind::Encode, "could not collect binds").with_source(e)
+                })?;
             let values = collector.binds.into_iter().zip(collector.metadata);
             Ok(values
                 .map(|(bytes, meta)| {
@@ -152,6 +158,7 @@ mod pg {
 #[cfg(feature = "sqlite")]
 mod sqlite {
     use super::*;
+    use crate::value::Equality;
     use diesel::query_builder::bind_collector::MoveableBindCollector;
     use diesel::sqlite::Sqlite;
 
@@ -166,29 +173,70 @@ mod sqlite {
             let mut collector = <Sqlite as Backend>::BindCollector::default();
             query
                 .collect_binds(&mut collector, &mut (), &Sqlite)
-                .map_err(|e| Error::new(ErrorKind::Encode, "could not collect binds").with_source(e))?;
+                .map_err(|e| {
+                    Error::new(ErrorKind::Encode, "could not collect binds").with_source(e)
+                })?;
             // SQLite's collector keeps its values private; its debug form is the one
             // public, lossless view of them (`I32(3)`, `String("a")`, `Null`).
             let data = collector.moveable();
             let mut shown: Vec<Box<dyn std::fmt::Debug>> = Vec::new();
             <<Sqlite as Backend>::BindCollector<'_> as MoveableBindCollector<Sqlite>>::push_debug_binds(&data, &mut shown);
-            Ok(shown.iter().map(|v| sqlite_value(&format!("{v:?}"))).collect())
+            Ok(shown
+                .iter()
+                .map(|v| sqlite_value(&format!("{v:?}")))
+                .collect())
         }
     }
 
-    /// A value from its debug form: the variant names the storage class.
+    /// A value from its debug form: the variant names the storage class. Integers
+    /// are normalised to their decimal digits, so an `Integer` bind and a `BigInt`
+    /// column holding the same number compare equal, as they do in SQLite.
     fn sqlite_value(shown: &str) -> Value {
-        let variant = shown.split('(').next().unwrap_or(shown);
-        let (ty, equality) = match variant {
-            "I32" | "I64" => (1, Equality::Exact),
-            "F64" => (2, Equality::Inexact),
-            "String" => (3, Equality::Exact),
-            "Binary" => (4, Equality::Exact),
-            _ => (5, Equality::Exact),
+        let (variant, inner) = match shown.split_once('(') {
+            Some((variant, rest)) => (variant, rest.strip_suffix(')').unwrap_or(rest)),
+            None => (shown, ""),
         };
-        let bytes = (variant != "Null").then(|| shown.as_bytes().into());
-        Value { ty, equality, bytes }
+        let (ty, equality, bytes) = match variant {
+            "I32" | "I64" => (1, Equality::Exact, inner),
+            "F64" => (2, Equality::Inexact, inner),
+            "String" => (3, Equality::Exact, inner),
+            "Binary" => (4, Equality::Exact, inner),
+            "Null" => {
+                return Value {
+                    ty: 5,
+                    equality: Equality::Exact,
+                    bytes: None,
+                }
+            }
+            _ => (6, Equality::Inexact, shown),
+        };
+        Value {
+            ty,
+            equality,
+            bytes: Some(bytes.as_bytes().into()),
+        }
     }
 
-    use crate::value::Equality;
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+
+        #[test]
+        fn integers_of_any_width_encode_alike() {
+            let small = encode_value::<Sqlite, Integer, _>(&3i32).unwrap();
+            let big = encode_value::<Sqlite, BigInt, _>(&3i64).unwrap();
+            assert_eq!(small, big);
+            assert_eq!(small.bytes.as_deref(), Some(&b"3"[..]));
+        }
+
+        #[test]
+        fn text_null_and_empty_differ() {
+            let empty = encode_value::<Sqlite, Text, _>("").unwrap();
+            let null = encode_value::<Sqlite, Nullable<Text>, _>(&None::<String>).unwrap();
+            let comma = encode_value::<Sqlite, Text, _>("a, b").unwrap();
+            assert!(null.is_null() && !empty.is_null());
+            assert_ne!(comma, encode_value::<Sqlite, Text, _>("a").unwrap());
+        }
+    }
 }

@@ -319,7 +319,10 @@ mod tests {
         assert_eq!(config.url(), "memory://");
         assert!(config.degrade_on_failure);
         let blog = config.profile_for("blog.Post").unwrap();
-        assert_eq!((blog.ops, blog.timeout), (Ops::GET | Ops::FETCH, Duration::from_secs(60)));
+        assert_eq!(
+            (blog.ops, blog.timeout),
+            (Ops::GET | Ops::FETCH, Duration::from_secs(60))
+        );
         let bad = |name: &str| (name == "CACHEOPS_ENABLED").then(|| "maybe".to_string());
         assert!(Config::from_vars(bad).is_err());
     }

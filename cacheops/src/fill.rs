@@ -130,7 +130,9 @@ where
             return Ok(None);
         }
     };
-    let main_table = template.main_table().or(template.tables().first().map(|t| &**t));
+    let main_table = template
+        .main_table()
+        .or(template.tables().first().map(|t| &**t));
     let profile_timeout = match main_table {
         Some(table) => Some(handle.profile_of_table(table)?.timeout),
         None => None,
@@ -139,6 +141,9 @@ where
     Ok(Some(Plan {
         key: query_key(DB::NAME, call.op, &sql, &binds, shape_of::<R>()),
         deps: handle.deps(&template, &binds),
-        ttl: call.timeout.or(profile_timeout).unwrap_or(handle.config().timeout),
+        ttl: call
+            .timeout
+            .or(profile_timeout)
+            .unwrap_or(handle.config().timeout),
     }))
 }

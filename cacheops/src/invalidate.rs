@@ -27,7 +27,10 @@ impl Cacheops {
         if objs.is_empty() {
             return Ok(());
         }
-        let values = objs.iter().map(CacheRow::row_values).collect::<Result<Vec<_>>>()?;
+        let values = objs
+            .iter()
+            .map(CacheRow::row_values)
+            .collect::<Result<Vec<_>>>()?;
         self.invalidate_values(M::INFO, values)
     }
 

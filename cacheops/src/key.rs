@@ -105,7 +105,8 @@ mod tests {
             bytes: None,
         };
         let int = Value { ty: 23, ..text("") };
-        let keys = [&null, &text(""), &int].map(|v| query_key("pg", "get", "S", &[v.clone()], 0));
+        let keys = [&null, &text(""), &int]
+            .map(|v| query_key("pg", "get", "S", std::slice::from_ref(v), 0));
         assert_ne!(keys[0], keys[1]);
         assert_ne!(keys[1], keys[2]);
     }

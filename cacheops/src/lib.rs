@@ -24,7 +24,10 @@ pub use cacheops_derive::Cacheable;
 pub use config::{Config, ConfigBuilder, Ops, Profile};
 pub use error::{Error, ErrorKind, OptionalExtension, Result};
 pub use invalidate::{invalidate_all, invalidate_model, invalidate_obj, invalidate_table};
-pub use model::{models, model_of_label, model_of_table, CacheRow, Cacheable, ColumnEquality, ModelInfo, ProfileAttr};
+pub use model::{
+    model_of_label, model_of_table, models, CacheRow, Cacheable, ColumnEquality, ModelInfo,
+    ProfileAttr,
+};
 pub use query::{Cached, CachedQueryDsl};
 pub use runtime::{global, install, Cacheops, Stats};
 pub use value::{pg_equality, Equality, Value};

@@ -157,7 +157,9 @@ impl<'h, Q: AsQuery, C> Cached<'h, Q, C> {
         T: Serialize + DeserializeOwned + 'static,
     {
         let call = self.call(Ops::GET, "get")?;
-        let row = fill(&call, conn, self.query.as_query(), |q, c| q.get_result(c).optional())?;
+        let row = fill(&call, conn, self.query.as_query(), |q, c| {
+            q.get_result(c).optional()
+        })?;
         row.ok_or_else(|| diesel::result::Error::NotFound.into())
     }
 

@@ -63,7 +63,9 @@ pub struct Stats {
 
 impl std::fmt::Debug for Cacheops {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cacheops").field("config", &self.inner.config).finish()
+        f.debug_struct("Cacheops")
+            .field("config", &self.inner.config)
+            .finish()
     }
 }
 
@@ -81,7 +83,12 @@ impl Cacheops {
                     .build()?;
                 Box::new(store)
             }
-            _ => return Err(Error::new(ErrorKind::Config, format!("unsupported cache URL `{}`", config.url))),
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!("unsupported cache URL `{}`", config.url),
+                ))
+            }
         };
         Ok(Cacheops::with_store(config, store))
     }
@@ -97,7 +104,9 @@ impl Cacheops {
             stats: Counters::default(),
             fill_hook: RwLock::default(),
         };
-        Cacheops { inner: Arc::new(inner) }
+        Cacheops {
+            inner: Arc::new(inner),
+        }
     }
 
     /// The configuration this handle runs with.
@@ -122,7 +131,11 @@ impl Cacheops {
     }
 
     pub(crate) fn count_hit(&self, hit: bool) {
-        let counter = if hit { &self.inner.stats.hits } else { &self.inner.stats.misses };
+        let counter = if hit {
+            &self.inner.stats.hits
+        } else {
+            &self.inner.stats.misses
+        };
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -195,22 +208,39 @@ impl Cacheops {
         }
         let mut pending = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
         pending.retain(|table| self.inner.store.invalidate_table(table).is_err());
-        self.inner.has_pending.store(!pending.is_empty(), Ordering::Release);
-        !deps.tables.iter().any(|(table, _)| pending.contains(&**table))
+        self.inner
+            .has_pending
+            .store(!pending.is_empty(), Ordering::Release);
+        !deps
+            .tables
+            .iter()
+            .any(|(table, _)| pending.contains(&**table))
     }
 
     pub(crate) fn count_invalidation(&self) {
-        self.inner.stats.invalidations.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .stats
+            .invalidations
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Test support: runs `hook` on every fill between the SQL and the store.
     #[doc(hidden)]
     pub fn __set_fill_hook(&self, hook: Option<FillHook>) {
-        *self.inner.fill_hook.write().unwrap_or_else(|e| e.into_inner()) = hook;
+        *self
+            .inner
+            .fill_hook
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = hook;
     }
 
     pub(crate) fn run_fill_hook(&self) {
-        let hook = self.inner.fill_hook.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let hook = self
+            .inner
+            .fill_hook
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         if let Some(hook) = hook {
             hook();
         }

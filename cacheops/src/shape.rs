@@ -148,7 +148,12 @@ impl<'de> de::Deserializer<'de> for &mut Tracer {
 
     fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Stop> {
         self.record(&format!("tuple{len}"));
-        self.nested(|t| visitor.visit_seq(Elements { tracer: t, left: len }))
+        self.nested(|t| {
+            visitor.visit_seq(Elements {
+                tracer: t,
+                left: len,
+            })
+        })
     }
 
     fn deserialize_tuple_struct<V: Visitor<'de>>(
@@ -163,7 +168,13 @@ impl<'de> de::Deserializer<'de> for &mut Tracer {
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
         self.record("map");
-        self.nested(|t| visitor.visit_map(Fields { tracer: t, names: &[""], next: 0 }))
+        self.nested(|t| {
+            visitor.visit_map(Fields {
+                tracer: t,
+                names: &[""],
+                next: 0,
+            })
+        })
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -174,7 +185,13 @@ impl<'de> de::Deserializer<'de> for &mut Tracer {
     ) -> Result<V::Value, Stop> {
         self.record(name);
         fields.iter().for_each(|f| self.record(f));
-        self.nested(|t| visitor.visit_map(Fields { tracer: t, names: fields, next: 0 }))
+        self.nested(|t| {
+            visitor.visit_map(Fields {
+                tracer: t,
+                names: fields,
+                next: 0,
+            })
+        })
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -186,7 +203,12 @@ impl<'de> de::Deserializer<'de> for &mut Tracer {
         self.record(name);
         variants.iter().for_each(|v| self.record(v));
         let first = variants.first().copied().unwrap_or("");
-        self.nested(|t| visitor.visit_enum(Variant { tracer: t, name: first }))
+        self.nested(|t| {
+            visitor.visit_enum(Variant {
+                tracer: t,
+                name: first,
+            })
+        })
     }
 }
 
@@ -199,7 +221,10 @@ struct Elements<'a> {
 impl<'de> de::SeqAccess<'de> for Elements<'_> {
     type Error = Stop;
 
-    fn next_element_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<Option<S::Value>, Stop> {
+    fn next_element_seed<S: DeserializeSeed<'de>>(
+        &mut self,
+        seed: S,
+    ) -> Result<Option<S::Value>, Stop> {
         if self.left == 0 {
             return Ok(None);
         }
@@ -218,7 +243,10 @@ struct Fields<'a> {
 impl<'de> de::MapAccess<'de> for Fields<'_> {
     type Error = Stop;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Stop> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Stop> {
         let Some(name) = self.names.get(self.next) else {
             return Ok(None);
         };
@@ -241,7 +269,10 @@ impl<'de, 'a> de::EnumAccess<'de> for Variant<'a> {
     type Error = Stop;
     type Variant = &'a mut Tracer;
 
-    fn variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<(S::Value, Self::Variant), Stop> {
+    fn variant_seed<S: DeserializeSeed<'de>>(
+        self,
+        seed: S,
+    ) -> Result<(S::Value, Self::Variant), Stop> {
         let value = seed.deserialize(self.name.into_deserializer())?;
         Ok((value, self.tracer))
     }
@@ -317,7 +348,11 @@ mod tests {
 
     #[test]
     fn changed_fields_change_the_shape() {
-        let shapes = [shape_of::<v1::Article>(), shape_of::<v2::Article>(), shape_of::<v3::Article>()];
+        let shapes = [
+            shape_of::<v1::Article>(),
+            shape_of::<v2::Article>(),
+            shape_of::<v3::Article>(),
+        ];
         assert_ne!(shapes[0], shapes[1]);
         assert_ne!(shapes[0], shapes[2]);
         assert_eq!(shapes[0], shape_of::<v1::Article>());

@@ -15,7 +15,9 @@
 
 use diesel::associations::HasTable;
 use diesel::connection::Connection;
-use diesel::query_builder::{AsChangeset, AsQuery, AstPass, IntoUpdateTarget, Query, QueryFragment, QueryId};
+use diesel::query_builder::{
+    AsChangeset, AsQuery, AstPass, IntoUpdateTarget, Query, QueryFragment, QueryId,
+};
 use diesel::query_dsl::methods::FindDsl;
 use diesel::query_dsl::{LoadQuery, RunQueryDsl};
 use diesel::{Identifiable, Insertable, QueryResult};
@@ -108,11 +110,14 @@ impl Cacheops {
         diesel::dsl::Find<M::Table, Id>: IntoUpdateTarget<Table = M::Table>,
         Changes: AsChangeset<Target = M::Table>,
         Locked<diesel::dsl::Find<M::Table, Id>>: LoadQuery<'q, C, M>,
-        diesel::dsl::Update<diesel::dsl::Find<M::Table, Id>, Changes>: AsQuery + LoadQuery<'q, C, M>,
+        diesel::dsl::Update<diesel::dsl::Find<M::Table, Id>, Changes>:
+            AsQuery + LoadQuery<'q, C, M>,
     {
         let rows = conn.transaction(|conn| {
             let old = Locked(M::table().find(id.clone())).get_result::<M>(conn)?;
-            let new = diesel::update(M::table().find(id)).set(changes).get_result::<M>(conn)?;
+            let new = diesel::update(M::table().find(id))
+                .set(changes)
+                .get_result::<M>(conn)?;
             QueryResult::Ok([old, new])
         })?;
         self.invalidate_objs(&rows)?;
@@ -163,7 +168,6 @@ where
 }
 
 impl<Q, C> RunQueryDsl<C> for Locked<Q> {}
-
 
 /// A model [`Cacheops::save`] can save: identifiable, its own changeset, and
 /// loadable from `UPDATE ... RETURNING`. Implemented for every such model.

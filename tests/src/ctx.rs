@@ -42,7 +42,9 @@ impl TestDb for PgDb {
     type Conn = PgConnection;
 
     fn open() -> Self {
-        let db = PgDb { schema: unique("t") };
+        let db = PgDb {
+            schema: unique("t"),
+        };
         let mut conn = PgConnection::establish(&database_url()).expect("PostgreSQL is reachable");
         let up = include_str!("../../migrations/postgres/2026-11-25-000001_blog/up.sql");
         let sql = format!("CREATE SCHEMA {0}; SET search_path TO {0}; {up}", db.schema);
@@ -77,7 +79,9 @@ impl TestDb for SqliteDb {
 
     fn open() -> Self {
         let path = std::env::temp_dir().join(format!("{}.sqlite", unique("cacheops")));
-        let db = SqliteDb { path: path.to_string_lossy().into_owned() };
+        let db = SqliteDb {
+            path: path.to_string_lossy().into_owned(),
+        };
         let mut conn = db.connect();
         let up = include_str!("../../migrations/sqlite/2026-11-25-000001_blog/up.sql");
         diesel::connection::SimpleConnection::batch_execute(&mut conn, up).unwrap();
@@ -116,7 +120,10 @@ pub fn handle(store: StoreKind, prefix: &str) -> Cacheops {
     let config = Config::builder()
         .url(url)
         .prefix(prefix)
-        .profile("*.*", Profile::new(Ops::ALL, std::time::Duration::from_secs(600)))
+        .profile(
+            "*.*",
+            Profile::new(Ops::ALL, std::time::Duration::from_secs(600)),
+        )
         .build();
     Cacheops::new(config).unwrap()
 }
@@ -155,7 +162,12 @@ impl<D: TestDb> Ctx<D> {
         let mut conn = db.connect();
         let queries = QueryCounter::default();
         queries.instrument(&mut conn);
-        Ctx { conn, cache: handle(store, &unique("cacheops_test")), queries, db }
+        Ctx {
+            conn,
+            cache: handle(store, &unique("cacheops_test")),
+            queries,
+            db,
+        }
     }
 
     /// Runs `f` and returns its result with the number of statements it ran.
@@ -171,4 +183,3 @@ impl<D: TestDb> Drop for Ctx<D> {
         let _ = self.cache.invalidate_all();
     }
 }
-

@@ -13,10 +13,18 @@ pub struct PrivateRedis {
 
 impl PrivateRedis {
     pub fn start() -> PrivateRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let dir = std::env::temp_dir().join(crate::ctx::unique("redis"));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut redis = PrivateRedis { port, dir, child: None };
+        let mut redis = PrivateRedis {
+            port,
+            dir,
+            child: None,
+        };
         redis.restart();
         redis
     }
@@ -26,13 +34,23 @@ impl PrivateRedis {
     }
 
     pub fn client(&self) -> redis::Connection {
-        redis::Client::open(self.url()).unwrap().get_connection().unwrap()
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
     }
 
     /// Starts the server (again) and waits until it answers.
     pub fn restart(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
             .args(["--appendonly", "no", "--dir"])
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -40,7 +58,11 @@ impl PrivateRedis {
             .expect("redis-server is installed");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while redis::Client::open(self.url()).unwrap().get_connection().is_err() {
+        while redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .is_err()
+        {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -48,7 +70,8 @@ impl PrivateRedis {
 
     /// Saves the dataset to disk and stops the server.
     pub fn stop_keeping_data(&mut self) {
-        let _: redis::RedisResult<()> = redis::cmd("SHUTDOWN").arg("SAVE").query(&mut self.client());
+        let _: redis::RedisResult<()> =
+            redis::cmd("SHUTDOWN").arg("SAVE").query(&mut self.client());
         if let Some(mut child) = self.child.take() {
             let _ = child.wait();
         }

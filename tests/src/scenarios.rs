@@ -30,7 +30,8 @@ macro_rules! scenarios {
             }
 
             fn insert(ctx: &mut Ctx<$db>, new: NewArticle) -> Article {
-                let (rows, _) = ctx.counted(|conn, h| h.insert::<Article, _, _>(conn, &new).unwrap());
+                let (rows, _) =
+                    ctx.counted(|conn, h| h.insert::<Article, _, _>(conn, &new).unwrap());
                 rows.into_iter().next().unwrap()
             }
 
@@ -57,23 +58,48 @@ macro_rules! scenarios {
                 let id = one(&mut ctx, 2).id;
                 for _ in 0..2 {
                     let (row, n) = ctx.counted(|c, h| {
-                        articles::table.find(id).cache().using(h).get_result::<Article>(c).unwrap()
+                        articles::table
+                            .find(id)
+                            .cache()
+                            .using(h)
+                            .get_result::<Article>(c)
+                            .unwrap()
                     });
                     assert_eq!(row.id, id);
                     let (first, m) = ctx.counted(|c, h| {
-                        articles::table.order(articles::id.desc()).cache().using(h).first::<Article>(c).unwrap()
+                        articles::table
+                            .order(articles::id.desc())
+                            .cache()
+                            .using(h)
+                            .first::<Article>(c)
+                            .unwrap()
                     });
                     assert_eq!(first.id, 12);
                     let (count, k) = ctx.counted(|c, h| {
-                        articles::table.filter(articles::category_id.eq(2)).cache().using(h).count(c).unwrap()
+                        articles::table
+                            .filter(articles::category_id.eq(2))
+                            .cache()
+                            .using(h)
+                            .count(c)
+                            .unwrap()
                     });
                     assert_eq!(count, 4);
                     let (found, e) = ctx.counted(|c, h| {
-                        articles::table.filter(articles::title.eq("a3-1")).cache().using(h).exists(c).unwrap()
+                        articles::table
+                            .filter(articles::title.eq("a3-1"))
+                            .cache()
+                            .using(h)
+                            .exists(c)
+                            .unwrap()
                     });
                     assert!(found);
                     let (top, a) = ctx.counted(|c, h| {
-                        articles::table.select(max(articles::id)).cache().using(h).aggregate::<Option<i32>>(c).unwrap()
+                        articles::table
+                            .select(max(articles::id))
+                            .cache()
+                            .using(h)
+                            .aggregate::<Option<i32>>(c)
+                            .unwrap()
                     });
                     assert_eq!(top, Some(12));
                     let total = n + m + k + e + a;
@@ -87,13 +113,26 @@ macro_rules! scenarios {
                 let mut ctx = ctx();
                 for expected in [1, 0] {
                     let (row, n) = ctx.counted(|c, h| {
-                        articles::table.find(999).cache().using(h).get_result::<Article>(c).optional().unwrap()
+                        articles::table
+                            .find(999)
+                            .cache()
+                            .using(h)
+                            .get_result::<Article>(c)
+                            .optional()
+                            .unwrap()
                     });
                     assert_eq!((row, n), (None, expected));
                 }
                 let mut conn = ctx.db.connect();
-                let err = articles::table.find(999).cache().using(&ctx.cache).get_result::<Article>(&mut conn);
-                assert!(matches!(err.unwrap_err().as_diesel(), Some(diesel::result::Error::NotFound)));
+                let err = articles::table
+                    .find(999)
+                    .cache()
+                    .using(&ctx.cache)
+                    .get_result::<Article>(&mut conn);
+                assert!(matches!(
+                    err.unwrap_err().as_diesel(),
+                    Some(diesel::result::Error::NotFound)
+                ));
             }
 
             #[test]
@@ -114,7 +153,8 @@ macro_rules! scenarios {
                 let news = vec![NewArticle::new(1, "x"), NewArticle::new(3, "y")];
                 let (rows, _) = ctx.counted(|c, h| h.insert::<Article, _, _>(c, &news).unwrap());
                 assert_eq!(rows.len(), 2);
-                let counts: Vec<usize> = [1, 2, 3].iter().map(|&c| load_cat(&mut ctx, c).1).collect();
+                let counts: Vec<usize> =
+                    [1, 2, 3].iter().map(|&c| load_cat(&mut ctx, c).1).collect();
                 assert_eq!(counts, vec![1, 0, 1]);
             }
 
@@ -151,11 +191,19 @@ macro_rules! scenarios {
                 let mut ctx = ctx();
                 let id = one(&mut ctx, 3).id;
                 let find = |ctx: &mut Ctx<$db>| {
-                    ctx.counted(|c, h| articles::table.find(id).cache().using(h).get_result::<Article>(c).unwrap())
+                    ctx.counted(|c, h| {
+                        articles::table
+                            .find(id)
+                            .cache()
+                            .using(h)
+                            .get_result::<Article>(c)
+                            .unwrap()
+                    })
                 };
                 find(&mut ctx);
                 let (new, _) = ctx.counted(|c, h| {
-                    h.update::<Article, _, _, _>(c, id, articles::views.eq(100)).unwrap()
+                    h.update::<Article, _, _, _>(c, id, articles::views.eq(100))
+                        .unwrap()
                 });
                 let (row, n) = find(&mut ctx);
                 assert_eq!((row.views, n, new.views), (100, 1, 100));
@@ -178,7 +226,12 @@ macro_rules! scenarios {
                 let mut ctx = ctx();
                 let q = |ctx: &mut Ctx<$db>| {
                     ctx.counted(|c, h| {
-                        articles::table.filter(articles::category_id.eq_any(vec![1, 2])).cache().using(h).count(c).unwrap()
+                        articles::table
+                            .filter(articles::category_id.eq_any(vec![1, 2]))
+                            .cache()
+                            .using(h)
+                            .count(c)
+                            .unwrap()
                     })
                 };
                 assert_eq!(q(&mut ctx), (8, 1));
@@ -195,7 +248,10 @@ macro_rules! scenarios {
                     ctx.counted(|c, h| {
                         articles::table
                             .filter(articles::category_id.eq(1).or(articles::title.eq("x")))
-                            .cache().using(h).count(c).unwrap()
+                            .cache()
+                            .using(h)
+                            .count(c)
+                            .unwrap()
                     })
                 };
                 assert_eq!(q(&mut ctx), (4, 1));
@@ -209,13 +265,33 @@ macro_rules! scenarios {
             fn is_null_is_granular_and_not_null_widens() {
                 let mut ctx = ctx();
                 let null = |ctx: &mut Ctx<$db>| {
-                    ctx.counted(|c, h| articles::table.filter(articles::body.is_null()).cache().using(h).count(c).unwrap())
+                    ctx.counted(|c, h| {
+                        articles::table
+                            .filter(articles::body.is_null())
+                            .cache()
+                            .using(h)
+                            .count(c)
+                            .unwrap()
+                    })
                 };
                 let not_null = |ctx: &mut Ctx<$db>| {
-                    ctx.counted(|c, h| articles::table.filter(articles::body.is_not_null()).cache().using(h).count(c).unwrap())
+                    ctx.counted(|c, h| {
+                        articles::table
+                            .filter(articles::body.is_not_null())
+                            .cache()
+                            .using(h)
+                            .count(c)
+                            .unwrap()
+                    })
                 };
                 assert_eq!((null(&mut ctx), not_null(&mut ctx)), ((12, 1), (0, 1)));
-                insert(&mut ctx, NewArticle { body: Some("text".into()), ..NewArticle::new(1, "b") });
+                insert(
+                    &mut ctx,
+                    NewArticle {
+                        body: Some("text".into()),
+                        ..NewArticle::new(1, "b")
+                    },
+                );
                 assert_eq!((null(&mut ctx), not_null(&mut ctx)), ((12, 0), (1, 1)));
                 insert(&mut ctx, NewArticle::new(1, "no body"));
                 assert_eq!(null(&mut ctx), (13, 1));
@@ -231,14 +307,24 @@ macro_rules! scenarios {
                             .filter(categories::id.eq(1))
                             .select((articles::title, categories::name))
                             .order(articles::id)
-                            .cache().using(h).load::<(String, String)>(c).unwrap()
+                            .cache()
+                            .using(h)
+                            .load::<(String, String)>(c)
+                            .unwrap()
                     })
                 };
                 assert_eq!(q(&mut ctx).1, 1);
-                let mut other = Category { id: 2, name: "renamed".into() };
+                let mut other = Category {
+                    id: 2,
+                    name: "renamed".into(),
+                };
                 ctx.counted(|c, h| h.save(c, &other).unwrap());
                 insert(&mut ctx, NewArticle::new(2, "elsewhere"));
-                assert_eq!(q(&mut ctx).1, 0, "changes in category 2 cannot affect category 1");
+                assert_eq!(
+                    q(&mut ctx).1,
+                    0,
+                    "changes in category 2 cannot affect category 1"
+                );
                 insert(&mut ctx, NewArticle::new(1, "joined"));
                 let (rows, n) = q(&mut ctx);
                 assert_eq!((rows.len(), n), (5, 1));
@@ -253,12 +339,22 @@ macro_rules! scenarios {
                 let mut ctx = ctx();
                 let q = |ctx: &mut Ctx<$db>| {
                     ctx.counted(|c, h| {
-                        let named_c1 = categories::table.filter(categories::name.eq("c1")).select(categories::id);
-                        articles::table.filter(articles::category_id.eq_any(named_c1)).cache().using(h).count(c).unwrap()
+                        let named_c1 = categories::table
+                            .filter(categories::name.eq("c1"))
+                            .select(categories::id);
+                        articles::table
+                            .filter(articles::category_id.eq_any(named_c1))
+                            .cache()
+                            .using(h)
+                            .count(c)
+                            .unwrap()
                     })
                 };
                 assert_eq!(q(&mut ctx), (4, 1));
-                let renamed = Category { id: 3, name: "c1".into() };
+                let renamed = Category {
+                    id: 3,
+                    name: "c1".into(),
+                };
                 ctx.counted(|c, h| h.save(c, &renamed).unwrap());
                 assert_eq!(q(&mut ctx), (8, 1));
             }
@@ -271,8 +367,13 @@ macro_rules! scenarios {
                         let has_new = articles::table
                             .filter(articles::category_id.eq(categories::id))
                             .filter(articles::title.eq("new"));
-                        categories::table.filter(exists(has_new)).select(categories::id)
-                            .cache().using(h).load::<i32>(c).unwrap()
+                        categories::table
+                            .filter(exists(has_new))
+                            .select(categories::id)
+                            .cache()
+                            .using(h)
+                            .load::<i32>(c)
+                            .unwrap()
                     })
                 };
                 assert_eq!(q(&mut ctx), (vec![], 1));
@@ -285,7 +386,12 @@ macro_rules! scenarios {
                 let mut ctx = ctx();
                 let q = |ctx: &mut Ctx<$db>| {
                     ctx.counted(|c, h| {
-                        articles::table.filter(not(articles::category_id.eq(1))).cache().using(h).count(c).unwrap()
+                        articles::table
+                            .filter(not(articles::category_id.eq(1)))
+                            .cache()
+                            .using(h)
+                            .count(c)
+                            .unwrap()
                     })
                 };
                 assert_eq!(q(&mut ctx), (8, 1));
@@ -298,8 +404,13 @@ macro_rules! scenarios {
                 let mut ctx = ctx();
                 let q = |ctx: &mut Ctx<$db>| {
                     ctx.counted(|c, h| {
-                        articles::table.filter(articles::id.eq(1)).filter(articles::id.eq(2))
-                            .cache().using(h).count(c).unwrap()
+                        articles::table
+                            .filter(articles::id.eq(1))
+                            .filter(articles::id.eq(2))
+                            .cache()
+                            .using(h)
+                            .count(c)
+                            .unwrap()
                     })
                 };
                 assert_eq!(q(&mut ctx), (0, 1));
@@ -317,13 +428,25 @@ macro_rules! scenarios {
                 }
                 let q = |ctx: &mut Ctx<$db>, titles: Vec<&'static str>| {
                     ctx.counted(|c, h| {
-                        articles::table.filter(articles::title.eq_any(titles)).select(articles::title)
-                            .order(articles::title).cache().using(h).load::<String>(c).unwrap()
+                        articles::table
+                            .filter(articles::title.eq_any(titles))
+                            .select(articles::title)
+                            .order(articles::title)
+                            .cache()
+                            .using(h)
+                            .load::<String>(c)
+                            .unwrap()
                     })
                 };
                 for expected_queries in [1, 0] {
-                    assert_eq!(q(&mut ctx, vec!["a", "b"]), (vec!["a".to_string(), "b".into()], expected_queries));
-                    assert_eq!(q(&mut ctx, vec!["a, b"]), (vec!["a, b".to_string()], expected_queries));
+                    assert_eq!(
+                        q(&mut ctx, vec!["a", "b"]),
+                        (vec!["a".to_string(), "b".into()], expected_queries)
+                    );
+                    assert_eq!(
+                        q(&mut ctx, vec!["a, b"]),
+                        (vec!["a, b".to_string()], expected_queries)
+                    );
                 }
             }
 
@@ -336,12 +459,21 @@ macro_rules! scenarios {
             #[test]
             fn another_result_type_never_reads_an_entry_of_the_old_shape() {
                 let mut ctx = ctx();
-                let q = || articles::table.filter(articles::id.eq(1)).select((articles::id, articles::title));
-                let (tuple, n) = ctx.counted(|c, h| q().cache().using(h).load::<(i32, String)>(c).unwrap());
+                let q = || {
+                    articles::table
+                        .filter(articles::id.eq(1))
+                        .select((articles::id, articles::title))
+                };
+                let (tuple, n) =
+                    ctx.counted(|c, h| q().cache().using(h).load::<(i32, String)>(c).unwrap());
                 assert_eq!(n, 1);
                 for expected in [1, 0] {
-                    let (rows, n) = ctx.counted(|c, h| q().cache().using(h).load::<IdTitle>(c).unwrap());
-                    assert_eq!((rows[0].id, &rows[0].title, n), (tuple[0].0, &tuple[0].1, expected));
+                    let (rows, n) =
+                        ctx.counted(|c, h| q().cache().using(h).load::<IdTitle>(c).unwrap());
+                    assert_eq!(
+                        (rows[0].id, &rows[0].title, n),
+                        (tuple[0].0, &tuple[0].1, expected)
+                    );
                 }
             }
 
@@ -349,24 +481,65 @@ macro_rules! scenarios {
             fn inexact_columns_widen() {
                 let mut ctx = ctx();
                 let q = |ctx: &mut Ctx<$db>| {
-                    ctx.counted(|c, h| articles::table.filter(articles::score.eq(0.0)).cache().using(h).count(c).unwrap())
+                    ctx.counted(|c, h| {
+                        articles::table
+                            .filter(articles::score.eq(0.0))
+                            .cache()
+                            .using(h)
+                            .count(c)
+                            .unwrap()
+                    })
                 };
                 assert_eq!(q(&mut ctx), (12, 1));
                 insert(&mut ctx, NewArticle::new(2, "float"));
-                assert_eq!(q(&mut ctx), (13, 1), "a float condition depends on the whole table");
+                assert_eq!(
+                    q(&mut ctx),
+                    (13, 1),
+                    "a float condition depends on the whole table"
+                );
             }
 
             #[test]
             fn bypass_ops_and_disabled_config_go_to_the_database() {
                 let mut ctx = ctx();
                 for _ in 0..2 {
-                    assert_eq!(ctx.counted(|c, h| in_category(1).cache().using(h).bypass().load::<Article>(c).unwrap()).1, 1);
-                    let (_, n) = ctx.counted(|c, h| in_category(1).cache().using(h).ops(Ops::COUNT).load::<Article>(c).unwrap());
+                    assert_eq!(
+                        ctx.counted(|c, h| in_category(1)
+                            .cache()
+                            .using(h)
+                            .bypass()
+                            .load::<Article>(c)
+                            .unwrap())
+                            .1,
+                        1
+                    );
+                    let (_, n) = ctx.counted(|c, h| {
+                        in_category(1)
+                            .cache()
+                            .using(h)
+                            .ops(Ops::COUNT)
+                            .load::<Article>(c)
+                            .unwrap()
+                    });
                     assert_eq!(n, 1);
                 }
-                let off = cacheops::Cacheops::new(cacheops::Config::builder().url("memory://").enabled(false).build()).unwrap();
+                let off = cacheops::Cacheops::new(
+                    cacheops::Config::builder()
+                        .url("memory://")
+                        .enabled(false)
+                        .build(),
+                )
+                .unwrap();
                 for _ in 0..2 {
-                    assert_eq!(ctx.counted(|c, _| in_category(1).cache().using(&off).load::<Article>(c).unwrap()).1, 1);
+                    assert_eq!(
+                        ctx.counted(|c, _| in_category(1)
+                            .cache()
+                            .using(&off)
+                            .load::<Article>(c)
+                            .unwrap())
+                            .1,
+                        1
+                    );
                 }
             }
 
@@ -374,7 +547,15 @@ macro_rules! scenarios {
             fn per_call_timeout_expires() {
                 let mut ctx = ctx();
                 let q = |ctx: &mut Ctx<$db>| {
-                    ctx.counted(|c, h| in_category(1).cache().using(h).timeout(std::time::Duration::from_secs(1)).load::<Article>(c).unwrap()).1
+                    ctx.counted(|c, h| {
+                        in_category(1)
+                            .cache()
+                            .using(h)
+                            .timeout(std::time::Duration::from_secs(1))
+                            .load::<Article>(c)
+                            .unwrap()
+                    })
+                    .1
                 };
                 assert_eq!((q(&mut ctx), q(&mut ctx)), (1, 0));
                 std::thread::sleep(std::time::Duration::from_millis(2100));
@@ -384,8 +565,14 @@ macro_rules! scenarios {
             #[test]
             fn model_without_profile_is_refused() {
                 let mut ctx = ctx();
-                let bare = cacheops::Cacheops::new(cacheops::Config::builder().url("memory://").build()).unwrap();
-                let err = in_category(1).cache().using(&bare).load::<Article>(&mut ctx.conn).unwrap_err();
+                let bare =
+                    cacheops::Cacheops::new(cacheops::Config::builder().url("memory://").build())
+                        .unwrap();
+                let err = in_category(1)
+                    .cache()
+                    .using(&bare)
+                    .load::<Article>(&mut ctx.conn)
+                    .unwrap_err();
                 assert_eq!(err.kind(), cacheops::ErrorKind::NotCacheable);
                 assert!(err.to_string().contains("blog.Article"), "{err}");
             }
@@ -395,11 +582,26 @@ macro_rules! scenarios {
                 let mut ctx = ctx();
                 let old = one(&mut ctx, 1);
                 cached_cats(&mut ctx, &[1, 2]);
-                diesel::update(articles::table.find(old.id)).set(articles::category_id.eq(2)).execute(&mut ctx.conn).unwrap();
-                assert_eq!(load_cat(&mut ctx, 1).1, 0, "a plain Diesel write does not invalidate by itself");
-                let new = articles::table.find(old.id).first::<Article>(&mut ctx.conn).unwrap();
-                ctx.cache.invalidate_objs::<Backend, _>(&[old, new]).unwrap();
-                assert_eq!((load_cat(&mut ctx, 1).0.len(), load_cat(&mut ctx, 2).0.len()), (3, 5));
+                diesel::update(articles::table.find(old.id))
+                    .set(articles::category_id.eq(2))
+                    .execute(&mut ctx.conn)
+                    .unwrap();
+                assert_eq!(
+                    load_cat(&mut ctx, 1).1,
+                    0,
+                    "a plain Diesel write does not invalidate by itself"
+                );
+                let new = articles::table
+                    .find(old.id)
+                    .first::<Article>(&mut ctx.conn)
+                    .unwrap();
+                ctx.cache
+                    .invalidate_objs::<Backend, _>(&[old, new])
+                    .unwrap();
+                assert_eq!(
+                    (load_cat(&mut ctx, 1).0.len(), load_cat(&mut ctx, 2).0.len()),
+                    (3, 5)
+                );
             }
 
             #[test]
@@ -407,7 +609,14 @@ macro_rules! scenarios {
                 let mut ctx = ctx();
                 let other = handle($store, &unique("cacheops_other"));
                 let q = |ctx: &mut Ctx<$db>| {
-                    ctx.counted(|c, _| in_category(1).cache().using(&other).load::<Article>(c).unwrap()).1
+                    ctx.counted(|c, _| {
+                        in_category(1)
+                            .cache()
+                            .using(&other)
+                            .load::<Article>(c)
+                            .unwrap()
+                    })
+                    .1
                 };
                 q(&mut ctx);
                 load_cat(&mut ctx, 1);
@@ -433,14 +642,21 @@ macro_rules! scenarios {
                 let mut reader_conn = ctx.db.connect();
                 let reader_cache = ctx.cache.clone();
                 let reader = std::thread::spawn(move || {
-                    in_category(1).cache().using(&reader_cache).load::<Article>(&mut reader_conn).unwrap()
+                    in_category(1)
+                        .cache()
+                        .using(&reader_cache)
+                        .load::<Article>(&mut reader_conn)
+                        .unwrap()
                 });
                 wait_sql.recv().unwrap();
                 let new = insert(&mut ctx, NewArticle::new(1, "during the read"));
                 write_done.send(()).unwrap();
                 let stale = reader.join().unwrap();
                 ctx.cache.__set_fill_hook(None);
-                assert!(!stale.contains(&new), "the reader's SQL ran before the write");
+                assert!(
+                    !stale.contains(&new),
+                    "the reader's SQL ran before the write"
+                );
                 assert_eq!(ctx.cache.stats().refused_fills, 1);
                 let (fresh, n) = load_cat(&mut ctx, 1);
                 assert_eq!(n, 1, "the stale result was not stored");
