@@ -32,6 +32,8 @@ struct Inner {
     pending: Mutex<BTreeSet<String>>,
     has_pending: AtomicBool,
     stats: Counters,
+    /// Profiles by table, resolved once: a hit must not parse profile strings.
+    profiles: RwLock<HashMap<&'static str, Profile>>,
     fill_hook: RwLock<Option<FillHook>>,
 }
 
@@ -102,6 +104,7 @@ impl Cacheops {
             pending: Mutex::default(),
             has_pending: AtomicBool::new(false),
             stats: Counters::default(),
+            profiles: RwLock::default(),
             fill_hook: RwLock::default(),
         };
         Cacheops {
@@ -170,15 +173,28 @@ impl Cacheops {
     /// The profile of the model stored in `table`; an error if the table has no
     /// registered model or the model no profile.
     pub(crate) fn profile_of_table(&self, table: &str) -> Result<Profile> {
+        let known = self.inner.profiles.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(profile) = known.get(table) {
+            return Ok(*profile);
+        }
+        drop(known);
+        let (model, profile) = self.resolve_profile(table)?;
+        let mut known = self.inner.profiles.write().unwrap_or_else(|e| e.into_inner());
+        known.insert(model, profile);
+        Ok(profile)
+    }
+
+    fn resolve_profile(&self, table: &str) -> Result<(&'static str, Profile)> {
         let model = model_of_table(table).ok_or_else(|| {
             not_cacheable(format!("table `{table}` has no #[derive(Cacheable)] model"))
         })?;
-        model.profile(&self.inner.config)?.ok_or_else(|| {
+        let profile = model.profile(&self.inner.config)?.ok_or_else(|| {
             not_cacheable(format!(
                 "model `{}` has no cache profile: add #[cacheops(ops = ...)] or a matching Config::profile",
                 model.label
             ))
-        })
+        })?;
+        Ok((model.table, profile))
     }
 
     /// Handles a store error: counted, then degraded (logged, `Ok`) or returned.

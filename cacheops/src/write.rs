@@ -93,8 +93,8 @@ impl Cacheops {
         M: Saveable<'a, C>,
     {
         let (old, new) = conn.transaction(|conn| obj.save_returning_old(conn))?;
-        self.invalidate_objs(&[old])?;
-        self.invalidate_obj(&new)?;
+        let states = vec![old.row_values()?, new.row_values()?];
+        self.invalidate_values(M::INFO, states)?;
         Ok(new)
     }
 

@@ -1,0 +1,264 @@
+//! The peer workload (`../shared/peer-bench/README.md`) on our side, with the
+//! physical limits measured in the same run.
+//!
+//! ```text
+//! cargo run --release --example bench -- [--json]
+//! ```
+//!
+//! Needs PostgreSQL (`DATABASE_URL`, default `postgres://postgres@127.0.0.1/test`)
+//! and Redis (`REDIS_URL`, default `redis://127.0.0.1:6379`). It drops and
+//! recreates the schema `cacheops_bench`. Env: `N_CAT`, `N_ART`, `REPS`.
+//! Prints figures in µs (median, and p99 in the table), then one JSON line of medians
+//! with the peer's keys plus `redis_get_rtt` and `redis_mget_rtt`.
+#![allow(missing_docs)]
+
+use std::error::Error;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use cacheops::{Cacheable, CachedQueryDsl, Cacheops, Config};
+use diesel::connection::{InstrumentationEvent, SimpleConnection};
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+
+diesel::table! {
+    articles (id) {
+        id -> Integer,
+        category_id -> Integer,
+        title -> Varchar,
+        published -> Bool,
+        views -> Integer,
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Identifiable, AsChangeset, Cacheable, Serialize, Deserialize)]
+#[diesel(table_name = articles)]
+#[cacheops(app = "bench", ops = "all", timeout = 3600)]
+struct Article {
+    id: i32,
+    category_id: i32,
+    title: String,
+    published: bool,
+    views: i32,
+}
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Median and 99th percentile of `reps` timed calls, in µs.
+fn timed(reps: usize, mut f: impl FnMut(usize)) -> (f64, f64) {
+    let mut out: Vec<f64> = (0..reps)
+        .map(|i| {
+            let start = Instant::now();
+            f(i);
+            start.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    out.sort_by(f64::total_cmp);
+    let at = |q: f64| out[((out.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.99))
+}
+
+const SCHEMA: &str = "
+    DROP SCHEMA IF EXISTS cacheops_bench CASCADE;
+    CREATE SCHEMA cacheops_bench;
+    SET search_path TO cacheops_bench;
+    CREATE TABLE categories (id SERIAL PRIMARY KEY, name VARCHAR(100) NOT NULL);
+    CREATE TABLE articles (id SERIAL PRIMARY KEY, category_id INT NOT NULL REFERENCES categories,
+        title VARCHAR(200) NOT NULL, published BOOL NOT NULL, views INT NOT NULL);
+    CREATE INDEX ON articles (category_id);";
+
+struct Bench {
+    conn: PgConnection,
+    cache: Cacheops,
+    queries: Arc<AtomicUsize>,
+    cats: Vec<i32>,
+    ids: Vec<i32>,
+    reps: usize,
+    figures: Vec<(&'static str, f64, f64)>,
+}
+
+impl Bench {
+    fn setup() -> Result<Bench, Box<dyn Error>> {
+        let db = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1/test".into());
+        let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let (n_cat, n_art) = (env_num("N_CAT", 100), env_num("N_ART", 10_000));
+        let mut conn = PgConnection::establish(&db)?;
+        conn.batch_execute(SCHEMA)?;
+        let names: Vec<String> = (0..n_cat).map(|i| format!("c{i}")).collect();
+        let rows: Vec<_> = names.iter().map(|n| format!("('{n}')")).collect();
+        conn.batch_execute(&format!("INSERT INTO categories (name) VALUES {}", rows.join(",")))?;
+        conn.batch_execute(&format!(
+            "INSERT INTO articles (category_id, title, published, views)
+             SELECT (i % {n_cat}) + 1, 't' || i, i % 3 <> 0, (i * 7919) % 1000 FROM generate_series(0, {n_art} - 1) i"
+        ))?;
+        let cats = (1..=n_cat as i32).collect();
+        let ids = articles::table.select(articles::id).order(articles::id).load(&mut conn)?;
+        let cache = Cacheops::new(Config::builder().url(redis).prefix("cacheops_bench").build())?;
+        cache.invalidate_all()?;
+        let queries = Arc::new(AtomicUsize::new(0));
+        let seen = queries.clone();
+        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+            if matches!(event, InstrumentationEvent::StartQuery { .. }) {
+                seen.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let reps = env_num("REPS", 2000);
+        Ok(Bench { conn, cache, queries, cats, ids, reps, figures: Vec::new() })
+    }
+
+    fn pick(&self, i: usize) -> i32 {
+        self.ids[(i * 7919) % self.ids.len()]
+    }
+
+    fn cat(&self, i: usize) -> i32 {
+        self.cats[(i * 31) % self.cats.len()]
+    }
+
+    fn record(&mut self, key: &'static str, (p50, p99): (f64, f64)) {
+        self.figures.push((key, p50, p99));
+    }
+
+    fn gets(&mut self) {
+        let reps = self.reps;
+        let ids = self.ids.clone();
+        let t = timed(reps, |i| {
+            articles::table.find(self.pick(i)).first::<Article>(&mut self.conn).unwrap();
+        });
+        self.record("db_get_pk", t);
+        let t = timed(reps.min(ids.len()), |i| {
+            let q = articles::table.find(ids[i % ids.len()]);
+            q.cache().using(&self.cache).get_result::<Article>(&mut self.conn).unwrap();
+        });
+        self.record("miss_get_pk", t);
+        let hot = &ids[..200.min(ids.len())];
+        let t = timed(reps, |i| {
+            let q = articles::table.find(hot[i % hot.len()]);
+            q.cache().using(&self.cache).get_result::<Article>(&mut self.conn).unwrap();
+        });
+        self.record("hit_get_pk", t);
+    }
+
+    fn fetches_and_counts(&mut self) {
+        let reps = self.reps;
+        let t = timed(reps, |i| {
+            let q = articles::table
+                .filter(articles::category_id.eq(self.cat(i)).and(articles::published.eq(true)))
+                .order(articles::id.desc())
+                .limit(20);
+            q.load::<Article>(&mut self.conn).unwrap();
+        });
+        self.record("db_fetch20", t);
+        let t = timed(reps, |i| {
+            let q = articles::table
+                .filter(articles::category_id.eq(self.cat(i)).and(articles::published.eq(true)))
+                .order(articles::id.desc())
+                .limit(20);
+            q.cache().using(&self.cache).load::<Article>(&mut self.conn).unwrap();
+        });
+        self.record("hit_fetch20", t);
+        let t = timed(reps, |i| {
+            let q = articles::table.filter(articles::category_id.eq(self.cat(i)));
+            q.count().get_result::<i64>(&mut self.conn).unwrap();
+        });
+        self.record("db_count", t);
+        for c in self.cats.clone() {
+            articles::table.filter(articles::category_id.eq(c)).cache().using(&self.cache).count(&mut self.conn).unwrap();
+        }
+        let t = timed(reps, |i| {
+            let q = articles::table.filter(articles::category_id.eq(self.cat(i)));
+            q.cache().using(&self.cache).count(&mut self.conn).unwrap();
+        });
+        self.record("hit_count", t);
+    }
+
+    fn cache_per_category(&mut self, limits: std::ops::RangeInclusive<i64>) {
+        for c in self.cats.clone() {
+            for lim in limits.clone() {
+                let q = articles::table.filter(articles::category_id.eq(c)).order(articles::id).limit(lim);
+                q.cache().using(&self.cache).load::<Article>(&mut self.conn).unwrap();
+            }
+        }
+    }
+
+    fn saves(&mut self) {
+        self.cache_per_category(1..=10);
+        let n = self.reps.min(self.ids.len());
+        let mut objs: Vec<Article> = articles::table.order(articles::id).limit(n as i64).load(&mut self.conn).unwrap();
+        let t = timed(self.reps, |i| {
+            let obj = &mut objs[i % n];
+            obj.views += 1;
+            self.cache.save(&mut self.conn, &*obj).unwrap();
+        });
+        self.record("save_with_invalidation", t);
+    }
+
+    fn granularity(&mut self) -> usize {
+        self.cache.invalidate_all().unwrap();
+        let q = |c: i32| {
+            articles::table
+                .filter(articles::category_id.eq(c).and(articles::published.eq(true)))
+                .order(articles::id.desc())
+                .limit(20)
+        };
+        for c in self.cats.clone() {
+            q(c).cache().using(&self.cache).load::<Article>(&mut self.conn).unwrap();
+        }
+        let mut a: Article = q(self.cats[0]).first(&mut self.conn).unwrap();
+        a.views += 1;
+        self.cache.save(&mut self.conn, &a).unwrap();
+        self.queries.store(0, Ordering::Relaxed);
+        for c in self.cats.clone() {
+            q(c).cache().using(&self.cache).load::<Article>(&mut self.conn).unwrap();
+        }
+        self.queries.load(Ordering::Relaxed)
+    }
+
+    /// Plain GET and MGET round trips of the hit payload's size, same client library.
+    fn redis_limits(&mut self) -> Result<(), Box<dyn Error>> {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let mut redis = redis::Client::open(url)?.get_connection()?;
+        let row: Article = articles::table.first(&mut self.conn)?;
+        let size = rmp_serde::to_vec(&Some(row))?.len() + 16;
+        let keys = ["cacheops_bench:rtt:v", "cacheops_bench:rtt:s1", "cacheops_bench:rtt:s2"];
+        redis::cmd("SET").arg(keys[0]).arg(vec![7u8; size]).exec(&mut redis)?;
+        for k in &keys[1..] {
+            redis::cmd("SET").arg(k).arg("0123456789abcdef").exec(&mut redis)?;
+        }
+        let t = timed(self.reps, |_| {
+            let _: Vec<u8> = redis::cmd("GET").arg(keys[0]).query(&mut redis).unwrap();
+        });
+        self.record("redis_get_rtt", t);
+        let t = timed(self.reps, |_| {
+            let _: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&keys[..]).query(&mut redis).unwrap();
+        });
+        self.record("redis_mget_rtt", t);
+        redis::cmd("DEL").arg(&keys[..]).exec(&mut redis)?;
+        Ok(())
+    }
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let json_only = std::env::args().any(|a| a == "--json");
+    let mut bench = Bench::setup()?;
+    bench.gets();
+    bench.fetches_and_counts();
+    bench.saves();
+    let after_one_save = bench.granularity();
+    bench.redis_limits()?;
+    bench.cache.invalidate_all()?;
+    if !json_only {
+        println!("{:<24} {:>10} {:>10}", "op (µs)", "p50", "p99");
+        for (key, p50, p99) in &bench.figures {
+            println!("{key:<24} {p50:>10.1} {p99:>10.1}");
+        }
+        println!("{:<24} {after_one_save:>10}", "queries_after_one_save");
+    }
+    let mut fields: Vec<String> = bench.figures.iter().map(|(k, p50, _)| format!("\"{k}\": {p50:.1}")).collect();
+    fields.push(format!("\"queries_after_one_save\": {after_one_save}"));
+    fields.push(format!("\"categories\": {}", bench.cats.len()));
+    println!("{{{}}}", fields.join(", "));
+    Ok(())
+}
