@@ -10,7 +10,7 @@
 //! recreates the schema `cacheops_bench`. Env: `N_CAT`, `N_ART`, `REPS`.
 //! Prints figures in µs (median, and p99 in the table), then one JSON line of medians
 //! with the peer's keys plus `redis_get_rtt` and `redis_mget_rtt`.
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used)] // a benchmark: any failure aborts the run
 
 use std::error::Error;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,7 +44,10 @@ struct Article {
 }
 
 fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Median and 99th percentile of `reps` timed calls, in µs.
@@ -82,21 +85,33 @@ struct Bench {
 
 impl Bench {
     fn setup() -> Result<Bench, Box<dyn Error>> {
-        let db = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1/test".into());
+        let db = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1/test".into());
         let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
         let (n_cat, n_art) = (env_num("N_CAT", 100), env_num("N_ART", 10_000));
         let mut conn = PgConnection::establish(&db)?;
         conn.batch_execute(SCHEMA)?;
         let names: Vec<String> = (0..n_cat).map(|i| format!("c{i}")).collect();
         let rows: Vec<_> = names.iter().map(|n| format!("('{n}')")).collect();
-        conn.batch_execute(&format!("INSERT INTO categories (name) VALUES {}", rows.join(",")))?;
+        conn.batch_execute(&format!(
+            "INSERT INTO categories (name) VALUES {}",
+            rows.join(",")
+        ))?;
         conn.batch_execute(&format!(
             "INSERT INTO articles (category_id, title, published, views)
              SELECT (i % {n_cat}) + 1, 't' || i, i % 3 <> 0, (i * 7919) % 1000 FROM generate_series(0, {n_art} - 1) i"
         ))?;
         let cats = (1..=n_cat as i32).collect();
-        let ids = articles::table.select(articles::id).order(articles::id).load(&mut conn)?;
-        let cache = Cacheops::new(Config::builder().url(redis).prefix("cacheops_bench").build())?;
+        let ids = articles::table
+            .select(articles::id)
+            .order(articles::id)
+            .load(&mut conn)?;
+        let cache = Cacheops::new(
+            Config::builder()
+                .url(redis)
+                .prefix("cacheops_bench")
+                .build(),
+        )?;
         cache.invalidate_all()?;
         let queries = Arc::new(AtomicUsize::new(0));
         let seen = queries.clone();
@@ -106,7 +121,15 @@ impl Bench {
             }
         });
         let reps = env_num("REPS", 2000);
-        Ok(Bench { conn, cache, queries, cats, ids, reps, figures: Vec::new() })
+        Ok(Bench {
+            conn,
+            cache,
+            queries,
+            cats,
+            ids,
+            reps,
+            figures: Vec::new(),
+        })
     }
 
     fn pick(&self, i: usize) -> i32 {
@@ -125,18 +148,27 @@ impl Bench {
         let reps = self.reps;
         let ids = self.ids.clone();
         let t = timed(reps, |i| {
-            articles::table.find(self.pick(i)).first::<Article>(&mut self.conn).unwrap();
+            articles::table
+                .find(self.pick(i))
+                .first::<Article>(&mut self.conn)
+                .unwrap();
         });
         self.record("db_get_pk", t);
         let t = timed(reps.min(ids.len()), |i| {
             let q = articles::table.find(ids[i % ids.len()]);
-            q.cache().using(&self.cache).get_result::<Article>(&mut self.conn).unwrap();
+            q.cache()
+                .using(&self.cache)
+                .get_result::<Article>(&mut self.conn)
+                .unwrap();
         });
         self.record("miss_get_pk", t);
         let hot = &ids[..200.min(ids.len())];
         let t = timed(reps, |i| {
             let q = articles::table.find(hot[i % hot.len()]);
-            q.cache().using(&self.cache).get_result::<Article>(&mut self.conn).unwrap();
+            q.cache()
+                .using(&self.cache)
+                .get_result::<Article>(&mut self.conn)
+                .unwrap();
         });
         self.record("hit_get_pk", t);
     }
@@ -145,7 +177,11 @@ impl Bench {
         let reps = self.reps;
         let t = timed(reps, |i| {
             let q = articles::table
-                .filter(articles::category_id.eq(self.cat(i)).and(articles::published.eq(true)))
+                .filter(
+                    articles::category_id
+                        .eq(self.cat(i))
+                        .and(articles::published.eq(true)),
+                )
                 .order(articles::id.desc())
                 .limit(20);
             q.load::<Article>(&mut self.conn).unwrap();
@@ -153,10 +189,17 @@ impl Bench {
         self.record("db_fetch20", t);
         let t = timed(reps, |i| {
             let q = articles::table
-                .filter(articles::category_id.eq(self.cat(i)).and(articles::published.eq(true)))
+                .filter(
+                    articles::category_id
+                        .eq(self.cat(i))
+                        .and(articles::published.eq(true)),
+                )
                 .order(articles::id.desc())
                 .limit(20);
-            q.cache().using(&self.cache).load::<Article>(&mut self.conn).unwrap();
+            q.cache()
+                .using(&self.cache)
+                .load::<Article>(&mut self.conn)
+                .unwrap();
         });
         self.record("hit_fetch20", t);
         let t = timed(reps, |i| {
@@ -165,7 +208,12 @@ impl Bench {
         });
         self.record("db_count", t);
         for c in self.cats.clone() {
-            articles::table.filter(articles::category_id.eq(c)).cache().using(&self.cache).count(&mut self.conn).unwrap();
+            articles::table
+                .filter(articles::category_id.eq(c))
+                .cache()
+                .using(&self.cache)
+                .count(&mut self.conn)
+                .unwrap();
         }
         let t = timed(reps, |i| {
             let q = articles::table.filter(articles::category_id.eq(self.cat(i)));
@@ -177,8 +225,14 @@ impl Bench {
     fn cache_per_category(&mut self, limits: std::ops::RangeInclusive<i64>) {
         for c in self.cats.clone() {
             for lim in limits.clone() {
-                let q = articles::table.filter(articles::category_id.eq(c)).order(articles::id).limit(lim);
-                q.cache().using(&self.cache).load::<Article>(&mut self.conn).unwrap();
+                let q = articles::table
+                    .filter(articles::category_id.eq(c))
+                    .order(articles::id)
+                    .limit(lim);
+                q.cache()
+                    .using(&self.cache)
+                    .load::<Article>(&mut self.conn)
+                    .unwrap();
             }
         }
     }
@@ -186,7 +240,11 @@ impl Bench {
     fn saves(&mut self) {
         self.cache_per_category(1..=10);
         let n = self.reps.min(self.ids.len());
-        let mut objs: Vec<Article> = articles::table.order(articles::id).limit(n as i64).load(&mut self.conn).unwrap();
+        let mut objs: Vec<Article> = articles::table
+            .order(articles::id)
+            .limit(n as i64)
+            .load(&mut self.conn)
+            .unwrap();
         let t = timed(self.reps, |i| {
             let obj = &mut objs[i % n];
             obj.views += 1;
@@ -199,19 +257,29 @@ impl Bench {
         self.cache.invalidate_all().unwrap();
         let q = |c: i32| {
             articles::table
-                .filter(articles::category_id.eq(c).and(articles::published.eq(true)))
+                .filter(
+                    articles::category_id
+                        .eq(c)
+                        .and(articles::published.eq(true)),
+                )
                 .order(articles::id.desc())
                 .limit(20)
         };
         for c in self.cats.clone() {
-            q(c).cache().using(&self.cache).load::<Article>(&mut self.conn).unwrap();
+            q(c).cache()
+                .using(&self.cache)
+                .load::<Article>(&mut self.conn)
+                .unwrap();
         }
         let mut a: Article = q(self.cats[0]).first(&mut self.conn).unwrap();
         a.views += 1;
         self.cache.save(&mut self.conn, &a).unwrap();
         self.queries.store(0, Ordering::Relaxed);
         for c in self.cats.clone() {
-            q(c).cache().using(&self.cache).load::<Article>(&mut self.conn).unwrap();
+            q(c).cache()
+                .using(&self.cache)
+                .load::<Article>(&mut self.conn)
+                .unwrap();
         }
         self.queries.load(Ordering::Relaxed)
     }
@@ -222,17 +290,28 @@ impl Bench {
         let mut redis = redis::Client::open(url)?.get_connection()?;
         let row: Article = articles::table.first(&mut self.conn)?;
         let size = rmp_serde::to_vec(&Some(row))?.len() + 16;
-        let keys = ["cacheops_bench:rtt:v", "cacheops_bench:rtt:s1", "cacheops_bench:rtt:s2"];
-        redis::cmd("SET").arg(keys[0]).arg(vec![7u8; size]).exec(&mut redis)?;
+        let keys = [
+            "cacheops_bench:rtt:v",
+            "cacheops_bench:rtt:s1",
+            "cacheops_bench:rtt:s2",
+        ];
+        redis::cmd("SET")
+            .arg(keys[0])
+            .arg(vec![7u8; size])
+            .exec(&mut redis)?;
         for k in &keys[1..] {
-            redis::cmd("SET").arg(k).arg("0123456789abcdef").exec(&mut redis)?;
+            redis::cmd("SET")
+                .arg(k)
+                .arg("0123456789abcdef")
+                .exec(&mut redis)?;
         }
         let t = timed(self.reps, |_| {
             let _: Vec<u8> = redis::cmd("GET").arg(keys[0]).query(&mut redis).unwrap();
         });
         self.record("redis_get_rtt", t);
         let t = timed(self.reps, |_| {
-            let _: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&keys[..]).query(&mut redis).unwrap();
+            let _: Vec<Option<Vec<u8>>> =
+                redis::cmd("MGET").arg(&keys[..]).query(&mut redis).unwrap();
         });
         self.record("redis_mget_rtt", t);
         redis::cmd("DEL").arg(&keys[..]).exec(&mut redis)?;
@@ -256,7 +335,11 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
         println!("{:<24} {after_one_save:>10}", "queries_after_one_save");
     }
-    let mut fields: Vec<String> = bench.figures.iter().map(|(k, p50, _)| format!("\"{k}\": {p50:.1}")).collect();
+    let mut fields: Vec<String> = bench
+        .figures
+        .iter()
+        .map(|(k, p50, _)| format!("\"{k}\": {p50:.1}"))
+        .collect();
     fields.push(format!("\"queries_after_one_save\": {after_one_save}"));
     fields.push(format!("\"categories\": {}", bench.cats.len()));
     println!("{{{}}}", fields.join(", "));

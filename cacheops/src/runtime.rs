@@ -173,13 +173,21 @@ impl Cacheops {
     /// The profile of the model stored in `table`; an error if the table has no
     /// registered model or the model no profile.
     pub(crate) fn profile_of_table(&self, table: &str) -> Result<Profile> {
-        let known = self.inner.profiles.read().unwrap_or_else(|e| e.into_inner());
+        let known = self
+            .inner
+            .profiles
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(profile) = known.get(table) {
             return Ok(*profile);
         }
         drop(known);
         let (model, profile) = self.resolve_profile(table)?;
-        let mut known = self.inner.profiles.write().unwrap_or_else(|e| e.into_inner());
+        let mut known = self
+            .inner
+            .profiles
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         known.insert(model, profile);
         Ok(profile)
     }
