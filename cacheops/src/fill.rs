@@ -6,6 +6,7 @@
 //! lands while the SQL runs therefore refuses the fill, which closes the
 //! read-miss-then-stale-write race.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::Connection;
@@ -22,6 +23,7 @@ use crate::key::query_key;
 use crate::runtime::Cacheops;
 use crate::shape::shape_of;
 use crate::store::CacheKey;
+use crate::value::Value;
 
 /// One cached call's settings.
 pub(crate) struct Call<'h> {
@@ -33,11 +35,12 @@ pub(crate) struct Call<'h> {
     pub(crate) timeout: Option<Duration>,
 }
 
-/// What a cacheable call resolved to.
-struct Plan {
-    key: CacheKey,
-    deps: Deps,
-    ttl: Duration,
+/// What a cacheable computation resolved to: where its result lives, what it
+/// depends on, and for how long.
+pub(crate) struct Plan {
+    pub(crate) key: CacheKey,
+    pub(crate) deps: Deps,
+    pub(crate) ttl: Duration,
 }
 
 /// Runs `query` through the cache: `run` executes it on a miss.
@@ -53,10 +56,25 @@ where
     Q: QueryFragment<C::Backend>,
     R: Serialize + DeserializeOwned + 'static,
 {
-    let handle = call.handle;
-    let plan = match plan::<C::Backend, Q, R>(call, &query)? {
+    let plan = plan::<C::Backend, Q, R>(call, &query)?;
+    read_through(call.handle, plan, || Ok(run(query, conn)?))
+}
+
+/// The read-through algorithm for any computation with a plan: serve the cached
+/// result if its stamps are intact, else fence, compute, and store unless an
+/// invalidation landed meanwhile. `None` (or a plan whose tables have a pending
+/// invalidation) computes without the cache.
+pub(crate) fn read_through<R>(
+    handle: &Cacheops,
+    plan: Option<Plan>,
+    compute: impl FnOnce() -> Result<R>,
+) -> Result<R>
+where
+    R: Serialize + DeserializeOwned,
+{
+    let plan = match plan {
         Some(plan) if handle.usable(&plan.deps) => plan,
-        _ => return uncached(handle, conn, query, run),
+        _ => return uncached(handle, compute),
     };
     match handle.store().lookup(plan.key, &plan.deps) {
         Ok(Some(bytes)) => {
@@ -68,27 +86,25 @@ where
         Ok(None) => {}
         Err(e) => {
             handle.store_failed(e, "cache read")?;
-            return uncached(handle, conn, query, run);
+            return uncached(handle, compute);
         }
     }
-    fill_miss(handle, conn, query, run, &plan)
+    fill_miss(handle, compute, &plan)
 }
 
-fn fill_miss<C: Connection, Q, R: Serialize>(
+fn fill_miss<R: Serialize>(
     handle: &Cacheops,
-    conn: &mut C,
-    query: Q,
-    run: impl FnOnce(Q, &mut C) -> QueryResult<R>,
+    compute: impl FnOnce() -> Result<R>,
     plan: &Plan,
 ) -> Result<R> {
     let fence = match handle.store().fence(&plan.deps, plan.ttl) {
         Ok(fence) => fence,
         Err(e) => {
             handle.store_failed(e, "cache fence")?;
-            return uncached(handle, conn, query, run);
+            return uncached(handle, compute);
         }
     };
-    let result = run(query, conn)?;
+    let result = compute()?;
     handle.count_hit(false);
     handle.run_fill_hook();
     let payload = codec::encode(&result)?;
@@ -100,19 +116,14 @@ fn fill_miss<C: Connection, Q, R: Serialize>(
     Ok(result)
 }
 
-fn uncached<C, Q, R>(
-    handle: &Cacheops,
-    conn: &mut C,
-    query: Q,
-    run: impl FnOnce(Q, &mut C) -> QueryResult<R>,
-) -> Result<R> {
+fn uncached<R>(handle: &Cacheops, compute: impl FnOnce() -> Result<R>) -> Result<R> {
     handle.count_hit(false);
-    Ok(run(query, conn)?)
+    compute()
 }
 
 /// Key, dependencies and timeout of a call; `None` when it must not be cached
 /// (caching off, op excluded, or SQL the analysis cannot read).
-fn plan<DB, Q, R>(call: &Call<'_>, query: &Q) -> Result<Option<Plan>>
+pub(crate) fn plan<DB, Q, R>(call: &Call<'_>, query: &Q) -> Result<Option<Plan>>
 where
     DB: CacheBackend,
     Q: QueryFragment<DB>,
@@ -122,6 +133,39 @@ where
     if !call.enabled || !handle.config().enabled {
         return Ok(None);
     }
+    let Some(query) = analyse::<DB, Q>(handle, query)? else {
+        return Ok(None);
+    };
+    let profile_timeout = match &query.main_table {
+        Some(table) => Some(handle.profile_of_table(table)?.timeout),
+        None => None,
+    };
+    Ok(Some(Plan {
+        key: query_key(DB::NAME, call.op, &query.sql, &query.binds, shape_of::<R>()),
+        deps: query.deps,
+        ttl: call
+            .timeout
+            .or(profile_timeout)
+            .unwrap_or(handle.config().timeout),
+    }))
+}
+
+/// A query as the cache sees it.
+pub(crate) struct Analysis {
+    pub(crate) sql: String,
+    pub(crate) binds: Vec<Value>,
+    pub(crate) deps: Deps,
+    /// The table the query is about (first of its outermost FROM), if any.
+    pub(crate) main_table: Option<Arc<str>>,
+}
+
+/// SQL, binds and dependencies of a query; `None` (with a warning) when its SQL
+/// cannot be analysed, so that it is never cached.
+pub(crate) fn analyse<DB, Q>(handle: &Cacheops, query: &Q) -> Result<Option<Analysis>>
+where
+    DB: CacheBackend,
+    Q: QueryFragment<DB>,
+{
     let sql = DB::render_sql(query)?;
     let template = match handle.template(&sql, DB::DIALECT) {
         Ok(template) => template,
@@ -132,18 +176,14 @@ where
     };
     let main_table = template
         .main_table()
-        .or(template.tables().first().map(|t| &**t));
-    let profile_timeout = match main_table {
-        Some(table) => Some(handle.profile_of_table(table)?.timeout),
-        None => None,
-    };
+        .map(Arc::from)
+        .or(template.tables().first().cloned());
     let binds = DB::collect_binds(query)?;
-    Ok(Some(Plan {
-        key: query_key(DB::NAME, call.op, &sql, &binds, shape_of::<R>()),
-        deps: handle.deps(&template, &binds),
-        ttl: call
-            .timeout
-            .or(profile_timeout)
-            .unwrap_or(handle.config().timeout),
+    let deps = handle.deps(&template, &binds);
+    Ok(Some(Analysis {
+        sql,
+        binds,
+        deps,
+        main_table,
     }))
 }
