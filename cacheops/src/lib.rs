@@ -1,6 +1,67 @@
 //! # cacheops
 //!
-//! Query results of Diesel cached in Redis, invalidated automatically and granularly.
+//! Diesel query results cached in Redis, invalidated automatically and
+//! *granularly* when the rows they were read from change: what django-cacheops
+//! does for Django, for Diesel, without its stale fills under concurrency.
+//!
+//! ```no_run
+//! use cacheops::{Cacheable, CachedQueryDsl};
+//! use diesel::prelude::*;
+//!
+//! diesel::table! { articles (id) { id -> Integer, category_id -> Integer, title -> Text } }
+//!
+//! #[derive(Queryable, Identifiable, AsChangeset, Cacheable, serde::Serialize, serde::Deserialize)]
+//! #[diesel(table_name = articles)]
+//! #[cacheops(app = "blog", ops = "all", timeout = 600)]
+//! struct Article { id: i32, category_id: i32, title: String }
+//!
+//! # fn run(conn: &mut PgConnection) -> cacheops::Result<()> {
+//! cacheops::install(cacheops::Config::from_env()?)?;
+//! let cache = cacheops::global()?;
+//! // Read through the cache: the second call costs one Redis round trip.
+//! let in_cat: Vec<Article> = articles::table.filter(articles::category_id.eq(3)).cached(conn)?;
+//! // Write through a helper: only cached queries this row can affect are invalidated.
+//! let mut first = articles::table.find(1).first::<Article>(conn)?;
+//! first.title = "renamed".into();
+//! cache.save(conn, &first)?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Where things are
+//! | concern | module | public items |
+//! |---|---|---|
+//! | configuration and profiles | `config.rs` | [`Config`], [`Profile`], [`Ops`] |
+//! | the handle: store, memo of parsed SQL, failure state | `runtime.rs` | [`Cacheops`], [`install`], [`global`], [`Stats`] |
+//! | `.cached()` and the [`Cached`] builder | `query.rs` | [`CachedQueryDsl`], [`Cached`] |
+//! | the read-through algorithm (one round trip per hit, race fence on miss) | `fill.rs` | |
+//! | cache keys and result-shape fingerprints | `key.rs`, `shape.rs` | |
+//! | MessagePack payloads | `codec.rs` | |
+//! | a query's dependencies (SQL → per-table conjunctions) | [`deps`] | [`deps::Template`], [`deps::Deps`] |
+//! | stamps and values in Redis or in process; Lua scripts | [`store`] | [`store::RedisStore`], [`store::MemoryStore`] |
+//! | what `#[derive(Cacheable)]` generates; the model registry | `model.rs` | [`Cacheable`], [`CacheRow`], [`ModelInfo`] |
+//! | canonical values of binds and columns | `backend.rs`, `value.rs` | [`CacheBackend`], [`Value`], [`encode_value`] |
+//! | write helpers | `write.rs` | [`Cacheops::insert`], [`Cacheops::save`], [`Cacheops::update`], [`Cacheops::delete`] |
+//! | manual invalidation | `invalidate.rs` | [`invalidate_obj`], [`invalidate_model`], [`invalidate_table`], [`invalidate_all`] |
+//! | errors | `error.rs` | [`Error`], [`ErrorKind`], [`OptionalExtension`] |
+//!
+//! ## How invalidation decides
+//! Every cached query depends, per table it reads, on an OR of conjunctions of
+//! `column = value` taken from its WHERE clause (`=`, `IN`, `= ANY`, `IS NULL`,
+//! AND, OR, join equalities). Each conjunction has a *stamp* in Redis; a cached
+//! value carries a checksum of its stamps and is served only while all of them are
+//! unchanged. Saving or deleting a row deletes, for every condition *scheme*
+//! (column set) cached for its table, the stamp built from the row's old and new
+//! values: cost O(schemes), whatever the number of cached queries. Anything not
+//! understood (ranges, LIKE, NOT, functions, literals, subqueries, float or json
+//! columns) widens to "any change of that table": widening is always safe.
+//!
+//! On a miss the stamps are read *before* the SQL runs and the result is stored
+//! only if they are unchanged afterwards, so a write that commits while a reader's
+//! SQL runs can never leave the reader's stale result in the cache.
+//!
+//! ## Features
+//! - `postgres` (default): PostgreSQL through `diesel/postgres`.
+//! - `sqlite` (default): SQLite through `diesel/sqlite`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;

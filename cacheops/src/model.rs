@@ -14,7 +14,57 @@ use crate::value::Value;
 
 /// A model whose queries can be cached and whose rows invalidate them.
 ///
-/// Implemented by `#[derive(Cacheable)]`; see the crate docs for the attributes.
+/// Implemented by `#[derive(Cacheable)]`, next to Diesel's own derives. It reads
+/// Diesel's `#[diesel(table_name = ..., primary_key(...))]` and per-field
+/// `#[diesel(column_name = ...)]`, and its own attributes:
+///
+/// | attribute | meaning |
+/// |---|---|
+/// | `#[cacheops(app = "blog")]` | label `blog.<StructName>` (default app: the crate's name) |
+/// | `#[cacheops(label = "blog.Post")]` | the whole label |
+/// | `#[cacheops(ops = "get,fetch", timeout = 600)]` | the model's own profile, over `Config` patterns |
+/// | `#[cacheops(table = "posts")]` | the SQL table name when `table!` uses `sql_name` |
+/// | field `#[cacheops(exact)]` | byte equality is SQL equality for this column (e.g. an opted-in float) |
+/// | field `#[cacheops(inexact)]` | never granular (e.g. a case-insensitive collation) |
+///
+/// ```
+/// # use diesel::prelude::*;
+/// diesel::table! { tags (id) { id -> Integer, name -> Text } }
+///
+/// #[derive(Queryable, cacheops::Cacheable, serde::Serialize, serde::Deserialize)]
+/// #[diesel(table_name = tags)]
+/// #[cacheops(app = "blog", ops = "all", timeout = 60)]
+/// struct Tag {
+///     id: i32,
+///     #[cacheops(inexact)]
+///     name: String,
+/// }
+///
+/// use cacheops::Cacheable;
+/// assert_eq!(Tag::INFO.label, "blog.Tag");
+/// assert_eq!(Tag::INFO.columns, ["id", "name"]);
+/// assert_eq!(Tag::INFO.column_equality("name"), cacheops::ColumnEquality::Inexact);
+/// ```
+///
+/// Unsupported shapes are compile errors: generic structs, enums, tuple structs,
+/// embedded fields, a primary key that is not a field, unknown attributes.
+///
+/// ```compile_fail
+/// # use diesel::prelude::*;
+/// diesel::table! { tags (id) { id -> Integer } }
+/// #[derive(cacheops::Cacheable)]
+/// #[diesel(table_name = tags)]
+/// struct Tag(i32); // error: #[derive(Cacheable)] needs named fields
+/// ```
+///
+/// ```compile_fail
+/// # use diesel::prelude::*;
+/// diesel::table! { tags (code) { code -> Text } }
+/// #[derive(cacheops::Cacheable)]
+/// #[diesel(table_name = tags)]
+/// #[cacheops(opz = "all")] // error: unknown cacheops attribute
+/// struct Tag { name: String } // error: primary key column `id` is not a field
+/// ```
 pub trait Cacheable: 'static {
     /// The static description of the model.
     const INFO: &'static ModelInfo;

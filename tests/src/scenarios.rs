@@ -382,6 +382,48 @@ macro_rules! scenarios {
             }
 
             #[test]
+            fn distinct_group_by_limit_and_offset_are_cached_and_invalidated() {
+                let mut ctx = ctx();
+                let grouped = |ctx: &mut Ctx<$db>| {
+                    ctx.counted(|c, h| {
+                        articles::table
+                            .filter(articles::published.eq(true))
+                            .group_by(articles::category_id)
+                            .select((articles::category_id, diesel::dsl::count_star()))
+                            .order(articles::category_id)
+                            .cache()
+                            .using(h)
+                            .load::<(i32, i64)>(c)
+                            .unwrap()
+                    })
+                };
+                let page = |ctx: &mut Ctx<$db>| {
+                    ctx.counted(|c, h| {
+                        articles::table
+                            .select(articles::category_id)
+                            .distinct()
+                            .order(articles::category_id)
+                            .limit(2)
+                            .offset(1)
+                            .cache()
+                            .using(h)
+                            .load::<i32>(c)
+                            .unwrap()
+                    })
+                };
+                assert_eq!(grouped(&mut ctx), (vec![(1, 2), (2, 2), (3, 2)], 1));
+                assert_eq!(page(&mut ctx), (vec![2, 3], 1));
+                assert_eq!((grouped(&mut ctx).1, page(&mut ctx).1), (0, 0));
+                insert(&mut ctx, NewArticle::new(2, "published"));
+                assert_eq!(grouped(&mut ctx), (vec![(1, 2), (2, 3), (3, 2)], 1));
+                assert_eq!(
+                    page(&mut ctx),
+                    (vec![2, 3], 1),
+                    "LIMIT/OFFSET do not narrow"
+                );
+            }
+
+            #[test]
             fn not_widens_to_the_table() {
                 let mut ctx = ctx();
                 let q = |ctx: &mut Ctx<$db>| {
