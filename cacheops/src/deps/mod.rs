@@ -10,6 +10,7 @@
 
 mod dnf;
 mod parse;
+mod walk;
 
 use std::sync::Arc;
 
