@@ -7,7 +7,8 @@
 //!
 //! Needs PostgreSQL (`DATABASE_URL`, default `postgres://postgres@127.0.0.1/test`)
 //! and Redis (`REDIS_URL`, default `redis://127.0.0.1:6379`). It drops and
-//! recreates the schema `cacheops_bench`. Env: `N_CAT`, `N_ART`, `REPS`.
+//! recreates the schema `cacheops_bench`. Env: `N_CAT`, `N_ART`, `REPS`, and
+//! `BENCH_STORE=memory://` to time the library without Redis round trips.
 //! Prints figures in µs (median, and p99 in the table), then one JSON line of medians
 //! with the peer's keys plus `redis_get_rtt` and `redis_mget_rtt`.
 #![allow(missing_docs, clippy::unwrap_used)] // a benchmark: any failure aborts the run
@@ -106,9 +107,11 @@ impl Bench {
             .select(articles::id)
             .order(articles::id)
             .load(&mut conn)?;
+        // `BENCH_STORE=memory://` times the library without Redis round trips.
+        let store = std::env::var("BENCH_STORE").unwrap_or(redis);
         let cache = Cacheops::new(
             Config::builder()
-                .url(redis)
+                .url(store)
                 .prefix("cacheops_bench")
                 .build(),
         )?;
@@ -323,6 +326,11 @@ fn main() -> Result<(), Box<dyn Error>> {
     let json_only = std::env::args().any(|a| a == "--json");
     let mut bench = Bench::setup()?;
     bench.gets();
+    if std::env::args().any(|a| a == "--gets-only") {
+        // For profiling the hit path: `perf record ... bench --gets-only`.
+        println!("{:?}", bench.figures);
+        return Ok(());
+    }
     bench.fetches_and_counts();
     bench.saves();
     let after_one_save = bench.granularity();
