@@ -11,16 +11,19 @@ mod error;
 mod fill;
 mod invalidate;
 mod key;
+mod lock;
 mod model;
 mod query;
 mod runtime;
 mod shape;
+mod simple;
 pub mod store;
 mod value;
 mod write;
 
 pub use backend::{encode_value, CacheBackend, Dialect, Rendered};
 pub use cacheops_derive::Cacheable;
+pub use cacheops_derive::cached;
 pub use config::{Config, ConfigBuilder, Ops, Profile};
 pub use error::{Error, ErrorKind, OptionalExtension, Result};
 pub use invalidate::{invalidate_all, invalidate_model, invalidate_obj, invalidate_table};
@@ -30,6 +33,7 @@ pub use model::{
 };
 pub use query::{Cached, CachedQueryDsl};
 pub use runtime::{global, install, Cacheops, Stats};
+pub use simple::{cache, cached, CachedOptions, FnKey, SimpleCache};
 pub use value::{pg_equality, Equality, Value};
 pub use write::Locked;
 

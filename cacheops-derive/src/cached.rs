@@ -1,0 +1,274 @@
+//! `#[cached(timeout = .., extra = .., lock = .., cache = ..)]` on a function:
+//! reads the attribute and the signature, then emits the function wrapped in a
+//! call to `cacheops::SimpleCache::cached`, plus a module of the same name with
+//! `key(args)` and `invalidate(args)` (a module lives in the type namespace, the
+//! function in the value namespace, so both can be named after the function).
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::meta::ParseNestedMeta;
+use syn::spanned::Spanned;
+use syn::{Expr, FnArg, Ident, ItemFn, LitBool, LitInt, Pat, ReturnType, Type, Visibility};
+
+use crate::attr::Errors;
+
+/// What the attribute says.
+#[derive(Default)]
+struct Options {
+    timeout: Option<TokenStream>,
+    extra: Option<Expr>,
+    lock: bool,
+    lock_timeout: Option<TokenStream>,
+    cache: Option<Expr>,
+}
+
+/// The expansion, or the errors plus the function unchanged (so its callers do
+/// not fail too).
+pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let func: ItemFn = match syn::parse2(item.clone()) {
+        Ok(func) => func,
+        Err(_) => {
+            let error = syn::Error::new(
+                Span::call_site(),
+                "#[cached] goes on a function (use cacheops::cached(..) elsewhere)",
+            );
+            let error = error.to_compile_error();
+            return quote! { #error #item };
+        }
+    };
+    let mut errors = Errors::default();
+    let options = read_options(attr, &mut errors);
+    let args = read_signature(&func, &mut errors);
+    match errors.into_result() {
+        Ok(()) => emit(&func, &options, &args),
+        Err(e) => {
+            let error = e.to_compile_error();
+            quote! { #error #func }
+        }
+    }
+}
+
+fn read_options(attr: TokenStream, errors: &mut Errors) -> Options {
+    let mut options = Options::default();
+    let parser = syn::meta::parser(|meta| read_option(meta, &mut options));
+    if let Err(e) = syn::parse::Parser::parse2(parser, attr) {
+        errors.push(e.span(), e);
+    }
+    options
+}
+
+fn read_option(meta: ParseNestedMeta<'_>, options: &mut Options) -> syn::Result<()> {
+    let key = meta.path.get_ident().map(Ident::to_string).unwrap_or_default();
+    match key.as_str() {
+        "timeout" => options.timeout = Some(duration(meta.value()?.parse()?)),
+        "lock_timeout" => options.lock_timeout = Some(duration(meta.value()?.parse()?)),
+        "extra" => options.extra = Some(meta.value()?.parse()?),
+        "cache" => options.cache = Some(meta.value()?.parse()?),
+        "lock" => {
+            options.lock = match meta.input.peek(syn::Token![=]) {
+                true => meta.value()?.parse::<LitBool>()?.value,
+                false => true,
+            }
+        }
+        _ => {
+            return Err(meta.error(
+                "unknown #[cached] option; expected `timeout`, `extra`, `lock`, `lock_timeout` or `cache`",
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// An integer literal is seconds; any other expression must be a `Duration`.
+fn duration(expr: Expr) -> TokenStream {
+    match &expr {
+        Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Int(secs),
+            ..
+        }) => seconds(secs),
+        _ => quote_spanned! {expr.span()=> #expr },
+    }
+}
+
+fn seconds(secs: &LitInt) -> TokenStream {
+    quote_spanned! {secs.span()=> ::core::time::Duration::from_secs(#secs) }
+}
+
+/// The argument names (each part of the key), after checking the signature.
+fn read_signature(func: &ItemFn, errors: &mut Errors) -> Vec<Ident> {
+    let sig = &func.sig;
+    if let Some(token) = &sig.asyncness {
+        errors.push(token.span(), "#[cached] does not support async fn");
+    }
+    if let Some(token) = &sig.constness {
+        errors.push(token.span(), "#[cached] cannot go on a const fn");
+    }
+    if let Some(param) = sig.generics.type_params().next() {
+        errors.push(param.span(), "#[cached] fn cannot be generic over types: every instance would share one key");
+    }
+    if let Some(param) = sig.generics.const_params().next() {
+        errors.push(param.span(), "#[cached] fn cannot be generic over constants: every instance would share one key");
+    }
+    check_return(&sig.output, errors);
+    sig.inputs.iter().filter_map(|arg| arg_name(arg, errors)).collect()
+}
+
+/// The function must return a `Result` whose error converts from
+/// `cacheops::Error` (checked by the compiler on the emitted call).
+fn check_return(output: &ReturnType, errors: &mut Errors) {
+    let is_result = match output {
+        ReturnType::Type(_, ty) => match &**ty {
+            Type::Path(path) => path
+                .path
+                .segments
+                .last()
+                .is_some_and(|s| s.ident.to_string().ends_with("Result")),
+            _ => false,
+        },
+        ReturnType::Default => false,
+    };
+    if !is_result {
+        let span = match output {
+            ReturnType::Type(_, ty) => ty.span(),
+            ReturnType::Default => Span::call_site(),
+        };
+        errors.push(span, "a #[cached] fn must return cacheops::Result<T>, or Result<T, E> where E: From<cacheops::Error>");
+    }
+}
+
+fn arg_name(arg: &FnArg, errors: &mut Errors) -> Option<Ident> {
+    let typed = match arg {
+        FnArg::Typed(typed) => typed,
+        FnArg::Receiver(receiver) => {
+            errors.push(receiver.span(), "#[cached] cannot go on a method; call cacheops::cached(..) inside it, with a key that names `self`");
+            return None;
+        }
+    };
+    match &*typed.pat {
+        Pat::Ident(pat) if pat.by_ref.is_none() && pat.subpat.is_none() => Some(pat.ident.clone()),
+        pat => {
+            errors.push(pat.span(), "arguments of a #[cached] fn must be plain names: each is part of the key");
+            None
+        }
+    }
+}
+
+fn emit(func: &ItemFn, options: &Options, args: &[Ident]) -> TokenStream {
+    let wrapper = emit_wrapper(func, options, args);
+    let module = emit_module(func, options, args);
+    quote! { #wrapper #module }
+}
+
+/// `FnKey::new("<module path>::<name>").arg(&a)...extra(&e).finish()`.
+fn key_expr(func: &ItemFn, options: &Options, args: &[Ident]) -> TokenStream {
+    let name = func.sig.ident.to_string();
+    let extra = options
+        .extra
+        .as_ref()
+        .map(|extra| quote_spanned! {extra.span()=> .extra(&(#extra)) });
+    quote! {
+        ::cacheops::FnKey::new(::core::concat!(::core::module_path!(), "::", #name))
+            #(.arg(&#args))*
+            #extra
+            .finish()
+    }
+}
+
+/// `&SimpleCache` to use: `cache = <expr>` (anything that derefs to one), else
+/// the process-wide one.
+fn cache_expr(options: &Options) -> TokenStream {
+    match &options.cache {
+        Some(cache) => quote_spanned! {cache.span()=>
+            let __cacheops_cache: &::cacheops::SimpleCache = &(#cache);
+        },
+        None => quote! {
+            let __cacheops_cache = &::cacheops::cache()?;
+        },
+    }
+}
+
+fn emit_wrapper(func: &ItemFn, options: &Options, args: &[Ident]) -> TokenStream {
+    let ItemFn {
+        attrs, vis, sig, block,
+    } = func;
+    let output = match &sig.output {
+        ReturnType::Type(_, ty) => ty,
+        ReturnType::Default => return quote! { #func },
+    };
+    let key = key_expr(func, options, args);
+    let cache = cache_expr(options);
+    let timeout = options.timeout.iter();
+    let lock_timeout = options.lock_timeout.iter();
+    let lock = options.lock;
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            let __cacheops_key = #key?;
+            #cache
+            let __cacheops_options = ::cacheops::CachedOptions::new()
+                #(.timeout(#timeout))*
+                #(.lock_timeout(#lock_timeout))*
+                .lock(#lock);
+            __cacheops_cache.cached(&__cacheops_key, &__cacheops_options, move || -> #output #block)
+        }
+    }
+}
+
+fn emit_module(func: &ItemFn, options: &Options, args: &[Ident]) -> TokenStream {
+    let name = &func.sig.ident;
+    let vis = &func.vis;
+    let inner = inner_vis(vis);
+    let generics = &func.sig.generics;
+    let where_clause = &generics.where_clause;
+    let inputs = plain_inputs(func);
+    let key = key_expr(func, options, args);
+    let cache = cache_expr(options);
+    let doc = format!("Key and invalidation of the cached function [`{name}()`].");
+    let key_fn = format_ident!("key");
+    quote! {
+        #[doc = #doc]
+        #[allow(non_snake_case, unused_imports, clippy::needless_pass_by_value)]
+        #vis mod #name {
+            use super::*;
+
+            /// The cache key of a call with these arguments: `<module>::<fn>:<hash>`.
+            #inner fn #key_fn #generics (#(#inputs),*) -> ::cacheops::Result<::std::string::String> #where_clause {
+                #key
+            }
+
+            /// Forgets the cached result of a call with these arguments.
+            #inner fn invalidate #generics (#(#inputs),*) -> ::cacheops::Result<()> #where_clause {
+                let __cacheops_key = #key_fn(#(#args),*)?;
+                #cache
+                __cacheops_cache.delete(&__cacheops_key)
+            }
+        }
+    }
+}
+
+/// The function's arguments without `mut` (and without attributes).
+fn plain_inputs(func: &ItemFn) -> Vec<TokenStream> {
+    let typed = func.sig.inputs.iter().filter_map(|arg| match arg {
+        FnArg::Typed(typed) => Some(typed),
+        FnArg::Receiver(_) => None,
+    });
+    typed
+        .filter_map(|typed| match &*typed.pat {
+            Pat::Ident(pat) => {
+                let (ident, ty) = (&pat.ident, &typed.ty);
+                Some(quote! { #ident: #ty })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Visibility of `key`/`invalidate` inside the module: as visible as the
+/// function (the module's own visibility, the function's, bounds them).
+fn inner_vis(vis: &Visibility) -> TokenStream {
+    match vis {
+        Visibility::Public(_) => quote! { pub },
+        Visibility::Inherited => quote! { pub(super) },
+        Visibility::Restricted(_) => quote! { pub(crate) },
+    }
+}
