@@ -23,7 +23,6 @@ mod write;
 
 pub use backend::{encode_value, CacheBackend, Dialect, Rendered};
 pub use cacheops_derive::Cacheable;
-pub use cacheops_derive::cached;
 pub use config::{Config, ConfigBuilder, Ops, Profile};
 pub use error::{Error, ErrorKind, OptionalExtension, Result};
 pub use invalidate::{invalidate_all, invalidate_model, invalidate_obj, invalidate_table};

@@ -31,6 +31,60 @@ use crate::runtime::{global, Cacheops};
 use crate::store::CacheKey;
 
 pub use self::cached::{cached, CachedOptions, FnKey};
+
+/// Caches a function's result for a time, keyed by the function and its arguments
+/// (django-cacheops' `@cached`).
+///
+/// ```
+/// use std::sync::LazyLock;
+/// use cacheops::{Cacheops, Config, SimpleCache};
+///
+/// static CACHE: LazyLock<SimpleCache> = LazyLock::new(|| {
+///     Cacheops::new(Config::builder().url("memory://").build()).expect("memory store").simple()
+/// });
+///
+/// #[cacheops::cached(timeout = 600, extra = "v2", lock = true, cache = CACHE)]
+/// fn top_articles(category: i32, lang: &str) -> cacheops::Result<Vec<String>> {
+///     Ok(vec![format!("best of {category} in {lang}")]) // some costly queries
+/// }
+///
+/// assert_eq!(top_articles(3, "en")?, ["best of 3 in en"]);
+/// let key = top_articles::key(3, "en")?; // "<module>::top_articles:<hash>"
+/// assert!(CACHE.get::<Vec<String>>(&key).is_ok());
+/// top_articles::invalidate(3, "en")?;
+/// assert!(CACHE.get::<Vec<String>>(&key).unwrap_err().is_miss());
+/// # Ok::<(), cacheops::Error>(())
+/// ```
+///
+/// Options, all optional:
+/// - `timeout = 600` (seconds) or `timeout = <Duration expr>`: how long a result
+///   lives; default: the cache's default timeout.
+/// - `extra = <expr>`: any `Serialize` value added to the key (it may use the
+///   arguments).
+/// - `lock` or `lock = true`: stampede protection (see [`CachedOptions::lock`]);
+///   `lock_timeout = <secs or Duration>` sets the lock's TTL (default 5 s).
+/// - `cache = <expr>`: the [`SimpleCache`] to use (anything that derefs to one,
+///   such as a `static LazyLock<SimpleCache>` of a file cache); default
+///   [`cache()`], the process-wide handle's.
+///
+/// The function:
+/// - must return `cacheops::Result<T>`, or `Result<T, E>` where
+///   `E: From<cacheops::Error>`: cache failures (when not degraded) come back as
+///   `E`; the function's own errors are returned as they are and never cached.
+///   `T: Serialize + DeserializeOwned`;
+/// - takes arguments that are plain names of `Serialize` types: each is part of
+///   the key (serialized with serde, never `Debug`), with the function's module
+///   path and name. It cannot be a method, `async`, `const`, or generic over types
+///   (lifetimes are fine);
+/// - gets a sibling module of the same name with `key(args) -> Result<String>` and
+///   `invalidate(args) -> Result<()>`, taking the function's arguments. Both see the
+///   enclosing module's items (`use super::*`), so a function nested in another
+///   function can only use module-level types in its signature.
+///
+/// Changing what the function returns changes nothing in its key: an entry that
+/// no longer decodes is a miss, but one that still decodes (e.g. two fields of the
+/// same type swapped) would be served; change `extra` when that matters.
+pub use cacheops_derive::cached;
 use self::file::FileCache;
 
 /// A simple (time-only) cache: in the handle's store, or in a directory.
