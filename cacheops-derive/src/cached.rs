@@ -159,15 +159,15 @@ fn emit(func: &ItemFn, options: &Options, args: &[Ident]) -> TokenStream {
     quote! { #wrapper #module }
 }
 
-/// `FnKey::new("<module path>::<name>").arg(&a)...extra(&e).finish()`.
-fn key_expr(func: &ItemFn, options: &Options, args: &[Ident]) -> TokenStream {
-    let name = func.sig.ident.to_string();
+/// `FnKey::new(<fn path>).arg(&a)...extra(&e).finish()`; `function` names the
+/// module's `FUNCTION` constant from where the key is built.
+fn key_expr(function: TokenStream, options: &Options, args: &[Ident]) -> TokenStream {
     let extra = options
         .extra
         .as_ref()
         .map(|extra| quote_spanned! {extra.span()=> .extra(&(#extra)) });
     quote! {
-        ::cacheops::FnKey::new(::core::concat!(::core::module_path!(), "::", #name))
+        ::cacheops::FnKey::new(#function)
             #(.arg(&#args))*
             #extra
             .finish()
@@ -195,7 +195,8 @@ fn emit_wrapper(func: &ItemFn, options: &Options, args: &[Ident]) -> TokenStream
         ReturnType::Type(_, ty) => ty,
         ReturnType::Default => return quote! { #func },
     };
-    let key = key_expr(func, options, args);
+    let name = &sig.ident;
+    let key = key_expr(quote! { #name::FUNCTION }, options, args);
     let cache = cache_expr(options);
     let timeout = options.timeout.iter();
     let lock_timeout = options.lock_timeout.iter();
@@ -221,7 +222,7 @@ fn emit_module(func: &ItemFn, options: &Options, args: &[Ident]) -> TokenStream 
     let generics = &func.sig.generics;
     let where_clause = &generics.where_clause;
     let inputs = plain_inputs(func);
-    let key = key_expr(func, options, args);
+    let key = key_expr(quote! { FUNCTION }, options, args);
     let cache = cache_expr(options);
     let doc = format!("Key and invalidation of the cached function [`{name}()`].");
     let key_fn = format_ident!("key");
@@ -230,6 +231,11 @@ fn emit_module(func: &ItemFn, options: &Options, args: &[Ident]) -> TokenStream 
         #[allow(non_snake_case, unused_imports, clippy::needless_pass_by_value)]
         #vis mod #name {
             use super::*;
+
+            /// The function's identity in its keys: this module's path, which is
+            /// the function's (they share a name).
+            #[doc(hidden)]
+            #inner const FUNCTION: &str = ::core::module_path!();
 
             /// The cache key of a call with these arguments: `<module>::<fn>:<hash>`.
             #inner fn #key_fn #generics (#(#inputs),*) -> ::cacheops::Result<::std::string::String> #where_clause {

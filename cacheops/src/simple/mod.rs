@@ -48,12 +48,14 @@ pub use self::cached::{cached, CachedOptions, FnKey};
 ///     Ok(vec![format!("best of {category} in {lang}")]) // some costly queries
 /// }
 ///
-/// assert_eq!(top_articles(3, "en")?, ["best of 3 in en"]);
-/// let key = top_articles::key(3, "en")?; // "<module>::top_articles:<hash>"
-/// assert!(CACHE.get::<Vec<String>>(&key).is_ok());
-/// top_articles::invalidate(3, "en")?;
-/// assert!(CACHE.get::<Vec<String>>(&key).unwrap_err().is_miss());
-/// # Ok::<(), cacheops::Error>(())
+/// fn main() -> cacheops::Result<()> {
+///     assert_eq!(top_articles(3, "en")?, ["best of 3 in en"]);
+///     let key = top_articles::key(3, "en")?; // "<module>::top_articles:<hash>"
+///     assert!(CACHE.get::<Vec<String>>(&key).is_ok());
+///     top_articles::invalidate(3, "en")?;
+///     assert!(CACHE.get::<Vec<String>>(&key).unwrap_err().is_miss());
+///     Ok(())
+/// }
 /// ```
 ///
 /// Options, all optional:
