@@ -58,7 +58,11 @@ fn read_options(attr: TokenStream, errors: &mut Errors) -> Options {
 }
 
 fn read_option(meta: ParseNestedMeta<'_>, options: &mut Options) -> syn::Result<()> {
-    let key = meta.path.get_ident().map(Ident::to_string).unwrap_or_default();
+    let key = meta
+        .path
+        .get_ident()
+        .map(Ident::to_string)
+        .unwrap_or_default();
     match key.as_str() {
         "timeout" => options.timeout = Some(duration(meta.value()?.parse()?)),
         "lock_timeout" => options.lock_timeout = Some(duration(meta.value()?.parse()?)),
@@ -104,13 +108,22 @@ fn read_signature(func: &ItemFn, errors: &mut Errors) -> Vec<Ident> {
         errors.push(token.span(), "#[cached] cannot go on a const fn");
     }
     if let Some(param) = sig.generics.type_params().next() {
-        errors.push(param.span(), "#[cached] fn cannot be generic over types: every instance would share one key");
+        errors.push(
+            param.span(),
+            "#[cached] fn cannot be generic over types: every instance would share one key",
+        );
     }
     if let Some(param) = sig.generics.const_params().next() {
-        errors.push(param.span(), "#[cached] fn cannot be generic over constants: every instance would share one key");
+        errors.push(
+            param.span(),
+            "#[cached] fn cannot be generic over constants: every instance would share one key",
+        );
     }
     check_return(&sig.output, errors);
-    sig.inputs.iter().filter_map(|arg| arg_name(arg, errors)).collect()
+    sig.inputs
+        .iter()
+        .filter_map(|arg| arg_name(arg, errors))
+        .collect()
 }
 
 /// The function must return a `Result` whose error converts from
@@ -147,7 +160,10 @@ fn arg_name(arg: &FnArg, errors: &mut Errors) -> Option<Ident> {
     match &*typed.pat {
         Pat::Ident(pat) if pat.by_ref.is_none() && pat.subpat.is_none() => Some(pat.ident.clone()),
         pat => {
-            errors.push(pat.span(), "arguments of a #[cached] fn must be plain names: each is part of the key");
+            errors.push(
+                pat.span(),
+                "arguments of a #[cached] fn must be plain names: each is part of the key",
+            );
             None
         }
     }
@@ -189,7 +205,10 @@ fn cache_expr(options: &Options) -> TokenStream {
 
 fn emit_wrapper(func: &ItemFn, options: &Options, args: &[Ident]) -> TokenStream {
     let ItemFn {
-        attrs, vis, sig, block,
+        attrs,
+        vis,
+        sig,
+        block,
     } = func;
     let output = match &sig.output {
         ReturnType::Type(_, ty) => ty,

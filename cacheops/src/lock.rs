@@ -161,7 +161,8 @@ mod tests {
                         *slot.0.lock().unwrap() = Some(42);
                         Ok::<_, Error>(42)
                     };
-                    let got = compute_once(store, key, Duration::from_secs(5), || slot.probe(), compute);
+                    let got =
+                        compute_once(store, key, Duration::from_secs(5), || slot.probe(), compute);
                     assert_eq!(got.unwrap(), 42);
                 });
             }
@@ -184,7 +185,10 @@ mod tests {
         assert!(Store::try_lock(store, key, "a", ttl).unwrap());
         assert!(!Store::try_lock(store, key, "b", ttl).unwrap());
         Store::unlock(store, key, "b").unwrap();
-        assert!(!Store::try_lock(store, key, "b", ttl).unwrap(), "b released a's lock");
+        assert!(
+            !Store::try_lock(store, key, "b", ttl).unwrap(),
+            "b released a's lock"
+        );
         Store::unlock(store, key, "a").unwrap();
         assert!(Store::try_lock(store, key, "b", ttl).unwrap());
         Store::unlock(store, key, "b").unwrap();
@@ -193,7 +197,10 @@ mod tests {
     fn redis() -> (RedisStore, Cleanup) {
         let prefix = format!("cacheops-test:{}", new_stamp());
         let store = RedisStore::open("redis://127.0.0.1:6379/", &prefix).unwrap();
-        (store, Cleanup(RedisStore::open("redis://127.0.0.1:6379/", &prefix).unwrap()))
+        (
+            store,
+            Cleanup(RedisStore::open("redis://127.0.0.1:6379/", &prefix).unwrap()),
+        )
     }
 
     struct Cleanup(RedisStore);
@@ -244,7 +251,13 @@ mod tests {
             .build()
             .unwrap();
         let slot = Slot(Mutex::new(None));
-        let got = compute_once(&store, 1, QUERY_LOCK_TTL, || slot.probe(), || Ok::<_, Error>(5));
+        let got = compute_once(
+            &store,
+            1,
+            QUERY_LOCK_TTL,
+            || slot.probe(),
+            || Ok::<_, Error>(5),
+        );
         assert_eq!(got.unwrap(), 5);
     }
 }

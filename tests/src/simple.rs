@@ -30,11 +30,22 @@ fn cached_fn_hits_misses_key_and_invalidate() {
     assert_eq!(square(7, "x").unwrap(), (49, "X".into()));
     assert_eq!(square(7, "x").unwrap(), (49, "X".into()));
     assert_eq!(square(8, "x").unwrap(), (64, "X".into()));
-    assert_eq!(SQUARES.load(Ordering::SeqCst) - before, 2, "one run per arguments");
+    assert_eq!(
+        SQUARES.load(Ordering::SeqCst) - before,
+        2,
+        "one run per arguments"
+    );
     assert_eq!(square::key(7, "x").unwrap(), keys[0], "keys are stable");
     assert_ne!(keys[0], keys[1]);
-    assert!(keys[0].starts_with("cacheops_tests::simple::square:"), "{}", keys[0]);
-    assert_eq!(CACHE.get::<(i64, String)>(&keys[0]).unwrap(), (49, "X".into()));
+    assert!(
+        keys[0].starts_with("cacheops_tests::simple::square:"),
+        "{}",
+        keys[0]
+    );
+    assert_eq!(
+        CACHE.get::<(i64, String)>(&keys[0]).unwrap(),
+        (49, "X".into())
+    );
     square::invalidate(7, "x").unwrap();
     assert!(CACHE.get::<(i64, String)>(&keys[0]).unwrap_err().is_miss());
     assert_eq!(square(7, "x").unwrap(), (49, "X".into()));
@@ -70,7 +81,11 @@ fn lookup(mut id: u32, version: u8) -> Result<String, AppError> {
 
 #[test]
 fn cached_fn_with_own_error_type_extra_and_duration_timeout() {
-    assert_ne!(lookup::key(1, 1).unwrap(), lookup::key(1, 2).unwrap(), "extra uses version");
+    assert_ne!(
+        lookup::key(1, 1).unwrap(),
+        lookup::key(1, 2).unwrap(),
+        "extra uses version"
+    );
     assert_eq!(lookup(100, 1), Err(AppError::NotFound));
     assert_eq!(lookup(100, 1), Err(AppError::NotFound));
     let errors = LOOKUPS.load(Ordering::SeqCst);
@@ -154,7 +169,12 @@ macro_rules! query_lock {
                             let (barrier, cache) = (&barrier, &ctx.cache);
                             s.spawn(move || {
                                 barrier.wait();
-                                in_category(1).cache().lock().using(cache).load(&mut conn).unwrap()
+                                in_category(1)
+                                    .cache()
+                                    .lock()
+                                    .using(cache)
+                                    .load(&mut conn)
+                                    .unwrap()
                             })
                         })
                         .collect();
@@ -198,7 +218,11 @@ macro_rules! query_lock {
                 let results = stampede(&ctx, conns);
                 ctx.cache.__set_fill_hook(None);
                 let fresh = results.iter().filter(|r| r.len() == 4).count();
-                assert_eq!(fresh, results.len() - 1, "only the first filler read stale rows");
+                assert_eq!(
+                    fresh,
+                    results.len() - 1,
+                    "only the first filler read stale rows"
+                );
                 assert_eq!(ctx.queries.take(), 2, "the refused fill, then one more");
             }
         }

@@ -37,7 +37,9 @@ pub struct FnKey {
 
 impl std::fmt::Debug for FnKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FnKey").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("FnKey")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 

@@ -130,7 +130,10 @@ impl FileCache {
     /// taken over).
     pub(super) fn try_lock(&self, hashed: CacheKey, token: &str, ttl: Duration) -> Result<bool> {
         let path = self.entry_path(hashed, ".lock");
-        let mut content = now_millis().saturating_add(millis(ttl)).to_le_bytes().to_vec();
+        let mut content = now_millis()
+            .saturating_add(millis(ttl))
+            .to_le_bytes()
+            .to_vec();
         content.extend_from_slice(token.as_bytes());
         let temp = self.write_temp(hashed, &content)?;
         let linked = link_lock(&temp, &path);
@@ -193,7 +196,10 @@ fn is_removable(path: &Path, now: u64) -> bool {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         return false;
     };
-    let Some(hex) = name.get(..32).filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit())) else {
+    let Some(hex) = name
+        .get(..32)
+        .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+    else {
         return false;
     };
     match &name[hex.len()..] {
@@ -276,7 +282,9 @@ fn take_slice<'a>(rest: &mut &'a [u8], len: usize) -> Option<&'a [u8]> {
 fn now_millis() -> u64 {
     // A clock before 1970 reads as the epoch: entries then look fresh until the
     // clock is fixed, which beats failing every read.
-    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     millis(since_epoch)
 }
 

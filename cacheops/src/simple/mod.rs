@@ -32,6 +32,7 @@ use crate::store::CacheKey;
 
 pub use self::cached::{cached, CachedOptions, FnKey};
 
+use self::file::FileCache;
 /// Caches a function's result for a time, keyed by the function and its arguments
 /// (django-cacheops' `@cached`).
 ///
@@ -87,7 +88,6 @@ pub use self::cached::{cached, CachedOptions, FnKey};
 /// no longer decodes is a miss, but one that still decodes (e.g. two fields of the
 /// same type swapped) would be served; change `extra` when that matters.
 pub use cacheops_derive::cached;
-use self::file::FileCache;
 
 /// A simple (time-only) cache: in the handle's store, or in a directory.
 /// Cheap to clone; clones share the same entries.

@@ -57,7 +57,9 @@ impl Fixture {
                 .store()
                 .simple_set(hash(key), garbage, Duration::from_secs(60))
                 .unwrap(),
-            (None, Some(dir)) => std::fs::write(dir.join(format!("{:032x}", hash(key))), garbage).unwrap(),
+            (None, Some(dir)) => {
+                std::fs::write(dir.join(format!("{:032x}", hash(key))), garbage).unwrap()
+            }
             (None, None) => unreachable!(),
         }
     }
@@ -97,7 +99,14 @@ mod bodies {
     }
 
     pub(super) fn odd_keys(f: &Fixture) {
-        let keys = ["", "*", "{x}:q:*", "a/../../b", "ключ", &"long".repeat(1000)];
+        let keys = [
+            "",
+            "*",
+            "{x}:q:*",
+            "a/../../b",
+            "ключ",
+            &"long".repeat(1000),
+        ];
         for (i, key) in keys.iter().enumerate() {
             f.cache.set(key, &i, None).unwrap();
         }
@@ -107,20 +116,29 @@ mod bodies {
     }
 
     pub(super) fn expiry(f: &Fixture) {
-        f.cache.set("brief", &1, Some(Duration::from_millis(100))).unwrap();
+        f.cache
+            .set("brief", &1, Some(Duration::from_millis(100)))
+            .unwrap();
         f.cache.set("long", &2, None).unwrap();
         let short = f.cache.clone().with_timeout(Duration::from_millis(100));
         short.set("default", &3, None).unwrap();
         thread::sleep(Duration::from_millis(250));
         assert!(miss(f.cache.get::<i32>("brief")));
-        assert!(miss(f.cache.get::<i32>("default")), "with_timeout is the default");
+        assert!(
+            miss(f.cache.get::<i32>("default")),
+            "with_timeout is the default"
+        );
         assert_eq!(f.cache.get::<i32>("long").unwrap(), 2);
     }
 
     pub(super) fn corrupted_is_a_miss(f: &Fixture) {
         f.cache.set("k", &vec![1, 2, 3], None).unwrap();
         assert!(miss(f.cache.get::<String>("k")), "another type");
-        for garbage in [&b""[..], b"\xc1", b"cchops\x01\nbut then garbage of some length"] {
+        for garbage in [
+            &b""[..],
+            b"\xc1",
+            b"cchops\x01\nbut then garbage of some length",
+        ] {
             f.corrupt("k", garbage);
             assert!(miss(f.cache.get::<Vec<i32>>("k")), "{garbage:?}");
         }
@@ -141,7 +159,9 @@ mod bodies {
         assert_eq!(call(3).unwrap(), 9);
         assert_eq!(call(4).unwrap(), 16);
         assert_eq!(runs.load(Ordering::SeqCst), 2, "one run per argument");
-        f.cache.delete(&FnKey::new("tests::square").arg(&3).finish().unwrap()).unwrap();
+        f.cache
+            .delete(&FnKey::new("tests::square").arg(&3).finish().unwrap())
+            .unwrap();
         assert_eq!(call(3).unwrap(), 9);
         assert_eq!(runs.load(Ordering::SeqCst), 3, "invalidated");
     }
@@ -181,7 +201,10 @@ mod bodies {
 
     pub(super) fn dead_holder_is_outwaited(f: &Fixture) {
         let ttl = Duration::from_millis(200);
-        assert!(f.cache.try_lock(hash("orphan"), "dead holder", ttl).unwrap());
+        assert!(f
+            .cache
+            .try_lock(hash("orphan"), "dead holder", ttl)
+            .unwrap());
         let options = CachedOptions::new().lock(true).lock_timeout(ttl);
         let runs = AtomicUsize::new(0);
         thread::scope(|s| {
@@ -237,8 +260,12 @@ fn invalidate_all_clears_simple_keys() {
 #[test]
 fn file_cleanup_counts_what_it_removed() {
     let f = Fixture::file();
-    f.cache.set("old1", &1, Some(Duration::from_millis(50))).unwrap();
-    f.cache.set("old2", &2, Some(Duration::from_millis(50))).unwrap();
+    f.cache
+        .set("old1", &1, Some(Duration::from_millis(50)))
+        .unwrap();
+    f.cache
+        .set("old2", &2, Some(Duration::from_millis(50)))
+        .unwrap();
     f.cache.set("fresh", &3, None).unwrap();
     f.corrupt("broken", b"not an entry");
     let dir = f.dir.as_ref().unwrap();
@@ -248,7 +275,11 @@ fn file_cleanup_counts_what_it_removed() {
     assert_eq!(f.cache.cleanup().unwrap(), 0);
     assert_eq!(f.cache.get::<i32>("fresh").unwrap(), 3);
     assert!(dir.join("README").exists(), "foreign files are left alone");
-    assert_eq!(std::fs::read_dir(dir).unwrap().count(), 2, "no temporary file left");
+    assert_eq!(
+        std::fs::read_dir(dir).unwrap().count(),
+        2,
+        "no temporary file left"
+    );
 }
 
 #[test]
@@ -327,8 +358,18 @@ fn fn_keys_tell_parts_apart() {
     assert_eq!(base, key(FnKey::new("f").arg(&1).arg(&2)));
     assert_ne!(base, key(FnKey::new("g").arg(&1).arg(&2)));
     assert_ne!(base, key(FnKey::new("f").arg(&2).arg(&1)));
-    assert_ne!(base, key(FnKey::new("f").arg(&1).extra(&2)), "extra is not an argument");
-    assert_ne!(key(FnKey::new("f").arg("a").arg("b")), key(FnKey::new("f").arg("ab").arg("")));
-    assert_eq!(key(FnKey::new("f").arg("s")), key(FnKey::new("f").arg(&String::from("s"))));
+    assert_ne!(
+        base,
+        key(FnKey::new("f").arg(&1).extra(&2)),
+        "extra is not an argument"
+    );
+    assert_ne!(
+        key(FnKey::new("f").arg("a").arg("b")),
+        key(FnKey::new("f").arg("ab").arg(""))
+    );
+    assert_eq!(
+        key(FnKey::new("f").arg("s")),
+        key(FnKey::new("f").arg(&String::from("s")))
+    );
     assert!(base.starts_with("f:") && base.len() == 2 + 32);
 }

@@ -173,7 +173,9 @@ impl Layout {
     /// starts with ours, such as `P:x` for `P`).
     pub(crate) fn owns(&self, key: &str) -> bool {
         if let Some(rest) = key.strip_prefix(&self.prefix) {
-            let hashed = [":q:", ":s:", ":l:"].iter().find_map(|k| rest.strip_prefix(k));
+            let hashed = [":q:", ":s:", ":l:"]
+                .iter()
+                .find_map(|k| rest.strip_prefix(k));
             if let Some(hex) = hashed {
                 return hex.len() == 32;
             }
