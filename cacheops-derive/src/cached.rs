@@ -297,3 +297,108 @@ fn inner_vis(vis: &Visibility) -> TokenStream {
         Visibility::Restricted(_) => quote! { pub(crate) },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand_str(attr: &str, item: &str) -> String {
+        let attr: TokenStream = attr.parse().unwrap();
+        expand(attr, item.parse().unwrap()).to_string()
+    }
+
+    /// The messages of the `compile_error!`s in an expansion.
+    fn errors(attr: &str, item: &str) -> Vec<String> {
+        let out = expand_str(attr, item);
+        out.split("compile_error !")
+            .skip(1)
+            .map(|e| e.split('"').nth(1).unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn expands_wrapper_and_module() {
+        let out = expand_str(
+            "timeout = 600, extra = lang, lock",
+            "pub fn top(mut cat: i32, lang: &str) -> cacheops::Result<Vec<u8>> { Ok(vec![]) }",
+        );
+        assert!(!out.contains("compile_error"), "{out}");
+        for part in [
+            "pub mod top",
+            "pub fn key (cat : i32 , lang : & str)",
+            "pub fn invalidate",
+            "const FUNCTION",
+            "from_secs (600)",
+            ". extra (& (lang))",
+            ". lock (true)",
+            "move || -> cacheops :: Result < Vec < u8 > >",
+        ] {
+            assert!(out.contains(part), "missing `{part}` in {out}");
+        }
+    }
+
+    #[test]
+    fn private_fn_gets_module_items_visible_to_its_module() {
+        let out = expand_str("", "fn f() -> Result<(), E> { Ok(()) }");
+        assert!(
+            out.contains("mod f") && out.contains("pub (super) fn key"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn rejects_what_cannot_be_keyed_or_wrapped() {
+        let cases = [
+            (
+                "",
+                "async fn f() -> cacheops::Result<()> { Ok(()) }",
+                "async",
+            ),
+            (
+                "",
+                "fn f(&self) -> cacheops::Result<()> { Ok(()) }",
+                "method",
+            ),
+            ("", "fn f() -> u32 { 1 }", "must return"),
+            ("", "fn f() {}", "must return"),
+            (
+                "",
+                "fn f((a, b): (i32, i32)) -> cacheops::Result<()> { Ok(()) }",
+                "plain names",
+            ),
+            (
+                "",
+                "fn f<T>(t: T) -> cacheops::Result<()> { Ok(()) }",
+                "generic",
+            ),
+            (
+                "ttl = 5",
+                "fn f() -> cacheops::Result<()> { Ok(()) }",
+                "unknown",
+            ),
+            (
+                "lock = \"yes\"",
+                "fn f() -> cacheops::Result<()> { Ok(()) }",
+                "literal",
+            ),
+            ("", "struct S;", "goes on a function"),
+        ];
+        for (attr, item, expected) in cases {
+            let found = errors(attr, item);
+            assert!(
+                found.iter().any(|e| e.contains(expected)),
+                "{attr} {item}: expected `{expected}` in {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn reports_every_error_at_once_and_keeps_the_fn() {
+        let item = "async fn f(&self) -> u32 { 1 }";
+        assert_eq!(errors("", item).len(), 3, "{:?}", errors("", item));
+        assert!(
+            expand_str("", item).contains("async fn f"),
+            "the fn is kept"
+        );
+    }
+}

@@ -185,6 +185,6 @@ impl SimpleCache {
             return fill();
         }
         let ttl = options.lock_timeout.unwrap_or(DEFAULT_LOCK_TTL);
-        lock::compute_once(self, hash(key), ttl, || self.probe(key), fill)
+        lock::compute_once(self, hash(key), ttl, || self.lookup(key), fill)
     }
 }

@@ -216,17 +216,23 @@ impl SimpleCache {
         }
     }
 
-    /// The value of `key` if cached: `Ok(None)` on a miss or a degraded failure.
+    /// [`SimpleCache::lookup`], counted as a hit or a miss in the handle's stats.
     fn probe<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        let bytes = match &self.backend {
-            Backend::Store(handle) => read_store(handle, hash(key))?,
-            Backend::File(files) => files.read(key, hash(key))?,
-        };
-        let value = bytes.and_then(|b| codec::decode(&b));
+        let value = self.lookup(key)?;
         if let Backend::Store(handle) = &self.backend {
             handle.count_hit(value.is_some());
         }
         Ok(value)
+    }
+
+    /// The value of `key` if cached: `Ok(None)` on a miss or a degraded failure.
+    /// Not counted: lock waiters poll with it.
+    fn lookup<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let bytes = match &self.backend {
+            Backend::Store(handle) => read_store(handle, hash(key))?,
+            Backend::File(files) => files.read(key, hash(key))?,
+        };
+        Ok(bytes.and_then(|b| codec::decode(&b)))
     }
 
     fn default_timeout(&self) -> Duration {
