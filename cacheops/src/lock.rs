@@ -245,6 +245,22 @@ mod tests {
     }
 
     #[test]
+    fn a_panicking_holder_releases_the_lock() {
+        let store = MemoryStore::new("t");
+        let panicked = std::panic::catch_unwind(|| {
+            let probe = || Ok(None::<u32>);
+            compute_once(&store, 4, QUERY_LOCK_TTL, probe, || -> Result<u32> {
+                panic!("boom")
+            })
+        });
+        assert!(panicked.is_err());
+        assert!(
+            Store::try_lock(&store, 4, "next", QUERY_LOCK_TTL).unwrap(),
+            "lock left behind"
+        );
+    }
+
+    #[test]
     fn unreachable_store_computes_alone() {
         let store = RedisStore::builder("redis://127.0.0.1:1/")
             .connect_timeout(Duration::from_millis(100))

@@ -373,3 +373,27 @@ fn fn_keys_tell_parts_apart() {
     );
     assert!(base.starts_with("f:") && base.len() == 2 + 32);
 }
+
+#[test]
+fn file_readers_never_see_half_a_write() {
+    let f = Fixture::file();
+    let values: Vec<Vec<u64>> = (0..4).map(|i| vec![i; 50_000]).collect();
+    f.cache.set("big", &values[0], None).unwrap();
+    thread::scope(|s| {
+        for value in &values {
+            s.spawn(|| {
+                for _ in 0..20 {
+                    f.cache.set("big", value, None).unwrap();
+                }
+            });
+        }
+        for _ in 0..2 {
+            s.spawn(|| {
+                for _ in 0..50 {
+                    let read = f.cache.get::<Vec<u64>>("big").unwrap();
+                    assert!(values.contains(&read), "a torn or corrupted value");
+                }
+            });
+        }
+    });
+}
