@@ -77,8 +77,9 @@ use self::file::FileCache;
 ///   `T: Serialize + DeserializeOwned`;
 /// - takes arguments that are plain names of `Serialize` types: each is part of
 ///   the key (serialized with serde, never `Debug`), with the function's module
-///   path and name. It cannot be a method, `async`, `const`, or generic over types
-///   (lifetimes are fine);
+///   path and name. It must be a free function (not in an `impl` block, where
+///   its module could not go), and cannot be `async`, `const`, or generic over
+///   types (lifetimes are fine);
 /// - gets a sibling module of the same name with `key(args) -> Result<String>` and
 ///   `invalidate(args) -> Result<()>`, taking the function's arguments. Both see the
 ///   enclosing module's items (`use super::*`), so a function nested in another
