@@ -397,3 +397,12 @@ fn file_readers_never_see_half_a_write() {
         }
     });
 }
+
+#[test]
+fn file_cache_on_a_file_is_an_io_error() {
+    let path = std::env::temp_dir().join(format!("cacheops-test-{}", new_stamp()));
+    std::fs::write(&path, b"a file, not a directory").unwrap();
+    let error = SimpleCache::file(&path).unwrap_err();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(error.kind(), ErrorKind::Io);
+}
