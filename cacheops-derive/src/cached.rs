@@ -5,7 +5,7 @@
 //! function in the value namespace, so both can be named after the function).
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{quote, quote_spanned};
 use syn::meta::ParseNestedMeta;
 use syn::spanned::Spanned;
 use syn::{Expr, FnArg, Ident, ItemFn, LitBool, LitInt, Pat, ReturnType, Type, Visibility};
@@ -22,8 +22,8 @@ struct Options {
     cache: Option<Expr>,
 }
 
-/// The expansion, or the errors plus the function unchanged (so its callers do
-/// not fail too).
+/// The expansion, or the errors plus the function unchanged and a stub module
+/// (so that its callers, and callers of `key`/`invalidate`, do not fail too).
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let func: ItemFn = match syn::parse2(item.clone()) {
         Ok(func) => func,
@@ -43,7 +43,8 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
         Ok(()) => emit(&func, &options, &args),
         Err(e) => {
             let error = e.to_compile_error();
-            quote! { #error #func }
+            let stub = emit_module(&func, &Bodies::stub());
+            quote! { #error #func #stub }
         }
     }
 }
@@ -171,7 +172,7 @@ fn arg_name(arg: &FnArg, errors: &mut Errors) -> Option<Ident> {
 
 fn emit(func: &ItemFn, options: &Options, args: &[Ident]) -> TokenStream {
     let wrapper = emit_wrapper(func, options, args);
-    let module = emit_module(func, options, args);
+    let module = emit_module(func, &Bodies::real(options, args));
     quote! { #wrapper #module }
 }
 
@@ -203,6 +204,17 @@ fn cache_expr(options: &Options) -> TokenStream {
     }
 }
 
+/// The cache as a `cacheops::Result` of something that borrows as a
+/// `SimpleCache`, for `SimpleCache::__cached_fn`.
+fn cache_result(options: &Options) -> TokenStream {
+    match &options.cache {
+        Some(cache) => quote_spanned! {cache.span()=>
+            ::cacheops::Result::<&::cacheops::SimpleCache>::Ok(&(#cache))
+        },
+        None => quote! { ::cacheops::cache() },
+    }
+}
+
 fn emit_wrapper(func: &ItemFn, options: &Options, args: &[Ident]) -> TokenStream {
     let ItemFn {
         attrs,
@@ -216,38 +228,63 @@ fn emit_wrapper(func: &ItemFn, options: &Options, args: &[Ident]) -> TokenStream
     };
     let name = &sig.ident;
     let key = key_expr(quote! { #name::FUNCTION }, options, args);
-    let cache = cache_expr(options);
+    let cache = cache_result(options);
     let timeout = options.timeout.iter();
     let lock_timeout = options.lock_timeout.iter();
     let lock = options.lock;
     quote! {
         #(#attrs)*
         #vis #sig {
-            let __cacheops_key = #key?;
-            #cache
             let __cacheops_options = ::cacheops::CachedOptions::new()
                 #(.timeout(#timeout))*
                 #(.lock_timeout(#lock_timeout))*
                 .lock(#lock);
-            __cacheops_cache.cached(&__cacheops_key, &__cacheops_options, move || -> #output #block)
+            ::cacheops::SimpleCache::__cached_fn(#key, #cache, &__cacheops_options, move || -> #output #block)
         }
     }
 }
 
-fn emit_module(func: &ItemFn, options: &Options, args: &[Ident]) -> TokenStream {
+/// The bodies of `key` and `invalidate` in the emitted module.
+struct Bodies {
+    key: TokenStream,
+    invalidate: TokenStream,
+}
+
+impl Bodies {
+    fn real(options: &Options, args: &[Ident]) -> Bodies {
+        let key = key_expr(quote! { FUNCTION }, options, args);
+        let cache = cache_expr(options);
+        let invalidate = quote! {
+            let __cacheops_key = key(#(#args),*)?;
+            #cache
+            __cacheops_cache.delete(&__cacheops_key)
+        };
+        Bodies { key, invalidate }
+    }
+
+    /// After an error: the module still exists, so calls of `key`/`invalidate`
+    /// do not add errors of their own.
+    fn stub() -> Bodies {
+        let body = quote! { ::core::unimplemented!("#[cached] reported an error") };
+        Bodies {
+            key: body.clone(),
+            invalidate: body,
+        }
+    }
+}
+
+fn emit_module(func: &ItemFn, bodies: &Bodies) -> TokenStream {
     let name = &func.sig.ident;
     let vis = &func.vis;
     let inner = inner_vis(vis);
     let generics = &func.sig.generics;
     let where_clause = &generics.where_clause;
     let inputs = plain_inputs(func);
-    let key = key_expr(quote! { FUNCTION }, options, args);
-    let cache = cache_expr(options);
     let doc = format!("Key and invalidation of the cached function [`{name}()`].");
-    let key_fn = format_ident!("key");
+    let Bodies { key, invalidate } = bodies;
     quote! {
         #[doc = #doc]
-        #[allow(non_snake_case, unused_imports, clippy::needless_pass_by_value)]
+        #[allow(non_snake_case, unused_imports, unused_variables, clippy::needless_pass_by_value)]
         #vis mod #name {
             use super::*;
 
@@ -257,15 +294,13 @@ fn emit_module(func: &ItemFn, options: &Options, args: &[Ident]) -> TokenStream 
             #inner const FUNCTION: &str = ::core::module_path!();
 
             /// The cache key of a call with these arguments: `<module>::<fn>:<hash>`.
-            #inner fn #key_fn #generics (#(#inputs),*) -> ::cacheops::Result<::std::string::String> #where_clause {
+            #inner fn key #generics (#(#inputs),*) -> ::cacheops::Result<::std::string::String> #where_clause {
                 #key
             }
 
             /// Forgets the cached result of a call with these arguments.
             #inner fn invalidate #generics (#(#inputs),*) -> ::cacheops::Result<()> #where_clause {
-                let __cacheops_key = #key_fn(#(#args),*)?;
-                #cache
-                __cacheops_cache.delete(&__cacheops_key)
+                #invalidate
             }
         }
     }

@@ -1,6 +1,7 @@
 //! `cached`: a function's result in the simple cache, keyed by the function and
 //! its arguments. The `#[cacheops::cached]` attribute expands to these calls.
 
+use std::borrow::Borrow;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -186,5 +187,25 @@ impl SimpleCache {
         }
         let ttl = options.lock_timeout.unwrap_or(DEFAULT_LOCK_TTL);
         lock::compute_once(self, hash(key), ttl, || self.lookup(key), fill)
+    }
+}
+
+impl SimpleCache {
+    /// What `#[cached]` expands to: one call, so that a wrong error type is one
+    /// compiler error (`E: From<cacheops::Error>`), not one per `?`.
+    #[doc(hidden)]
+    pub fn __cached_fn<C, T, E, F>(
+        key: Result<String>,
+        cache: Result<C>,
+        options: &CachedOptions,
+        compute: F,
+    ) -> Result<T, E>
+    where
+        C: Borrow<SimpleCache>,
+        T: Serialize + DeserializeOwned,
+        E: From<Error>,
+        F: FnOnce() -> Result<T, E>,
+    {
+        cache?.borrow().cached(&key?, options, compute)
     }
 }
