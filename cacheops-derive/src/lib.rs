@@ -6,6 +6,7 @@
 extern crate proc_macro;
 
 mod attr;
+mod cached;
 mod expand;
 
 use proc_macro::TokenStream;
@@ -15,4 +16,11 @@ use proc_macro::TokenStream;
 pub fn derive_cacheable(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
     expand::cacheable(&input).into()
+}
+
+/// Caches a function's result for a time, keyed by the function and its
+/// arguments. See `cacheops::cached` (the attribute is documented there).
+#[proc_macro_attribute]
+pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
+    cached::expand(attr.into(), item.into()).into()
 }

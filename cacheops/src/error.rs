@@ -18,6 +18,10 @@ pub enum ErrorKind {
     Config,
     /// The model or label is unknown, or the model has no cache profile.
     NotCacheable,
+    /// Nothing is cached under the key (the simple cache's `get`): django's `CacheMiss`.
+    CacheMiss,
+    /// The file-system cache could not read or write its directory.
+    Io,
 }
 
 /// An error of cacheops: a kind and a message, plus the source error if any.
@@ -55,6 +59,11 @@ impl Error {
     /// Whether Redis failed (unreachable, timed out, or answered an error).
     pub fn is_redis(&self) -> bool {
         self.kind == ErrorKind::Redis
+    }
+
+    /// Whether this is a miss of the simple cache ([`ErrorKind::CacheMiss`]).
+    pub fn is_miss(&self) -> bool {
+        self.kind == ErrorKind::CacheMiss
     }
 
     /// Whether the database failed.

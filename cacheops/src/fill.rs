@@ -20,6 +20,7 @@ use crate::codec;
 use crate::deps::Deps;
 use crate::error::Result;
 use crate::key::query_key;
+use crate::lock::{self, QUERY_LOCK_TTL};
 use crate::runtime::Cacheops;
 use crate::shape::shape_of;
 use crate::store::CacheKey;
@@ -33,6 +34,8 @@ pub(crate) struct Call<'h> {
     /// False when the call's ops exclude this op: straight to the database.
     pub(crate) enabled: bool,
     pub(crate) timeout: Option<Duration>,
+    /// Stampede protection: concurrent misses compute once (see `lock.rs`).
+    pub(crate) lock: bool,
 }
 
 /// What a cacheable computation resolved to: where its result lives, what it
@@ -41,6 +44,8 @@ pub(crate) struct Plan {
     pub(crate) key: CacheKey,
     pub(crate) deps: Deps,
     pub(crate) ttl: Duration,
+    /// Concurrent misses of `key` compute once; the others wait (see `lock.rs`).
+    pub(crate) lock: bool,
 }
 
 /// Runs `query` through the cache: `run` executes it on a miss.
@@ -89,7 +94,29 @@ where
             return uncached(handle, compute);
         }
     }
+    if plan.lock {
+        return locked_fill(handle, compute, &plan);
+    }
     fill_miss(handle, compute, &plan)
+}
+
+/// A miss under stampede protection: one caller fills through the fence, the
+/// others are served the value it stored (read, like any hit, with its stamps
+/// checked) or fill through the fence themselves after the bounded wait.
+fn locked_fill<R>(handle: &Cacheops, compute: impl FnOnce() -> Result<R>, plan: &Plan) -> Result<R>
+where
+    R: Serialize + DeserializeOwned,
+{
+    let probe = || {
+        let found = handle.store().lookup(plan.key, &plan.deps)?;
+        let value = found.and_then(|bytes| codec::decode(&bytes));
+        if value.is_some() {
+            handle.count_hit(true);
+        }
+        Ok(value)
+    };
+    let fill = || fill_miss(handle, compute, plan);
+    lock::compute_once(handle.store(), plan.key, QUERY_LOCK_TTL, probe, fill)
 }
 
 fn fill_miss<R: Serialize>(
@@ -147,6 +174,7 @@ where
             .timeout
             .or(profile_timeout)
             .unwrap_or(handle.config().timeout),
+        lock: call.lock,
     }))
 }
 

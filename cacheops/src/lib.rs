@@ -72,10 +72,12 @@ mod error;
 mod fill;
 mod invalidate;
 mod key;
+mod lock;
 mod model;
 mod query;
 mod runtime;
 mod shape;
+mod simple;
 pub mod store;
 mod value;
 mod write;
@@ -91,6 +93,7 @@ pub use model::{
 };
 pub use query::{Cached, CachedQueryDsl};
 pub use runtime::{global, install, Cacheops, Stats};
+pub use simple::{cache, cached, CachedOptions, FnKey, SimpleCache};
 pub use value::{pg_equality, Equality, Value};
 pub use write::Locked;
 

@@ -14,3 +14,5 @@ pub mod redis_server;
 mod failures;
 #[cfg(test)]
 mod scenarios;
+#[cfg(test)]
+mod simple;

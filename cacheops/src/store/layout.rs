@@ -12,6 +12,8 @@
 //! | `{P:T}:j:<c1>=<v1>&<c2>=<v2>` | string | stamp of one conjunction, columns sorted. |
 //! | `{P:T}:schemes` | set | every scheme (comma-joined sorted columns of a conjunction) registered for `T`, plus the sentinel `""` once anything was fenced for `T`. |
 //! | `P:q:<32 hex>` | string | a cached value: 16-byte checksum of its stamps, then the payload. |
+//! | `P:s:<32 hex>` | string | a simple-cache value (`cache.set`, `#[cached]`): the payload; the hex is the xxh3-128 of the user's key. |
+//! | `P:l:<32 hex>` | string | a stampede lock on the `q` or `s` key of the same hex: the holder's token. |
 //!
 //! Values in conjunction keys: NULL is `~`, up to 32 bytes are lowercase hex, longer
 //! ones are `#` plus the hex of their xxh3-128. Table and column names are
@@ -86,8 +88,28 @@ impl Layout {
 
     /// Appends the value key of `key` to `out`.
     pub(crate) fn push_value_key(&self, out: &mut String, key: CacheKey) {
+        self.push_hashed_key(out, 'q', key);
+    }
+
+    /// `P:s:<32 hex>`: where the simple cache keeps the value of `key`.
+    pub(crate) fn simple_key(&self, key: CacheKey) -> String {
+        let mut out = String::with_capacity(self.prefix.len() + 35);
+        self.push_hashed_key(&mut out, 's', key);
+        out
+    }
+
+    /// `P:l:<32 hex>`: the stampede lock of `key`.
+    pub(crate) fn lock_key(&self, key: CacheKey) -> String {
+        let mut out = String::with_capacity(self.prefix.len() + 35);
+        self.push_hashed_key(&mut out, 'l', key);
+        out
+    }
+
+    fn push_hashed_key(&self, out: &mut String, kind: char, key: CacheKey) {
         out.push_str(&self.prefix);
-        out.push_str(":q:");
+        out.push(':');
+        out.push(kind);
+        out.push(':');
         push_hex(out, &key.to_be_bytes());
     }
 
@@ -151,7 +173,10 @@ impl Layout {
     /// starts with ours, such as `P:x` for `P`).
     pub(crate) fn owns(&self, key: &str) -> bool {
         if let Some(rest) = key.strip_prefix(&self.prefix) {
-            if let Some(hex) = rest.strip_prefix(":q:") {
+            let hashed = [":q:", ":s:", ":l:"]
+                .iter()
+                .find_map(|k| rest.strip_prefix(k));
+            if let Some(hex) = hashed {
                 return hex.len() == 32;
             }
         }
@@ -177,7 +202,7 @@ impl Layout {
             }
             glob.push(c);
         }
-        [format!("{{{glob}:*"), format!("{glob}:q:*")]
+        [format!("{{{glob}:*"), format!("{glob}:[qsl]:*")]
     }
 }
 

@@ -205,6 +205,45 @@ impl Store for MemoryStore {
         self.lock().map.remove(&self.layout.value_key(key));
         Ok(())
     }
+
+    fn simple_get(&self, key: CacheKey) -> Result<Option<Vec<u8>>> {
+        let simple_key = self.layout.simple_key(key);
+        Ok(self.lock().get(&simple_key, Instant::now()))
+    }
+
+    fn simple_set(&self, key: CacheKey, payload: &[u8], ttl: Duration) -> Result<()> {
+        let expires = Instant::now() + Duration::from_millis(layout::millis(ttl));
+        let simple_key = self.layout.simple_key(key);
+        self.lock()
+            .set(&simple_key, Data::Bytes(payload.to_vec()), Some(expires));
+        Ok(())
+    }
+
+    fn simple_delete(&self, key: CacheKey) -> Result<()> {
+        self.lock().map.remove(&self.layout.simple_key(key));
+        Ok(())
+    }
+
+    fn try_lock(&self, key: CacheKey, token: &str, ttl: Duration) -> Result<bool> {
+        let now = Instant::now();
+        let lock_key = self.layout.lock_key(key);
+        let mut keys = self.lock();
+        if keys.live(&lock_key, now).is_some() {
+            return Ok(false);
+        }
+        let expires = now + Duration::from_millis(layout::millis(ttl));
+        keys.set(&lock_key, Data::Bytes(token.into()), Some(expires));
+        Ok(true)
+    }
+
+    fn unlock(&self, key: CacheKey, token: &str) -> Result<()> {
+        let lock_key = self.layout.lock_key(key);
+        let mut keys = self.lock();
+        if keys.get(&lock_key, Instant::now()).as_deref() == Some(token.as_bytes()) {
+            keys.map.remove(&lock_key);
+        }
+        Ok(())
+    }
 }
 
 /// Rejects rows of another table than the one named: matching them against this

@@ -71,4 +71,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes the cached value of `key` (not its stamps).
     fn delete(&self, key: CacheKey) -> Result<()>;
+
+    /// The simple cache's payload under `key` (`P:s:<hex>`), if present.
+    fn simple_get(&self, key: CacheKey) -> Result<Option<Vec<u8>>>;
+
+    /// Sets the simple cache's payload under `key`, expiring after `ttl`.
+    fn simple_set(&self, key: CacheKey, payload: &[u8], ttl: Duration) -> Result<()>;
+
+    /// Deletes the simple cache's payload under `key`.
+    fn simple_delete(&self, key: CacheKey) -> Result<()>;
+
+    /// Takes the stampede lock of `key` (`P:l:<hex>`) with `token` for `ttl`, unless
+    /// it is held. Returns whether it was taken.
+    fn try_lock(&self, key: CacheKey, token: &str, ttl: Duration) -> Result<bool>;
+
+    /// Releases the lock of `key` if `token` still holds it (a lock that expired
+    /// and was taken by another caller is left alone).
+    fn unlock(&self, key: CacheKey, token: &str) -> Result<()>;
 }

@@ -29,6 +29,7 @@ static FENCE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/
 static STORE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/store.lua")));
 static INVALIDATE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/invalidate.lua")));
+static UNLOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/unlock.lua")));
 
 /// Keys per SCAN step and per UNLINK batch in [`Store::invalidate_all`].
 const SCAN_BATCH: usize = 1000;
@@ -377,6 +378,40 @@ impl Store for RedisStore {
         let mut cmd = redis::cmd("DEL");
         cmd.arg(self.layout.value_key(key));
         self.run("delete", |con| cmd.exec(con))
+    }
+
+    fn simple_get(&self, key: CacheKey) -> Result<Option<Vec<u8>>> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.layout.simple_key(key));
+        self.run("simple get", |con| cmd.query(con))
+    }
+
+    fn simple_set(&self, key: CacheKey, payload: &[u8], ttl: Duration) -> Result<()> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.layout.simple_key(key)).arg(payload);
+        cmd.arg("PX").arg(layout::millis(ttl));
+        self.run("simple set", |con| cmd.exec(con))
+    }
+
+    fn simple_delete(&self, key: CacheKey) -> Result<()> {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.layout.simple_key(key));
+        self.run("simple delete", |con| cmd.exec(con))
+    }
+
+    fn try_lock(&self, key: CacheKey, token: &str, ttl: Duration) -> Result<bool> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.layout.lock_key(key)).arg(token);
+        cmd.arg("NX").arg("PX").arg(layout::millis(ttl));
+        let taken: Option<String> = self.run("lock", |con| cmd.query(con))?;
+        Ok(taken.is_some())
+    }
+
+    fn unlock(&self, key: CacheKey, token: &str) -> Result<()> {
+        let mut cmd = evalsha(&UNLOCK, 1);
+        cmd.arg(self.layout.lock_key(key)).arg(token);
+        self.run("unlock", |con| with_script::<i64>(con, &UNLOCK, &cmd))?;
+        Ok(())
     }
 }
 

@@ -573,6 +573,9 @@ fn layout_owns_only_its_prefix() {
     let l = Layout::new("p");
     assert!(l.owns("p:q:0123456789abcdef0123456789abcdef"));
     assert!(l.owns("{p:posts}:j:id=01"));
+    assert!(l.owns("p:s:0123456789abcdef0123456789abcdef"));
+    assert!(l.owns("p:l:0123456789abcdef0123456789abcdef"));
+    assert!(!l.owns("p:s:short"));
     assert!(
         !l.owns("p:q:q:0123456789abcdef0123456789abcdef"),
         "prefix p:q"
@@ -582,7 +585,7 @@ fn layout_owns_only_its_prefix() {
     assert!(!l.owns("p:unrelated"));
     assert_eq!(
         Layout::new("a*[b]").scan_patterns(),
-        ["{a\\*\\[b\\]:*", "a\\*\\[b\\]:q:*"]
+        ["{a\\*\\[b\\]:*", "a\\*\\[b\\]:[qsl]:*"]
     );
 }
 
