@@ -28,39 +28,22 @@ use crate::model::CacheRow;
 use crate::runtime::Cacheops;
 
 impl Cacheops {
-    /// Runs an `INSERT` (or any statement) that returns the rows it created, and
-    /// invalidates their new state.
+    /// Runs a statement whose `RETURNING` rows are every state it changed, and
+    /// invalidates them: an `INSERT` (the new rows) or a `DELETE` (the old rows),
+    /// with any filter. Not for `UPDATE`: its `RETURNING` shows only the new state
+    /// (use [`Cacheops::update`] or [`Cacheops::save`]).
     ///
     /// ```no_run
     /// # use diesel::prelude::*;
-    /// # fn run<M: cacheops::CacheRow<diesel::pg::Pg> + Queryable<(diesel::sql_types::Integer,), diesel::pg::Pg>>(h: &cacheops::Cacheops, conn: &mut diesel::pg::PgConnection) -> cacheops::Result<()> {
-    /// # diesel::table! { tags (id) { id -> Integer } }
-    /// let rows: Vec<M> = h.insert_returning(conn, diesel::insert_into(tags::table).default_values())?;
+    /// # diesel::table! { tags (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, cacheops::Cacheable, serde::Serialize, serde::Deserialize)]
+    /// # #[cacheops(app = "blog")]
+    /// # struct Tag { id: i32, name: String }
+    /// # fn run(h: &cacheops::Cacheops, conn: &mut diesel::pg::PgConnection) -> cacheops::Result<()> {
+    /// let gone: Vec<Tag> = h.write_returning(conn, diesel::delete(tags::table.filter(tags::name.like("tmp%"))))?;
     /// # Ok(()) }
     /// ```
-    pub fn insert_returning<'q, M, C, S>(&self, conn: &mut C, statement: S) -> Result<Vec<M>>
-    where
-        C: Connection,
-        C::Backend: CacheBackend,
-        S: LoadQuery<'q, C, M> + RunQueryDsl<C>,
-        M: CacheRow<C::Backend>,
-    {
-        self.returning(conn, statement)
-    }
-
-    /// Runs a `DELETE` (or any statement) that returns the rows it removed, and
-    /// invalidates their old state.
-    pub fn delete_returning<'q, M, C, S>(&self, conn: &mut C, statement: S) -> Result<Vec<M>>
-    where
-        C: Connection,
-        C::Backend: CacheBackend,
-        S: LoadQuery<'q, C, M> + RunQueryDsl<C>,
-        M: CacheRow<C::Backend>,
-    {
-        self.returning(conn, statement)
-    }
-
-    fn returning<'q, M, C, S>(&self, conn: &mut C, statement: S) -> Result<Vec<M>>
+    pub fn write_returning<'q, M, C, S>(&self, conn: &mut C, statement: S) -> Result<Vec<M>>
     where
         C: Connection,
         C::Backend: CacheBackend,
@@ -81,7 +64,7 @@ impl Cacheops {
         V: Insertable<M::Table>,
         diesel::query_builder::InsertStatement<M::Table, V::Values>: LoadQuery<'q, C, M>,
     {
-        self.returning(conn, diesel::insert_into(M::table()).values(values))
+        self.write_returning(conn, diesel::insert_into(M::table()).values(values))
     }
 
     /// Saves `obj` (`UPDATE ... SET <all its fields> WHERE pk = ...`), invalidating
@@ -137,7 +120,7 @@ impl Cacheops {
             <&'a M as IntoUpdateTarget>::WhereClause,
         >: LoadQuery<'q, C, M> + RunQueryDsl<C>,
     {
-        Ok(self.delete_returning(conn, diesel::delete(obj))?.pop())
+        Ok(self.write_returning(conn, diesel::delete(obj))?.pop())
     }
 }
 

@@ -222,6 +222,22 @@ macro_rules! scenarios {
             }
 
             #[test]
+            fn mass_delete_with_returning_invalidates_each_old_row() {
+                let mut ctx = ctx();
+                cached_cats(&mut ctx, &[1, 2, 3]);
+                let (gone, _) = ctx.counted(|c, h| {
+                    let doomed = articles::table.filter(articles::title.like("a1-%"));
+                    h.write_returning::<Article, _, _>(c, diesel::delete(doomed))
+                        .unwrap()
+                });
+                assert_eq!(gone.len(), 4);
+                let counts: Vec<usize> =
+                    [1, 2, 3].iter().map(|&c| load_cat(&mut ctx, c).1).collect();
+                assert_eq!(counts, vec![1, 0, 0]);
+                assert!(load_cat(&mut ctx, 1).0.is_empty());
+            }
+
+            #[test]
             fn in_list_is_granular() {
                 let mut ctx = ctx();
                 let q = |ctx: &mut Ctx<$db>| {
