@@ -42,7 +42,7 @@
 //! | canonical values of binds and columns | `backend.rs`, `value.rs` | [`CacheBackend`], [`Value`], [`encode_value`] |
 //! | write helpers | `write.rs` | [`Cacheops::insert`], [`Cacheops::save`], [`Cacheops::update`], [`Cacheops::delete`] |
 //! | manual invalidation | `invalidate.rs` | [`invalidate_obj`], [`invalidate_model`], [`invalidate_table`], [`invalidate_all`] |
-//! | time-only cache, `cached`, file backend | `simple/` | [`cache`], [`cached`], [`SimpleCache`], [`FnKey`] |
+//! | time-only cache, `cached`, file backend | `simple/` | [`cache`], [`cached()`], [`SimpleCache`], [`FnKey`] |
 //! | stampede locks | `lock.rs` | [`CachedOptions::lock`], [`Cached::lock`] |
 //! | errors | `error.rs` | [`Error`], [`ErrorKind`], [`OptionalExtension`] |
 //!
