@@ -24,6 +24,7 @@ use crate::lock::{self, QUERY_LOCK_TTL};
 use crate::runtime::Cacheops;
 use crate::shape::shape_of;
 use crate::store::CacheKey;
+use crate::transaction::in_transaction;
 use crate::value::Value;
 
 /// One cached call's settings.
@@ -61,7 +62,10 @@ where
     Q: QueryFragment<C::Backend>,
     R: Serialize + DeserializeOwned + 'static,
 {
-    let plan = plan::<C::Backend, Q, R>(call, &query)?;
+    let plan = match in_transaction(conn) {
+        true => None,
+        false => plan::<C::Backend, Q, R>(call, &query)?,
+    };
     read_through(call.handle, plan, || Ok(run(query, conn)?))
 }
 

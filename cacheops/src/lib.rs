@@ -41,6 +41,7 @@
 //! | what `#[derive(Cacheable)]` generates; the model registry | `model.rs` | [`Cacheable`], [`CacheRow`], [`ModelInfo`] |
 //! | canonical values of binds and columns | `backend.rs`, `value.rs` | [`CacheBackend`], [`Value`], [`encode_value`] |
 //! | write helpers | `write.rs` | [`Cacheops::insert`], [`Cacheops::save`], [`Cacheops::update`], [`Cacheops::delete`] |
+//! | transactions: invalidation after the outermost COMMIT | `transaction.rs` | [`Cacheops::transaction`] |
 //! | manual invalidation | `invalidate.rs` | [`invalidate_obj`], [`invalidate_model`], [`invalidate_table`], [`invalidate_all`] |
 //! | time-only cache, `cached`, file backend | `simple/` | [`cache`], [`cached()`], [`SimpleCache`], [`FnKey`] |
 //! | stampede locks | `lock.rs` | [`CachedOptions::lock`], [`Cached::lock`] |
@@ -81,6 +82,7 @@ mod runtime;
 mod shape;
 mod simple;
 pub mod store;
+mod transaction;
 mod value;
 mod write;
 

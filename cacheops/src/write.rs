@@ -8,10 +8,11 @@
 //!   row from `RETURNING` (two statements in one transaction);
 //! - delete: the old row, from `RETURNING` (one statement).
 //!
-//! Invalidation then costs one round trip per table. Inside a transaction of your
-//! own, the invalidation still happens when the helper returns, before your COMMIT:
-//! a concurrent reader may re-cache the old state until then (the transaction-aware
-//! `CachedConnection` closes that window).
+//! Invalidation then costs one round trip per table. Inside
+//! [`Cacheops::transaction`] it waits for the outermost COMMIT (see
+//! `transaction.rs`). Inside a transaction cacheops does not manage (a plain
+//! `conn.transaction`), it happens when the helper returns, before your COMMIT: a
+//! concurrent reader may then re-cache the old state, so prefer `Cacheops::transaction`.
 
 use diesel::associations::HasTable;
 use diesel::connection::Connection;
@@ -26,6 +27,7 @@ use crate::backend::CacheBackend;
 use crate::error::Result;
 use crate::model::CacheRow;
 use crate::runtime::Cacheops;
+use crate::transaction::conn_id;
 
 impl Cacheops {
     /// Runs a statement whose `RETURNING` rows are every state it changed, and
@@ -50,8 +52,12 @@ impl Cacheops {
         S: LoadQuery<'q, C, M> + RunQueryDsl<C>,
         M: CacheRow<C::Backend>,
     {
-        let rows = statement.get_results(conn)?;
-        self.invalidate_objs(&rows)?;
+        let rows: Vec<M> = statement.get_results(conn)?;
+        let states = rows
+            .iter()
+            .map(CacheRow::row_values)
+            .collect::<Result<_>>()?;
+        self.after_write(conn_id(conn), M::INFO, states)?;
         Ok(rows)
     }
 
@@ -77,7 +83,7 @@ impl Cacheops {
     {
         let (old, new) = conn.transaction(|conn| obj.save_returning_old(conn))?;
         let states = vec![old.row_values()?, new.row_values()?];
-        self.invalidate_values(M::INFO, states)?;
+        self.after_write(conn_id(conn), M::INFO, states)?;
         Ok(new)
     }
 
@@ -103,7 +109,8 @@ impl Cacheops {
                 .get_result::<M>(conn)?;
             QueryResult::Ok([old, new])
         })?;
-        self.invalidate_objs(&rows)?;
+        let states = vec![rows[0].row_values()?, rows[1].row_values()?];
+        self.after_write(conn_id(conn), M::INFO, states)?;
         let [_, new] = rows;
         Ok(new)
     }

@@ -16,3 +16,5 @@ mod failures;
 mod scenarios;
 #[cfg(test)]
 mod simple;
+#[cfg(test)]
+mod transactions;

@@ -1,0 +1,171 @@
+//! Transactions on a plain Diesel connection.
+//!
+//! A write's invalidation must not run before its COMMIT: a reader that fills the
+//! cache in between would store the old state after the invalidation, and it would
+//! stay stale once the write commits. So inside [`Cacheops::transaction`] the write
+//! helpers queue their invalidations, per savepoint level, and the queue runs once
+//! the outermost COMMIT has returned. A rolled-back level (an `Err`, a failed COMMIT,
+//! a panic) drops its queue; a released savepoint merges into its parent.
+//!
+//! Reads through `.cached()` never use the cache while the connection is inside any
+//! transaction: a plain connection cannot tell whether the transaction has written,
+//! and a result read there may include uncommitted rows that must never reach the
+//! cache. (A connection wrapper that sees every statement can do better: it knows
+//! when a transaction is still clean.)
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use diesel::connection::{Connection, TransactionManager};
+
+use crate::error::{Error, Result};
+use crate::model::ModelInfo;
+use crate::runtime::Cacheops;
+use crate::value::Value;
+
+/// Invalidations queued by one transaction level.
+type Frame = Vec<Pending>;
+
+/// One queued row invalidation, with the handle that will send it.
+struct Pending {
+    handle: Cacheops,
+    model: &'static ModelInfo,
+    rows: Vec<Vec<Value>>,
+}
+
+thread_local! {
+    /// Frames per connection (by address), innermost last. A connection is used by
+    /// one thread at a time, and it cannot move while a transaction borrows it.
+    static FRAMES: RefCell<HashMap<usize, Vec<Frame>>> = RefCell::new(HashMap::new());
+}
+
+/// Identifies a connection while it is borrowed.
+pub(crate) fn conn_id<C>(conn: &C) -> usize {
+    conn as *const C as usize
+}
+
+/// Whether `conn` is inside a transaction (or its transaction state is broken,
+/// which is treated the same way: no cache).
+pub(crate) fn in_transaction<C: Connection>(conn: &mut C) -> bool {
+    let status =
+        <C::TransactionManager as TransactionManager<C>>::transaction_manager_status_mut(conn);
+    !matches!(status.transaction_depth(), Ok(None))
+}
+
+/// Pops the frame it pushed when dropped, so a panic or an early return never
+/// leaves a frame behind.
+struct FrameGuard {
+    conn: usize,
+    popped: bool,
+}
+
+impl FrameGuard {
+    fn push(conn: usize) -> FrameGuard {
+        FRAMES.with(|f| f.borrow_mut().entry(conn).or_default().push(Frame::new()));
+        FrameGuard {
+            conn,
+            popped: false,
+        }
+    }
+
+    /// This level's queue, and whether it was the outermost level.
+    fn pop(&mut self) -> (Frame, bool) {
+        self.popped = true;
+        FRAMES.with(|f| {
+            let mut frames = f.borrow_mut();
+            let stack = frames.entry(self.conn).or_default();
+            let frame = stack.pop().unwrap_or_default();
+            let outermost = stack.is_empty();
+            if outermost {
+                frames.remove(&self.conn);
+            }
+            (frame, outermost)
+        })
+    }
+}
+
+impl Drop for FrameGuard {
+    fn drop(&mut self) {
+        if !self.popped {
+            self.pop();
+        }
+    }
+}
+
+impl Cacheops {
+    /// Runs `f` in a transaction (a savepoint when nested) whose helper writes
+    /// invalidate only after the outermost COMMIT, and not at all if rolled back.
+    ///
+    /// ```no_run
+    /// # use diesel::prelude::*;
+    /// # fn run(cache: &cacheops::Cacheops, conn: &mut PgConnection) -> cacheops::Result<()> {
+    /// cache.transaction(conn, |conn| {
+    ///     // cache.save(conn, &article)?; cache.write_returning(conn, ...)?; ...
+    ///     cacheops::Result::Ok(())
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn transaction<C, T, E, F>(&self, conn: &mut C, f: F) -> std::result::Result<T, E>
+    where
+        C: Connection,
+        F: FnOnce(&mut C) -> std::result::Result<T, E>,
+        E: From<diesel::result::Error> + From<Error>,
+    {
+        let mut guard = FrameGuard::push(conn_id(conn));
+        let value = conn.transaction(f)?;
+        let (frame, outermost) = guard.pop();
+        if outermost {
+            flush(frame)?;
+        } else {
+            FRAMES.with(|f| merge_into_parent(&mut f.borrow_mut(), guard.conn, frame));
+        }
+        Ok(value)
+    }
+
+    /// Invalidates rows a helper wrote through `conn`: queued when `conn` is inside
+    /// [`Cacheops::transaction`], sent now otherwise.
+    pub(crate) fn after_write(
+        &self,
+        conn: usize,
+        model: &'static ModelInfo,
+        rows: Vec<Vec<Value>>,
+    ) -> Result<()> {
+        let pending = Pending {
+            handle: self.clone(),
+            model,
+            rows,
+        };
+        let unqueued = FRAMES.with(|f| {
+            let mut frames = f.borrow_mut();
+            match frames.get_mut(&conn).and_then(|stack| stack.last_mut()) {
+                Some(frame) => {
+                    frame.push(pending);
+                    None
+                }
+                None => Some(pending),
+            }
+        });
+        match unqueued {
+            Some(p) => p.handle.invalidate_values(p.model, p.rows),
+            None => Ok(()),
+        }
+    }
+}
+
+fn merge_into_parent(frames: &mut HashMap<usize, Vec<Frame>>, conn: usize, frame: Frame) {
+    if let Some(parent) = frames.get_mut(&conn).and_then(|stack| stack.last_mut()) {
+        parent.extend(frame);
+    }
+}
+
+/// Sends every queued invalidation, even after one fails (each failure is
+/// remembered by its handle), and returns the first error.
+fn flush(frame: Frame) -> Result<()> {
+    let mut first_error = None;
+    for p in frame {
+        if let Err(e) = p.handle.invalidate_values(p.model, p.rows) {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
