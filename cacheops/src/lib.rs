@@ -4,6 +4,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod codec;
 mod config;
 pub mod deps;
@@ -13,8 +15,10 @@ mod invalidate;
 mod key;
 mod model;
 mod query;
+pub mod registry;
 mod runtime;
 mod shape;
+mod stats;
 pub mod store;
 mod value;
 mod write;
@@ -29,7 +33,8 @@ pub use model::{
     ProfileAttr,
 };
 pub use query::{Cached, CachedQueryDsl};
-pub use runtime::{global, install, Cacheops, Stats};
+pub use runtime::{global, install, Cacheops};
+pub use stats::{model_stats, stats, ModelStats, Stats};
 pub use value::{pg_equality, Equality, Value};
 pub use write::Locked;
 

@@ -9,6 +9,7 @@
 //! the analysis does not understand widens to "any change of that table".
 
 mod dnf;
+mod explain;
 mod parse;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use crate::backend::Dialect;
 use crate::value::Value;
 
+pub use explain::{explain, Explanation, TableExplanation, Widening};
 pub use parse::Template;
 
 /// `column = value`: one term of a conjunction. `value` may be NULL (`col IS NULL`).

@@ -87,6 +87,11 @@ impl Template {
         &self.tables
     }
 
+    /// Tables, column names and per-FROM-item formulas, for `explain.rs`.
+    pub(super) fn parts(&self) -> (&[Arc<str>], &[Arc<str>], &[(usize, Formula<Leaf>)]) {
+        (&self.tables, &self.columns, &self.occurrences)
+    }
+
     /// The first table of the outermost FROM: the model a query is "about".
     pub fn main_table(&self) -> Option<&str> {
         self.tables.get(self.main?).map(|t| &**t)
@@ -142,7 +147,7 @@ fn unsupported(what: &str) -> Error {
 
 /// Tokens of `sql`, with SQLite's `?` renumbered as `$n`, and the number of SELECT
 /// keywords (to check that the walk reached every SELECT block).
-fn tokenize(sql: &str, dialect: &dyn SqlDialect) -> Result<(Vec<TokenWithSpan>, usize)> {
+pub(super) fn tokenize(sql: &str, dialect: &dyn SqlDialect) -> Result<(Vec<TokenWithSpan>, usize)> {
     let mut tokens = Vec::new();
     let mut last = 0u32;
     Tokenizer::new(dialect, sql)
@@ -175,7 +180,10 @@ fn number_placeholder(p: &mut String, last: &mut u32) {
     *p = format!("${n}");
 }
 
-fn parse_query(tokens: Vec<TokenWithSpan>, dialect: &dyn SqlDialect) -> Result<Box<Query>> {
+pub(super) fn parse_query(
+    tokens: Vec<TokenWithSpan>,
+    dialect: &dyn SqlDialect,
+) -> Result<Box<Query>> {
     let mut statements = Parser::new(dialect)
         .with_recursion_limit(PARSER_DEPTH)
         .with_tokens_with_locations(tokens)

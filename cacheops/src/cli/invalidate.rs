@@ -1,0 +1,248 @@
+//! `invalidate app.Model.<id> | app.Model | app | all`.
+
+use std::io::Write;
+
+use super::db::Database;
+use super::{redis_connection, say, CliError, CliResult, Settings};
+use crate::registry::{self, ModelEntry};
+use crate::store::{RedisStore, RowState, Store};
+
+/// What to invalidate, as the user named it.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Target<'a> {
+    All,
+    App(&'a str),
+    Model(&'a str),
+    /// Label and the primary key value(s), comma-separated for composite keys.
+    Row(&'a str, Vec<&'a str>),
+}
+
+/// Splits `app.Model.34` (the id may itself contain dots), `app.Model`, `app`, `all`.
+pub(super) fn parse_target(text: &str) -> CliResult<Target<'_>> {
+    if text == "all" {
+        return Ok(Target::All);
+    }
+    let malformed = || {
+        CliError::new(format!(
+            "malformed target `{text}`: expected app.Model.<id>, app.Model, app or all"
+        ))
+    };
+    let mut parts = text.splitn(3, '.');
+    let app = parts
+        .next()
+        .filter(|a| !a.is_empty())
+        .ok_or_else(malformed)?;
+    let Some(model) = parts.next() else {
+        return Ok(Target::App(app));
+    };
+    if model.is_empty() {
+        return Err(malformed());
+    }
+    let label = &text[..app.len() + 1 + model.len()];
+    match parts.next() {
+        None => Ok(Target::Model(label)),
+        Some(id) if id.split(',').any(str::is_empty) => Err(CliError::new(format!(
+            "malformed id `{id}` in `{text}`: an empty key value"
+        ))),
+        Some(id) => Ok(Target::Row(label, id.split(',').collect())),
+    }
+}
+
+/// Runs the command.
+pub(super) fn run(
+    settings: &Settings,
+    target: &str,
+    model_wide: bool,
+    out: &mut dyn Write,
+) -> CliResult {
+    let target = parse_target(target)?;
+    let store = RedisStore::open(&settings.redis_url, &settings.prefix)
+        .map_err(|e| CliError::caused("bad Redis URL", e))?;
+    let mut con = redis_connection(settings)?;
+    if target == Target::All {
+        store
+            .invalidate_all()
+            .map_err(|e| CliError::caused("invalidate all failed (some keys may remain)", e))?;
+        return say(
+            out,
+            format!("invalidated every key under prefix `{}`", settings.prefix),
+        );
+    }
+    let models = registry::read(&mut con, &settings.prefix)
+        .map_err(|e| CliError::caused("cannot read the model registry", e))?;
+    match target {
+        Target::App(app) => {
+            invalidate_tables(&store, &mut con, settings, &of_app(&models, app)?, out)
+        }
+        Target::Model(label) => {
+            invalidate_tables(&store, &mut con, settings, &[resolve(&models, label)?], out)
+        }
+        Target::Row(label, id) => {
+            let model = resolve(&models, label)?;
+            invalidate_row(&store, &mut con, settings, model, &id, model_wide, out)
+        }
+        Target::All => Ok(()),
+    }
+}
+
+/// The registry entry of a label (case-insensitive, as profiles match labels).
+fn resolve<'m>(models: &'m [ModelEntry], label: &str) -> CliResult<&'m ModelEntry> {
+    models
+        .iter()
+        .find(|m| m.label.eq_ignore_ascii_case(label))
+        .ok_or_else(|| unknown(models, &format!("model label `{label}`")))
+}
+
+fn of_app<'m>(models: &'m [ModelEntry], app: &str) -> CliResult<Vec<&'m ModelEntry>> {
+    let found: Vec<_> = models
+        .iter()
+        .filter(|m| m.app().eq_ignore_ascii_case(app))
+        .collect();
+    if found.is_empty() {
+        return Err(unknown(models, &format!("app `{app}`")));
+    }
+    Ok(found)
+}
+
+fn unknown(models: &[ModelEntry], what: &str) -> CliError {
+    let known: Vec<&str> = models.iter().map(|m| m.label.as_str()).collect();
+    let known = match known.is_empty() {
+        true => "none: no application has published its models under this prefix \
+                 (they do when a Redis-backed cacheops handle starts; check --prefix)"
+            .to_string(),
+        false => known.join(", "),
+    };
+    CliError::new(format!("unknown {what}; registered models: {known}"))
+}
+
+/// Invalidates models table-wide, one by one; a failure names what was done and
+/// what was not, and fails the command.
+fn invalidate_tables(
+    store: &RedisStore,
+    con: &mut redis::Connection,
+    settings: &Settings,
+    models: &[&ModelEntry],
+    out: &mut dyn Write,
+) -> CliResult {
+    for (i, model) in models.iter().enumerate() {
+        if let Err(e) = store.invalidate_table(&model.table) {
+            let done: Vec<&str> = models[..i].iter().map(|m| m.label.as_str()).collect();
+            let left: Vec<&str> = models[i..].iter().map(|m| m.label.as_str()).collect();
+            return Err(CliError::new(format!(
+                "invalidating {} failed: {e}; invalidated: [{}]; NOT invalidated: [{}]",
+                model.label,
+                done.join(", "),
+                left.join(", ")
+            )));
+        }
+        count_invalidation(con, settings, model);
+        say(
+            out,
+            format!(
+                "invalidated {} (table {}, every cached query)",
+                model.label, model.table
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+/// One row: its current state from the database, matched against every scheme
+/// cached for its table. Without a database only `--model-wide` can proceed.
+fn invalidate_row(
+    store: &RedisStore,
+    con: &mut redis::Connection,
+    settings: &Settings,
+    model: &ModelEntry,
+    id: &[&str],
+    model_wide: bool,
+    out: &mut dyn Write,
+) -> CliResult {
+    let Some(url) = &settings.database_url else {
+        if model_wide {
+            say(
+                out,
+                "no database: widening to the whole model (--model-wide)",
+            )?;
+            return invalidate_tables(store, con, settings, &[model], out);
+        }
+        return Err(CliError::new(format!(
+            "invalidating one row of {} needs its column values, read from the database: \
+             set DATABASE_URL or --database-url. Without one, cacheops can only invalidate \
+             the whole model: pass --model-wide to do that.",
+            model.label
+        )));
+    };
+    let values = Database::connect(url)?
+        .read_row(model, id)?
+        .ok_or_else(|| {
+            CliError::new(format!(
+                "no row {}.{} in the database (deleted?): its old state is unknown; \
+             use `invalidate {}` to invalidate the whole model",
+                model.label,
+                id.join(","),
+                model.label
+            ))
+        })?;
+    let row = RowState {
+        table: &model.table,
+        columns: model
+            .columns
+            .iter()
+            .map(String::as_str)
+            .zip(values)
+            .collect(),
+    };
+    store
+        .invalidate_rows(&model.table, &[row])
+        .map_err(|e| CliError::caused(&format!("invalidating {} failed", model.label), e))?;
+    count_invalidation(con, settings, model);
+    say(
+        out,
+        format!(
+            "invalidated {} {} (queries matching its current state)",
+            model.label,
+            id.join(",")
+        ),
+    )
+}
+
+/// Adds the invalidation to the published stats; a failure only warns (the
+/// invalidation itself succeeded).
+fn count_invalidation(con: &mut redis::Connection, settings: &Settings, model: &ModelEntry) {
+    let field = format!("{}:invalidations", model.label);
+    let counted: redis::RedisResult<()> = redis::cmd("HINCRBY")
+        .arg(registry::stats_key(&settings.prefix))
+        .arg(field)
+        .arg(1)
+        .exec(con);
+    if let Err(e) = counted {
+        eprintln!("cacheops-cli: warning: could not count the invalidation in stats: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse() {
+        assert_eq!(parse_target("all").unwrap(), Target::All);
+        assert_eq!(parse_target("blog").unwrap(), Target::App("blog"));
+        assert_eq!(
+            parse_target("blog.Article").unwrap(),
+            Target::Model("blog.Article")
+        );
+        assert_eq!(
+            parse_target("blog.Article.34").unwrap(),
+            Target::Row("blog.Article", vec!["34"])
+        );
+        assert_eq!(
+            parse_target("a.B.x.y,2").unwrap(),
+            Target::Row("a.B", vec!["x.y", "2"])
+        );
+        for bad in ["", ".x", "a..1", "a.B.", "a.B.1,"] {
+            assert!(parse_target(bad).is_err(), "{bad}");
+        }
+    }
+}
