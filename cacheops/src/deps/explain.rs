@@ -308,3 +308,66 @@ fn scheme(conj: &[String]) -> String {
     }
     cols.into_iter().collect::<Vec<_>>().join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conjs(sql: &str) -> Vec<(String, Result<Vec<Vec<String>>, Widening>)> {
+        let e = explain(sql, Dialect::Postgres).unwrap();
+        e.tables
+            .into_iter()
+            .map(|t| (t.table, t.conjunctions))
+            .collect()
+    }
+
+    fn terms(list: &[&[&str]]) -> Result<Vec<Vec<String>>, Widening> {
+        Ok(list
+            .iter()
+            .map(|c| c.iter().map(|t| t.to_string()).collect())
+            .collect())
+    }
+
+    #[test]
+    fn in_lists_any_and_null_are_granular() {
+        let got = conjs("SELECT * FROM t WHERE t.a IN ($1, $2) AND (t.b = ANY($3) OR t.c IS NULL)");
+        let want = terms(&[
+            &["a IN ($1, $2)", "b = ANY($3)"],
+            &["a IN ($1, $2)", "c IS NULL"],
+        ]);
+        assert_eq!(got, vec![("t".to_string(), want)]);
+    }
+
+    #[test]
+    fn subquery_tables_are_listed_with_their_own_conditions() {
+        let got =
+            conjs("SELECT * FROM a WHERE a.x = $1 AND a.y IN (SELECT b.y FROM b WHERE b.z > $2)");
+        assert_eq!(got[0], ("a".to_string(), terms(&[&["x = $1"]])));
+        assert_eq!(got[1], ("b".to_string(), Err(Widening::NoUsableCondition)));
+    }
+
+    #[test]
+    fn contradictions_and_overflow() {
+        let got = conjs("SELECT * FROM t WHERE t.a = $1 AND 1 = 0");
+        assert_eq!(got[0].1, Ok(Vec::new()));
+        let many: Vec<String> = (0..7)
+            .map(|i| format!("(t.a = ${} OR t.b = ${})", 2 * i + 1, 2 * i + 2))
+            .collect();
+        let got = conjs(&format!("SELECT * FROM t WHERE {}", many.join(" AND ")));
+        assert_eq!(got[0].1, Err(Widening::TooManyConjunctions));
+    }
+
+    #[test]
+    fn display_names_schemes() {
+        let e = explain(
+            "SELECT * FROM t WHERE t.b = $2 AND t.a = $1",
+            Dialect::Postgres,
+        )
+        .unwrap();
+        let shown = e.to_string();
+        assert!(
+            shown.contains("scheme (a, b): a = $1 AND b = $2"),
+            "{shown}"
+        );
+    }
+}
