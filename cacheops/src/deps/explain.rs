@@ -39,8 +39,11 @@ pub struct TableExplanation {
     pub table: String,
     /// Either the conjunctions (each: terms like `category_id = $1`, sorted), or why
     /// the table is not granular.
-    pub conjunctions: Result<Vec<Vec<String>>, Widening>,
+    pub conjunctions: Conjunctions,
 }
+
+/// A table's conjunctions, each a sorted list of rendered terms, or why there are none.
+pub type Conjunctions = Result<Vec<Vec<String>>, Widening>;
 
 /// Why a table is not granular.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,8 +64,8 @@ pub enum Widening {
 /// ```
 pub fn explain(sql: &str, dialect: Dialect) -> Result<Explanation> {
     let template = Template::parse(sql, dialect)?;
-    let (tables, columns, occurrences) = template.parts();
-    let explained = tables.iter().enumerate().map(|(i, table)| {
+    let (columns, occurrences) = (template.columns(), template.occurrences());
+    let explained = template.tables().iter().enumerate().map(|(i, table)| {
         let formulas = occurrences.iter().filter(|(t, _)| *t == i).map(|(_, f)| f);
         TableExplanation {
             table: table.to_string(),
@@ -82,7 +85,7 @@ type Sym = Vec<BTreeSet<String>>;
 fn table_conjunctions<'f>(
     formulas: impl Iterator<Item = &'f Formula<Leaf>>,
     columns: &[std::sync::Arc<str>],
-) -> Result<Vec<Vec<String>>, Widening> {
+) -> Conjunctions {
     let mut all: Sym = Vec::new();
     for formula in formulas {
         all = or(all, symbolic(formula, columns)?)?;
@@ -313,7 +316,7 @@ fn scheme(conj: &[String]) -> String {
 mod tests {
     use super::*;
 
-    fn conjs(sql: &str) -> Vec<(String, Result<Vec<Vec<String>>, Widening>)> {
+    fn conjs(sql: &str) -> Vec<(String, Conjunctions)> {
         let e = explain(sql, Dialect::Postgres).unwrap();
         e.tables
             .into_iter()
@@ -321,7 +324,7 @@ mod tests {
             .collect()
     }
 
-    fn terms(list: &[&[&str]]) -> Result<Vec<Vec<String>>, Widening> {
+    fn terms(list: &[&[&str]]) -> Conjunctions {
         Ok(list
             .iter()
             .map(|c| c.iter().map(|t| t.to_string()).collect())

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use crate::backend::Dialect;
 use crate::value::Value;
 
-pub use explain::{explain, Explanation, TableExplanation, Widening};
+pub use explain::{explain, Conjunctions, Explanation, TableExplanation, Widening};
 pub use parse::Template;
 
 /// `column = value`: one term of a conjunction. `value` may be NULL (`col IS NULL`).

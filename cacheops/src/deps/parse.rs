@@ -87,9 +87,15 @@ impl Template {
         &self.tables
     }
 
-    /// Tables, column names and per-FROM-item formulas, for `explain.rs`.
-    pub(super) fn parts(&self) -> (&[Arc<str>], &[Arc<str>], &[(usize, Formula<Leaf>)]) {
-        (&self.tables, &self.columns, &self.occurrences)
+    /// Column names, by the ids formulas use, for `explain.rs`.
+    pub(super) fn columns(&self) -> &[Arc<str>] {
+        &self.columns
+    }
+
+    /// One formula per FROM item that is a table, with its index in
+    /// [`Template::tables`], for `explain.rs`.
+    pub(super) fn occurrences(&self) -> &[(usize, Formula<Leaf>)] {
+        &self.occurrences
     }
 
     /// The first table of the outermost FROM: the model a query is "about".
