@@ -123,6 +123,15 @@ pub(crate) struct Target {
 }
 
 impl Target {
+    /// Where a handle with `config` publishes.
+    pub(crate) fn of(config: &crate::Config) -> Target {
+        Target {
+            url: config.url().to_string(),
+            prefix: config.prefix().to_string(),
+            timeout: config.redis_timeout,
+        }
+    }
+
     /// The connection in `slot`, opened if there is none.
     pub(crate) fn connection<'c>(
         &self,

@@ -34,7 +34,7 @@ struct Inner {
     pending: Mutex<BTreeSet<String>>,
     has_pending: AtomicBool,
     stats: Counters,
-    /// Per-model counters; also held (weakly) by the stats publisher thread.
+    /// Per-model counters; also held by the stats publisher thread.
     models: Arc<ModelCounters>,
     /// Where the registry and stats are published (Redis stores only).
     publish: Option<Target>,
@@ -65,7 +65,9 @@ impl Cacheops {
                     .connect_timeout(config.redis_timeout)
                     .io_timeout(config.redis_timeout)
                     .build()?;
-                let handle = Cacheops::with_store(config, Box::new(store));
+                // Only a handle on Redis publishes its registry and counters there.
+                let target = Target::of(&config);
+                let handle = Cacheops::build(config, Box::new(store), Some(target));
                 handle.start_publisher();
                 return Ok(handle);
             }
@@ -81,13 +83,11 @@ impl Cacheops {
 
     /// A handle on a store you built yourself.
     pub fn with_store(config: Config, store: Box<dyn Store>) -> Cacheops {
+        Cacheops::build(config, store, None)
+    }
+
+    fn build(config: Config, store: Box<dyn Store>, publish: Option<Target>) -> Cacheops {
         let models = Arc::<ModelCounters>::default();
-        let is_redis = config.url.starts_with("redis") || config.url.starts_with("unix");
-        let publish = is_redis.then(|| Target {
-            url: config.url.clone(),
-            prefix: config.prefix.clone(),
-            timeout: config.redis_timeout,
-        });
         let store = Box::new(Counted {
             inner: store,
             counters: models.clone(),

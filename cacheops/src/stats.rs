@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::deps::Deps;
@@ -208,6 +208,8 @@ impl Counted {
 }
 
 impl Store for Counted {
+    /// A found value counts as a hit even in the rare case the caller then fails to
+    /// decode it (and reads the database): the store did serve it.
     fn lookup(&self, key: CacheKey, deps: &Deps) -> Result<Option<Vec<u8>>> {
         let found = self.inner.lookup(key, deps)?;
         let event = if found.is_some() {
@@ -271,45 +273,52 @@ pub(crate) fn flush(
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 /// Starts the publisher thread of a Redis-backed handle: it publishes the model
-/// registry once, then flushes the counters every second until the handle is
-/// dropped. Failures are logged and retried; they never reach the application.
-pub(crate) fn spawn_publisher(target: crate::registry::Target, counters: Weak<ModelCounters>) {
+/// registry once, then flushes the counters every second. Once the handle is gone
+/// (the thread holds the last reference) it flushes one last time and ends.
+/// Failures are logged and retried; they never reach the application.
+pub(crate) fn spawn_publisher(target: crate::registry::Target, counters: Arc<ModelCounters>) {
     let spawned = std::thread::Builder::new()
         .name("cacheops-stats".into())
-        .spawn(move || publisher_loop(target, counters));
+        .spawn(move || publisher_loop(&target, &counters));
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "cacheops: could not start the stats publisher");
     }
 }
 
-fn publisher_loop(target: crate::registry::Target, counters: Weak<ModelCounters>) {
+fn publisher_loop(target: &crate::registry::Target, counters: &Arc<ModelCounters>) {
     let mut con = None;
     let mut registry_published = false;
     loop {
         if !registry_published {
-            registry_published = log_failure("publishing the model registry", || {
-                crate::registry::publish(target.connection(&mut con)?, &target.prefix)
+            registry_published = attempt(target, &mut con, "publishing the model registry", |c| {
+                crate::registry::publish(c, &target.prefix)
             });
         }
         std::thread::sleep(FLUSH_EVERY);
-        let Some(counters) = counters.upgrade() else {
-            return;
-        };
-        let flushed = log_failure("publishing stats", || {
-            flush(&counters, target.connection(&mut con)?, &target.stats_key())
+        let last = Arc::strong_count(counters) == 1;
+        attempt(target, &mut con, "publishing stats", |c| {
+            flush(counters, c, &target.stats_key())
         });
-        if !flushed {
-            con = None;
+        if last {
+            return;
         }
     }
 }
 
-/// Runs `f`; a failure is logged at DEBUG (Redis being down is reported elsewhere).
-fn log_failure(what: &str, f: impl FnOnce() -> Result<()>) -> bool {
-    match f() {
+/// Runs `f` on the publisher's connection (opened if needed). A failure is logged
+/// at DEBUG (Redis being down is reported by the cache itself) and drops the
+/// connection, which may be out of step.
+fn attempt(
+    target: &crate::registry::Target,
+    con: &mut Option<redis::Connection>,
+    what: &str,
+    f: impl FnOnce(&mut redis::Connection) -> Result<()>,
+) -> bool {
+    match target.connection(con).and_then(f) {
         Ok(()) => true,
         Err(e) => {
             tracing::debug!(error = %e, "cacheops: {what} failed; will retry");
+            *con = None;
             false
         }
     }
@@ -321,7 +330,7 @@ impl crate::Cacheops {
     pub(crate) fn start_publisher(&self) {
         let (counters, target) = self.model_counters();
         if let Some(target) = target {
-            spawn_publisher(target.clone(), Arc::downgrade(counters));
+            spawn_publisher(target.clone(), counters.clone());
         }
     }
 

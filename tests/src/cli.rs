@@ -258,3 +258,39 @@ macro_rules! cli_tests {
 
 cli_tests!(pg, pg, PgDb, pg_url);
 cli_tests!(sqlite, sqlite, SqliteDb, sqlite_url);
+
+/// Without any explicit call, a Redis handle publishes its models when it starts
+/// and its counters within a second, including the last ones after it is dropped.
+#[test]
+fn a_redis_handle_publishes_registry_and_counters_by_itself() {
+    use crate::ctx::{handle, unique, StoreKind};
+    let prefix = unique("cli_publisher");
+    let cache = handle(StoreKind::Redis, &prefix);
+    cache.invalidate_table("articles").unwrap();
+    cache.invalidate_table("articles").unwrap();
+    drop(cache);
+    let stats = || cli(&["--redis-url", &redis_url(), "--prefix", &prefix, "stats"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let line = loop {
+        let out = stats().unwrap();
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("blog.Article"))
+            .map(str::to_string);
+        match line {
+            Some(l) if l.split_whitespace().nth(3) == Some("2") => break l,
+            _ if std::time::Instant::now() > deadline => panic!("not published: {out}"),
+            _ => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    };
+    assert_eq!(
+        line.split_whitespace().collect::<Vec<_>>()[1..4],
+        ["0", "0", "2"]
+    );
+    let mut con = redis::Client::open(redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys = [format!("{prefix}:models"), format!("{prefix}:stats")];
+    redis::cmd("DEL").arg(&keys).exec(&mut con).unwrap();
+}

@@ -56,31 +56,22 @@ pub(super) fn run(
     out: &mut dyn Write,
 ) -> CliResult {
     let target = parse_target(target)?;
-    let store = RedisStore::open(&settings.redis_url, &settings.prefix)
-        .map_err(|e| CliError::caused("bad Redis URL", e))?;
-    let mut con = redis_connection(settings)?;
+    let mut session = Session {
+        store: RedisStore::open(&settings.redis_url, &settings.prefix)
+            .map_err(|e| CliError::caused("bad Redis URL", e))?,
+        con: redis_connection(settings)?,
+        settings,
+        out,
+    };
     if target == Target::All {
-        store
-            .invalidate_all()
-            .map_err(|e| CliError::caused("invalidate all failed (some keys may remain)", e))?;
-        return say(
-            out,
-            format!("invalidated every key under prefix `{}`", settings.prefix),
-        );
+        return session.all();
     }
-    let models = registry::read(&mut con, &settings.prefix)
+    let models = registry::read(&mut session.con, &settings.prefix)
         .map_err(|e| CliError::caused("cannot read the model registry", e))?;
     match target {
-        Target::App(app) => {
-            invalidate_tables(&store, &mut con, settings, &of_app(&models, app)?, out)
-        }
-        Target::Model(label) => {
-            invalidate_tables(&store, &mut con, settings, &[resolve(&models, label)?], out)
-        }
-        Target::Row(label, id) => {
-            let model = resolve(&models, label)?;
-            invalidate_row(&store, &mut con, settings, model, &id, model_wide, out)
-        }
+        Target::App(app) => session.tables(&of_app(&models, app)?),
+        Target::Model(label) => session.tables(&[resolve(&models, label)?]),
+        Target::Row(label, id) => session.row(resolve(&models, label)?, &id, model_wide),
         Target::All => Ok(()),
     }
 }
@@ -115,110 +106,120 @@ fn unknown(models: &[ModelEntry], what: &str) -> CliError {
     CliError::new(format!("unknown {what}; registered models: {known}"))
 }
 
-/// Invalidates models table-wide, one by one; a failure names what was done and
-/// what was not, and fails the command.
-fn invalidate_tables(
-    store: &RedisStore,
-    con: &mut redis::Connection,
-    settings: &Settings,
-    models: &[&ModelEntry],
-    out: &mut dyn Write,
-) -> CliResult {
-    for (i, model) in models.iter().enumerate() {
-        if let Err(e) = store.invalidate_table(&model.table) {
-            let done: Vec<&str> = models[..i].iter().map(|m| m.label.as_str()).collect();
-            let left: Vec<&str> = models[i..].iter().map(|m| m.label.as_str()).collect();
-            return Err(CliError::new(format!(
-                "invalidating {} failed: {e}; invalidated: [{}]; NOT invalidated: [{}]",
-                model.label,
-                done.join(", "),
-                left.join(", ")
-            )));
-        }
-        count_invalidation(con, settings, model);
-        say(
-            out,
-            format!(
-                "invalidated {} (table {}, every cached query)",
-                model.label, model.table
-            ),
-        )?;
-    }
-    Ok(())
+/// What one invalidate command works with.
+struct Session<'a> {
+    store: RedisStore,
+    /// For the registry and the stats.
+    con: redis::Connection,
+    settings: &'a Settings,
+    out: &'a mut dyn Write,
 }
 
-/// One row: its current state from the database, matched against every scheme
-/// cached for its table. Without a database only `--model-wide` can proceed.
-fn invalidate_row(
-    store: &RedisStore,
-    con: &mut redis::Connection,
-    settings: &Settings,
-    model: &ModelEntry,
-    id: &[&str],
-    model_wide: bool,
-    out: &mut dyn Write,
-) -> CliResult {
-    let Some(url) = &settings.database_url else {
-        if model_wide {
+impl Session<'_> {
+    fn all(&mut self) -> CliResult {
+        self.store
+            .invalidate_all()
+            .map_err(|e| CliError::caused("invalidate all failed (some keys may remain)", e))?;
+        let prefix = &self.settings.prefix;
+        say(
+            self.out,
+            format!("invalidated every key under prefix `{prefix}`"),
+        )
+    }
+
+    /// Invalidates models table-wide, one by one; a failure names what was done and
+    /// what was not, and fails the command.
+    fn tables(&mut self, models: &[&ModelEntry]) -> CliResult {
+        for (i, model) in models.iter().enumerate() {
+            if let Err(e) = self.store.invalidate_table(&model.table) {
+                let labels = |ms: &[&ModelEntry]| {
+                    let labels: Vec<&str> = ms.iter().map(|m| m.label.as_str()).collect();
+                    labels.join(", ")
+                };
+                return Err(CliError::new(format!(
+                    "invalidating {} failed: {e}; invalidated: [{}]; NOT invalidated: [{}]",
+                    model.label,
+                    labels(&models[..i]),
+                    labels(&models[i..])
+                )));
+            }
+            self.count(model);
+            let (label, table) = (&model.label, &model.table);
             say(
-                out,
+                self.out,
+                format!("invalidated {label} (table {table}, every cached query)"),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// One row: its current state from the database, matched against every scheme
+    /// cached for its table. Without a database only `--model-wide` can proceed.
+    fn row(&mut self, model: &ModelEntry, id: &[&str], model_wide: bool) -> CliResult {
+        let Some(url) = &self.settings.database_url else {
+            if !model_wide {
+                return Err(needs_database(model));
+            }
+            say(
+                self.out,
                 "no database: widening to the whole model (--model-wide)",
             )?;
-            return invalidate_tables(store, con, settings, &[model], out);
+            return self.tables(&[model]);
+        };
+        let values = Database::connect(url)?
+            .read_row(model, id)?
+            .ok_or_else(|| no_row(model, id))?;
+        let row = RowState {
+            table: &model.table,
+            columns: model
+                .columns
+                .iter()
+                .map(String::as_str)
+                .zip(values)
+                .collect(),
+        };
+        self.store
+            .invalidate_rows(&model.table, &[row])
+            .map_err(|e| CliError::caused(&format!("invalidating {} failed", model.label), e))?;
+        self.count(model);
+        let (label, id) = (&model.label, id.join(","));
+        say(
+            self.out,
+            format!("invalidated {label} {id} (queries matching its current state)"),
+        )
+    }
+
+    /// Adds the invalidation to the published stats; a failure only warns (the
+    /// invalidation itself succeeded).
+    fn count(&mut self, model: &ModelEntry) {
+        let counted: redis::RedisResult<()> = redis::cmd("HINCRBY")
+            .arg(registry::stats_key(&self.settings.prefix))
+            .arg(format!("{}:invalidations", model.label))
+            .arg(1)
+            .exec(&mut self.con);
+        if let Err(e) = counted {
+            eprintln!("cacheops-cli: warning: could not count the invalidation in stats: {e}");
         }
-        return Err(CliError::new(format!(
-            "invalidating one row of {} needs its column values, read from the database: \
-             set DATABASE_URL or --database-url. Without one, cacheops can only invalidate \
-             the whole model: pass --model-wide to do that.",
-            model.label
-        )));
-    };
-    let values = Database::connect(url)?
-        .read_row(model, id)?
-        .ok_or_else(|| {
-            CliError::new(format!(
-                "no row {}.{} in the database (deleted?): its old state is unknown; \
-             use `invalidate {}` to invalidate the whole model",
-                model.label,
-                id.join(","),
-                model.label
-            ))
-        })?;
-    let row = RowState {
-        table: &model.table,
-        columns: model
-            .columns
-            .iter()
-            .map(String::as_str)
-            .zip(values)
-            .collect(),
-    };
-    store
-        .invalidate_rows(&model.table, &[row])
-        .map_err(|e| CliError::caused(&format!("invalidating {} failed", model.label), e))?;
-    count_invalidation(con, settings, model);
-    say(
-        out,
-        format!(
-            "invalidated {} {} (queries matching its current state)",
-            model.label,
-            id.join(",")
-        ),
-    )
+    }
 }
 
-/// Adds the invalidation to the published stats; a failure only warns (the
-/// invalidation itself succeeded).
-fn count_invalidation(con: &mut redis::Connection, settings: &Settings, model: &ModelEntry) {
-    let field = format!("{}:invalidations", model.label);
-    let counted: redis::RedisResult<()> = redis::cmd("HINCRBY")
-        .arg(registry::stats_key(&settings.prefix))
-        .arg(field)
-        .arg(1)
-        .exec(con);
-    if let Err(e) = counted {
-        eprintln!("cacheops-cli: warning: could not count the invalidation in stats: {e}");
-    }
+fn needs_database(model: &ModelEntry) -> CliError {
+    CliError::new(format!(
+        "invalidating one row of {} needs its column values, read from the database: \
+         set DATABASE_URL or --database-url. Without one, cacheops can only invalidate \
+         the whole model: pass --model-wide to do that.",
+        model.label
+    ))
+}
+
+fn no_row(model: &ModelEntry, id: &[&str]) -> CliError {
+    CliError::new(format!(
+        "no row {}.{} in the database (deleted?): its old state is unknown; \
+         use `invalidate {}` to invalidate the whole model",
+        model.label,
+        id.join(","),
+        model.label
+    ))
 }
 
 #[cfg(test)]
