@@ -158,6 +158,9 @@ macro_rules! cli_tests {
                 assert_eq!(probe(&mut ctx), [0, 0, 0]);
                 run_cli_no_db(&ctx, &["invalidate", "--model-wide", "blog.Article.1"]).unwrap();
                 assert_eq!(probe(&mut ctx), [1, 1, 0]);
+                // A row the database does not have: its old state is unknown too.
+                run_cli(&ctx, &["invalidate", "--model-wide", "blog.Article.999999"]).unwrap();
+                assert_eq!(probe(&mut ctx), [1, 1, 0]);
             }
 
             #[test]
@@ -217,6 +220,12 @@ macro_rules! cli_tests {
                 assert_eq!(&fields[1..4], ["4", "2", "0"], "{out}");
                 assert!(out.contains("cached values"), "{out}");
                 assert!(out.contains("table articles stamps"), "{out}");
+                assert!(run_cli(&ctx, &["stats", "--reset"])
+                    .unwrap()
+                    .contains("counters reset"));
+                let out = run_cli(&ctx, &["stats"]).unwrap();
+                let line = out.lines().find(|l| l.starts_with("blog.Article")).unwrap();
+                assert_eq!(line.split_whitespace().nth(1), Some("0"), "{out}");
             }
 
             /// The CLI reads rows raw; its values must be the application's, or a

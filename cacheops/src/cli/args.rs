@@ -31,7 +31,8 @@ pub enum Command {
     Invalidate {
         /// `app.Model.<id>` (composite keys: `app.Model.1,2`), `app.Model`, `app` or `all`.
         target: String,
-        /// Without a database, widen a row invalidation to its whole model.
+        /// When the row cannot be read (no database given, or no such row), widen
+        /// to its whole model instead of failing.
         #[arg(long)]
         model_wide: bool,
     },
@@ -40,6 +41,9 @@ pub enum Command {
         /// Stop measuring memory after this many keys.
         #[arg(long, default_value_t = 100_000)]
         max_keys: usize,
+        /// After printing, reset the published counters to zero.
+        #[arg(long)]
+        reset: bool,
     },
     /// The tables and conjunctions a SELECT depends on, and why it is (not) granular.
     Explain {

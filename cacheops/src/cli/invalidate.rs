@@ -166,9 +166,16 @@ impl Session<'_> {
             )?;
             return self.tables(&[model]);
         };
-        let values = Database::connect(url)?
-            .read_row(model, id)?
-            .ok_or_else(|| no_row(model, id))?;
+        let Some(values) = Database::connect(url)?.read_row(model, id)? else {
+            if !model_wide {
+                return Err(no_row(model, id));
+            }
+            say(
+                self.out,
+                "no such row: widening to the whole model (--model-wide)",
+            )?;
+            return self.tables(&[model]);
+        };
         let row = RowState {
             table: &model.table,
             columns: model
@@ -215,7 +222,7 @@ fn needs_database(model: &ModelEntry) -> CliError {
 fn no_row(model: &ModelEntry, id: &[&str]) -> CliError {
     CliError::new(format!(
         "no row {}.{} in the database (deleted?): its old state is unknown; \
-         use `invalidate {}` to invalidate the whole model",
+         pass --model-wide (or run `invalidate {}`) to invalidate the whole model",
         model.label,
         id.join(","),
         model.label

@@ -2,6 +2,27 @@
 //! everything; show per-model stats and Redis memory; explain a statement's
 //! dependencies.
 //!
+//! ```text
+//! cacheops-cli invalidate blog.Article.34      # that row's current state (reads DATABASE_URL)
+//! cacheops-cli invalidate blog.Article.34 --model-wide   # no database: the whole model
+//! cacheops-cli invalidate blog.Article         # every cached query on the model's table
+//! cacheops-cli invalidate blog                 # every model of the app
+//! cacheops-cli invalidate all                  # every key under our prefix (never FLUSHDB)
+//! cacheops-cli stats [--max-keys N] [--reset]  # hits/misses/invalidations per model, memory
+//! cacheops-cli explain 'SELECT ... WHERE "t"."c" = $1'   # or --query-file F, --dialect sqlite
+//! ```
+//!
+//! Settings: `--redis-url` (else `CACHEOPS_REDIS_URL`, `REDIS_URL`), `--prefix`
+//! (else `CACHEOPS_PREFIX`, `cacheops`), `--database-url` (else `DATABASE_URL`;
+//! `postgres://...`, or an SQLite path / `sqlite://path`).
+//!
+//! Labels resolve through the registry every Redis-backed handle publishes when it
+//! starts (see [`crate::registry`]); the CLI needs no access to the application's
+//! types. A row is read with every column of its model and invalidated in the
+//! application's canonical encoding (see [`db`]), so it reaches exactly the cached
+//! queries its current values match. Without a database the CLI cannot know the
+//! row's other columns: it refuses, or widens to the model with `--model-wide`.
+//!
 //! The binary only calls [`main`]. [`run`] is the same program with its arguments,
 //! environment and output passed in, so tests drive it in-process.
 //!
@@ -122,7 +143,7 @@ pub fn run(args: &Args, env: &dyn Fn(&str) -> Option<String>, out: &mut dyn Writ
         Command::Invalidate { target, model_wide } => {
             invalidate::run(&settings, target, *model_wide, out)
         }
-        Command::Stats { max_keys } => stats::run(&settings, *max_keys, out),
+        Command::Stats { max_keys, reset } => stats::run(&settings, *max_keys, *reset, out),
         Command::Explain {
             sql,
             query_file,

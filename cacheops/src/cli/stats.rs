@@ -13,7 +13,12 @@ use crate::store::layout::Layout;
 const BATCH: usize = 500;
 
 /// Runs the command.
-pub(super) fn run(settings: &Settings, max_keys: usize, out: &mut dyn Write) -> CliResult {
+pub(super) fn run(
+    settings: &Settings,
+    max_keys: usize,
+    reset: bool,
+    out: &mut dyn Write,
+) -> CliResult {
     let mut con = redis_connection(settings)?;
     let counters = read_counters(&mut con, &settings.prefix)?;
     say(
@@ -39,7 +44,17 @@ pub(super) fn run(settings: &Settings, max_keys: usize, out: &mut dyn Write) -> 
     }
     let memory = measure(&mut con, &settings.prefix, max_keys)
         .map_err(|e| CliError::caused("cannot measure memory", e))?;
-    memory.report(out)
+    memory.report(out)?;
+    if reset {
+        // Counts flushed between the read above and this DEL are lost: acceptable
+        // for counters an operator resets by hand.
+        redis::cmd("DEL")
+            .arg(registry::stats_key(&settings.prefix))
+            .exec(&mut con)
+            .map_err(|e| CliError::caused("cannot reset the counters", e))?;
+        say(out, "counters reset")?;
+    }
+    Ok(())
 }
 
 /// Published counters by label, with every registered model listed (zeros included).
