@@ -103,20 +103,12 @@ struct TableCounters {
     pending: [AtomicU64; 3],
 }
 
-/// Per-model counters of one handle, keyed by table.
-#[derive(Default)]
-pub(crate) struct ModelCounters {
-    by_table: RwLock<HashMap<Box<str>, Arc<TableCounters>>>,
-}
-
-impl ModelCounters {
-    /// Counts `event` on `table` and emits its tracing event.
-    pub(crate) fn count(&self, table: &str, event: Event) {
-        let counters = self.table(table);
+impl TableCounters {
+    fn bump(&self, table: &str, event: Event) {
         let i = event as usize;
-        counters.totals[i].fetch_add(1, Ordering::Relaxed);
-        counters.pending[i].fetch_add(1, Ordering::Relaxed);
-        let label = &*counters.label;
+        self.totals[i].fetch_add(1, Ordering::Relaxed);
+        self.pending[i].fetch_add(1, Ordering::Relaxed);
+        let label = &*self.label;
         match event {
             Event::Invalidation => {
                 tracing::debug!(target: "cacheops::stats", label, table, "invalidation")
@@ -125,14 +117,28 @@ impl ModelCounters {
             Event::Miss => tracing::trace!(target: "cacheops::stats", label, table, "miss"),
         }
     }
+}
 
-    fn table(&self, table: &str) -> Arc<TableCounters> {
+/// Per-model counters of one handle, keyed by table.
+#[derive(Default)]
+pub(crate) struct ModelCounters {
+    by_table: RwLock<HashMap<Box<str>, Arc<TableCounters>>>,
+}
+
+impl ModelCounters {
+    /// Counts `event` on `table` and emits its tracing event. The common case
+    /// (a table seen before) takes only the read lock and two atomic adds.
+    pub(crate) fn count(&self, table: &str, event: Event) {
+        if let Some(counters) = self.read().get(table) {
+            return counters.bump(table, event);
+        }
+        self.insert(table).bump(table, event);
+    }
+
+    fn insert(&self, table: &str) -> Arc<TableCounters> {
+        let label = model_of_table(table).map_or(table, |m| m.label);
         // A poisoned lock only means a thread panicked while inserting a complete
         // entry: the map is consistent.
-        if let Some(found) = self.read().get(table) {
-            return found.clone();
-        }
-        let label = model_of_table(table).map_or(table, |m| m.label);
         let mut map = self.by_table.write().unwrap_or_else(|e| e.into_inner());
         let entry = map.entry(table.into()).or_insert_with(|| {
             Arc::new(TableCounters {
@@ -372,4 +378,30 @@ pub fn stats() -> Result<Stats> {
 /// [`crate::Cacheops::model_stats`] of the process-wide handle.
 pub fn model_stats() -> Result<BTreeMap<String, ModelStats>> {
     Ok(crate::global()?.model_stats())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_label_and_publishes_each_count_once() {
+        let counters = ModelCounters::default();
+        counters.count("t", Event::Hit);
+        counters.count("t", Event::Hit);
+        counters.count("t", Event::Invalidation);
+        let want = ModelStats {
+            hits: 2,
+            misses: 0,
+            invalidations: 1,
+        };
+        assert_eq!(counters.snapshot()["t"], want);
+        let mut taken = counters.take_pending();
+        taken.sort();
+        assert_eq!(taken, [("t:hits".into(), 2), ("t:invalidations".into(), 1)]);
+        assert!(counters.take_pending().is_empty());
+        counters.restore_pending(&taken);
+        assert_eq!(counters.take_pending().len(), 2);
+        assert_eq!(counters.snapshot()["t"], want);
+    }
 }
