@@ -175,7 +175,11 @@ macro_rules! cli_tests {
                         &["invalidate", "blog.Article.abc"],
                         "cannot read blog.Article abc|no row blog.Article.abc",
                     ),
-                    (&["invalidate", "blog.Article.1,2"], "malformed id"),
+                    (
+                        &["invalidate", "blog.Article.1,2"],
+                        "cannot read blog.Article 1,2|no row blog.Article.1,2",
+                    ),
+                    (&["invalidate", "blog.Article."], "malformed id"),
                     (&["invalidate", "blog.Article.999999"], "no row"),
                     (&["invalidate", "blog..3"], "malformed target"),
                 ];

@@ -13,8 +13,9 @@ pub(super) enum Target<'a> {
     All,
     App(&'a str),
     Model(&'a str),
-    /// Label and the primary key value(s), comma-separated for composite keys.
-    Row(&'a str, Vec<&'a str>),
+    /// Label and the primary key value as typed (comma-separated for composite
+    /// keys; split once the model's key is known, so a text key may hold commas).
+    Row(&'a str, &'a str),
 }
 
 /// Splits `app.Model.34` (the id may itself contain dots), `app.Model`, `app`, `all`.
@@ -41,10 +42,10 @@ pub(super) fn parse_target(text: &str) -> CliResult<Target<'_>> {
     let label = &text[..app.len() + 1 + model.len()];
     match parts.next() {
         None => Ok(Target::Model(label)),
-        Some(id) if id.split(',').any(str::is_empty) => Err(CliError::new(format!(
-            "malformed id `{id}` in `{text}`: an empty key value"
+        Some("") => Err(CliError::new(format!(
+            "malformed id in `{text}`: it is empty"
         ))),
-        Some(id) => Ok(Target::Row(label, id.split(',').collect())),
+        Some(id) => Ok(Target::Row(label, id)),
     }
 }
 
@@ -71,9 +72,28 @@ pub(super) fn run(
     match target {
         Target::App(app) => session.tables(&of_app(&models, app)?),
         Target::Model(label) => session.tables(&[resolve(&models, label)?]),
-        Target::Row(label, id) => session.row(resolve(&models, label)?, &id, model_wide),
+        Target::Row(label, id) => {
+            let model = resolve(&models, label)?;
+            session.row(model, &key_values(model, id)?, model_wide)
+        }
         Target::All => Ok(()),
     }
+}
+
+/// The key value(s) of `id`: as typed for a one-column key, else split on commas.
+fn key_values<'i>(model: &ModelEntry, id: &'i str) -> CliResult<Vec<&'i str>> {
+    if model.primary_key.len() == 1 {
+        return Ok(vec![id]);
+    }
+    let parts: Vec<&str> = id.split(',').collect();
+    if parts.len() != model.primary_key.len() || parts.iter().any(|p| p.is_empty()) {
+        return Err(CliError::new(format!(
+            "malformed id `{id}`: {} has a composite key ({}); give one value per column, comma-separated",
+            model.label,
+            model.primary_key.join(", ")
+        )));
+    }
+    Ok(parts)
 }
 
 /// The registry entry of a label (case-insensitive, as profiles match labels).
@@ -243,14 +263,35 @@ mod tests {
         );
         assert_eq!(
             parse_target("blog.Article.34").unwrap(),
-            Target::Row("blog.Article", vec!["34"])
+            Target::Row("blog.Article", "34")
         );
         assert_eq!(
             parse_target("a.B.x.y,2").unwrap(),
-            Target::Row("a.B", vec!["x.y", "2"])
+            Target::Row("a.B", "x.y,2")
         );
-        for bad in ["", ".x", "a..1", "a.B.", "a.B.1,"] {
+        for bad in ["", ".x", "a..1", "a.B."] {
             assert!(parse_target(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn composite_keys_split_on_commas_single_keys_do_not() {
+        let mut model = ModelEntry {
+            label: "a.B".into(),
+            table: "b".into(),
+            primary_key: vec!["x".into()],
+            columns: vec!["x".into(), "y".into()],
+            equality: Vec::new(),
+            cacheops_version: String::new(),
+        };
+        assert_eq!(key_values(&model, "1,2").unwrap(), ["1,2"]);
+        model.primary_key.push("y".into());
+        assert_eq!(key_values(&model, "1,2").unwrap(), ["1", "2"]);
+        for bad in ["1", "1,", "1,2,3"] {
+            assert!(key_values(&model, bad)
+                .unwrap_err()
+                .message()
+                .contains("composite"));
         }
     }
 }
