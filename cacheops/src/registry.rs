@@ -57,6 +57,12 @@ impl ModelEntry {
         }
     }
 
+    /// The entry as stored in `P:models`: MessagePack with named fields.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        rmp_serde::to_vec_named(self)
+            .map_err(|e| Error::new(ErrorKind::Encode, "model registry entry").with_source(e))
+    }
+
     /// The application part of the label (`blog` of `blog.Article`).
     pub fn app(&self) -> &str {
         self.label.split('.').next().unwrap_or(&self.label)
@@ -78,9 +84,7 @@ pub fn stats_key(prefix: &str) -> String {
 pub(crate) fn publish(con: &mut redis::Connection, prefix: &str) -> Result<()> {
     let mut entries = Vec::new();
     for model in models() {
-        let bytes = rmp_serde::to_vec_named(&ModelEntry::of(model))
-            .map_err(|e| Error::new(ErrorKind::Encode, "model registry entry").with_source(e))?;
-        entries.push((model.label, bytes));
+        entries.push((model.label, ModelEntry::of(model).encode()?));
     }
     if entries.is_empty() {
         return Ok(());

@@ -307,3 +307,45 @@ fn a_redis_handle_publishes_registry_and_counters_by_itself() {
     let keys = [format!("{prefix}:models"), format!("{prefix}:stats")];
     redis::cmd("DEL").arg(&keys).exec(&mut con).unwrap();
 }
+
+/// `explain` names the per-column overrides the registry holds for its tables.
+#[test]
+fn explain_shows_column_overrides_from_the_registry() {
+    use cacheops::registry::{models_key, ModelEntry};
+    let prefix = crate::ctx::unique("cli_explain");
+    let entry = ModelEntry {
+        label: "shop.Item".into(),
+        table: "items".into(),
+        primary_key: vec!["id".into()],
+        columns: vec!["id".into(), "name".into()],
+        equality: vec!["by_type".into(), "inexact".into()],
+        cacheops_version: String::new(),
+    };
+    let mut con = redis::Client::open(redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let key = models_key(&prefix);
+    redis::cmd("HSET")
+        .arg(&key)
+        .arg(&entry.label)
+        .arg(entry.encode().unwrap())
+        .exec(&mut con)
+        .unwrap();
+    let sql = r#"SELECT * FROM "items" WHERE "items"."name" = $1"#;
+    let out = cli(&[
+        "--redis-url",
+        &redis_url(),
+        "--prefix",
+        &prefix,
+        "explain",
+        sql,
+    ]);
+    redis::cmd("DEL").arg(&key).exec(&mut con).unwrap();
+    let out = out.unwrap();
+    assert!(out.contains("scheme (name): name = $1"), "{out}");
+    assert!(
+        out.contains("items.name is marked inexact in shop.Item: terms on it never narrow"),
+        "{out}"
+    );
+}

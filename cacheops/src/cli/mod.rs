@@ -148,7 +148,13 @@ pub fn run(args: &Args, env: &dyn Fn(&str) -> Option<String>, out: &mut dyn Writ
             sql,
             query_file,
             dialect,
-        } => explain::run(sql.as_deref(), query_file.as_deref(), *dialect, out),
+        } => explain::run(
+            &settings,
+            sql.as_deref(),
+            query_file.as_deref(),
+            *dialect,
+            out,
+        ),
     }
 }
 
