@@ -68,6 +68,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod codec;
 mod config;
 pub mod deps;
@@ -78,9 +80,11 @@ mod key;
 mod lock;
 mod model;
 mod query;
+pub mod registry;
 mod runtime;
 mod shape;
 mod simple;
+mod stats;
 pub mod store;
 mod transaction;
 mod value;
@@ -96,8 +100,9 @@ pub use model::{
     ProfileAttr,
 };
 pub use query::{Cached, CachedQueryDsl};
-pub use runtime::{global, install, Cacheops, Stats};
+pub use runtime::{global, install, Cacheops};
 pub use simple::{cache, cached, CachedOptions, FnKey, SimpleCache};
+pub use stats::{model_stats, stats, ModelStats, Stats};
 pub use value::{pg_equality, Equality, Value};
 pub use write::Locked;
 

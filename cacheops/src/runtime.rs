@@ -5,7 +5,7 @@
 //! [`Cacheops`] and pass one explicitly (`.cache().using(&handle)`).
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use crate::backend::Dialect;
@@ -13,6 +13,8 @@ use crate::config::{Config, Profile};
 use crate::deps::{Deps, Policy, Template};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{model_of_table, ColumnEquality};
+use crate::registry::Target;
+use crate::stats::{Counted, Counters, ModelCounters, Stats};
 use crate::store::{MemoryStore, RedisStore, Store};
 use crate::value::{Equality, Value};
 
@@ -32,36 +34,16 @@ struct Inner {
     pending: Mutex<BTreeSet<String>>,
     has_pending: AtomicBool,
     stats: Counters,
+    /// Per-model counters; also held by the stats publisher thread.
+    models: Arc<ModelCounters>,
+    /// Where the registry and stats are published (Redis stores only).
+    publish: Option<Target>,
     /// Profiles by table, resolved once: a hit must not parse profile strings.
     profiles: RwLock<HashMap<&'static str, Profile>>,
     fill_hook: RwLock<Option<FillHook>>,
 }
 
 type FillHook = Arc<dyn Fn() + Send + Sync>;
-
-#[derive(Default)]
-struct Counters {
-    hits: AtomicU64,
-    misses: AtomicU64,
-    refused: AtomicU64,
-    invalidations: AtomicU64,
-    errors: AtomicU64,
-}
-
-/// Counters of one handle since it was made.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Reads served from the cache.
-    pub hits: u64,
-    /// Reads that went to the database (including bypassed ones).
-    pub misses: u64,
-    /// Fills refused because an invalidation happened while the SQL ran.
-    pub refused_fills: u64,
-    /// Row, model and table invalidations sent.
-    pub invalidations: u64,
-    /// Store errors (each one either returned or degraded to the database).
-    pub errors: u64,
-}
 
 impl std::fmt::Debug for Cacheops {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -83,7 +65,11 @@ impl Cacheops {
                     .connect_timeout(config.redis_timeout)
                     .io_timeout(config.redis_timeout)
                     .build()?;
-                Box::new(store)
+                // Only a handle on Redis publishes its registry and counters there.
+                let target = Target::of(&config);
+                let handle = Cacheops::build(config, Box::new(store), Some(target));
+                handle.start_publisher();
+                return Ok(handle);
             }
             _ => {
                 return Err(Error::new(
@@ -97,9 +83,20 @@ impl Cacheops {
 
     /// A handle on a store you built yourself.
     pub fn with_store(config: Config, store: Box<dyn Store>) -> Cacheops {
+        Cacheops::build(config, store, None)
+    }
+
+    fn build(config: Config, store: Box<dyn Store>, publish: Option<Target>) -> Cacheops {
+        let models = Arc::<ModelCounters>::default();
+        let store = Box::new(Counted {
+            inner: store,
+            counters: models.clone(),
+        });
         let inner = Inner {
             config,
             store,
+            models,
+            publish,
             templates: Default::default(),
             pending: Mutex::default(),
             has_pending: AtomicBool::new(false),
@@ -123,14 +120,12 @@ impl Cacheops {
 
     /// Counters since this handle was made.
     pub fn stats(&self) -> Stats {
-        let c = &self.inner.stats;
-        Stats {
-            hits: c.hits.load(Ordering::Relaxed),
-            misses: c.misses.load(Ordering::Relaxed),
-            refused_fills: c.refused.load(Ordering::Relaxed),
-            invalidations: c.invalidations.load(Ordering::Relaxed),
-            errors: c.errors.load(Ordering::Relaxed),
-        }
+        self.inner.stats.snapshot()
+    }
+
+    /// The per-model counters and where to publish them (see `stats.rs`).
+    pub(crate) fn model_counters(&self) -> (&Arc<ModelCounters>, Option<&Target>) {
+        (&self.inner.models, self.inner.publish.as_ref())
     }
 
     pub(crate) fn count_hit(&self, hit: bool) {

@@ -101,7 +101,7 @@ impl Cacheops {
     /// # fn run(cache: &cacheops::Cacheops, conn: &mut PgConnection) -> cacheops::Result<()> {
     /// cache.transaction(conn, |conn| {
     ///     // cache.save(conn, &article)?; cache.write_returning(conn, ...)?; ...
-    ///     cacheops::Result::Ok(())
+    ///     Ok::<(), cacheops::Error>(())
     /// })?;
     /// # Ok(()) }
     /// ```

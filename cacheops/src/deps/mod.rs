@@ -9,6 +9,7 @@
 //! the analysis does not understand widens to "any change of that table".
 
 mod dnf;
+mod explain;
 mod parse;
 mod walk;
 
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use crate::backend::Dialect;
 use crate::value::Value;
 
+pub use explain::{explain, Conjunctions, Explanation, TableExplanation, Widening};
 pub use parse::Template;
 
 /// `column = value`: one term of a conjunction. `value` may be NULL (`col IS NULL`).

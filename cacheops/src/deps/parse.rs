@@ -84,6 +84,17 @@ impl Template {
         &self.tables
     }
 
+    /// Column names, by the ids formulas use, for `explain.rs`.
+    pub(super) fn columns(&self) -> &[Arc<str>] {
+        &self.columns
+    }
+
+    /// One formula per FROM item that is a table, with its index in
+    /// [`Template::tables`], for `explain.rs`.
+    pub(super) fn occurrences(&self) -> &[(usize, Formula<Leaf>)] {
+        &self.occurrences
+    }
+
     /// The first table of the outermost FROM: the model a query is "about".
     pub fn main_table(&self) -> Option<&str> {
         self.tables.get(self.main?).map(|t| &**t)
@@ -139,7 +150,7 @@ pub(super) fn unsupported(what: &str) -> Error {
 
 /// Tokens of `sql`, with SQLite's `?` renumbered as `$n`, and the number of SELECT
 /// keywords (to check that the walk reached every SELECT block).
-fn tokenize(sql: &str, dialect: &dyn SqlDialect) -> Result<(Vec<TokenWithSpan>, usize)> {
+pub(super) fn tokenize(sql: &str, dialect: &dyn SqlDialect) -> Result<(Vec<TokenWithSpan>, usize)> {
     let mut tokens = Vec::new();
     let mut last = 0u32;
     Tokenizer::new(dialect, sql)
@@ -172,7 +183,10 @@ fn number_placeholder(p: &mut String, last: &mut u32) {
     *p = format!("${n}");
 }
 
-fn parse_query(tokens: Vec<TokenWithSpan>, dialect: &dyn SqlDialect) -> Result<Box<Query>> {
+pub(super) fn parse_query(
+    tokens: Vec<TokenWithSpan>,
+    dialect: &dyn SqlDialect,
+) -> Result<Box<Query>> {
     let mut statements = Parser::new(dialect)
         .with_recursion_limit(PARSER_DEPTH)
         .with_tokens_with_locations(tokens)

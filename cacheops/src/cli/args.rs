@@ -1,0 +1,68 @@
+//! The command line, as clap parses it.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Operator's tool for cacheops: invalidation, stats, dependency analysis.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "cacheops-cli", version)]
+pub struct Args {
+    /// Redis URL [env: CACHEOPS_REDIS_URL, REDIS_URL; default redis://127.0.0.1:6379]
+    #[arg(long, global = true)]
+    pub redis_url: Option<String>,
+    /// Key prefix the application uses [env: CACHEOPS_PREFIX; default cacheops]
+    #[arg(long, global = true)]
+    pub prefix: Option<String>,
+    /// Database to read rows from: postgres://... or an SQLite path / sqlite://path
+    /// [env: DATABASE_URL]
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Invalidate `app.Model.<id>` (one row), `app.Model`, `app`, or `all` (every key
+    /// under the prefix, and nothing else).
+    Invalidate {
+        /// `app.Model.<id>` (composite keys: `app.Model.1,2`), `app.Model`, `app` or `all`.
+        target: String,
+        /// When the row cannot be read (no database given, or no such row), widen
+        /// to its whole model instead of failing.
+        #[arg(long)]
+        model_wide: bool,
+    },
+    /// Hits, misses and invalidations per model, and the Redis memory of our keys.
+    Stats {
+        /// Stop measuring memory after this many keys.
+        #[arg(long, default_value_t = 100_000)]
+        max_keys: usize,
+        /// After printing, reset the published counters to zero.
+        #[arg(long)]
+        reset: bool,
+    },
+    /// The tables and conjunctions a SELECT depends on, and why it is (not) granular.
+    Explain {
+        /// The SQL (or use --query-file).
+        sql: Option<String>,
+        /// Read the SQL from this file.
+        #[arg(long, conflicts_with = "sql")]
+        query_file: Option<PathBuf>,
+        /// The dialect the SQL is written in.
+        #[arg(long, value_enum, default_value_t = SqlDialectArg::Postgres)]
+        dialect: SqlDialectArg,
+    },
+}
+
+/// `--dialect`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SqlDialectArg {
+    /// PostgreSQL: `$n` placeholders.
+    Postgres,
+    /// SQLite: `?` placeholders.
+    Sqlite,
+}
