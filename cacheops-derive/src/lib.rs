@@ -6,6 +6,7 @@
 extern crate proc_macro;
 
 mod attr;
+mod cached_as;
 mod expand;
 
 use proc_macro::TokenStream;
@@ -15,4 +16,11 @@ use proc_macro::TokenStream;
 pub fn derive_cacheable(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
     expand::cacheable(&input).into()
+}
+
+/// Caches a function's result until the queries, objects or models it names
+/// change. See `cacheops::cached_as` for the runtime and the attribute's syntax.
+#[proc_macro_attribute]
+pub fn cached_as(attr: TokenStream, item: TokenStream) -> TokenStream {
+    cached_as::expand(attr.into(), item.into()).into()
 }

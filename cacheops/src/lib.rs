@@ -4,6 +4,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
+mod cached_as;
 mod codec;
 mod config;
 pub mod deps;
@@ -20,6 +21,8 @@ mod value;
 mod write;
 
 pub use backend::{encode_value, CacheBackend, Dialect, Rendered};
+pub use cached_as::{cached_as, cached_as_key, invalidate_key, Options, Sample};
+pub use cacheops_derive::cached_as;
 pub use cacheops_derive::Cacheable;
 pub use config::{Config, ConfigBuilder, Ops, Profile};
 pub use error::{Error, ErrorKind, OptionalExtension, Result};
@@ -36,6 +39,7 @@ pub use write::Locked;
 /// Items the derive macro's output refers to. Not public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::cached_as::__macro::*;
     pub use diesel;
     pub use inventory;
 }
