@@ -10,6 +10,9 @@ mod config;
 pub mod deps;
 mod error;
 mod fill;
+#[cfg(feature = "minijinja")]
+#[cfg_attr(docsrs, doc(cfg(feature = "minijinja")))]
+pub mod fragment;
 mod invalidate;
 mod key;
 mod model;
