@@ -292,9 +292,20 @@ fn ok_type(func: &ItemFn) -> TokenStream {
     }
 }
 
-/// The key of a call, given the `Options` expression.
-fn key_expr(func: &ItemFn, params: &[KeyParam], options: &TokenStream) -> TokenStream {
-    let site = site(func);
+/// The key of a call, given the `Options` expression and where it is evaluated
+/// (in the function's module, or in the helper module named after it).
+fn key_expr(
+    func: &ItemFn,
+    params: &[KeyParam],
+    options: &TokenStream,
+    inside: bool,
+) -> TokenStream {
+    // Inside `mod <fn name>`, `module_path!()` already ends with the function's name.
+    let site = if inside {
+        quote! { ::core::module_path!() }
+    } else {
+        site(func)
+    };
     let tuple = key_tuple(params);
     let ok = ok_type(func);
     quote! { ::cacheops::cached_as_key::<#ok, _>(#site, &#tuple, &#options) }
@@ -354,7 +365,7 @@ fn wrap_body(func: &ItemFn, attr: &Attr, params: &[KeyParam]) -> TokenStream {
     };
     let checks = checks(func, params);
     let options = options(attr);
-    let key = key_expr(func, params, &quote! { __cacheops_options });
+    let key = key_expr(func, params, &quote! { __cacheops_options }, false);
     let handle = handle(attr);
     let samples = samples(attr);
     quote! {
@@ -384,7 +395,7 @@ fn wrap_body(func: &ItemFn, attr: &Attr, params: &[KeyParam]) -> TokenStream {
 fn key_module(func: &ItemFn, attr: &Attr, params: &[KeyParam]) -> TokenStream {
     let vis = &func.vis;
     let name = &func.sig.ident;
-    let key = key_expr(func, params, &options(attr));
+    let key = key_expr(func, params, &options(attr), true);
     let idents: Vec<&Ident> = params.iter().map(|p| &p.ident).collect();
     let decls = params.iter().map(|p| {
         let (ident, ty) = (&p.ident, &p.ty);
