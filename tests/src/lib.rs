@@ -15,4 +15,6 @@ mod cached_as;
 #[cfg(test)]
 mod failures;
 #[cfg(test)]
+mod fragments;
+#[cfg(test)]
 mod scenarios;
