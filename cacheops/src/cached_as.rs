@@ -52,8 +52,11 @@ pub struct Sample<'a>(Source<'a>);
 enum Source<'a> {
     Ready(Deps),
     /// Resolved with the handle of the call: query analysis needs its memo and limits.
-    Lazy(Box<dyn Fn(&Cacheops) -> Result<Option<Deps>> + 'a>),
+    Lazy(Box<Resolve<'a>>),
 }
+
+/// Dependencies of a sample, `None` when its SQL cannot be analysed.
+type Resolve<'a> = dyn Fn(&Cacheops) -> Result<Option<Deps>> + 'a;
 
 impl std::fmt::Debug for Sample<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -149,8 +149,8 @@ fn cached_calls(source: &str) -> Vec<(usize, usize)> {
         let after = &source[pos..];
         at = if after.starts_with("{#") {
             skip_past(source, pos, "#}")
-        } else if after.starts_with("{%") {
-            match tag_words(&after[2..]) {
+        } else if let Some(body) = after.strip_prefix("{%") {
+            match tag_words(body) {
                 Some(("raw", _)) => skip_past(source, pos, "endraw"),
                 Some(("call", paren)) => {
                     if let Some(open) = paren {
