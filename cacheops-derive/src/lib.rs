@@ -19,7 +19,17 @@ pub fn derive_cacheable(input: TokenStream) -> TokenStream {
 }
 
 /// Caches a function's result until the queries, objects or models it names
-/// change. See `cacheops::cached_as` for the runtime and the attribute's syntax.
+/// change, and adds a module of the same name with `key(args)`,
+/// `invalidate(args)` and `invalidate_using(handle, args)`.
+///
+/// ```text
+/// #[cached_as(articles::table.filter(articles::category_id.eq(cat)),
+///             object(author), model(Category), table("tags"),
+///             backend = diesel::pg::Pg, timeout = 600, extra = page,
+///             handle = cache, skip(trace))]
+/// ```
+///
+/// The syntax is documented with the runtime function `cacheops::cached_as`.
 #[proc_macro_attribute]
 pub fn cached_as(attr: TokenStream, item: TokenStream) -> TokenStream {
     cached_as::expand(attr.into(), item.into()).into()

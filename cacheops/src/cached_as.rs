@@ -414,6 +414,63 @@ where
 
 /// [`Cacheops::cached_as`] on the process-wide handle.
 ///
+/// # As an attribute
+/// `#[cacheops::cached_as(<samples>, <options>)]` on a function caches its result
+/// the same way. The function must return `Result<T, E>` with
+/// `E: From<cacheops::Error>` (its errors are never cached), take plain named
+/// arguments and no `self`, have no generics and not be `async`.
+///
+/// Samples, in any number, may use the function's arguments:
+/// - a Diesel query expression, e.g. `articles::table.filter(articles::category_id.eq(cat))`;
+/// - `object(expr)`: one row, an `&M` of a `#[derive(Cacheable)]` model;
+/// - `model(Type)`: any write to that model's table;
+/// - `table(expr)`: any write to the table named by a `&str`.
+///
+/// Options:
+/// - `backend = diesel::pg::Pg` (or `diesel::sqlite::Sqlite`): needed by query
+///   and object samples, which are rendered/encoded for that backend;
+/// - `timeout = 600` (seconds) or `timeout = <Duration expression>`;
+/// - `extra = <expr>`: added to the key; may use the key arguments;
+/// - `handle = <expr>`: a `&Cacheops` to use instead of the process-wide one;
+///   an argument named there is left out of the key;
+/// - `skip(a, b)`: arguments left out of the key. Arguments of type `&mut _`
+///   (a connection) are always left out; every other one must be
+///   `serde::Serialize` (a compile error says so otherwise).
+///
+/// Next to the function, a module of the same name holds `key(args)`,
+/// `invalidate(args)` and `invalidate_using(&handle, args)`, taking the key
+/// arguments only. The call site's identity is the function's module path and
+/// name, so renaming or moving the function starts with fresh keys.
+///
+/// ```no_run
+/// # use diesel::prelude::*;
+/// # diesel::table! { articles (id) { id -> Integer, category_id -> Integer, title -> Text } }
+/// # #[derive(cacheops::Cacheable)] #[cacheops(app = "blog")] struct Article { id: i32 }
+/// #[cacheops::cached_as(
+///     articles::table.filter(articles::category_id.eq(cat)),
+///     backend = diesel::sqlite::Sqlite,
+///     extra = count,
+///     timeout = 600
+/// )]
+/// fn titles(conn: &mut SqliteConnection, cat: i32, count: i64) -> cacheops::Result<Vec<String>> {
+///     let titles = articles::table
+///         .filter(articles::category_id.eq(cat))
+///         .select(articles::title)
+///         .limit(count)
+///         .load(conn)?;
+///     Ok(titles)
+/// }
+///
+/// # fn main() -> cacheops::Result<()> {
+/// # let conn = &mut SqliteConnection::establish(":memory:").unwrap();
+/// let five = titles(conn, 3, 5)?;
+/// titles::invalidate(3, 5)?;
+/// let key = titles::key(3, 5)?;
+/// # Ok(()) }
+/// ```
+///
+/// As a function:
+///
 /// ```no_run
 /// use cacheops::{Options, Sample};
 /// # #[derive(cacheops::Cacheable)] #[cacheops(app = "blog")] struct Article { id: i32 }
