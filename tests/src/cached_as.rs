@@ -161,13 +161,13 @@ macro_rules! cached_as_scenarios {
             }
 
             #[cacheops::cached_as(
-                                                        in_category(cat),
-                                                        model(Category),
-                                                        extra = limit,
-                                                        timeout = 600,
-                                                        backend = Backend,
-                                                        handle = cache
-                                                    )]
+                                                                in_category(cat),
+                                                                model(Category),
+                                                                extra = limit,
+                                                                timeout = 600,
+                                                                backend = Backend,
+                                                                handle = cache
+                                                            )]
             fn first_titles(
                 cache: &Cacheops,
                 conn: &mut Conn,

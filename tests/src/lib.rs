@@ -18,3 +18,5 @@ mod failures;
 mod fragments;
 #[cfg(test)]
 mod scenarios;
+#[cfg(test)]
+mod ui;
