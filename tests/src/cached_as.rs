@@ -10,8 +10,10 @@ macro_rules! cached_as_scenarios {
 
             use crate::ctx::*;
             use crate::fixtures::$blog::*;
-            use cacheops::{Cacheops, Options, Sample};
+            use cacheops::{cached_as, Cacheops, Options, Sample};
             use diesel::prelude::*;
+
+            type B = Backend;
 
             fn ctx() -> Ctx<$db> {
                 let mut ctx = Ctx::new($store);
@@ -160,16 +162,10 @@ macro_rules! cached_as_scenarios {
                 assert_eq!(runs() - before, 3);
             }
 
-            #[cacheops::cached_as(
-                                                                in_category(cat),
-                                                                model(Category),
-                                                                extra = limit,
-                                                                timeout = 600,
-                                                                backend = Backend,
-                                                                handle = cache
-                                                            )]
+            // One line: rustfmt re-indents a wrapped attribute inside `macro_rules!`.
+            #[cached_as(in_category(cat), model(Category), extra = limit, backend = B, handle = h)]
             fn first_titles(
-                cache: &Cacheops,
+                h: &Cacheops,
                 conn: &mut Conn,
                 cat: i32,
                 limit: i64,
@@ -200,7 +196,7 @@ macro_rules! cached_as_scenarios {
                 assert_eq!(runs() - before, 3, "the model sample invalidated it");
             }
 
-            #[cacheops::cached_as(object(article), backend = Backend, handle = cache)]
+            #[cached_as(object(article), backend = B, handle = cache, timeout = 60)]
             fn views_of(
                 cache: &Cacheops,
                 conn: &mut Conn,
