@@ -332,8 +332,8 @@ fn samples(attr: &Attr) -> TokenStream {
 
 fn handle(attr: &Attr) -> TokenStream {
     match &attr.handle {
-        Some(h) => quote_spanned! { h.span()=> #h },
-        None => quote! { ::cacheops::global()? },
+        Some(h) => quote_spanned! { h.span()=> ::core::option::Option::Some(#h) },
+        None => quote! { ::core::option::Option::None },
     }
 }
 
@@ -368,25 +368,25 @@ fn wrap_body(func: &ItemFn, attr: &Attr, params: &[KeyParam]) -> TokenStream {
     let key = key_expr(func, params, &quote! { __cacheops_options }, false);
     let handle = handle(attr);
     let samples = samples(attr);
+    let fn_result = quote_spanned! { ret.span()=> <#ret as ::cacheops::__private::FnResult> };
     quote! {
         #(#attrs)*
         #vis #sig {
             #checks
-            let __cacheops_handle: &::cacheops::Cacheops = #handle;
             let __cacheops_options = #options;
-            let __cacheops_key = #key?;
-            // Samples may borrow the arguments the body then moves: resolve and
-            // drop them before the body's closure exists.
-            let __cacheops_deps = {
-                let __cacheops_samples = #samples;
-                __cacheops_handle.resolve_samples(&__cacheops_samples)?
+            let __cacheops_call = ::cacheops::__private::prepare(
+                #handle,
+                || #key,
+                |__cacheops_handle| {
+                    let __cacheops_samples = #samples;
+                    __cacheops_handle.resolve_samples(&__cacheops_samples)
+                },
+            );
+            let __cacheops_call = match __cacheops_call {
+                ::core::result::Result::Ok(call) => call,
+                ::core::result::Result::Err(e) => return #fn_result::from_cache_error(e),
             };
-            __cacheops_handle.cached_as_resolved(
-                __cacheops_key,
-                __cacheops_deps,
-                &__cacheops_options,
-                || -> #ret #block,
-            )
+            __cacheops_call.run(&__cacheops_options, || -> #ret #block)
         }
     }
 }

@@ -339,23 +339,6 @@ impl Cacheops {
         Ok(Some(union(parts, self.config().max_conjunctions)))
     }
 
-    /// [`Cacheops::cached_as`] with dependencies resolved already (the macro's path).
-    #[doc(hidden)]
-    pub fn cached_as_resolved<R, E>(
-        &self,
-        key: CacheKey,
-        deps: Option<Deps>,
-        options: &Options,
-        compute: impl FnOnce() -> std::result::Result<R, E>,
-    ) -> std::result::Result<R, E>
-    where
-        R: Serialize + DeserializeOwned,
-        E: From<Error>,
-    {
-        let plan = self.plan_for(key, deps, options.timeout);
-        through(self, plan, compute, E::from)
-    }
-
     /// Drops the cached result under `key` (e.g. from [`cached_as_key`] or a
     /// decorated function's `key(args)`); its dependencies are left alone.
     pub fn invalidate_key(&self, key: CacheKey) -> Result<()> {
@@ -505,37 +488,7 @@ pub fn invalidate_key(key: CacheKey) -> Result<()> {
 
 /// Items `#[cached_as]` expands to. Not public API.
 #[doc(hidden)]
-pub(crate) mod __macro {
-    /// The error type of a `#[cached_as]` function's result.
-    #[diagnostic::on_unimplemented(
-        message = "a #[cached_as] function must return `Result<T, E>` with `E: From<cacheops::Error>`",
-        label = "this return type does not qualify"
-    )]
-    pub trait FnResult {
-        /// `T` of `Result<T, E>`: the cached value.
-        type Ok;
-    }
-
-    impl<T, E: From<crate::Error>> FnResult for std::result::Result<T, E> {
-        type Ok = T;
-    }
-
-    /// An argument that is part of the key.
-    #[diagnostic::on_unimplemented(
-        message = "`{Self}` is part of the #[cached_as] key, so it must implement `serde::Serialize`",
-        label = "not serializable",
-        note = "exclude the argument from the key with `skip(<argument>)` in the attribute"
-    )]
-    pub trait KeyArg {}
-
-    impl<T: serde::Serialize + ?Sized> KeyArg for T {}
-
-    /// Compile-time checks, with spans at the offending types.
-    pub fn assert_key_arg<T: KeyArg + ?Sized>() {}
-
-    /// See [`assert_key_arg`].
-    pub fn assert_fn_result<T: FnResult>() {}
-}
+pub(crate) mod __macro;
 
 #[cfg(test)]
 mod tests {
