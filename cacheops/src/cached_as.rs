@@ -423,7 +423,8 @@ where
 /// Next to the function, a module of the same name holds `key(args)`,
 /// `invalidate(args)` and `invalidate_using(&handle, args)`, taking the key
 /// arguments only. The call site's identity is the function's module path and
-/// name, so renaming or moving the function starts with fresh keys.
+/// name, so renaming or moving the function starts with fresh keys. The function
+/// must be a module item (that module sits beside it), not a function-local item.
 ///
 /// ```no_run
 /// # use diesel::prelude::*;
@@ -600,6 +601,24 @@ mod tests {
         };
         assert_eq!((call(), call()), (1, 1));
         cache.invalidate_table("t").unwrap();
+        assert_eq!(call(), 2);
+    }
+
+    #[test]
+    fn the_timeout_of_the_call_applies() {
+        let cache = Cacheops::new(crate::Config::builder().url("memory://").build()).unwrap();
+        let options = Options::new().timeout(Duration::from_millis(50));
+        let mut runs = 0;
+        let mut call = || {
+            cache
+                .cached_as(&[], "short", &(), &options, || {
+                    runs += 1;
+                    Ok::<_, Error>(runs)
+                })
+                .unwrap()
+        };
+        assert_eq!((call(), call()), (1, 1));
+        std::thread::sleep(Duration::from_millis(120));
         assert_eq!(call(), 2);
     }
 
