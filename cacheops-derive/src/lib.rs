@@ -7,6 +7,7 @@ extern crate proc_macro;
 
 mod attr;
 mod cached;
+mod cached_as;
 mod expand;
 
 use proc_macro::TokenStream;
@@ -23,4 +24,21 @@ pub fn derive_cacheable(input: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
     cached::expand(attr.into(), item.into()).into()
+}
+
+/// Caches a function's result until the queries, objects or models it names
+/// change, and adds a module of the same name with `key(args)`,
+/// `invalidate(args)` and `invalidate_using(handle, args)`.
+///
+/// ```text
+/// #[cached_as(articles::table.filter(articles::category_id.eq(cat)),
+///             object(author), model(Category), table("tags"),
+///             backend = diesel::pg::Pg, timeout = 600, extra = page,
+///             handle = cache, skip(trace))]
+/// ```
+///
+/// The syntax is documented with the runtime function `cacheops::cached_as`.
+#[proc_macro_attribute]
+pub fn cached_as(attr: TokenStream, item: TokenStream) -> TokenStream {
+    cached_as::expand(attr.into(), item.into()).into()
 }

@@ -68,6 +68,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
+mod cached_as;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod codec;
@@ -75,6 +76,9 @@ mod config;
 pub mod deps;
 mod error;
 mod fill;
+#[cfg(feature = "minijinja")]
+#[cfg_attr(docsrs, doc(cfg(feature = "minijinja")))]
+pub mod fragment;
 mod invalidate;
 mod key;
 mod lock;
@@ -91,6 +95,8 @@ mod value;
 mod write;
 
 pub use backend::{encode_value, CacheBackend, Dialect, Rendered};
+pub use cached_as::{cached_as, cached_as_key, invalidate_key, Options, Sample};
+pub use cacheops_derive::cached_as;
 pub use cacheops_derive::Cacheable;
 pub use config::{Config, ConfigBuilder, Ops, Profile};
 pub use error::{Error, ErrorKind, OptionalExtension, Result};
@@ -109,6 +115,7 @@ pub use write::Locked;
 /// Items the derive macro's output refers to. Not public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::cached_as::__macro::*;
     pub use diesel;
     pub use inventory;
 }

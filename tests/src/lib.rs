@@ -11,12 +11,18 @@ pub mod fixtures;
 pub mod redis_server;
 
 #[cfg(test)]
+mod cached_as;
+#[cfg(test)]
 mod cli;
 #[cfg(test)]
 mod failures;
+#[cfg(test)]
+mod fragments;
 #[cfg(test)]
 mod scenarios;
 #[cfg(test)]
 mod simple;
 #[cfg(test)]
 mod transactions;
+#[cfg(test)]
+mod ui;
