@@ -44,6 +44,9 @@
 //! | transactions: invalidation after the outermost COMMIT | `transaction.rs` | [`Cacheops::transaction`] |
 //! | manual invalidation | `invalidate.rs` | [`invalidate_obj`], [`invalidate_model`], [`invalidate_table`], [`invalidate_all`] |
 //! | time-only cache, `cached`, file backend | `simple/` | [`cache`], [`cached()`], [`SimpleCache`], [`FnKey`] |
+//! | function caching tied to data | `cached_as.rs` | [`cached_as()`], [`Sample`], [`Options`] |
+//! | template fragments (feature `minijinja`) | `fragment.rs` | `fragment::register` |
+//! | model registry, stats, the CLI | `registry.rs`, `stats.rs`, `cli/` | [`stats()`], [`model_stats`] |
 //! | stampede locks | `lock.rs` | [`CachedOptions::lock`], [`Cached::lock`] |
 //! | errors | `error.rs` | [`Error`], [`ErrorKind`], [`OptionalExtension`] |
 //!
@@ -65,6 +68,8 @@
 //! ## Features
 //! - `postgres` (default): PostgreSQL through `diesel/postgres`.
 //! - `sqlite` (default): SQLite through `diesel/sqlite`.
+//! - `cli` (default): the `cacheops-cli` binary.
+//! - `minijinja`: template fragment caching.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
