@@ -53,13 +53,28 @@ fn env_num(name: &str, default: usize) -> usize {
 
 /// Median and 99th percentile of `reps` timed calls, in µs.
 fn timed(reps: usize, mut f: impl FnMut(usize)) -> (f64, f64) {
-    let mut out: Vec<f64> = (0..reps)
-        .map(|i| {
-            let start = Instant::now();
-            f(i);
-            start.elapsed().as_secs_f64() * 1e6
-        })
-        .collect();
+    percentiles((0..reps).map(|i| micros(|| f(i))).collect())
+}
+
+/// `timed` for two operations run alternately in one loop.
+fn timed_pair(
+    reps: usize,
+    mut f: impl FnMut(usize),
+    mut g: impl FnMut(usize),
+) -> ((f64, f64), (f64, f64)) {
+    let (a, b): (Vec<f64>, Vec<f64>) = (0..reps)
+        .map(|i| (micros(|| f(i)), micros(|| g(i))))
+        .unzip();
+    (percentiles(a), percentiles(b))
+}
+
+fn micros(f: impl FnOnce()) -> f64 {
+    let start = Instant::now();
+    f();
+    start.elapsed().as_secs_f64() * 1e6
+}
+
+fn percentiles(mut out: Vec<f64>) -> (f64, f64) {
     out.sort_by(f64::total_cmp);
     let at = |q: f64| out[((out.len() - 1) as f64 * q).round() as usize];
     (at(0.5), at(0.99))
@@ -166,14 +181,54 @@ impl Bench {
         });
         self.record("miss_get_pk", t);
         let hot = &ids[..200.min(ids.len())];
-        let t = timed(reps, |i| {
-            let q = articles::table.find(hot[i % hot.len()]);
+        for id in hot {
+            let q = articles::table.find(*id);
             q.cache()
                 .using(&self.cache)
                 .get_result::<Article>(&mut self.conn)
                 .unwrap();
-        });
-        self.record("hit_get_pk", t);
+        }
+        // The hit and the plain GET alternate in one loop, so that both see the same
+        // machine: loopback latency here drifts by tens of µs between phases.
+        let mut redis = self.plain_redis().unwrap();
+        let (hit, get) = timed_pair(
+            reps,
+            |i| {
+                let q = articles::table.find(hot[i % hot.len()]);
+                q.cache()
+                    .using(&self.cache)
+                    .get_result::<Article>(&mut self.conn)
+                    .unwrap();
+            },
+            |_| {
+                let _: Vec<u8> = redis::cmd("GET")
+                    .arg(RTT_KEYS[0])
+                    .query(&mut redis)
+                    .unwrap();
+            },
+        );
+        self.record("hit_get_pk", hit);
+        self.record("redis_get_rtt", get);
+    }
+
+    /// A plain connection, with `RTT_KEYS` holding a value of the hit payload's size
+    /// and two stamps.
+    fn plain_redis(&mut self) -> Result<redis::Connection, Box<dyn Error>> {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let mut redis = redis::Client::open(url)?.get_connection()?;
+        let row: Article = articles::table.first(&mut self.conn)?;
+        let size = rmp_serde::to_vec(&Some(row))?.len() + 16;
+        redis::cmd("SET")
+            .arg(RTT_KEYS[0])
+            .arg(vec![7u8; size])
+            .exec(&mut redis)?;
+        for k in &RTT_KEYS[1..] {
+            redis::cmd("SET")
+                .arg(k)
+                .arg("0123456789abcdef")
+                .exec(&mut redis)?;
+        }
+        Ok(redis)
     }
 
     fn fetches_and_counts(&mut self) {
@@ -287,40 +342,26 @@ impl Bench {
         self.queries.load(Ordering::Relaxed)
     }
 
-    /// Plain GET and MGET round trips of the hit payload's size, same client library.
+    /// A plain MGET of a value and two stamps, as a hit's lookup sends.
     fn redis_limits(&mut self) -> Result<(), Box<dyn Error>> {
-        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let mut redis = redis::Client::open(url)?.get_connection()?;
-        let row: Article = articles::table.first(&mut self.conn)?;
-        let size = rmp_serde::to_vec(&Some(row))?.len() + 16;
-        let keys = [
-            "cacheops_bench:rtt:v",
-            "cacheops_bench:rtt:s1",
-            "cacheops_bench:rtt:s2",
-        ];
-        redis::cmd("SET")
-            .arg(keys[0])
-            .arg(vec![7u8; size])
-            .exec(&mut redis)?;
-        for k in &keys[1..] {
-            redis::cmd("SET")
-                .arg(k)
-                .arg("0123456789abcdef")
-                .exec(&mut redis)?;
-        }
+        let mut redis = self.plain_redis()?;
         let t = timed(self.reps, |_| {
-            let _: Vec<u8> = redis::cmd("GET").arg(keys[0]).query(&mut redis).unwrap();
-        });
-        self.record("redis_get_rtt", t);
-        let t = timed(self.reps, |_| {
-            let _: Vec<Option<Vec<u8>>> =
-                redis::cmd("MGET").arg(&keys[..]).query(&mut redis).unwrap();
+            let _: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+                .arg(&RTT_KEYS[..])
+                .query(&mut redis)
+                .unwrap();
         });
         self.record("redis_mget_rtt", t);
-        redis::cmd("DEL").arg(&keys[..]).exec(&mut redis)?;
+        redis::cmd("DEL").arg(&RTT_KEYS[..]).exec(&mut redis)?;
         Ok(())
     }
 }
+
+const RTT_KEYS: [&str; 3] = [
+    "cacheops_bench:rtt:v",
+    "cacheops_bench:rtt:s1",
+    "cacheops_bench:rtt:s2",
+];
 
 fn main() -> Result<(), Box<dyn Error>> {
     let json_only = std::env::args().any(|a| a == "--json");
