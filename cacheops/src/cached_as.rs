@@ -615,6 +615,29 @@ mod tests {
     }
 
     #[test]
+    fn with_lock_concurrent_misses_compute_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let cache = Cacheops::new(crate::Config::builder().url("memory://").build()).unwrap();
+        let runs = AtomicUsize::new(0);
+        let options = Options::new().lock(true);
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    let value = cache
+                        .cached_as(&[Sample::table("t")], "locked", &(), &options, || {
+                            runs.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(100));
+                            Ok::<_, Error>(7)
+                        })
+                        .unwrap();
+                    assert_eq!(value, 7);
+                });
+            }
+        });
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
     fn the_timeout_of_the_call_applies() {
         let cache = Cacheops::new(crate::Config::builder().url("memory://").build()).unwrap();
         let options = Options::new().timeout(Duration::from_millis(50));
