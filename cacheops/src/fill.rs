@@ -9,13 +9,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use diesel::connection::Connection;
 use diesel::query_builder::QueryFragment;
 use diesel::QueryResult;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::backend::CacheBackend;
+use crate::connection::CacheConnection;
 use crate::codec;
 use crate::deps::Deps;
 use crate::error::Result;
@@ -57,8 +57,7 @@ pub(crate) fn fill<C, Q, R>(
     run: impl FnOnce(Q, &mut C) -> QueryResult<R>,
 ) -> Result<R>
 where
-    C: Connection,
-    C::Backend: CacheBackend,
+    C: CacheConnection,
     Q: QueryFragment<C::Backend>,
     R: Serialize + DeserializeOwned + 'static,
 {

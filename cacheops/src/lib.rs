@@ -78,6 +78,7 @@ mod cached_as;
 pub mod cli;
 mod codec;
 mod config;
+mod connection;
 pub mod deps;
 mod error;
 mod fill;
@@ -104,6 +105,7 @@ pub use cached_as::{cached_as, cached_as_key, invalidate_key, Options, Sample};
 pub use cacheops_derive::cached_as;
 pub use cacheops_derive::Cacheable;
 pub use config::{Config, ConfigBuilder, Ops, Profile};
+pub use connection::CacheConnection;
 pub use error::{Error, ErrorKind, OptionalExtension, Result};
 pub use invalidate::{invalidate_all, invalidate_model, invalidate_obj, invalidate_table};
 pub use model::{
@@ -120,6 +122,7 @@ pub use write::Locked;
 /// Items the derive macro's output refers to. Not public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::connection::Tracked;
     pub use crate::cached_as::__macro::*;
     pub use diesel;
     pub use inventory;

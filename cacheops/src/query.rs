@@ -14,7 +14,7 @@
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use diesel::connection::{Connection, LoadConnection};
+use diesel::connection::LoadConnection;
 use diesel::query_builder::{AsQuery, QueryFragment};
 use diesel::query_dsl::methods::{LimitDsl, SelectDsl};
 use diesel::query_dsl::{LoadQuery, RunQueryDsl};
@@ -22,7 +22,7 @@ use diesel::OptionalExtension;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::backend::CacheBackend;
+use crate::connection::CacheConnection;
 use crate::config::Ops;
 use crate::error::Result;
 use crate::fill::{fill, Call};
@@ -62,8 +62,7 @@ pub trait CachedQueryDsl<C>: AsQuery + Sized {
     /// Loads every row through the cache: [`RunQueryDsl::load`], cached.
     fn cached<'q, T>(self, conn: &mut C) -> Result<Vec<T>>
     where
-        C: Connection + LoadConnection,
-        C::Backend: CacheBackend,
+        C: CacheConnection + LoadConnection,
         Self::Query: QueryFragment<C::Backend> + RunQueryDsl<C> + LoadQuery<'q, C, T>,
         T: Serialize + DeserializeOwned + 'static,
     {
@@ -163,8 +162,7 @@ impl<'h, Q: AsQuery, C> Cached<'h, Q, C> {
     /// Every row: `load`, cached (op `fetch`).
     pub fn load<'q, T>(self, conn: &mut C) -> Result<Vec<T>>
     where
-        C: Connection + LoadConnection,
-        C::Backend: CacheBackend,
+        C: CacheConnection + LoadConnection,
         Q::Query: QueryFragment<C::Backend> + RunQueryDsl<C> + LoadQuery<'q, C, T>,
         T: Serialize + DeserializeOwned + 'static,
     {
@@ -177,8 +175,7 @@ impl<'h, Q: AsQuery, C> Cached<'h, Q, C> {
     /// [`crate::OptionalExtension`].
     pub fn get_result<'q, T>(self, conn: &mut C) -> Result<T>
     where
-        C: Connection + LoadConnection,
-        C::Backend: CacheBackend,
+        C: CacheConnection + LoadConnection,
         Q::Query: QueryFragment<C::Backend> + RunQueryDsl<C> + LoadQuery<'q, C, T>,
         T: Serialize + DeserializeOwned + 'static,
     {
@@ -194,8 +191,7 @@ impl<'h, Q: AsQuery, C> Cached<'h, Q, C> {
     where
         Q: LimitDsl,
         Q::Output: AsQuery,
-        C: Connection + LoadConnection,
-        C::Backend: CacheBackend,
+        C: CacheConnection + LoadConnection,
         <Q::Output as AsQuery>::Query:
             QueryFragment<C::Backend> + RunQueryDsl<C> + LoadQuery<'q, C, T>,
         T: Serialize + DeserializeOwned + 'static,
@@ -208,8 +204,7 @@ impl<'h, Q: AsQuery, C> Cached<'h, Q, C> {
     where
         Q: SelectDsl<diesel::dsl::count_star>,
         Q::Output: AsQuery,
-        C: Connection + LoadConnection,
-        C::Backend: CacheBackend,
+        C: CacheConnection + LoadConnection,
         <Q::Output as AsQuery>::Query:
             QueryFragment<C::Backend> + RunQueryDsl<C> + LoadQuery<'q, C, i64>,
     {
@@ -224,8 +219,7 @@ impl<'h, Q: AsQuery, C> Cached<'h, Q, C> {
         diesel::dsl::exists<Q>: diesel::Expression,
         diesel::dsl::select<diesel::dsl::exists<Q>>:
             AsQuery + QueryFragment<C::Backend> + RunQueryDsl<C> + LoadQuery<'q, C, bool>,
-        C: Connection + LoadConnection,
-        C::Backend: CacheBackend,
+        C: CacheConnection + LoadConnection,
     {
         let call = self.call(Ops::EXISTS, "exists")?;
         let query = diesel::select(diesel::dsl::exists(self.query));
@@ -235,8 +229,7 @@ impl<'h, Q: AsQuery, C> Cached<'h, Q, C> {
     /// A single value, e.g. `select(max(col))`, cached (op `aggregate`).
     pub fn aggregate<'q, T>(self, conn: &mut C) -> Result<T>
     where
-        C: Connection + LoadConnection,
-        C::Backend: CacheBackend,
+        C: CacheConnection + LoadConnection,
         Q::Query: QueryFragment<C::Backend> + RunQueryDsl<C> + LoadQuery<'q, C, T>,
         T: Serialize + DeserializeOwned + 'static,
     {

@@ -15,7 +15,6 @@
 //! concurrent reader may then re-cache the old state, so prefer `Cacheops::transaction`.
 
 use diesel::associations::HasTable;
-use diesel::connection::Connection;
 use diesel::query_builder::{
     AsChangeset, AsQuery, AstPass, IntoUpdateTarget, Query, QueryFragment, QueryId,
 };
@@ -24,6 +23,7 @@ use diesel::query_dsl::{LoadQuery, RunQueryDsl};
 use diesel::{Identifiable, Insertable, QueryResult};
 
 use crate::backend::CacheBackend;
+use crate::connection::CacheConnection;
 use crate::error::Result;
 use crate::model::CacheRow;
 use crate::runtime::Cacheops;
@@ -47,8 +47,7 @@ impl Cacheops {
     /// ```
     pub fn write_returning<'q, M, C, S>(&self, conn: &mut C, statement: S) -> Result<Vec<M>>
     where
-        C: Connection,
-        C::Backend: CacheBackend,
+        C: CacheConnection,
         S: LoadQuery<'q, C, M> + RunQueryDsl<C>,
         M: CacheRow<C::Backend>,
     {
@@ -64,8 +63,7 @@ impl Cacheops {
     /// Inserts `values` into `M`'s table and returns the new rows, invalidated.
     pub fn insert<'q, M, C, V>(&self, conn: &mut C, values: V) -> Result<Vec<M>>
     where
-        C: Connection,
-        C::Backend: CacheBackend,
+        C: CacheConnection,
         M: CacheRow<C::Backend> + HasTable,
         V: Insertable<M::Table>,
         diesel::query_builder::InsertStatement<M::Table, V::Values>: LoadQuery<'q, C, M>,
@@ -77,8 +75,7 @@ impl Cacheops {
     /// its old and new state; returns the row as stored.
     pub fn save<'a, M, C>(&self, conn: &mut C, obj: &'a M) -> Result<M>
     where
-        C: Connection,
-        C::Backend: CacheBackend,
+        C: CacheConnection,
         M: Saveable<'a, C>,
     {
         let (old, new) = conn.transaction(|conn| obj.save_returning_old(conn))?;
@@ -91,8 +88,7 @@ impl Cacheops {
     /// old and new state; returns the new row.
     pub fn update<'q, M, C, Id, Changes>(&self, conn: &mut C, id: Id, changes: Changes) -> Result<M>
     where
-        C: Connection,
-        C::Backend: CacheBackend,
+        C: CacheConnection,
         M: CacheRow<C::Backend> + HasTable,
         Id: Clone,
         M::Table: FindDsl<Id>,
@@ -118,8 +114,7 @@ impl Cacheops {
     /// Deletes `obj`'s row, invalidating its old state as the database returned it.
     pub fn delete<'a, 'q, M, C>(&self, conn: &mut C, obj: &'a M) -> Result<Option<M>>
     where
-        C: Connection,
-        C::Backend: CacheBackend,
+        C: CacheConnection,
         M: CacheRow<C::Backend>,
         &'a M: IntoUpdateTarget,
         diesel::query_builder::DeleteStatement<
@@ -161,10 +156,7 @@ impl<Q, C> RunQueryDsl<C> for Locked<Q> {}
 
 /// A model [`Cacheops::save`] can save: identifiable, its own changeset, and
 /// loadable from `UPDATE ... RETURNING`. Implemented for every such model.
-pub trait Saveable<'a, C: Connection>: CacheRow<C::Backend> + Sized
-where
-    C::Backend: CacheBackend,
-{
+pub trait Saveable<'a, C: CacheConnection>: CacheRow<C::Backend> + Sized {
     /// Reads the stored row with a row lock, then updates it from `self`:
     /// `(old, new)`. Runs inside the caller's transaction.
     fn save_returning_old(&'a self, conn: &mut C) -> QueryResult<(Self, Self)>;
@@ -172,8 +164,7 @@ where
 
 impl<'a, M, C> Saveable<'a, C> for M
 where
-    C: Connection,
-    C::Backend: CacheBackend,
+    C: CacheConnection,
     M: CacheRow<C::Backend> + HasTable,
     &'a M: Identifiable<Table = M::Table>
         + AsChangeset<Target = M::Table>
