@@ -15,8 +15,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::backend::CacheBackend;
-use crate::connection::CacheConnection;
 use crate::codec;
+use crate::connection::reads_may_use_cache;
+use crate::connection::CacheConnection;
 use crate::deps::Deps;
 use crate::error::Result;
 use crate::key::query_key;
@@ -24,7 +25,6 @@ use crate::lock::{self, QUERY_LOCK_TTL};
 use crate::runtime::Cacheops;
 use crate::shape::shape_of;
 use crate::store::CacheKey;
-use crate::transaction::in_transaction;
 use crate::value::Value;
 
 /// One cached call's settings.
@@ -61,9 +61,9 @@ where
     Q: QueryFragment<C::Backend>,
     R: Serialize + DeserializeOwned + 'static,
 {
-    let plan = match in_transaction(conn) {
-        true => None,
-        false => plan::<C::Backend, Q, R>(call, &query)?,
+    let plan = match reads_may_use_cache(conn) {
+        true => plan::<C::Backend, Q, R>(call, &query)?,
+        false => None,
     };
     read_through(call.handle, plan, || Ok(run(query, conn)?))
 }

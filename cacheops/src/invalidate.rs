@@ -67,7 +67,7 @@ impl Cacheops {
         self.store().invalidate_all()
     }
 
-    fn after_invalidation(&self, sent: Result<()>, tables: &[&str]) -> Result<()> {
+    pub(crate) fn after_invalidation(&self, sent: Result<()>, tables: &[&str]) -> Result<()> {
         sent.or_else(|e: Error| {
             self.invalidation_failed(tables.iter().copied());
             self.store_failed(e, "invalidation")

@@ -89,6 +89,7 @@ mod invalidate;
 mod key;
 mod lock;
 mod model;
+mod pending;
 mod query;
 pub mod registry;
 mod runtime;
@@ -105,7 +106,7 @@ pub use cached_as::{cached_as, cached_as_key, invalidate_key, Options, Sample};
 pub use cacheops_derive::cached_as;
 pub use cacheops_derive::Cacheable;
 pub use config::{Config, ConfigBuilder, Ops, Profile};
-pub use connection::CacheConnection;
+pub use connection::{CacheConnection, CachedConnection, CachedTransactionManager, SettlingCursor};
 pub use error::{Error, ErrorKind, OptionalExtension, Result};
 pub use invalidate::{invalidate_all, invalidate_model, invalidate_obj, invalidate_table};
 pub use model::{
@@ -122,8 +123,8 @@ pub use write::Locked;
 /// Items the derive macro's output refers to. Not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::connection::Tracked;
     pub use crate::cached_as::__macro::*;
+    pub use crate::connection::Tracked;
     pub use diesel;
     pub use inventory;
 }

@@ -22,8 +22,8 @@ use diesel::OptionalExtension;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::connection::CacheConnection;
 use crate::config::Ops;
+use crate::connection::CacheConnection;
 use crate::error::Result;
 use crate::fill::{fill, Call};
 use crate::runtime::Cacheops;

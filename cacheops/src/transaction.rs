@@ -18,20 +18,15 @@ use std::collections::HashMap;
 
 use diesel::connection::{Connection, TransactionManager};
 
+use crate::connection::CacheConnection;
 use crate::error::{Error, Result};
 use crate::model::ModelInfo;
+use crate::pending::{send_all, Owed, Pending};
 use crate::runtime::Cacheops;
 use crate::value::Value;
 
 /// Invalidations queued by one transaction level.
 type Frame = Vec<Pending>;
-
-/// One queued row invalidation, with the handle that will send it.
-struct Pending {
-    handle: Cacheops,
-    model: &'static ModelInfo,
-    rows: Vec<Vec<Value>>,
-}
 
 thread_local! {
     /// Frames per connection (by address), innermost last. A connection is used by
@@ -115,57 +110,53 @@ impl Cacheops {
         let value = conn.transaction(f)?;
         let (frame, outermost) = guard.pop();
         if outermost {
-            flush(frame)?;
+            send_all(frame)?;
         } else {
             FRAMES.with(|f| merge_into_parent(&mut f.borrow_mut(), guard.conn, frame));
         }
         Ok(value)
     }
 
-    /// Invalidates rows a helper wrote through `conn`: queued when `conn` is inside
-    /// [`Cacheops::transaction`], sent now otherwise.
-    pub(crate) fn after_write(
+    /// Invalidates rows a helper wrote through `conn`: queued while `conn` is inside
+    /// a transaction it tracks or inside [`Cacheops::transaction`], sent now otherwise.
+    pub(crate) fn after_write<C: CacheConnection>(
         &self,
-        conn: usize,
+        conn: &mut C,
         model: &'static ModelInfo,
         rows: Vec<Vec<Value>>,
     ) -> Result<()> {
         let pending = Pending {
             handle: self.clone(),
-            model,
-            rows,
+            what: Owed::Rows(model, rows),
         };
-        let unqueued = FRAMES.with(|f| {
-            let mut frames = f.borrow_mut();
-            match frames.get_mut(&conn).and_then(|stack| stack.last_mut()) {
-                Some(frame) => {
-                    frame.push(pending);
-                    None
-                }
-                None => Some(pending),
-            }
-        });
-        match unqueued {
-            Some(p) => p.handle.invalidate_values(p.model, p.rows),
-            None => Ok(()),
-        }
+        let unqueued = match conn.__tracked() {
+            Some(tracked) => tracked.wrote(pending),
+            None => queue_for(conn_id(conn), pending),
+        };
+        unqueued.map_or(Ok(()), Pending::send)
     }
+}
+
+/// Queues `pending` in the innermost [`Cacheops::transaction`] of `conn`; gives it
+/// back when there is none.
+fn queue_for(conn: usize, pending: Pending) -> Option<Pending> {
+    FRAMES.with(|f| {
+        match f
+            .borrow_mut()
+            .get_mut(&conn)
+            .and_then(|stack| stack.last_mut())
+        {
+            Some(frame) => {
+                frame.push(pending);
+                None
+            }
+            None => Some(pending),
+        }
+    })
 }
 
 fn merge_into_parent(frames: &mut HashMap<usize, Vec<Frame>>, conn: usize, frame: Frame) {
     if let Some(parent) = frames.get_mut(&conn).and_then(|stack| stack.last_mut()) {
         parent.extend(frame);
     }
-}
-
-/// Sends every queued invalidation, even after one fails (each failure is
-/// remembered by its handle), and returns the first error.
-fn flush(frame: Frame) -> Result<()> {
-    let mut first_error = None;
-    for p in frame {
-        if let Err(e) = p.handle.invalidate_values(p.model, p.rows) {
-            first_error.get_or_insert(e);
-        }
-    }
-    first_error.map_or(Ok(()), Err)
 }

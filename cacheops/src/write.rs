@@ -23,11 +23,10 @@ use diesel::query_dsl::{LoadQuery, RunQueryDsl};
 use diesel::{Identifiable, Insertable, QueryResult};
 
 use crate::backend::CacheBackend;
-use crate::connection::CacheConnection;
+use crate::connection::{as_helper, CacheConnection};
 use crate::error::Result;
 use crate::model::CacheRow;
 use crate::runtime::Cacheops;
-use crate::transaction::conn_id;
 
 impl Cacheops {
     /// Runs a statement whose `RETURNING` rows are every state it changed, and
@@ -51,12 +50,12 @@ impl Cacheops {
         S: LoadQuery<'q, C, M> + RunQueryDsl<C>,
         M: CacheRow<C::Backend>,
     {
-        let rows: Vec<M> = statement.get_results(conn)?;
+        let rows: Vec<M> = as_helper(conn, |conn| statement.get_results(conn))?;
         let states = rows
             .iter()
             .map(CacheRow::row_values)
             .collect::<Result<_>>()?;
-        self.after_write(conn_id(conn), M::INFO, states)?;
+        self.after_write(conn, M::INFO, states)?;
         Ok(rows)
     }
 
@@ -78,9 +77,11 @@ impl Cacheops {
         C: CacheConnection,
         M: Saveable<'a, C>,
     {
-        let (old, new) = conn.transaction(|conn| obj.save_returning_old(conn))?;
+        let (old, new) = as_helper(conn, |conn| {
+            conn.transaction(|conn| obj.save_returning_old(conn))
+        })?;
         let states = vec![old.row_values()?, new.row_values()?];
-        self.after_write(conn_id(conn), M::INFO, states)?;
+        self.after_write(conn, M::INFO, states)?;
         Ok(new)
     }
 
@@ -98,15 +99,17 @@ impl Cacheops {
         diesel::dsl::Update<diesel::dsl::Find<M::Table, Id>, Changes>:
             AsQuery + LoadQuery<'q, C, M>,
     {
-        let rows = conn.transaction(|conn| {
-            let old = Locked(M::table().find(id.clone())).get_result::<M>(conn)?;
-            let new = diesel::update(M::table().find(id))
-                .set(changes)
-                .get_result::<M>(conn)?;
-            QueryResult::Ok([old, new])
+        let rows = as_helper(conn, |conn| {
+            conn.transaction(|conn| {
+                let old = Locked(M::table().find(id.clone())).get_result::<M>(conn)?;
+                let new = diesel::update(M::table().find(id))
+                    .set(changes)
+                    .get_result::<M>(conn)?;
+                QueryResult::Ok([old, new])
+            })
         })?;
         let states = vec![rows[0].row_values()?, rows[1].row_values()?];
-        self.after_write(conn_id(conn), M::INFO, states)?;
+        self.after_write(conn, M::INFO, states)?;
         let [_, new] = rows;
         Ok(new)
     }

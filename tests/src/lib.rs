@@ -15,6 +15,8 @@ mod cached_as;
 #[cfg(test)]
 mod cli;
 #[cfg(test)]
+mod connection;
+#[cfg(test)]
 mod failures;
 #[cfg(test)]
 mod fragments;

@@ -4,12 +4,15 @@
 //! [`CachedConnection`], which sees every statement): it tells the read path and the
 //! write helpers what the connection knows about its transaction.
 
+mod cached;
+mod effect;
 mod tracked;
 
 use diesel::connection::Connection;
 
 use crate::backend::CacheBackend;
 
+pub use cached::{CachedConnection, CachedTransactionManager, SettlingCursor};
 pub use tracked::Tracked;
 
 /// A Diesel connection cacheops can read and write through.
@@ -24,6 +27,28 @@ pub trait CacheConnection: Connection<Backend: CacheBackend> {
     #[doc(hidden)]
     fn __tracked(&mut self) -> Option<&mut Tracked> {
         None
+    }
+}
+
+/// Runs a cacheops write helper's statements: a connection that sees every
+/// statement must not record them again, the helper invalidates them itself.
+pub(crate) fn as_helper<C: CacheConnection, T>(conn: &mut C, f: impl FnOnce(&mut C) -> T) -> T {
+    if let Some(tracked) = conn.__tracked() {
+        tracked.enter_helper();
+    }
+    let out = f(conn);
+    if let Some(tracked) = conn.__tracked() {
+        tracked.leave_helper();
+    }
+    out
+}
+
+/// Whether a read on `conn` may use the cache now: outside any transaction, or
+/// inside one that a tracking connection knows has not written yet.
+pub(crate) fn reads_may_use_cache<C: CacheConnection>(conn: &mut C) -> bool {
+    match conn.__tracked() {
+        Some(tracked) => tracked.reads_may_use_cache(),
+        None => !crate::transaction::in_transaction(conn),
     }
 }
 

@@ -1,9 +1,103 @@
-//! Transaction tracking of a connection that sees every statement. (Filled in by
-//! `CachedConnection`.)
+//! What a connection that sees every statement knows about its transaction:
+//! one frame per open level, each with the invalidations its writes owe and whether
+//! it has written (is dirty).
+//!
+//! Rules (those of django-cacheops' transaction support): before the first write
+//! of a transaction, reads use the cache normally; once any level has written,
+//! reads bypass the cache entirely; invalidations run after the outermost COMMIT;
+//! a released savepoint merges its queue and dirty flag into its parent; a rolled
+//! back level drops both.
+
+use crate::pending::Pending;
+use crate::runtime::Cacheops;
 
 /// Per-connection transaction frames. Not public API.
 #[doc(hidden)]
-#[derive(Debug, Default)]
 pub struct Tracked {
-    _private: (),
+    pub(crate) handle: Cacheops,
+    frames: Vec<Frame>,
+    /// Above zero while a cacheops write helper runs its statements: the helper
+    /// invalidates them itself, granularly.
+    helper: u32,
+}
+
+#[derive(Default)]
+struct Frame {
+    queue: Vec<Pending>,
+    dirty: bool,
+}
+
+impl std::fmt::Debug for Tracked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracked")
+            .field("depth", &self.frames.len())
+            .field("dirty", &!self.reads_may_use_cache())
+            .finish()
+    }
+}
+
+impl Tracked {
+    pub(crate) fn new(handle: Cacheops) -> Tracked {
+        Tracked {
+            handle,
+            frames: Vec::new(),
+            helper: 0,
+        }
+    }
+
+    /// Whether a read may use the cache: no open level has written.
+    pub(crate) fn reads_may_use_cache(&self) -> bool {
+        !self.frames.iter().any(|f| f.dirty)
+    }
+
+    /// Records a write's invalidation: queued (and the level marked dirty) inside a
+    /// transaction; handed back to be sent now outside one.
+    pub(crate) fn wrote(&mut self, pending: Pending) -> Option<Pending> {
+        match self.frames.last_mut() {
+            Some(frame) => {
+                frame.dirty = true;
+                frame.queue.push(pending);
+                None
+            }
+            None => Some(pending),
+        }
+    }
+
+    pub(crate) fn begin(&mut self) {
+        self.frames.push(Frame::default());
+    }
+
+    /// The innermost level committed: its queue to send if it was the outermost,
+    /// else merged into the parent.
+    pub(crate) fn committed(&mut self) -> Vec<Pending> {
+        let Some(frame) = self.frames.pop() else {
+            return Vec::new();
+        };
+        match self.frames.last_mut() {
+            Some(parent) => {
+                parent.dirty |= frame.dirty;
+                parent.queue.extend(frame.queue);
+                Vec::new()
+            }
+            None => frame.queue,
+        }
+    }
+
+    /// Drops levels the database no longer has open (rolled back, or ended by a
+    /// failed COMMIT), with their queues.
+    pub(crate) fn keep_levels(&mut self, depth: usize) {
+        self.frames.truncate(depth);
+    }
+
+    pub(crate) fn in_helper(&self) -> bool {
+        self.helper > 0
+    }
+
+    pub(crate) fn enter_helper(&mut self) {
+        self.helper += 1;
+    }
+
+    pub(crate) fn leave_helper(&mut self) {
+        self.helper = self.helper.saturating_sub(1);
+    }
 }

@@ -19,6 +19,7 @@ use crate::backend::Dialect;
 use crate::value::Value;
 
 pub use explain::{explain, Conjunctions, Explanation, TableExplanation, Widening};
+pub(crate) use parse::last_ident;
 pub use parse::Template;
 
 /// `column = value`: one term of a conjunction. `value` may be NULL (`col IS NULL`).

@@ -203,7 +203,7 @@ pub(super) fn parse_query(
 }
 
 /// An identifier as the database sees it: unquoted names fold to lower case.
-pub(super) fn norm(ident: &Ident) -> String {
+pub(crate) fn norm(ident: &Ident) -> String {
     match ident.quote_style {
         Some(_) => ident.value.clone(),
         None => ident.value.to_lowercase(),
@@ -211,7 +211,7 @@ pub(super) fn norm(ident: &Ident) -> String {
 }
 
 /// The last part of a dotted name: `schema.table` → `table`.
-pub(super) fn last_ident(name: &ObjectName) -> Option<String> {
+pub(crate) fn last_ident(name: &ObjectName) -> Option<String> {
     match name.0.last()? {
         ObjectNamePart::Identifier(ident) => Some(norm(ident)),
         ObjectNamePart::Function(_) => None,

@@ -1,0 +1,281 @@
+//! [`CachedConnection`]: a Diesel connection that sees every statement, so every
+//! write invalidates, whatever API made it, and transactions are tracked exactly.
+
+use diesel::connection::{
+    CacheSize, Connection, ConnectionSealed, Instrumentation, LoadConnection, SimpleConnection,
+    TransactionManager, TransactionManagerStatus,
+};
+use diesel::expression::QueryMetadata;
+use diesel::query_builder::{Query, QueryFragment, QueryId};
+use diesel::result::{ConnectionError, ConnectionResult, QueryResult};
+
+use super::effect::{self, Effect};
+use super::tracked::Tracked;
+use super::CacheConnection;
+use crate::backend::CacheBackend;
+use crate::pending::{send_all, Owed, Pending};
+use crate::runtime::Cacheops;
+
+/// A connection wrapper that invalidates after every write and tracks transactions.
+///
+/// Put it where your connection was (`CachedConnection<PgConnection>`,
+/// `CachedConnection<SqliteConnection>`). Every statement is classified before it
+/// runs: writes made with the cacheops helpers invalidate granularly as usual;
+/// any other write (`diesel::insert_into/update/delete(...).execute()`, `get_results`
+/// with RETURNING, `sql_query`, `batch_execute`) invalidates every cached query of
+/// the tables it writes — table-wide, since the affected rows are not known — and
+/// SQL it cannot analyse invalidates everything under the prefix. Inside a
+/// transaction, invalidations wait for the outermost COMMIT and reads use the cache
+/// only until the transaction first writes.
+///
+/// Extra cost: rendering each statement's SQL once more to classify it (no round
+/// trip); one Redis round trip per written table after a write outside a
+/// transaction, or per queued write after COMMIT.
+///
+/// ```no_run
+/// use cacheops::CachedConnection;
+/// use diesel::prelude::*;
+/// # fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let cache = cacheops::Cacheops::new(cacheops::Config::from_env()?)?;
+/// let mut conn = CachedConnection::new(PgConnection::establish("postgres://localhost/app")?, cache);
+/// diesel::sql_query("UPDATE articles SET views = 0").execute(&mut conn)?; // invalidates `articles`
+/// # Ok(()) }
+/// ```
+pub struct CachedConnection<C> {
+    inner: C,
+    tracked: Tracked,
+}
+
+impl<C: CacheConnection> CachedConnection<C> {
+    /// Wraps `inner`; invalidations go to `handle`.
+    pub fn new(inner: C, handle: Cacheops) -> Self {
+        CachedConnection {
+            inner,
+            tracked: Tracked::new(handle),
+        }
+    }
+
+    /// The handle this connection invalidates through.
+    pub fn cache(&self) -> &Cacheops {
+        &self.tracked.handle
+    }
+
+    /// The wrapped connection. Statements run on it directly are not seen.
+    pub fn inner(&mut self) -> &mut C {
+        &mut self.inner
+    }
+
+    /// Runs a statement's write effect through the transaction rules.
+    fn record(&mut self, effect: Effect) -> QueryResult<()> {
+        if effect == Effect::Read {
+            return Ok(());
+        }
+        let pending = pending_of(&self.tracked, effect);
+        match self.tracked.wrote(pending) {
+            Some(now) => now.send().map_err(into_diesel),
+            None => Ok(()),
+        }
+    }
+
+    /// The write effect of a statement, unless a cacheops helper is running it.
+    fn effect_of<T: QueryFragment<C::Backend> + ?Sized>(&self, source: &T) -> Effect {
+        if self.tracked.in_helper() {
+            return Effect::Read;
+        }
+        match <C::Backend as CacheBackend>::render_sql(source) {
+            Ok(sql) => effect::of_sql(&sql, <C::Backend as CacheBackend>::DIALECT),
+            Err(_) => Effect::Unknown,
+        }
+    }
+
+    /// Brings the frames in line with the levels the database still has open.
+    fn keep_open_levels(&mut self) {
+        let status = C::TransactionManager::transaction_manager_status_mut(&mut self.inner);
+        if let Ok(depth) = status.transaction_depth() {
+            self.tracked
+                .keep_levels(depth.map_or(0, |d| d.get() as usize));
+        }
+    }
+}
+
+/// A cacheops error where Diesel expects its own.
+fn into_diesel(e: crate::Error) -> diesel::result::Error {
+    diesel::result::Error::QueryBuilderError(Box::new(e))
+}
+
+impl<C: CacheConnection> CacheConnection for CachedConnection<C> {
+    fn __tracked(&mut self) -> Option<&mut Tracked> {
+        Some(&mut self.tracked)
+    }
+}
+
+impl<C: Connection> ConnectionSealed for CachedConnection<C> {}
+
+impl<C: CacheConnection> SimpleConnection for CachedConnection<C> {
+    fn batch_execute(&mut self, query: &str) -> QueryResult<()> {
+        let effect = match self.tracked.in_helper() {
+            true => Effect::Read,
+            false => effect::of_sql(query, <C::Backend as CacheBackend>::DIALECT),
+        };
+        self.inner.batch_execute(query)?;
+        self.record(effect)
+    }
+}
+
+impl<C: CacheConnection> Connection for CachedConnection<C> {
+    type Backend = C::Backend;
+    type TransactionManager = CachedTransactionManager;
+
+    /// Connects with the process-wide handle ([`crate::global`]), as pools do.
+    fn establish(database_url: &str) -> ConnectionResult<Self> {
+        let handle = crate::global().map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+        Ok(CachedConnection::new(
+            C::establish(database_url)?,
+            handle.clone(),
+        ))
+    }
+
+    fn execute_returning_count<T>(&mut self, source: &T) -> QueryResult<usize>
+    where
+        T: QueryFragment<Self::Backend> + QueryId,
+    {
+        let effect = self.effect_of(source);
+        let count = self.inner.execute_returning_count(source)?;
+        self.record(effect)?;
+        Ok(count)
+    }
+
+    fn transaction_state(&mut self) -> &mut Tracked {
+        &mut self.tracked
+    }
+
+    fn instrumentation(&mut self) -> &mut dyn Instrumentation {
+        self.inner.instrumentation()
+    }
+
+    fn set_instrumentation(&mut self, instrumentation: impl Instrumentation) {
+        self.inner.set_instrumentation(instrumentation);
+    }
+
+    fn set_prepared_statement_cache_size(&mut self, size: CacheSize) {
+        self.inner.set_prepared_statement_cache_size(size);
+    }
+}
+
+impl<C, B> LoadConnection<B> for CachedConnection<C>
+where
+    C: CacheConnection + LoadConnection<B>,
+{
+    type Cursor<'conn, 'query>
+        = SettlingCursor<C::Cursor<'conn, 'query>>
+    where
+        Self: 'conn;
+    type Row<'conn, 'query>
+        = C::Row<'conn, 'query>
+    where
+        Self: 'conn;
+
+    /// A statement that writes through `load` (`... RETURNING`) may run only while
+    /// its rows are read (SQLite steps lazily), so outside a transaction its
+    /// invalidation is sent when the cursor is exhausted or dropped; inside one it
+    /// is queued at once.
+    fn load<'conn, 'query, T>(
+        &'conn mut self,
+        source: T,
+    ) -> QueryResult<Self::Cursor<'conn, 'query>>
+    where
+        T: Query + QueryFragment<Self::Backend> + QueryId + 'query,
+        Self::Backend: QueryMetadata<T::SqlType>,
+    {
+        let owed = match self.effect_of(&source) {
+            Effect::Read => None,
+            effect => self.tracked.wrote(pending_of(&self.tracked, effect)),
+        };
+        let inner = self.inner.load(source)?;
+        Ok(SettlingCursor { inner, owed })
+    }
+}
+
+fn pending_of(tracked: &Tracked, effect: Effect) -> Pending {
+    let what = match effect {
+        Effect::Tables(tables) => Owed::Tables(tables),
+        Effect::Read | Effect::Unknown => Owed::All,
+    };
+    Pending {
+        handle: tracked.handle.clone(),
+        what,
+    }
+}
+
+/// The cursor of [`CachedConnection`]: the wrapped connection's, plus the
+/// invalidation a writing statement owes once it has run.
+pub struct SettlingCursor<I> {
+    inner: I,
+    owed: Option<Pending>,
+}
+
+impl<I> SettlingCursor<I> {
+    /// Sends what the statement owes. A failure cannot be returned from here: the
+    /// handle remembers the tables (reads of them bypass the cache until a
+    /// table-wide invalidation succeeds) and it is logged.
+    fn settle(&mut self) {
+        if let Some(owed) = self.owed.take() {
+            if let Err(e) = owed.send() {
+                tracing::error!(error = %e, "cacheops: invalidation after a RETURNING write failed");
+            }
+        }
+    }
+}
+
+impl<I: Iterator> Iterator for SettlingCursor<I> {
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<I::Item> {
+        let item = self.inner.next();
+        if item.is_none() {
+            self.settle();
+        }
+        item
+    }
+}
+
+impl<I> Drop for SettlingCursor<I> {
+    fn drop(&mut self) {
+        self.settle();
+    }
+}
+
+/// The transaction manager of [`CachedConnection`]: the wrapped connection's own,
+/// plus the frames of invalidations each level owes.
+#[derive(Debug, Default)]
+pub struct CachedTransactionManager;
+
+impl<C: CacheConnection> TransactionManager<CachedConnection<C>> for CachedTransactionManager {
+    type TransactionStateData = Tracked;
+
+    fn begin_transaction(conn: &mut CachedConnection<C>) -> QueryResult<()> {
+        C::TransactionManager::begin_transaction(&mut conn.inner)?;
+        conn.tracked.begin();
+        Ok(())
+    }
+
+    fn rollback_transaction(conn: &mut CachedConnection<C>) -> QueryResult<()> {
+        let result = C::TransactionManager::rollback_transaction(&mut conn.inner);
+        conn.keep_open_levels();
+        result
+    }
+
+    fn commit_transaction(conn: &mut CachedConnection<C>) -> QueryResult<()> {
+        if let Err(e) = C::TransactionManager::commit_transaction(&mut conn.inner) {
+            conn.keep_open_levels();
+            return Err(e);
+        }
+        send_all(conn.tracked.committed()).map_err(into_diesel)
+    }
+
+    fn transaction_manager_status_mut(
+        conn: &mut CachedConnection<C>,
+    ) -> &mut TransactionManagerStatus {
+        C::TransactionManager::transaction_manager_status_mut(&mut conn.inner)
+    }
+}

@@ -1,0 +1,242 @@
+//! What a statement does to the data: nothing, writes to some tables, or
+//! something we cannot tell (then everything is invalidated: widening is safe).
+
+use sqlparser::ast::{FromTable, ObjectName, SetExpr, Statement, TableFactor, TableObject};
+use sqlparser::dialect::{Dialect as SqlDialect, PostgreSqlDialect, SQLiteDialect};
+use sqlparser::parser::Parser;
+
+use crate::backend::Dialect;
+use crate::deps::last_ident;
+
+/// The effect of one SQL text on the data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Effect {
+    /// Reads only (or changes no table's rows: transaction control, settings).
+    Read,
+    /// Changes rows of these tables.
+    Tables(Vec<String>),
+    /// May change anything.
+    Unknown,
+}
+
+/// Statements that never change a table's rows, by their first keyword.
+const READS: &[&str] = &[
+    "SELECT",
+    "VALUES",
+    "SHOW",
+    "EXPLAIN",
+    "SET",
+    "RESET",
+    "BEGIN",
+    "START",
+    "COMMIT",
+    "END",
+    "ROLLBACK",
+    "SAVEPOINT",
+    "RELEASE",
+    "PRAGMA",
+    "LISTEN",
+    "UNLISTEN",
+    "NOTIFY",
+    "DECLARE",
+    "FETCH",
+    "CLOSE",
+    "PREPARE",
+    "DEALLOCATE",
+    "CREATE",
+    "ANALYZE",
+    "VACUUM",
+];
+
+/// The effect of `sql`, rendered by Diesel or written by hand.
+pub(crate) fn of_sql(sql: &str, dialect: Dialect) -> Effect {
+    match first_keyword(sql) {
+        Some(word) if READS.contains(&word.as_str()) && !sql.contains(';') => Effect::Read,
+        _ => parsed(sql, dialect),
+    }
+}
+
+/// The first word of the statement, upper-cased, past blanks, parentheses and comments.
+fn first_keyword(sql: &str) -> Option<String> {
+    let mut rest = sql;
+    loop {
+        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
+        if let Some(after) = rest.strip_prefix("--") {
+            rest = after.split_once('\n').map_or("", |(_, r)| r);
+        } else if let Some(after) = rest.strip_prefix("/*") {
+            rest = after.split_once("*/").map_or("", |(_, r)| r);
+        } else {
+            break;
+        }
+    }
+    let word: String = rest.chars().take_while(char::is_ascii_alphabetic).collect();
+    (!word.is_empty()).then(|| word.to_ascii_uppercase())
+}
+
+fn parsed(sql: &str, dialect: Dialect) -> Effect {
+    let sql_dialect: &dyn SqlDialect = match dialect {
+        Dialect::Postgres => &PostgreSqlDialect {},
+        Dialect::Sqlite => &SQLiteDialect {},
+    };
+    let Ok(statements) = Parser::parse_sql(sql_dialect, sql) else {
+        return Effect::Unknown;
+    };
+    let mut tables = Vec::new();
+    for statement in &statements {
+        if !written_by(statement, &mut tables) {
+            return Effect::Unknown;
+        }
+    }
+    tables.sort();
+    tables.dedup();
+    if tables.is_empty() {
+        Effect::Read
+    } else {
+        Effect::Tables(tables)
+    }
+}
+
+/// Adds the tables `statement` writes to; false when it cannot tell.
+fn written_by(statement: &Statement, tables: &mut Vec<String>) -> bool {
+    match statement {
+        Statement::Insert(insert) => match &insert.table {
+            TableObject::TableName(name) => push_name(name, tables),
+            _ => false,
+        },
+        Statement::Update(update) => push_factor(&update.table.relation, tables),
+        Statement::Delete(delete) => {
+            let from = match &delete.from {
+                FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from) => from,
+            };
+            let targets = delete.tables.iter().all(|name| push_name(name, tables));
+            targets && from.iter().all(|t| push_factor(&t.relation, tables))
+        }
+        Statement::Truncate(truncate) => truncate
+            .table_names
+            .iter()
+            .all(|t| push_name(&t.name, tables)),
+        Statement::Query(query) => query_writes(&query.body, query.with.as_ref(), tables),
+        Statement::Drop { names, .. } => names.iter().all(|n| push_name(n, tables)),
+        Statement::AlterTable(alter) => push_name(&alter.name, tables),
+        Statement::CreateTable(_)
+        | Statement::CreateIndex(_)
+        | Statement::CreateView { .. }
+        | Statement::StartTransaction { .. }
+        | Statement::Commit { .. }
+        | Statement::Rollback { .. }
+        | Statement::Savepoint { .. }
+        | Statement::ReleaseSavepoint { .. }
+        | Statement::Set(_) => true,
+        _ => false,
+    }
+}
+
+/// A query writes only through data-modifying CTEs or set operands (PostgreSQL's
+/// `WITH d AS (DELETE ...) SELECT ...`).
+fn query_writes(
+    body: &SetExpr,
+    with: Option<&sqlparser::ast::With>,
+    tables: &mut Vec<String>,
+) -> bool {
+    let ctes = with.is_none_or(|w| {
+        w.cte_tables
+            .iter()
+            .all(|cte| query_writes(&cte.query.body, cte.query.with.as_ref(), tables))
+    });
+    ctes && match body {
+        SetExpr::Insert(s) | SetExpr::Update(s) | SetExpr::Delete(s) => written_by(s, tables),
+        SetExpr::SetOperation { left, right, .. } => {
+            query_writes(left, None, tables) && query_writes(right, None, tables)
+        }
+        SetExpr::Query(q) => query_writes(&q.body, q.with.as_ref(), tables),
+        _ => true,
+    }
+}
+
+fn push_factor(factor: &TableFactor, tables: &mut Vec<String>) -> bool {
+    match factor {
+        TableFactor::Table { name, .. } => push_name(name, tables),
+        _ => false,
+    }
+}
+
+fn push_name(name: &ObjectName, tables: &mut Vec<String>) -> bool {
+    match last_ident(name) {
+        Some(table) => {
+            tables.push(table);
+            true
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn effect(sql: &str) -> Effect {
+        of_sql(sql, Dialect::Postgres)
+    }
+
+    fn tables(names: &[&str]) -> Effect {
+        Effect::Tables(names.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn diesel_writes_name_their_table() {
+        assert_eq!(
+            effect(r#"INSERT INTO "articles" ("title") VALUES ($1) RETURNING "articles"."id""#),
+            tables(&["articles"])
+        );
+        assert_eq!(
+            effect(r#"UPDATE "articles" SET "views" = $1 WHERE ("articles"."id" = $2)"#),
+            tables(&["articles"])
+        );
+        assert_eq!(
+            effect(r#"DELETE FROM "blog"."articles" WHERE ("articles"."id" = $1)"#),
+            tables(&["articles"])
+        );
+        assert_eq!(
+            effect(r#"INSERT INTO "tags" ("id") VALUES ($1) ON CONFLICT DO NOTHING"#),
+            tables(&["tags"])
+        );
+    }
+
+    #[test]
+    fn reads_and_control_change_nothing() {
+        for sql in [
+            "SELECT 1",
+            "  (SELECT * FROM articles)",
+            "-- note\nSELECT 2",
+            "BEGIN",
+            "SAVEPOINT s1",
+            "SET search_path TO x",
+        ] {
+            assert_eq!(effect(sql), Effect::Read, "{sql}");
+        }
+    }
+
+    #[test]
+    fn raw_batches_and_data_modifying_ctes() {
+        assert_eq!(
+            effect("UPDATE articles SET views = 0; DELETE FROM categories; SELECT 1"),
+            tables(&["articles", "categories"])
+        );
+        assert_eq!(
+            effect("WITH gone AS (DELETE FROM articles RETURNING id) SELECT count(*) FROM gone"),
+            tables(&["articles"])
+        );
+        assert_eq!(
+            effect("TRUNCATE articles, categories"),
+            tables(&["articles", "categories"])
+        );
+        assert_eq!(effect("SELECT 1; SELECT 2"), Effect::Read);
+    }
+
+    #[test]
+    fn what_we_cannot_tell_is_unknown() {
+        assert_eq!(effect("CALL refresh_everything()"), Effect::Unknown);
+        assert_eq!(effect("UPDATE ((( broken"), Effect::Unknown);
+        assert_eq!(effect("SELECT 1; CALL p()"), Effect::Unknown);
+    }
+}
