@@ -181,6 +181,48 @@ macro_rules! connection {
             }
 
             #[test]
+            fn save_changes_goes_through_and_invalidates() {
+                let mut s = setup();
+                s.warm();
+                let mut a = s.read(1).0[0].clone();
+                a.views = 42;
+                let saved: Article = a.save_changes(&mut s.conn).unwrap();
+                assert_eq!(saved.views, 42);
+                let (rows, n) = s.read(1);
+                assert_eq!(n, 1);
+                assert!(rows.contains(&saved));
+            }
+
+            #[test]
+            fn a_pooled_connection_can_be_wrapped_per_checkout() {
+                use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
+                #[derive(Debug)]
+                struct SearchPath(String);
+                impl<C: SimpleConnection> CustomizeConnection<C, diesel::r2d2::Error> for SearchPath {
+                    fn on_acquire(&self, conn: &mut C) -> Result<(), diesel::r2d2::Error> {
+                        conn.batch_execute(&self.0).map_err(diesel::r2d2::Error::QueryError)
+                    }
+                }
+                let mut s = setup();
+                s.warm();
+                let manager = ConnectionManager::<Conn>::new(pool_url(&s.ctx.db));
+                let pool = Pool::builder()
+                    .max_size(2)
+                    .connection_customizer(Box::new(SearchPath(pool_setup(&s.ctx.db))))
+                    .build(manager)
+                    .unwrap();
+                let mut conn = CachedConnection::new(pool.get().unwrap(), s.ctx.cache.clone());
+                diesel::update(articles::table.filter(articles::category_id.eq(1)))
+                    .set(articles::views.eq(11))
+                    .execute(&mut conn)
+                    .unwrap();
+                drop(conn);
+                let (rows, n) = s.read(1);
+                assert_eq!(n, 1);
+                assert!(rows.iter().all(|a| a.views == 11));
+            }
+
+            #[test]
             fn test_transactions_work() {
                 let mut s = setup();
                 s.conn.begin_test_transaction().unwrap();

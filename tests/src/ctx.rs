@@ -183,3 +183,38 @@ impl<D: TestDb> Drop for Ctx<D> {
         let _ = self.cache.invalidate_all();
     }
 }
+
+/// What a pool of a test's database connects to, and the statements each pooled
+/// connection runs first.
+pub trait PoolTarget {
+    fn pool_url(&self) -> String;
+    fn pool_setup(&self) -> String;
+}
+
+impl PoolTarget for PgDb {
+    fn pool_url(&self) -> String {
+        database_url()
+    }
+
+    fn pool_setup(&self) -> String {
+        format!("SET search_path TO {}", self.schema)
+    }
+}
+
+impl PoolTarget for SqliteDb {
+    fn pool_url(&self) -> String {
+        self.path.clone()
+    }
+
+    fn pool_setup(&self) -> String {
+        "PRAGMA busy_timeout = 5000".into()
+    }
+}
+
+pub fn pool_url(db: &impl PoolTarget) -> String {
+    db.pool_url()
+}
+
+pub fn pool_setup(db: &impl PoolTarget) -> String {
+    db.pool_setup()
+}

@@ -5,6 +5,7 @@
 //! write helpers what the connection knows about its transaction.
 
 mod cached;
+mod compat;
 mod effect;
 mod tracked;
 
