@@ -41,7 +41,8 @@
 //! | what `#[derive(Cacheable)]` generates; the model registry | `model.rs` | [`Cacheable`], [`CacheRow`], [`ModelInfo`] |
 //! | canonical values of binds and columns | `backend.rs`, `value.rs` | [`CacheBackend`], [`Value`], [`encode_value`] |
 //! | write helpers | `write.rs` | [`Cacheops::insert`], [`Cacheops::save`], [`Cacheops::update`], [`Cacheops::delete`] |
-//! | transactions: invalidation after the outermost COMMIT | `transaction.rs` | [`Cacheops::transaction`] |
+//! | connections: which ones we read/write through; a wrapper that sees every statement | `connection/` | [`CacheConnection`], [`CachedConnection`] |
+//! | transactions on plain connections: invalidation after the outermost COMMIT | `transaction.rs`, `pending.rs` | [`Cacheops::transaction`] |
 //! | manual invalidation | `invalidate.rs` | [`invalidate_obj`], [`invalidate_model`], [`invalidate_table`], [`invalidate_all`] |
 //! | time-only cache, `cached`, file backend | `simple/` | [`cache`], [`cached()`], [`SimpleCache`], [`FnKey`] |
 //! | function caching tied to data | `cached_as.rs` | [`cached_as()`], [`Sample`], [`Options`] |
@@ -70,6 +71,7 @@
 //! - `sqlite` (default): SQLite through `diesel/sqlite`.
 //! - `cli` (default): the `cacheops-cli` binary.
 //! - `minijinja`: template fragment caching.
+//! - `r2d2`: pools of [`CachedConnection`] through Diesel's `r2d2`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
