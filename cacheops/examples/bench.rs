@@ -2,7 +2,7 @@
 //! physical limits measured in the same run.
 //!
 //! ```text
-//! cargo run --release --example bench -- [--json]
+//! cargo run --release --example bench -- [--json] [--compare]
 //! ```
 //!
 //! Needs PostgreSQL (`DATABASE_URL`, default `postgres://postgres@127.0.0.1/test`)
@@ -10,7 +10,8 @@
 //! recreates the schema `cacheops_bench`. Env: `N_CAT`, `N_ART`, `REPS`, and
 //! `BENCH_STORE=memory://` to time the library without Redis round trips.
 //! Prints figures in µs (median, and p99 in the table), then one JSON line of medians
-//! with the peer's keys plus `redis_get_rtt` and `redis_mget_rtt`.
+//! with the peer's keys plus `redis_get_rtt` and `redis_mget_rtt`. `--compare` then runs
+//! `../shared/peer-bench/run` (or `$PEER_BENCH`) and prints both sides with ratios.
 #![allow(missing_docs, clippy::unwrap_used)] // a benchmark: any failure aborts the run
 
 use std::error::Error;
@@ -392,5 +393,61 @@ fn main() -> Result<(), Box<dyn Error>> {
     fields.push(format!("\"queries_after_one_save\": {after_one_save}"));
     fields.push(format!("\"categories\": {}", bench.cats.len()));
     println!("{{{}}}", fields.join(", "));
+    if std::env::args().any(|a| a == "--compare") {
+        let mut ours: Vec<(String, f64)> = bench
+            .figures
+            .iter()
+            .map(|(k, p50, _)| (k.to_string(), *p50))
+            .collect();
+        ours.push(("queries_after_one_save".into(), after_one_save as f64));
+        compare(&ours)?;
+    }
     Ok(())
+}
+/// `--compare`: runs the peer workload (`../shared/peer-bench/run`, django-cacheops
+/// on the same Redis and PostgreSQL) and prints both sides with ratios.
+fn compare(ours: &[(String, f64)]) -> Result<(), Box<dyn Error>> {
+    let script = std::env::var("PEER_BENCH").unwrap_or_else(|_| "../shared/peer-bench/run".into());
+    let out = std::process::Command::new(&script).output()?;
+    if !out.status.success() {
+        return Err(format!("{script} failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    let text = String::from_utf8(out.stdout)?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .ok_or("the peer printed no JSON")?;
+    let peer = parse_flat_json(line);
+    println!(
+        "{:<26} {:>12} {:>16} {:>10}",
+        "op (median µs)", "cacheops", "django-cacheops", "peer/ours"
+    );
+    for (key, value) in ours {
+        let Some(theirs) = peer.iter().find(|(k, _)| k == key).map(|(_, v)| *v) else {
+            continue;
+        };
+        println!(
+            "{key:<26} {value:>12.1} {theirs:>16.1} {:>9.1}x",
+            theirs / value
+        );
+    }
+    println!("peer: {line}");
+    Ok(())
+}
+
+/// `{"a": 1.5, "b": 2}` → pairs; enough for the peer's one flat line of numbers.
+fn parse_flat_json(line: &str) -> Vec<(String, f64)> {
+    line.trim()
+        .trim_start_matches('{')
+        .trim_end_matches('}')
+        .split(',')
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once(':')?;
+            Some((
+                k.trim().trim_matches('"').to_string(),
+                v.trim().parse().ok()?,
+            ))
+        })
+        .collect()
 }
