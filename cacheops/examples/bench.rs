@@ -2,7 +2,7 @@
 //! physical limits measured in the same run.
 //!
 //! ```text
-//! cargo run --release --example bench -- [--json] [--compare]
+//! cargo run --release --example bench -- [--json] [--compare] [--scaling] [--throughput]
 //! ```
 //!
 //! Needs PostgreSQL (`DATABASE_URL`, default `postgres://postgres@127.0.0.1/test`)
@@ -11,7 +11,9 @@
 //! `BENCH_STORE=memory://` to time the library without Redis round trips.
 //! Prints figures in µs (median, and p99 in the table), then one JSON line of medians
 //! with the peer's keys plus `redis_get_rtt` and `redis_mget_rtt`. `--compare` then runs
-//! `../shared/peer-bench/run` (or `$PEER_BENCH`) and prints both sides with ratios.
+//! `../shared/peer-bench/run` (or `$PEER_BENCH`) and prints both sides with ratios;
+//! `--scaling` times saves with 1k/10k/100k cached queries (about a minute to fill);
+//! `--throughput` measures cached reads/s and plain GETs/s with 1, 2, 4, 8 threads.
 #![allow(missing_docs, clippy::unwrap_used)] // a benchmark: any failure aborts the run
 
 use std::error::Error;
@@ -298,18 +300,93 @@ impl Bench {
 
     fn saves(&mut self) {
         self.cache_per_category(1..=10);
-        let n = self.reps.min(self.ids.len());
+        let t = self.time_saves(self.reps);
+        self.record("save_with_invalidation", t);
+    }
+
+    /// `--scaling`: the same save with 1k, 10k and 100k queries of the table cached;
+    /// invalidation is O(condition schemes), so it must stay flat.
+    fn scaling(&mut self) {
+        let cats = self.cats.len();
+        let per_cat = |n: usize| (n / cats) as i64;
+        for (key, n) in [
+            ("save_with_invalidation_1k", 1_000),
+            ("save_with_invalidation_10k", 10_000),
+            ("save_with_invalidation_100k", 100_000),
+        ] {
+            self.cache.invalidate_all().unwrap();
+            self.cache_counts_per_category(per_cat(n));
+            let t = self.time_saves(self.reps.min(1000));
+            self.record(key, t);
+        }
+    }
+
+    /// `per` small cached queries per category (counts, so that 100k of them fit).
+    fn cache_counts_per_category(&mut self, per: i64) {
+        for c in self.cats.clone() {
+            for k in 0..per {
+                let q = articles::table
+                    .filter(articles::category_id.eq(c))
+                    .filter(articles::views.lt(k as i32));
+                q.cache().using(&self.cache).count(&mut self.conn).unwrap();
+            }
+        }
+    }
+
+    fn time_saves(&mut self, reps: usize) -> (f64, f64) {
+        let n = reps.min(self.ids.len());
         let mut objs: Vec<Article> = articles::table
             .order(articles::id)
             .limit(n as i64)
             .load(&mut self.conn)
             .unwrap();
-        let t = timed(self.reps, |i| {
+        timed(reps, |i| {
             let obj = &mut objs[i % n];
             obj.views += 1;
             self.cache.save(&mut self.conn, &*obj).unwrap();
-        });
-        self.record("save_with_invalidation", t);
+        })
+    }
+
+    /// `--throughput`: cached reads per second with 1, 2, 4 and 8 threads, next to
+    /// the same number of threads doing plain GETs of the hit payload's size.
+    fn throughput(&mut self) -> Vec<(usize, f64, f64)> {
+        let hot: Vec<i32> = self.ids[..200.min(self.ids.len())].to_vec();
+        let url = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1/test".into());
+        let mut probe = self.plain_redis().unwrap();
+        let _: () = redis::cmd("PING").query(&mut probe).unwrap();
+        [1, 2, 4, 8]
+            .into_iter()
+            .map(|threads| {
+                let cached = per_second(threads, |_| {
+                    let mut conn = PgConnection::establish(&url).unwrap();
+                    conn.batch_execute("SET search_path TO cacheops_bench")
+                        .unwrap();
+                    let cache = self.cache.clone();
+                    let hot = hot.clone();
+                    move |i: usize| {
+                        let q = articles::table.find(hot[i % hot.len()]);
+                        q.cache()
+                            .using(&cache)
+                            .get_result::<Article>(&mut conn)
+                            .unwrap();
+                    }
+                });
+                let plain = per_second(threads, |_| {
+                    let mut redis = redis::Client::open(redis_url())
+                        .unwrap()
+                        .get_connection()
+                        .unwrap();
+                    move |_: usize| {
+                        let _: Vec<u8> = redis::cmd("GET")
+                            .arg(RTT_KEYS[0])
+                            .query(&mut redis)
+                            .unwrap();
+                    }
+                });
+                (threads, cached, plain)
+            })
+            .collect()
     }
 
     fn granularity(&mut self) -> usize {
@@ -358,6 +435,37 @@ impl Bench {
     }
 }
 
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Operations per second of `threads` threads, each running the closure `make`
+/// builds for it, for one second.
+fn per_second<F>(threads: usize, make: impl Fn(usize) -> F) -> f64
+where
+    F: FnMut(usize) + Send,
+{
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let done = AtomicUsize::new(0);
+    let workers: Vec<F> = (0..threads).map(&make).collect();
+    std::thread::scope(|scope| {
+        for mut work in workers {
+            let (stop, done) = (&stop, &done);
+            scope.spawn(move || {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    work(i);
+                    i += 1;
+                }
+                done.fetch_add(i, Ordering::Relaxed);
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        stop.store(true, Ordering::Relaxed);
+    });
+    done.load(Ordering::Relaxed) as f64
+}
+
 const RTT_KEYS: [&str; 3] = [
     "cacheops_bench:rtt:v",
     "cacheops_bench:rtt:s1",
@@ -377,6 +485,13 @@ fn main() -> Result<(), Box<dyn Error>> {
     bench.saves();
     let after_one_save = bench.granularity();
     bench.redis_limits()?;
+    if std::env::args().any(|a| a == "--scaling") {
+        bench.scaling();
+    }
+    let throughput = match std::env::args().any(|a| a == "--throughput") {
+        true => bench.throughput(),
+        false => Vec::new(),
+    };
     bench.cache.invalidate_all()?;
     if !json_only {
         println!("{:<24} {:>10} {:>10}", "op (µs)", "p50", "p99");
@@ -384,6 +499,10 @@ fn main() -> Result<(), Box<dyn Error>> {
             println!("{key:<24} {p50:>10.1} {p99:>10.1}");
         }
         println!("{:<24} {after_one_save:>10}", "queries_after_one_save");
+        for (threads, cached, plain) in &throughput {
+            let share = 100.0 * cached / plain;
+            println!("threads {threads}: cached reads {cached:>8.0}/s, plain GETs {plain:>8.0}/s ({share:.0}%)");
+        }
     }
     let mut fields: Vec<String> = bench
         .figures
@@ -392,6 +511,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         .collect();
     fields.push(format!("\"queries_after_one_save\": {after_one_save}"));
     fields.push(format!("\"categories\": {}", bench.cats.len()));
+    for (threads, cached, plain) in &throughput {
+        fields.push(format!("\"cached_reads_per_s_{threads}t\": {cached:.0}, \"plain_gets_per_s_{threads}t\": {plain:.0}"));
+    }
     println!("{{{}}}", fields.join(", "));
     if std::env::args().any(|a| a == "--compare") {
         let mut ours: Vec<(String, f64)> = bench
