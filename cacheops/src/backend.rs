@@ -58,6 +58,10 @@ pub trait CacheBackend:
         Ok(builder.finish())
     }
 
+    /// The canonical value of a column as the database returned it in a row:
+    /// equal to what [`encode_value`] gives for the same value.
+    fn raw_value(raw: Option<<Self as Backend>::RawValue<'_>>) -> Result<Value>;
+
     /// SQL and binds of a query fragment.
     fn render<Q: QueryFragment<Self> + ?Sized>(query: &Q) -> Result<Rendered> {
         Ok(Rendered {
@@ -116,6 +120,24 @@ mod pg {
         const DIALECT: Dialect = Dialect::Postgres;
         const ROW_LOCK: &'static str = " FOR UPDATE";
 
+        fn raw_value(raw: Option<diesel::pg::PgValue<'_>>) -> Result<Value> {
+            Ok(match raw {
+                None => Value {
+                    ty: 0,
+                    equality: crate::value::Equality::Exact,
+                    bytes: None,
+                },
+                Some(raw) => {
+                    let ty = raw.get_oid().get();
+                    Value {
+                        ty,
+                        equality: pg_equality(ty),
+                        bytes: Some(raw.as_bytes().into()),
+                    }
+                }
+            })
+        }
+
         fn collect_binds<Q: QueryFragment<Self> + ?Sized>(query: &Q) -> Result<Vec<Value>> {
             let mut collector = RawBytesBindCollector::<Pg>::new();
             query
@@ -168,6 +190,22 @@ mod sqlite {
         const NAME: &'static str = "sqlite";
         const DIALECT: Dialect = Dialect::Sqlite;
         const ROW_LOCK: &'static str = "";
+
+        /// Re-encoded by storage class through the application's own encoder.
+        fn raw_value(raw: Option<diesel::sqlite::SqliteValue<'_, '_, '_>>) -> Result<Value> {
+            use diesel::sql_types::{BigInt, Binary, Double, Nullable, Text};
+            use diesel::sqlite::SqliteType;
+            let Some(mut raw) = raw else {
+                return encode_value::<Sqlite, Nullable<Text>, _>(&None::<String>);
+            };
+            match raw.value_type() {
+                Some(SqliteType::Long) => encode_value::<Sqlite, BigInt, _>(&raw.read_long()),
+                Some(SqliteType::Double) => encode_value::<Sqlite, Double, _>(&raw.read_double()),
+                Some(SqliteType::Binary) => encode_value::<Sqlite, Binary, _>(raw.read_blob()),
+                Some(_) => encode_value::<Sqlite, Text, _>(raw.read_text()),
+                None => encode_value::<Sqlite, Nullable<Text>, _>(&None::<String>),
+            }
+        }
 
         fn collect_binds<Q: QueryFragment<Self> + ?Sized>(query: &Q) -> Result<Vec<Value>> {
             let mut collector = <Sqlite as Backend>::BindCollector::default();

@@ -3,6 +3,7 @@
 use crate::error::Result;
 use crate::model::ModelInfo;
 use crate::runtime::Cacheops;
+use crate::store::RowState;
 use crate::value::Value;
 
 /// One invalidation a write owes, with the handle that will send it.
@@ -15,6 +16,8 @@ pub(crate) struct Pending {
 pub(crate) enum Owed {
     /// Rows of a model, each with every column in the model's order (helpers).
     Rows(&'static ModelInfo, Vec<Vec<Value>>),
+    /// Rows of a table as the database returned them, `(column, value)` each.
+    Named(String, Vec<Vec<(String, Value)>>),
     /// Everything that depends on these tables (writes it could not analyse finer).
     Tables(Vec<String>),
     /// Everything under the prefix (raw SQL it could not analyse at all).
@@ -27,6 +30,7 @@ impl Pending {
         let handle = self.handle;
         match self.what {
             Owed::Rows(model, rows) => handle.invalidate_values(model, rows),
+            Owed::Named(table, rows) => handle.invalidate_named(&table, &rows),
             Owed::Tables(tables) => tables.iter().try_for_each(|t| handle.invalidate_table(t)),
             Owed::All => handle.invalidate_all(),
         }
@@ -43,4 +47,24 @@ pub(crate) fn send_all(pending: Vec<Pending>) -> Result<()> {
         }
     }
     first_error.map_or(Ok(()), Err)
+}
+
+impl Cacheops {
+    /// Invalidates rows given as `(column, value)` pairs of `table`.
+    pub(crate) fn invalidate_named(
+        &self,
+        table: &str,
+        rows: &[Vec<(String, Value)>],
+    ) -> Result<()> {
+        let states: Vec<RowState<'_>> = rows
+            .iter()
+            .map(|row| RowState {
+                table,
+                columns: row.iter().map(|(c, v)| (c.as_str(), v.clone())).collect(),
+            })
+            .collect();
+        self.count_invalidation();
+        let sent = self.store().invalidate_rows(table, &states);
+        self.after_invalidation(sent, &[table])
+    }
 }

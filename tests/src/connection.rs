@@ -85,6 +85,28 @@ macro_rules! connection {
             }
 
             #[test]
+            fn plain_inserts_and_deletes_are_granular() {
+                let mut s = setup();
+                for c in 1..=3 {
+                    s.read(c);
+                }
+                let inserted = diesel::insert_into(articles::table)
+                    .values(&vec![NewArticle::new(1, "p1"), NewArticle::new(1, "p2")])
+                    .execute(&mut s.conn)
+                    .unwrap();
+                assert_eq!(inserted, 2, "the row count is still the statement's");
+                assert_eq!((s.read(2).1, s.read(3).1), (0, 0), "other categories stay cached");
+                let (cat1, n) = s.read(1);
+                assert_eq!((cat1.len(), n), (6, 1));
+                let deleted = diesel::delete(articles::table.filter(articles::title.like("a2-%")))
+                    .execute(&mut s.conn)
+                    .unwrap();
+                assert_eq!(deleted, 4);
+                assert_eq!((s.read(1).1, s.read(3).1), (0, 0));
+                assert_eq!(s.read(2), (vec![], 1));
+            }
+
+            #[test]
             fn returning_writes_and_raw_sql_invalidate() {
                 let mut s = setup();
                 s.warm();

@@ -134,20 +134,9 @@ pub fn read_pg_row(
 
 #[cfg(feature = "postgres")]
 fn pg_value<'a, F: Field<'a, diesel::pg::Pg>>(field: Option<F>) -> crate::Result<Value> {
+    use crate::backend::CacheBackend;
     let field = field.ok_or_else(missing_column)?;
-    let Some(raw) = field.value() else {
-        return Ok(Value {
-            ty: 0,
-            equality: crate::value::Equality::Exact,
-            bytes: None,
-        });
-    };
-    let ty = raw.get_oid().get();
-    Ok(Value {
-        ty,
-        equality: crate::value::pg_equality(ty),
-        bytes: Some(raw.as_bytes().into()),
-    })
+    diesel::pg::Pg::raw_value(field.value())
 }
 
 fn missing_column() -> crate::Error {
@@ -219,18 +208,7 @@ pub fn read_sqlite_row(
 fn sqlite_value<'a, F: Field<'a, diesel::sqlite::Sqlite>>(
     field: Option<F>,
 ) -> crate::Result<Value> {
-    use crate::backend::encode_value;
-    use diesel::sql_types::{BigInt, Binary, Double, Nullable, Text};
-    use diesel::sqlite::{Sqlite, SqliteType};
+    use crate::backend::CacheBackend;
     let field = field.ok_or_else(missing_column)?;
-    let Some(mut raw) = field.value() else {
-        return encode_value::<Sqlite, Nullable<Text>, _>(&None::<String>);
-    };
-    match raw.value_type() {
-        Some(SqliteType::Long) => encode_value::<Sqlite, BigInt, _>(&raw.read_long()),
-        Some(SqliteType::Double) => encode_value::<Sqlite, Double, _>(&raw.read_double()),
-        Some(SqliteType::Binary) => encode_value::<Sqlite, Binary, _>(raw.read_blob()),
-        Some(_) => encode_value::<Sqlite, Text, _>(raw.read_text()),
-        None => encode_value::<Sqlite, Nullable<Text>, _>(&None::<String>),
-    }
+    diesel::sqlite::Sqlite::raw_value(field.value())
 }

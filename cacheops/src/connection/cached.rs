@@ -20,11 +20,12 @@ use crate::runtime::Cacheops;
 ///
 /// Put it where your connection was (`CachedConnection<PgConnection>`,
 /// `CachedConnection<SqliteConnection>`). Every statement is classified before it
-/// runs: writes made with the cacheops helpers invalidate granularly as usual;
-/// any other write (`diesel::insert_into/update/delete(...).execute()`, `get_results`
-/// with RETURNING, `sql_query`, `batch_execute`) invalidates every cached query of
-/// the tables it writes — table-wide, since the affected rows are not known — and
-/// SQL it cannot analyse invalidates everything under the prefix. Inside a
+/// runs: writes made with the cacheops helpers invalidate granularly as usual; a
+/// plain INSERT or DELETE of one table through `execute()` runs with `RETURNING *`
+/// appended and invalidates exactly the rows it touched; any other write (UPDATE,
+/// upserts, `get_results` with its own RETURNING, `sql_query`, `batch_execute`)
+/// invalidates every cached query of the tables it writes, and SQL it cannot
+/// analyse invalidates everything under the prefix. Inside a
 /// transaction, invalidations wait for the outermost COMMIT and reads use the cache
 /// only until the transaction first writes.
 ///
@@ -77,6 +78,25 @@ impl<C: CacheConnection> CachedConnection<C> {
         }
     }
 
+    /// The write effect of a statement, and the table whose affected rows it can
+    /// return (see [`effect::returning_target`]).
+    fn effect_and_target<T: QueryFragment<C::Backend> + ?Sized>(
+        &self,
+        source: &T,
+    ) -> (Effect, Option<String>) {
+        if self.tracked.in_helper() {
+            return (Effect::Read, None);
+        }
+        match <C::Backend as CacheBackend>::render_sql(source) {
+            Ok(sql) => {
+                let effect = effect::of_sql(&sql, <C::Backend as CacheBackend>::DIALECT);
+                let target = effect::returning_target(&sql, &effect);
+                (effect, target)
+            }
+            Err(_) => (Effect::Unknown, None),
+        }
+    }
+
     /// The write effect of a statement, unless a cacheops helper is running it.
     fn effect_of<T: QueryFragment<C::Backend> + ?Sized>(&self, source: &T) -> Effect {
         if self.tracked.in_helper() {
@@ -98,12 +118,87 @@ impl<C: CacheConnection> CachedConnection<C> {
     }
 }
 
+impl<C: CacheConnection + LoadConnection> CachedConnection<C> {
+    /// Runs `source` with `RETURNING *` and invalidates the rows it returns.
+    fn execute_returning_rows<T>(&mut self, source: &T, table: String) -> QueryResult<usize>
+    where
+        T: QueryFragment<C::Backend> + QueryId,
+    {
+        let rows = returned_rows::<C, T>(&mut self.inner, source)?;
+        let count = rows.len();
+        if count > 0 {
+            let pending = Pending {
+                handle: self.tracked.handle.clone(),
+                what: Owed::Named(table, rows),
+            };
+            if let Some(now) = self.tracked.wrote(pending) {
+                now.send().map_err(into_diesel)?;
+            }
+        }
+        Ok(count)
+    }
+}
+
+/// Every row `source` returns with `RETURNING *` appended, as `(column, value)`.
+fn returned_rows<C, T>(conn: &mut C, source: &T) -> QueryResult<Vec<Vec<(String, crate::Value)>>>
+where
+    C: CacheConnection + LoadConnection,
+    T: QueryFragment<C::Backend> + QueryId,
+{
+    let mut rows = Vec::new();
+    for row in conn.load(ReturningAll(source))? {
+        let row = row?;
+        rows.push(named_values::<C::Backend, _>(&row)?);
+    }
+    Ok(rows)
+}
+
+fn named_values<'a, DB, R>(row: &R) -> QueryResult<Vec<(String, crate::Value)>>
+where
+    DB: CacheBackend,
+    R: diesel::row::Row<'a, DB>,
+{
+    (0..row.field_count())
+        .filter_map(|i| row.get(i))
+        .map(|field| {
+            let name = diesel::row::Field::field_name(&field)
+                .unwrap_or_default()
+                .to_string();
+            let value = DB::raw_value(diesel::row::Field::value(&field)).map_err(into_diesel)?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+/// A write statement with `RETURNING *` appended.
+struct ReturningAll<'a, T>(&'a T);
+
+impl<T> Query for ReturningAll<'_, T> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl<T> QueryId for ReturningAll<'_, T> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<T: QueryFragment<DB>, DB: diesel::backend::Backend> QueryFragment<DB> for ReturningAll<'_, T> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut pass: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> QueryResult<()> {
+        self.0.walk_ast(pass.reborrow())?;
+        pass.push_sql(" RETURNING *");
+        Ok(())
+    }
+}
+
 /// A cacheops error where Diesel expects its own.
 fn into_diesel(e: crate::Error) -> diesel::result::Error {
     diesel::result::Error::QueryBuilderError(Box::new(e))
 }
 
-impl<C: CacheConnection> CacheConnection for CachedConnection<C> {
+impl<C: CacheConnection + LoadConnection> CacheConnection for CachedConnection<C> {
     fn __tracked(&mut self) -> Option<&mut Tracked> {
         Some(&mut self.tracked)
     }
@@ -122,7 +217,7 @@ impl<C: CacheConnection> SimpleConnection for CachedConnection<C> {
     }
 }
 
-impl<C: CacheConnection> Connection for CachedConnection<C> {
+impl<C: CacheConnection + LoadConnection> Connection for CachedConnection<C> {
     type Backend = C::Backend;
     type TransactionManager = CachedTransactionManager;
 
@@ -135,11 +230,17 @@ impl<C: CacheConnection> Connection for CachedConnection<C> {
         ))
     }
 
+    /// A plain INSERT or DELETE of one table runs with `RETURNING *` appended, so
+    /// that exactly the rows it created or removed are invalidated (granular, no
+    /// extra statement); other writes invalidate their tables.
     fn execute_returning_count<T>(&mut self, source: &T) -> QueryResult<usize>
     where
         T: QueryFragment<Self::Backend> + QueryId,
     {
-        let effect = self.effect_of(source);
+        let (effect, target) = self.effect_and_target(source);
+        if let Some(table) = target {
+            return self.execute_returning_rows(source, table);
+        }
         let count = self.inner.execute_returning_count(source)?;
         self.record(effect)?;
         Ok(count)
@@ -164,14 +265,14 @@ impl<C: CacheConnection> Connection for CachedConnection<C> {
 
 impl<C, B> LoadConnection<B> for CachedConnection<C>
 where
-    C: CacheConnection + LoadConnection<B>,
+    C: CacheConnection + LoadConnection + LoadConnection<B>,
 {
     type Cursor<'conn, 'query>
-        = SettlingCursor<C::Cursor<'conn, 'query>>
+        = SettlingCursor<<C as LoadConnection<B>>::Cursor<'conn, 'query>>
     where
         Self: 'conn;
     type Row<'conn, 'query>
-        = C::Row<'conn, 'query>
+        = <C as LoadConnection<B>>::Row<'conn, 'query>
     where
         Self: 'conn;
 
@@ -191,7 +292,7 @@ where
             Effect::Read => None,
             effect => self.tracked.wrote(pending_of(&self.tracked, effect)),
         };
-        let inner = self.inner.load(source)?;
+        let inner = LoadConnection::<B>::load(&mut self.inner, source)?;
         Ok(SettlingCursor { inner, owed })
     }
 }
@@ -250,7 +351,9 @@ impl<I> Drop for SettlingCursor<I> {
 #[derive(Debug, Default)]
 pub struct CachedTransactionManager;
 
-impl<C: CacheConnection> TransactionManager<CachedConnection<C>> for CachedTransactionManager {
+impl<C: CacheConnection + LoadConnection> TransactionManager<CachedConnection<C>>
+    for CachedTransactionManager
+{
     type TransactionStateData = Tracked;
 
     fn begin_transaction(conn: &mut CachedConnection<C>) -> QueryResult<()> {

@@ -61,7 +61,7 @@ mod pool {
     /// (connections made with the process-wide handle, see `Connection::establish`).
     impl<C> R2D2Connection for CachedConnection<C>
     where
-        C: CacheConnection + R2D2Connection,
+        C: CacheConnection + R2D2Connection + diesel::connection::LoadConnection,
     {
         fn ping(&mut self) -> QueryResult<()> {
             self.inner().ping()
