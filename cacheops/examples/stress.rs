@@ -1,0 +1,430 @@
+//! Proof under load: readers and writers on PostgreSQL and Redis, every read
+//! checked against the writes that had returned before it started.
+//!
+//! ```text
+//! cargo run --release --example stress -- --seconds 60 [--readers 4 --writers 2]
+//! ```
+//!
+//! Writers, each on its own `CachedConnection`, save articles through the helper,
+//! update them with plain Diesel (single rows and whole categories, moving rows
+//! between categories), insert and delete, some inside transactions that commit
+//! and some that roll back. A write is entered into the shared "truth" only once it
+//! has returned (committed and invalidated). Readers read through the cache by
+//! primary key, by category, and counts; a read is stale when it shows an article
+//! older than the truth at the moment the read started, or misses one that the
+//! truth had in that category and that did not change while the read ran. After
+//! the writers stop, every category and article is read through the cache once more
+//! and compared with the database. The last line is one JSON object; the exit
+//! status is 1 if either stale count is not 0.
+#![allow(missing_docs, unreachable_pub, clippy::unwrap_used)] // a load program: any failure aborts the run
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cacheops::{Cacheable, CachedConnection, CachedQueryDsl, Cacheops, Config, OptionalExtension};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+
+diesel::table! {
+    articles (id) {
+        id -> Integer,
+        category_id -> Integer,
+        title -> Text,
+        version -> Integer,
+    }
+}
+
+#[derive(
+    Debug, Clone, PartialEq, Queryable, Identifiable, AsChangeset, Cacheable, Serialize, Deserialize,
+)]
+#[diesel(table_name = articles)]
+#[cacheops(app = "stress", ops = "all", timeout = 600)]
+pub struct Article {
+    id: i32,
+    category_id: i32,
+    title: String,
+    version: i32,
+}
+
+const CATEGORIES: i32 = 8;
+const ARTICLES: i32 = 160;
+
+/// Options of one run.
+#[derive(Debug, Clone)]
+pub struct Args {
+    pub seconds: u64,
+    pub readers: usize,
+    pub writers: usize,
+}
+
+impl Args {
+    fn parse() -> Args {
+        let mut args = Args {
+            seconds: 5,
+            readers: 4,
+            writers: 2,
+        };
+        let words: Vec<String> = std::env::args().collect();
+        for pair in words.windows(2) {
+            let value = || pair[1].parse().unwrap_or(0);
+            match pair[0].as_str() {
+                "--seconds" => args.seconds = value() as u64,
+                "--readers" => args.readers = value(),
+                "--writers" => args.writers = value(),
+                _ => {}
+            }
+        }
+        args
+    }
+}
+
+/// The figures of a run.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub reads: u64,
+    pub writes: u64,
+    pub hits: u64,
+    pub stale_reads: u64,
+    pub stale_after_quiesce: u64,
+}
+
+/// What every write that has returned left in the database: id → (category, version).
+#[derive(Default)]
+struct Truth {
+    rows: Mutex<HashMap<i32, (i32, i32)>>,
+    /// Writes begun and finished: a read during which no write was under way saw
+    /// a quiet database and must equal the truth exactly.
+    begun: AtomicU64,
+    finished: AtomicU64,
+}
+
+impl Truth {
+    /// The truth now, and whether no write is under way.
+    fn snapshot(&self) -> (HashMap<i32, (i32, i32)>, Option<u64>) {
+        let begun = self.begun.load(Ordering::SeqCst);
+        let rows = self.rows.lock().unwrap().clone();
+        let quiet = self.finished.load(Ordering::SeqCst) == begun;
+        (rows, quiet.then_some(begun))
+    }
+
+    /// Whether the database stayed quiet since `snapshot` said it was.
+    fn still_quiet(&self, since: Option<u64>) -> bool {
+        since == Some(self.begun.load(Ordering::SeqCst))
+    }
+
+    fn enter(&self, rows: &[Article], deleted: &[i32]) {
+        let mut truth = self.rows.lock().unwrap();
+        for a in rows {
+            truth.insert(a.id, (a.category_id, a.version));
+        }
+        for id in deleted {
+            truth.remove(id);
+        }
+    }
+}
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1/test".into())
+}
+
+fn connect(cache: &Cacheops) -> CachedConnection<PgConnection> {
+    let mut conn = PgConnection::establish(&database_url()).unwrap();
+    conn.batch_execute("SET search_path TO cacheops_stress")
+        .unwrap();
+    CachedConnection::new(conn, cache.clone())
+}
+
+fn setup(cache: &Cacheops, truth: &Truth) {
+    let mut conn = PgConnection::establish(&database_url()).unwrap();
+    conn.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS cacheops_stress CASCADE; CREATE SCHEMA cacheops_stress;
+         SET search_path TO cacheops_stress;
+         CREATE TABLE articles (id SERIAL PRIMARY KEY, category_id INT NOT NULL, title TEXT NOT NULL, version INT NOT NULL);
+         INSERT INTO articles (category_id, title, version)
+           SELECT i % {CATEGORIES}, 'a' || i, 0 FROM generate_series(1, {ARTICLES}) i;"
+    ))
+    .unwrap();
+    cache.invalidate_all().unwrap();
+    let rows: Vec<Article> = articles::table.load(&mut conn).unwrap();
+    truth.enter(&rows, &[]);
+}
+
+/// A small deterministic generator, so runs need no extra crate.
+struct Dice(u64);
+
+impl Dice {
+    fn roll(&mut self, n: i32) -> i32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as i32
+    }
+}
+
+fn write_once(
+    conn: &mut CachedConnection<PgConnection>,
+    cache: &Cacheops,
+    truth: &Truth,
+    dice: &mut Dice,
+) {
+    truth.begun.fetch_add(1, Ordering::SeqCst);
+    write_some(conn, cache, truth, dice);
+    truth.finished.fetch_add(1, Ordering::SeqCst);
+}
+
+fn write_some(
+    conn: &mut CachedConnection<PgConnection>,
+    cache: &Cacheops,
+    truth: &Truth,
+    dice: &mut Dice,
+) {
+    let id = 1 + dice.roll(ARTICLES);
+    let to = dice.roll(CATEGORIES);
+    match dice.roll(6) {
+        0 => {
+            // Through the helper (granular).
+            let Some(mut a) = articles::table.find(id).first::<Article>(conn.inner()).ok() else {
+                return;
+            };
+            a.version += 1;
+            a.category_id = to;
+            let saved = cache.save(conn, &a).unwrap();
+            truth.enter(&[saved], &[]);
+        }
+        1 => {
+            // Plain Diesel, one row, moved between categories.
+            let rows: Vec<Article> = diesel::update(articles::table.find(id))
+                .set((
+                    articles::version.eq(articles::version + 1),
+                    articles::category_id.eq(to),
+                ))
+                .get_results(conn)
+                .unwrap();
+            truth.enter(&rows, &[]);
+        }
+        2 => {
+            // Plain Diesel mass update of a whole category.
+            let rows: Vec<Article> =
+                diesel::update(articles::table.filter(articles::category_id.eq(to)))
+                    .set(articles::version.eq(articles::version + 1))
+                    .get_results(conn)
+                    .unwrap();
+            truth.enter(&rows, &[]);
+        }
+        3 | 4 => {
+            // A transaction that commits or rolls back.
+            let commit = dice.roll(2) == 0;
+            let result = conn.transaction(|conn| {
+                let rows: Vec<Article> = diesel::update(articles::table.find(id))
+                    .set((
+                        articles::version.eq(articles::version + 1),
+                        articles::category_id.eq(to),
+                    ))
+                    .get_results(conn)?;
+                match commit {
+                    true => Ok(rows),
+                    false => Err(diesel::result::Error::RollbackTransaction),
+                }
+            });
+            if let Ok(rows) = result {
+                truth.enter(&rows, &[]);
+            }
+        }
+        _ => {
+            // Delete a row and insert it back under a new id, plain Diesel.
+            let gone = diesel::delete(articles::table.find(id))
+                .execute(conn)
+                .unwrap();
+            if gone == 1 {
+                truth.enter(&[], &[id]);
+                let back: Article = diesel::insert_into(articles::table)
+                    .values((
+                        articles::category_id.eq(to),
+                        articles::title.eq("again"),
+                        articles::version.eq(0),
+                    ))
+                    .get_result(conn)
+                    .unwrap();
+                truth.enter(&[back], &[]);
+            }
+        }
+    }
+}
+
+/// Reads once through the cache; true if the read was stale.
+fn read_once(
+    conn: &mut CachedConnection<PgConnection>,
+    cache: &Cacheops,
+    truth: &Truth,
+    dice: &mut Dice,
+) -> bool {
+    let (before, epoch) = truth.snapshot();
+    let c = dice.roll(CATEGORIES);
+    match dice.roll(3) {
+        0 => {
+            let ids: Vec<i32> = before.keys().copied().collect();
+            let id = ids[dice.roll(ids.len() as i32) as usize];
+            let row = articles::table
+                .find(id)
+                .cache()
+                .using(cache)
+                .get_result::<Article>(conn)
+                .optional()
+                .unwrap();
+            let unchanged = truth.still_quiet(epoch);
+            match row {
+                Some(a) => {
+                    a.version < before[&id].1 || (unchanged && a.category_id != before[&id].0)
+                }
+                None => unchanged,
+            }
+        }
+        1 => {
+            let rows = articles::table
+                .filter(articles::category_id.eq(c))
+                .order(articles::id)
+                .cache()
+                .using(cache)
+                .load::<Article>(conn)
+                .unwrap();
+            let unchanged = truth.still_quiet(epoch);
+            list_is_stale(&rows, &before, |cat| cat == c, unchanged)
+        }
+        _ => {
+            let n = articles::table
+                .filter(articles::category_id.eq_any(vec![c, (c + 1) % CATEGORIES]))
+                .cache()
+                .using(cache)
+                .count(conn)
+                .unwrap();
+            let unchanged = truth.still_quiet(epoch);
+            let expected = before
+                .values()
+                .filter(|(cat, _)| *cat == c || *cat == (c + 1) % CATEGORIES)
+                .count();
+            unchanged && n as usize != expected
+        }
+    }
+}
+
+/// A list is stale if it holds an article older than the truth, or (when nothing
+/// changed during the read) differs from the truth at all.
+fn list_is_stale(
+    rows: &[Article],
+    before: &HashMap<i32, (i32, i32)>,
+    wanted: impl Fn(i32) -> bool,
+    unchanged: bool,
+) -> bool {
+    let older = rows
+        .iter()
+        .any(|a| before.get(&a.id).is_some_and(|(_, v)| a.version < *v));
+    let expected = before.iter().filter(|(_, (cat, _))| wanted(*cat)).count();
+    older || (unchanged && rows.len() != expected)
+}
+
+/// After the writers stopped: every category and article, through the cache, must
+/// equal the database.
+fn quiesce(cache: &Cacheops) -> u64 {
+    let mut conn = connect(cache);
+    let mut stale = 0;
+    for c in 0..CATEGORIES {
+        let q = || {
+            articles::table
+                .filter(articles::category_id.eq(c))
+                .order(articles::id)
+        };
+        let cached = q().cache().using(cache).load::<Article>(&mut conn).unwrap();
+        let fresh = q().load::<Article>(conn.inner()).unwrap();
+        stale += u64::from(cached != fresh);
+    }
+    let ids: Vec<i32> = articles::table
+        .select(articles::id)
+        .load(conn.inner())
+        .unwrap();
+    for id in ids {
+        let cached = articles::table
+            .find(id)
+            .cache()
+            .using(cache)
+            .get_result::<Article>(&mut conn)
+            .unwrap();
+        let fresh = articles::table
+            .find(id)
+            .first::<Article>(conn.inner())
+            .unwrap();
+        stale += u64::from(cached != fresh);
+    }
+    stale
+}
+
+/// One run; usable from a test.
+pub fn run(args: &Args) -> Report {
+    let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let cache = Cacheops::new(
+        Config::builder()
+            .url(redis)
+            .prefix("cacheops_stress")
+            .build(),
+    )
+    .unwrap();
+    let truth = Arc::new(Truth::default());
+    setup(&cache, &truth);
+    let stop = AtomicBool::new(false);
+    let (reads, writes, stale) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    std::thread::scope(|scope| {
+        for w in 0..args.writers {
+            let (cache, truth, stop, writes) = (&cache, &truth, &stop, &writes);
+            scope.spawn(move || {
+                let mut conn = connect(cache);
+                let mut dice = Dice(0x9e37_79b9 + w as u64);
+                while !stop.load(Ordering::Relaxed) {
+                    write_once(&mut conn, cache, truth, &mut dice);
+                    writes.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        for r in 0..args.readers {
+            let (cache, truth, stop, reads, stale) = (&cache, &truth, &stop, &reads, &stale);
+            scope.spawn(move || {
+                let mut conn = connect(cache);
+                let mut dice = Dice(0x51_7cc1 + r as u64);
+                while !stop.load(Ordering::Relaxed) {
+                    if read_once(&mut conn, cache, truth, &mut dice) {
+                        stale.fetch_add(1, Ordering::Relaxed);
+                    }
+                    reads.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        let until = Instant::now() + Duration::from_secs(args.seconds);
+        while Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let report = Report {
+        reads: reads.load(Ordering::Relaxed),
+        writes: writes.load(Ordering::Relaxed),
+        hits: cache.stats().hits,
+        stale_reads: stale.load(Ordering::Relaxed),
+        stale_after_quiesce: quiesce(&cache),
+    };
+    cache.invalidate_all().unwrap();
+    report
+}
+
+#[allow(dead_code)]
+fn main() {
+    let args = Args::parse();
+    let r = run(&args);
+    println!(
+        "{{\"seconds\": {}, \"readers\": {}, \"writers\": {}, \"reads\": {}, \"writes\": {}, \"hits\": {}, \"stale_reads\": {}, \"stale_after_quiesce\": {}}}",
+        args.seconds, args.readers, args.writers, r.reads, r.writes, r.hits, r.stale_reads, r.stale_after_quiesce
+    );
+    if r.stale_reads != 0 || r.stale_after_quiesce != 0 {
+        std::process::exit(1);
+    }
+}
