@@ -2,7 +2,7 @@
 //! checked against the writes that had returned before it started.
 //!
 //! ```text
-//! cargo run --release --example stress -- --seconds 60 [--readers 4 --writers 2]
+//! cargo run --release --example stress -- --seconds 60 [--readers 4 --writers 2] [--redis-restart]
 //! ```
 //!
 //! Writers, each on its own `CachedConnection`, save articles through the helper,
@@ -16,6 +16,11 @@
 //! the writers stop, every category and article is read through the cache once more
 //! and compared with the database. The last line is one JSON object; the exit
 //! status is 1 if either stale count is not 0.
+//!
+//! `--redis-restart` runs against a private redis-server on a spare port that is
+//! stopped (saving its data) and restarted every two seconds, with
+//! degrade-on-failure: no error may reach the program (any would abort it), and
+//! the entries it kept across an outage must never be served stale.
 #![allow(missing_docs, unreachable_pub, clippy::unwrap_used)] // a load program: any failure aborts the run
 
 use std::collections::HashMap;
@@ -58,6 +63,9 @@ pub struct Args {
     pub seconds: u64,
     pub readers: usize,
     pub writers: usize,
+    /// Run against a private redis-server that is stopped and restarted (keeping
+    /// its data) every couple of seconds, with degrade-on-failure.
+    pub redis_restart: bool,
 }
 
 impl Args {
@@ -66,6 +74,7 @@ impl Args {
             seconds: 5,
             readers: 4,
             writers: 2,
+            redis_restart: std::env::args().any(|a| a == "--redis-restart"),
         };
         let words: Vec<String> = std::env::args().collect();
         for pair in words.windows(2) {
@@ -84,6 +93,8 @@ impl Args {
 /// The figures of a run.
 #[derive(Debug, Default)]
 pub struct Report {
+    pub restarts: u64,
+    pub store_errors: u64,
     pub reads: u64,
     pub writes: u64,
     pub hits: u64,
@@ -362,25 +373,37 @@ fn quiesce(cache: &Cacheops) -> u64 {
 
 /// One run; usable from a test.
 pub fn run(args: &Args) -> Report {
-    let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let cache = Cacheops::new(
-        Config::builder()
-            .url(redis)
-            .prefix("cacheops_stress")
-            .build(),
-    )
-    .unwrap();
+    let mut private = args.redis_restart.then(PrivateRedis::start);
+    let redis = match &private {
+        Some(server) => server.url(),
+        None => std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+    };
+    let config = Config::builder()
+        .url(redis)
+        .prefix("cacheops_stress")
+        .degrade_on_failure(args.redis_restart)
+        .redis_timeout(Duration::from_millis(200))
+        .build();
+    let cache = Cacheops::new(config).unwrap();
+    let mut restarts = 0;
     let truth = Arc::new(Truth::default());
     setup(&cache, &truth);
     let stop = AtomicBool::new(false);
+    // After each restart the writers pause, so that whatever the outage left in
+    // Redis is exposed to the readers instead of being swept by the next write.
+    let paused = AtomicBool::new(false);
     let (reads, writes, stale) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
     std::thread::scope(|scope| {
         for w in 0..args.writers {
-            let (cache, truth, stop, writes) = (&cache, &truth, &stop, &writes);
+            let (cache, truth, stop, writes, paused) = (&cache, &truth, &stop, &writes, &paused);
             scope.spawn(move || {
                 let mut conn = connect(cache);
                 let mut dice = Dice(0x9e37_79b9 + w as u64);
                 while !stop.load(Ordering::Relaxed) {
+                    if paused.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
                     write_once(&mut conn, cache, truth, &mut dice);
                     writes.fetch_add(1, Ordering::Relaxed);
                 }
@@ -401,19 +424,114 @@ pub fn run(args: &Args) -> Report {
         }
         let until = Instant::now() + Duration::from_secs(args.seconds);
         while Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(50));
+            match private.as_mut() {
+                Some(server) => {
+                    std::thread::sleep(Duration::from_millis(1500));
+                    server.stop_keeping_data();
+                    std::thread::sleep(Duration::from_millis(700));
+                    server.restart();
+                    restarts += 1;
+                    paused.store(true, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(1500));
+                    paused.store(false, Ordering::Relaxed);
+                }
+                None => std::thread::sleep(Duration::from_millis(50)),
+            }
         }
         stop.store(true, Ordering::Relaxed);
     });
+    if private.is_some() {
+        // Past the store's reconnect back-off, so that the final comparison reads
+        // through Redis again (and not through the degraded path).
+        std::thread::sleep(Duration::from_millis(1500));
+    }
     let report = Report {
+        restarts,
+        store_errors: cache.stats().errors,
         reads: reads.load(Ordering::Relaxed),
         writes: writes.load(Ordering::Relaxed),
         hits: cache.stats().hits,
         stale_reads: stale.load(Ordering::Relaxed),
         stale_after_quiesce: quiesce(&cache),
     };
-    cache.invalidate_all().unwrap();
+    if private.is_none() {
+        cache.invalidate_all().unwrap();
+    }
     report
+}
+
+/// A redis-server on a spare port that keeps its data across restarts (SHUTDOWN
+/// SAVE), so entries cached before an outage are still there after it.
+struct PrivateRedis {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("cacheops-stress-redis-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut server = PrivateRedis {
+            port,
+            dir,
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn restart(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+            ])
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let client = redis::Client::open(self.url()).unwrap();
+        while client.get_connection().is_err() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn stop_keeping_data(&mut self) {
+        if let Ok(mut con) = redis::Client::open(self.url()).unwrap().get_connection() {
+            let _: redis::RedisResult<()> = redis::cmd("SHUTDOWN").arg("SAVE").query(&mut con);
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 #[allow(dead_code)]
@@ -421,8 +539,8 @@ fn main() {
     let args = Args::parse();
     let r = run(&args);
     println!(
-        "{{\"seconds\": {}, \"readers\": {}, \"writers\": {}, \"reads\": {}, \"writes\": {}, \"hits\": {}, \"stale_reads\": {}, \"stale_after_quiesce\": {}}}",
-        args.seconds, args.readers, args.writers, r.reads, r.writes, r.hits, r.stale_reads, r.stale_after_quiesce
+        "{{\"seconds\": {}, \"readers\": {}, \"writers\": {}, \"redis_restarts\": {}, \"store_errors_degraded\": {}, \"reads\": {}, \"writes\": {}, \"hits\": {}, \"stale_reads\": {}, \"stale_after_quiesce\": {}}}",
+        args.seconds, args.readers, args.writers, r.restarts, r.store_errors, r.reads, r.writes, r.hits, r.stale_reads, r.stale_after_quiesce
     );
     if r.stale_reads != 0 || r.stale_after_quiesce != 0 {
         std::process::exit(1);
