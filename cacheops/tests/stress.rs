@@ -11,6 +11,7 @@ fn a_short_stress_run_sees_no_stale_read() {
         seconds: 3,
         readers: 3,
         writers: 2,
+        redis_restart: false,
     };
     let report = stress::run(&args);
     assert!(report.reads > 100 && report.writes > 50, "{report:?}");
