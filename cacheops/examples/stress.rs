@@ -114,11 +114,14 @@ struct Truth {
 
 impl Truth {
     /// The truth now, and whether no write is under way.
+    ///
+    /// `finished` is read before the rows and `begun` after them: equal, no write
+    /// was under way from before the copy until after it, so the copy is complete.
     fn snapshot(&self) -> (HashMap<i32, (i32, i32)>, Option<u64>) {
-        let begun = self.begun.load(Ordering::SeqCst);
+        let finished = self.finished.load(Ordering::SeqCst);
         let rows = self.rows.lock().unwrap().clone();
-        let quiet = self.finished.load(Ordering::SeqCst) == begun;
-        (rows, quiet.then_some(begun))
+        let begun = self.begun.load(Ordering::SeqCst);
+        (rows, (finished == begun).then_some(begun))
     }
 
     /// Whether the database stayed quiet since `snapshot` said it was.
@@ -202,8 +205,10 @@ fn write_some(
             };
             a.version += 1;
             a.category_id = to;
-            let saved = cache.save(conn, &a).unwrap();
-            truth.enter(&[saved], &[]);
+            // Another writer may have deleted it since: then nothing was saved.
+            if let Some(saved) = cache.save(conn, &a).optional().unwrap() {
+                truth.enter(&[saved], &[]);
+            }
         }
         1 => {
             // Plain Diesel, one row, moved between categories.
@@ -286,12 +291,19 @@ fn read_once(
                 .optional()
                 .unwrap();
             let unchanged = truth.still_quiet(epoch);
-            match row {
+            let stale = match &row {
                 Some(a) => {
                     a.version < before[&id].1 || (unchanged && a.category_id != before[&id].0)
                 }
                 None => unchanged,
+            };
+            if stale && std::env::var("STRESS_DEBUG").is_ok() {
+                eprintln!(
+                    "pk {id}: got {row:?}, truth {:?}, quiet {unchanged}",
+                    before[&id]
+                );
             }
+            stale
         }
         1 => {
             let rows = articles::table
@@ -302,7 +314,20 @@ fn read_once(
                 .load::<Article>(conn)
                 .unwrap();
             let unchanged = truth.still_quiet(epoch);
-            list_is_stale(&rows, &before, |cat| cat == c, unchanged)
+            let stale = list_is_stale(&rows, &before, |cat| cat == c, unchanged);
+            if stale && std::env::var("STRESS_DEBUG").is_ok() {
+                let older: Vec<_> = rows
+                    .iter()
+                    .filter(|a| before.get(&a.id).is_some_and(|(_, v)| a.version < *v))
+                    .map(|a| (a.id, a.version, before[&a.id]))
+                    .collect();
+                let expected = before.values().filter(|(cat, _)| *cat == c).count();
+                eprintln!(
+                    "cat {c}: {} rows, expected {expected}, quiet {unchanged}, older {older:?}",
+                    rows.len()
+                );
+            }
+            stale
         }
         _ => {
             let n = articles::table
