@@ -106,6 +106,9 @@ pub struct Report {
 #[derive(Default)]
 struct Truth {
     rows: Mutex<HashMap<i32, (i32, i32)>>,
+    /// Deleted ids (ids are never reused): a write that returned before a delete
+    /// but is entered after it must not bring the row back.
+    deleted: Mutex<std::collections::HashSet<i32>>,
     /// Writes begun and finished: a read during which no write was under way saw
     /// a quiet database and must equal the truth exactly.
     begun: AtomicU64,
@@ -129,13 +132,21 @@ impl Truth {
         since == Some(self.begun.load(Ordering::SeqCst))
     }
 
+    /// Enters what a write that has returned left. Writers enter in any order, so
+    /// a row only moves forward: every write bumps its version, and a deleted id
+    /// stays deleted.
     fn enter(&self, rows: &[Article], deleted: &[i32]) {
         let mut truth = self.rows.lock().unwrap();
-        for a in rows {
-            truth.insert(a.id, (a.category_id, a.version));
-        }
+        let mut gone = self.deleted.lock().unwrap();
+        gone.extend(deleted);
         for id in deleted {
             truth.remove(id);
+        }
+        for a in rows.iter().filter(|a| !gone.contains(&a.id)) {
+            let newer = truth.get(&a.id).is_none_or(|(_, v)| a.version > *v);
+            if newer {
+                truth.insert(a.id, (a.category_id, a.version));
+            }
         }
     }
 }

@@ -6,7 +6,7 @@
 mod stress;
 
 #[test]
-fn a_short_stress_run_sees_no_stale_read() {
+fn short_stress_runs_see_no_stale_read_even_across_redis_restarts() {
     let args = stress::Args {
         seconds: 3,
         readers: 3,
@@ -15,6 +15,22 @@ fn a_short_stress_run_sees_no_stale_read() {
     };
     let report = stress::run(&args);
     assert!(report.reads > 100 && report.writes > 50, "{report:?}");
+    assert_eq!(
+        (report.stale_reads, report.stale_after_quiesce),
+        (0, 0),
+        "{report:?}"
+    );
+    // The same schema and prefix: the restart run follows, never overlaps.
+    let args = stress::Args {
+        seconds: 5,
+        redis_restart: true,
+        ..args
+    };
+    let report = stress::run(&args);
+    assert!(
+        report.restarts >= 1 && report.store_errors > 0,
+        "{report:?}"
+    );
     assert_eq!(
         (report.stale_reads, report.stale_after_quiesce),
         (0, 0),
