@@ -206,9 +206,9 @@ where
         }
     };
     let main_table = template
-        .main_table()
-        .map(Arc::from)
-        .or(template.tables().first().cloned());
+        .main_table_name()
+        .or(template.tables().first())
+        .cloned();
     let binds = DB::collect_binds(query)?;
     let deps = handle.deps(&template, &binds);
     Ok(Some(Analysis {

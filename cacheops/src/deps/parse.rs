@@ -97,7 +97,12 @@ impl Template {
 
     /// The first table of the outermost FROM: the model a query is "about".
     pub fn main_table(&self) -> Option<&str> {
-        self.tables.get(self.main?).map(|t| &**t)
+        self.main_table_name().map(|t| &**t)
+    }
+
+    /// [`Template::main_table`] as the shared name, so a hit need not copy it.
+    pub(crate) fn main_table_name(&self) -> Option<&Arc<str>> {
+        self.tables.get(self.main?)
     }
 
     /// The dependencies of one call with these binds.
