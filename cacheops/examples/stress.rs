@@ -28,6 +28,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "support/private_redis.rs"]
+mod private_redis;
+use private_redis::PrivateRedis;
+
 use cacheops::{Cacheable, CachedConnection, CachedQueryDsl, Cacheops, Config, OptionalExtension};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -494,80 +498,6 @@ pub fn run(args: &Args) -> Report {
         cache.invalidate_all().unwrap();
     }
     report
-}
-
-/// A redis-server on a spare port that keeps its data across restarts (SHUTDOWN
-/// SAVE), so entries cached before an outage are still there after it.
-struct PrivateRedis {
-    port: u16,
-    dir: std::path::PathBuf,
-    child: Option<std::process::Child>,
-}
-
-impl PrivateRedis {
-    fn start() -> PrivateRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("cacheops-stress-redis-{port}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut server = PrivateRedis {
-            port,
-            dir,
-            child: None,
-        };
-        server.restart();
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn restart(&mut self) {
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-            ])
-            .arg(&self.dir)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let client = redis::Client::open(self.url()).unwrap();
-        while client.get_connection().is_err() {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn stop_keeping_data(&mut self) {
-        if let Ok(mut con) = redis::Client::open(self.url()).unwrap().get_connection() {
-            let _: redis::RedisResult<()> = redis::cmd("SHUTDOWN").arg("SAVE").query(&mut con);
-        }
-        if let Some(mut child) = self.child.take() {
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 #[allow(dead_code)]
