@@ -22,6 +22,8 @@ pub enum ErrorKind {
     CacheMiss,
     /// The file-system cache could not read or write its directory.
     Io,
+    /// A transaction cacheops cannot follow (see [`on_commit`](crate::on_commit)).
+    Transaction,
 }
 
 /// An error of cacheops: a kind and a message, plus the source error if any.

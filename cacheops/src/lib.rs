@@ -42,7 +42,7 @@
 //! | canonical values of binds and columns | `backend.rs`, `value.rs` | [`CacheBackend`], [`Value`], [`encode_value`] |
 //! | write helpers | `write.rs` | [`Cacheops::insert`], [`Cacheops::save`], [`Cacheops::update`], [`Cacheops::delete`] |
 //! | connections: which ones we read/write through; a wrapper that sees every statement | `connection/` | [`CacheConnection`], [`CachedConnection`] |
-//! | transactions on plain connections: invalidation after the outermost COMMIT | `transaction.rs`, `pending.rs` | [`Cacheops::transaction`] |
+//! | transactions on plain connections: invalidation after the outermost COMMIT, then after-commit hooks | `transaction.rs`, `pending.rs` | [`Cacheops::transaction`], [`on_commit`] |
 //! | manual invalidation | `invalidate.rs` | [`invalidate_obj`], [`invalidate_model`], [`invalidate_table`], [`invalidate_all`] |
 //! | time-only cache, `cached`, file backend | `simple/` | [`cache`], [`cached()`], [`SimpleCache`], [`FnKey`] |
 //! | function caching tied to data | `cached_as.rs` | [`cached_as()`], [`Sample`], [`Options`] |
@@ -119,6 +119,7 @@ pub use query::{Cached, CachedQueryDsl};
 pub use runtime::{global, install, Cacheops};
 pub use simple::{cache, cached, CachedOptions, FnKey, SimpleCache};
 pub use stats::{model_stats, stats, ModelStats, Stats};
+pub use transaction::on_commit;
 pub use value::{pg_equality, Equality, Value};
 pub use write::Locked;
 

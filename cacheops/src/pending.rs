@@ -37,16 +37,50 @@ impl Pending {
     }
 }
 
-/// Sends every pending invalidation, even after one fails (each failure is
-/// remembered by its handle), and returns the first error.
-pub(crate) fn send_all(pending: Vec<Pending>) -> Result<()> {
-    let mut first_error = None;
-    for p in pending {
-        if let Err(e) = p.send() {
-            first_error.get_or_insert(e);
-        }
+/// A callback the user registered to run after the outermost COMMIT.
+pub(crate) type Hook = Box<dyn FnOnce() + Send>;
+
+/// What one transaction level owes once the outermost COMMIT has returned: its
+/// writes' invalidations, then the user's after-commit hooks.
+#[derive(Default)]
+pub(crate) struct Queue {
+    pending: Vec<Pending>,
+    hooks: Vec<Hook>,
+}
+
+impl Queue {
+    pub(crate) fn push(&mut self, pending: Pending) {
+        self.pending.push(pending);
     }
-    first_error.map_or(Ok(()), Err)
+
+    pub(crate) fn push_hook(&mut self, hook: Hook) {
+        self.hooks.push(hook);
+    }
+
+    /// Takes over what a released savepoint owed, after what this level owes.
+    pub(crate) fn append(&mut self, child: Queue) {
+        self.pending.extend(child.pending);
+        self.hooks.extend(child.hooks);
+    }
+
+    /// Sends every invalidation, even after one fails (each failure is remembered
+    /// by its handle), then runs the hooks in the order they were registered.
+    /// Invalidations go first so that a hook reading through the cache (or telling
+    /// another process to) sees the committed data. The data is committed whatever
+    /// Redis said, so the hooks run even when an invalidation failed; the first
+    /// failure is returned afterwards.
+    pub(crate) fn settle(self) -> Result<()> {
+        let mut first_error = None;
+        for p in self.pending {
+            if let Err(e) = p.send() {
+                first_error.get_or_insert(e);
+            }
+        }
+        for hook in self.hooks {
+            hook();
+        }
+        first_error.map_or(Ok(()), Err)
+    }
 }
 
 impl Cacheops {

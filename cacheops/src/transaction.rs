@@ -7,6 +7,10 @@
 //! the outermost COMMIT has returned. A rolled-back level (an `Err`, a failed COMMIT,
 //! a panic) drops its queue; a released savepoint merges into its parent.
 //!
+//! [`on_commit`] registers a callback that runs after the outermost COMMIT, after
+//! the transaction's invalidations have been sent (so it never sees, or announces,
+//! data the cache still holds in its old state); a rolled-back level drops its hooks.
+//!
 //! Reads through `.cached()` never use the cache while the connection is inside any
 //! transaction: a plain connection cannot tell whether the transaction has written,
 //! and a result read there may include uncommitted rows that must never reach the
@@ -19,14 +23,14 @@ use std::collections::HashMap;
 use diesel::connection::{Connection, TransactionManager};
 
 use crate::connection::CacheConnection;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::model::ModelInfo;
-use crate::pending::{send_all, Owed, Pending};
+use crate::pending::{Hook, Owed, Pending, Queue};
 use crate::runtime::Cacheops;
 use crate::value::Value;
 
-/// Invalidations queued by one transaction level.
-type Frame = Vec<Pending>;
+/// What one transaction level owes at COMMIT.
+type Frame = Queue;
 
 thread_local! {
     /// Frames per connection (by address), innermost last. A connection is used by
@@ -56,7 +60,12 @@ struct FrameGuard {
 
 impl FrameGuard {
     fn push(conn: usize) -> FrameGuard {
-        FRAMES.with(|f| f.borrow_mut().entry(conn).or_default().push(Frame::new()));
+        FRAMES.with(|f| {
+            f.borrow_mut()
+                .entry(conn)
+                .or_default()
+                .push(Frame::default())
+        });
         FrameGuard {
             conn,
             popped: false,
@@ -110,7 +119,7 @@ impl Cacheops {
         let value = conn.transaction(f)?;
         let (frame, outermost) = guard.pop();
         if outermost {
-            send_all(frame)?;
+            frame.settle()?;
         } else {
             FRAMES.with(|f| merge_into_parent(&mut f.borrow_mut(), guard.conn, frame));
         }
@@ -131,15 +140,64 @@ impl Cacheops {
         };
         let unqueued = match conn.__tracked() {
             Some(tracked) => tracked.wrote(pending),
-            None => queue_for(conn_id(conn), pending),
+            None => queue_for(conn_id(conn), pending, Queue::push),
         };
         unqueued.map_or(Ok(()), Pending::send)
     }
 }
 
-/// Queues `pending` in the innermost [`Cacheops::transaction`] of `conn`; gives it
-/// back when there is none.
-fn queue_for(conn: usize, pending: Pending) -> Option<Pending> {
+/// Runs `hook` once the transaction open on `conn` has committed, after the
+/// transaction's invalidations were sent; at once when no transaction is open.
+///
+/// A hook registered in a savepoint that is rolled back never runs; one in a
+/// released savepoint waits for the outermost COMMIT. Hooks run in the order they
+/// were registered, even when an invalidation failed (the data is committed).
+///
+/// Works on a [`CachedConnection`](crate::CachedConnection) in any transaction,
+/// and on a plain connection inside [`Cacheops::transaction`]. A plain connection
+/// inside a transaction cacheops did not open gives an [`ErrorKind::Transaction`]
+/// error: its COMMIT cannot be seen, and running the hook now would run it before
+/// the data is visible.
+///
+/// ```no_run
+/// # use diesel::prelude::*;
+/// # fn run(conn: &mut cacheops::CachedConnection<PgConnection>) -> QueryResult<()> {
+/// conn.transaction(|conn| {
+///     diesel::sql_query("UPDATE articles SET views = 0").execute(conn)?;
+///     cacheops::on_commit(conn, || println!("committed and invalidated"))
+///         .map_err(|e| diesel::result::Error::QueryBuilderError(Box::new(e)))?;
+///     Ok(())
+/// })
+/// # }
+/// ```
+pub fn on_commit<C: CacheConnection>(
+    conn: &mut C,
+    hook: impl FnOnce() + Send + 'static,
+) -> Result<()> {
+    let hook: Hook = Box::new(hook);
+    let unqueued = match conn.__tracked() {
+        Some(tracked) => tracked.on_commit(hook),
+        None => {
+            let unqueued = queue_for(conn_id(conn), hook, Queue::push_hook);
+            if unqueued.is_some() && in_transaction(conn) {
+                return Err(Error::new(
+                    ErrorKind::Transaction,
+                    "on_commit on a plain connection inside a transaction cacheops did not \
+                     open: use Cacheops::transaction or a CachedConnection",
+                ));
+            }
+            unqueued
+        }
+    };
+    if let Some(hook) = unqueued {
+        hook();
+    }
+    Ok(())
+}
+
+/// Adds `item` to the innermost [`Cacheops::transaction`] level of `conn`; gives
+/// it back when there is none.
+fn queue_for<T>(conn: usize, item: T, add: fn(&mut Frame, T)) -> Option<T> {
     FRAMES.with(|f| {
         match f
             .borrow_mut()
@@ -147,16 +205,16 @@ fn queue_for(conn: usize, pending: Pending) -> Option<Pending> {
             .and_then(|stack| stack.last_mut())
         {
             Some(frame) => {
-                frame.push(pending);
+                add(frame, item);
                 None
             }
-            None => Some(pending),
+            None => Some(item),
         }
     })
 }
 
 fn merge_into_parent(frames: &mut HashMap<usize, Vec<Frame>>, conn: usize, frame: Frame) {
     if let Some(parent) = frames.get_mut(&conn).and_then(|stack| stack.last_mut()) {
-        parent.extend(frame);
+        parent.append(frame);
     }
 }

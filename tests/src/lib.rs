@@ -21,6 +21,8 @@ mod failures;
 #[cfg(test)]
 mod fragments;
 #[cfg(test)]
+mod hooks;
+#[cfg(test)]
 mod scenarios;
 #[cfg(test)]
 mod simple;

@@ -13,7 +13,7 @@ use super::effect::{self, Effect};
 use super::tracked::Tracked;
 use super::CacheConnection;
 use crate::backend::CacheBackend;
-use crate::pending::{send_all, Owed, Pending};
+use crate::pending::{Owed, Pending};
 use crate::runtime::Cacheops;
 
 /// A connection wrapper that invalidates after every write and tracks transactions.
@@ -373,7 +373,7 @@ impl<C: CacheConnection + LoadConnection> TransactionManager<CachedConnection<C>
             conn.keep_open_levels();
             return Err(e);
         }
-        send_all(conn.tracked.committed()).map_err(into_diesel)
+        conn.tracked.committed().settle().map_err(into_diesel)
     }
 
     fn transaction_manager_status_mut(

@@ -8,7 +8,7 @@
 //! a released savepoint merges its queue and dirty flag into its parent; a rolled
 //! back level drops both.
 
-use crate::pending::Pending;
+use crate::pending::{Hook, Pending, Queue};
 use crate::runtime::Cacheops;
 
 /// Per-connection transaction frames. Not public API.
@@ -23,7 +23,7 @@ pub struct Tracked {
 
 #[derive(Default)]
 struct Frame {
-    queue: Vec<Pending>,
+    queue: Queue,
     dirty: bool,
 }
 
@@ -63,21 +63,33 @@ impl Tracked {
         }
     }
 
+    /// Registers an after-commit hook: queued in the innermost level inside a
+    /// transaction, handed back to run now outside one.
+    pub(crate) fn on_commit(&mut self, hook: Hook) -> Option<Hook> {
+        match self.frames.last_mut() {
+            Some(frame) => {
+                frame.queue.push_hook(hook);
+                None
+            }
+            None => Some(hook),
+        }
+    }
+
     pub(crate) fn begin(&mut self) {
         self.frames.push(Frame::default());
     }
 
     /// The innermost level committed: its queue to send if it was the outermost,
     /// else merged into the parent.
-    pub(crate) fn committed(&mut self) -> Vec<Pending> {
+    pub(crate) fn committed(&mut self) -> Queue {
         let Some(frame) = self.frames.pop() else {
-            return Vec::new();
+            return Queue::default();
         };
         match self.frames.last_mut() {
             Some(parent) => {
                 parent.dirty |= frame.dirty;
-                parent.queue.extend(frame.queue);
-                Vec::new()
+                parent.queue.append(frame.queue);
+                Queue::default()
             }
             None => frame.queue,
         }
