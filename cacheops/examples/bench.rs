@@ -2,7 +2,7 @@
 //! physical limits measured in the same run.
 //!
 //! ```text
-//! cargo run --release --example bench -- [--json] [--compare] [--scaling] [--throughput]
+//! cargo run --release --example bench -- [--json] [--compare] [--scaling] [--throughput] [--report DIR]
 //! ```
 //!
 //! Needs PostgreSQL (`DATABASE_URL`, default `postgres://postgres@127.0.0.1/test`)
@@ -13,7 +13,10 @@
 //! with the peer's keys plus `redis_get_rtt` and `redis_mget_rtt`. `--compare` then runs
 //! `../shared/peer-bench/run` (or `$PEER_BENCH`) and prints both sides with ratios;
 //! `--scaling` times saves with 1k/10k/100k cached queries (about a minute to fill);
-//! `--throughput` measures cached reads/s and plain GETs/s with 1, 2, 4, 8 threads.
+//! `--throughput` measures cached reads/s and plain GETs/s with 1, 2, 4, 8 threads;
+//! `--report DIR` writes `DIR/bench.md` (the README's table) and `DIR/bench.png`
+//! (its chart) from the run. The README's figures come from
+//! `cargo run --release -p cacheops --example bench -- --compare --scaling --throughput --report docs`.
 #![allow(missing_docs, clippy::unwrap_used)] // a benchmark: any failure aborts the run
 
 use std::error::Error;
@@ -23,8 +26,12 @@ use std::time::Instant;
 
 use cacheops::{Cacheable, CachedQueryDsl, Cacheops, Config};
 use diesel::connection::{InstrumentationEvent, SimpleConnection};
+use diesel::dsl;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
+
+#[path = "support/bench_report.rs"]
+mod bench_report;
 
 diesel::table! {
     articles (id) {
@@ -91,6 +98,17 @@ const SCHEMA: &str = "
     CREATE TABLE articles (id SERIAL PRIMARY KEY, category_id INT NOT NULL REFERENCES categories,
         title VARCHAR(200) NOT NULL, published BOOL NOT NULL, views INT NOT NULL);
     CREATE INDEX ON articles (category_id);";
+
+/// The peer's "fetch 20": one category's published articles, newest first.
+type Fetch20 = dsl::Limit<
+    dsl::Order<
+        dsl::Filter<
+            articles::table,
+            dsl::And<dsl::Eq<articles::category_id, i32>, dsl::Eq<articles::published, bool>>,
+        >,
+        dsl::Desc<articles::id>,
+    >,
+>;
 
 struct Bench {
     conn: PgConnection,
@@ -203,12 +221,7 @@ impl Bench {
                     .get_result::<Article>(&mut self.conn)
                     .unwrap();
             },
-            |_| {
-                let _: Vec<u8> = redis::cmd("GET")
-                    .arg(RTT_KEYS[0])
-                    .query(&mut redis)
-                    .unwrap();
-            },
+            |_| plain_get(&mut redis, RTT_KEYS[0]),
         );
         self.record("hit_get_pk", hit);
         self.record("redis_get_rtt", get);
@@ -234,35 +247,39 @@ impl Bench {
         Ok(redis)
     }
 
+    fn fetch20(&self, i: usize) -> Fetch20 {
+        articles::table
+            .filter(
+                articles::category_id
+                    .eq(self.cat(i))
+                    .and(articles::published.eq(true)),
+            )
+            .order(articles::id.desc())
+            .limit(20)
+    }
+
     fn fetches_and_counts(&mut self) {
         let reps = self.reps;
         let t = timed(reps, |i| {
-            let q = articles::table
-                .filter(
-                    articles::category_id
-                        .eq(self.cat(i))
-                        .and(articles::published.eq(true)),
-                )
-                .order(articles::id.desc())
-                .limit(20);
-            q.load::<Article>(&mut self.conn).unwrap();
+            self.fetch20(i).load::<Article>(&mut self.conn).unwrap();
         });
         self.record("db_fetch20", t);
-        let t = timed(reps, |i| {
-            let q = articles::table
-                .filter(
-                    articles::category_id
-                        .eq(self.cat(i))
-                        .and(articles::published.eq(true)),
-                )
-                .order(articles::id.desc())
-                .limit(20);
-            q.cache()
-                .using(&self.cache)
-                .load::<Article>(&mut self.conn)
-                .unwrap();
-        });
-        self.record("hit_fetch20", t);
+        // Each hit alternates with a plain GET of a value of its payload's size.
+        let page: Vec<Article> = self.fetch20(0).load(&mut self.conn).unwrap();
+        let mut redis = self.sized_value(RTT_FETCH20, rmp_serde::to_vec(&page).unwrap().len());
+        let (hit, get) = timed_pair(
+            reps,
+            |i| {
+                self.fetch20(i)
+                    .cache()
+                    .using(&self.cache)
+                    .load::<Article>(&mut self.conn)
+                    .unwrap();
+            },
+            |_| plain_get(&mut redis, RTT_FETCH20),
+        );
+        self.record("hit_fetch20", hit);
+        self.record("redis_get_rtt_fetch20", get);
         let t = timed(reps, |i| {
             let q = articles::table.filter(articles::category_id.eq(self.cat(i)));
             q.count().get_result::<i64>(&mut self.conn).unwrap();
@@ -276,11 +293,32 @@ impl Bench {
                 .count(&mut self.conn)
                 .unwrap();
         }
-        let t = timed(reps, |i| {
-            let q = articles::table.filter(articles::category_id.eq(self.cat(i)));
-            q.cache().using(&self.cache).count(&mut self.conn).unwrap();
-        });
-        self.record("hit_count", t);
+        let mut redis = self.sized_value(RTT_COUNT, rmp_serde::to_vec(&100i64).unwrap().len());
+        let (hit, get) = timed_pair(
+            reps,
+            |i| {
+                let q = articles::table.filter(articles::category_id.eq(self.cat(i)));
+                q.cache().using(&self.cache).count(&mut self.conn).unwrap();
+            },
+            |_| plain_get(&mut redis, RTT_COUNT),
+        );
+        self.record("hit_count", hit);
+        self.record("redis_get_rtt_count", get);
+    }
+
+    /// A plain connection with `key` holding a value of `payload` bytes plus the
+    /// frame a cached value carries (its stamps' checksum).
+    fn sized_value(&self, key: &str, payload: usize) -> redis::Connection {
+        let mut redis = redis::Client::open(redis_url())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        redis::cmd("SET")
+            .arg(key)
+            .arg(vec![7u8; payload + 16])
+            .exec(&mut redis)
+            .unwrap();
+        redis
     }
 
     fn cache_per_category(&mut self, limits: std::ops::RangeInclusive<i64>) {
@@ -299,6 +337,15 @@ impl Bench {
     }
 
     fn saves(&mut self) {
+        // The uncached UPDATE a save replaces: the target is this plus two round trips.
+        let t = timed(self.reps, |i| {
+            let id = self.pick(i);
+            diesel::update(articles::table.find(id))
+                .set(articles::views.eq(articles::views + 1))
+                .execute(&mut self.conn)
+                .unwrap();
+        });
+        self.record("db_update_pk", t);
         self.cache_per_category(1..=10);
         let t = self.time_saves(self.reps);
         self.record("save_with_invalidation", t);
@@ -430,7 +477,11 @@ impl Bench {
                 .unwrap();
         });
         self.record("redis_mget_rtt", t);
-        redis::cmd("DEL").arg(&RTT_KEYS[..]).exec(&mut redis)?;
+        redis::cmd("DEL")
+            .arg(&RTT_KEYS[..])
+            .arg(RTT_FETCH20)
+            .arg(RTT_COUNT)
+            .exec(&mut redis)?;
         Ok(())
     }
 }
@@ -466,6 +517,12 @@ where
     done.load(Ordering::Relaxed) as f64
 }
 
+fn plain_get(redis: &mut redis::Connection, key: &str) {
+    let _: Vec<u8> = redis::cmd("GET").arg(key).query(redis).unwrap();
+}
+
+const RTT_FETCH20: &str = "cacheops_bench:rtt:f20";
+const RTT_COUNT: &str = "cacheops_bench:rtt:cnt";
 const RTT_KEYS: [&str; 3] = [
     "cacheops_bench:rtt:v",
     "cacheops_bench:rtt:s1",
@@ -515,20 +572,47 @@ fn main() -> Result<(), Box<dyn Error>> {
         fields.push(format!("\"cached_reads_per_s_{threads}t\": {cached:.0}, \"plain_gets_per_s_{threads}t\": {plain:.0}"));
     }
     println!("{{{}}}", fields.join(", "));
-    if std::env::args().any(|a| a == "--compare") {
-        let mut ours: Vec<(String, f64)> = bench
+    let peer = match std::env::args().any(|a| a == "--compare") {
+        true => {
+            let mut ours: Vec<(String, f64)> = bench
+                .figures
+                .iter()
+                .map(|(k, p50, _)| (k.to_string(), *p50))
+                .collect();
+            ours.push(("queries_after_one_save".into(), after_one_save as f64));
+            compare(&ours)?
+        }
+        false => Vec::new(),
+    };
+    if let Some(dir) = arg_value("--report") {
+        let ours: Vec<(String, f64, f64)> = bench
             .figures
             .iter()
-            .map(|(k, p50, _)| (k.to_string(), *p50))
+            .map(|(k, p50, p99)| (k.to_string(), *p50, *p99))
             .collect();
-        ours.push(("queries_after_one_save".into(), after_one_save as f64));
-        compare(&ours)?;
+        let report = bench_report::Report {
+            ours: &ours,
+            peer: &peer,
+            throughput: &throughput,
+        };
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(format!("{dir}/bench.md"), report.markdown())?;
+        report.chart(&format!("{dir}/bench.png"))?;
+        println!("report: {dir}/bench.md, {dir}/bench.png");
     }
     Ok(())
 }
+
+/// The value following `flag` on the command line.
+fn arg_value(flag: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    let at = args.iter().position(|a| a == flag)?;
+    args.get(at + 1).cloned()
+}
 /// `--compare`: runs the peer workload (`../shared/peer-bench/run`, django-cacheops
-/// on the same Redis and PostgreSQL) and prints both sides with ratios.
-fn compare(ours: &[(String, f64)]) -> Result<(), Box<dyn Error>> {
+/// on the same Redis and PostgreSQL), prints both sides with ratios and returns
+/// the peer's figures.
+fn compare(ours: &[(String, f64)]) -> Result<Vec<(String, f64)>, Box<dyn Error>> {
     let script = std::env::var("PEER_BENCH").unwrap_or_else(|_| "../shared/peer-bench/run".into());
     let out = std::process::Command::new(&script).output()?;
     if !out.status.success() {
@@ -555,7 +639,7 @@ fn compare(ours: &[(String, f64)]) -> Result<(), Box<dyn Error>> {
         );
     }
     println!("peer: {line}");
-    Ok(())
+    Ok(peer)
 }
 
 /// `{"a": 1.5, "b": 2}` → pairs; enough for the peer's one flat line of numbers.

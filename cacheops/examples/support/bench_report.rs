@@ -1,0 +1,193 @@
+//! The bench's report: a Markdown table for the README and a PNG chart, both from
+//! one run's figures (ours, the peer's, and the thread scaling of reads).
+
+use std::error::Error;
+
+use plotters::prelude::*;
+
+/// One run's medians (µs), side by side with the peer's where it has the key.
+pub(crate) struct Report<'a> {
+    pub(crate) ours: &'a [(String, f64, f64)],
+    pub(crate) peer: &'a [(String, f64)],
+    /// `(threads, cached reads/s, plain GETs/s)`.
+    pub(crate) throughput: &'a [(usize, f64, f64)],
+}
+
+/// The operations both sides time, in the chart's order, with what bounds ours.
+const COMPARED: [(&str, &str); 7] = [
+    ("hit_get_pk", "redis_get_rtt"),
+    ("hit_fetch20", "redis_get_rtt_fetch20"),
+    ("hit_count", "redis_get_rtt_count"),
+    ("miss_get_pk", ""),
+    ("db_get_pk", ""),
+    ("db_fetch20", ""),
+    ("save_with_invalidation", "db_update_pk"),
+];
+
+impl Report<'_> {
+    fn ours(&self, key: &str) -> Option<(f64, f64)> {
+        self.ours
+            .iter()
+            .find(|(k, _, _)| k == key)
+            .map(|(_, p50, p99)| (*p50, *p99))
+    }
+
+    fn peer(&self, key: &str) -> Option<f64> {
+        self.peer.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+
+    /// Every figure of ours as a Markdown table, with the peer's and the ratio.
+    pub(crate) fn markdown(&self) -> String {
+        let mut out = String::from(
+            "| op | cacheops p50 µs | p99 µs | django-cacheops p50 µs | peer / ours |\n|---|---:|---:|---:|---:|\n",
+        );
+        for (key, p50, p99) in self.ours {
+            let (peer, ratio) = match self.peer(key) {
+                Some(v) => (format!("{v:.1}"), format!("{:.1}×", v / p50)),
+                None => ("".into(), "".into()),
+            };
+            out += &format!("| `{key}` | {p50:.1} | {p99:.1} | {peer} | {ratio} |\n");
+        }
+        for (threads, cached, plain) in self.throughput {
+            out += &format!(
+                "| reads/s, {threads} thread(s): cached / plain GET | {cached:.0} | {plain:.0} | | {:.0}% |\n",
+                100.0 * cached / plain
+            );
+        }
+        out
+    }
+
+    /// Two panels: median latency per op (log scale; ours, the peer's, and the
+    /// Redis round trip that bounds a hit), and reads/s per thread count.
+    pub(crate) fn chart(&self, path: &str) -> Result<(), Box<dyn Error>> {
+        let root = BitMapBackend::new(path, (1200, 560)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let (left, right) = root.split_horizontally(760);
+        self.latency_panel(&left)?;
+        self.throughput_panel(&right)?;
+        root.present()?;
+        Ok(())
+    }
+
+    fn latency_panel<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, plotters::coord::Shift>,
+    ) -> Result<(), Box<dyn Error>>
+    where
+        DB::ErrorType: 'static,
+    {
+        let ops: Vec<&(&str, &str)> = COMPARED
+            .iter()
+            .filter(|(k, _)| self.ours(k).is_some())
+            .collect();
+        let top = ops
+            .iter()
+            .flat_map(|(k, _)| [self.ours(k).map(|v| v.0), self.peer(k)])
+            .flatten()
+            .fold(10.0, f64::max);
+        let mut chart = ChartBuilder::on(area)
+            .caption("median latency, µs (log scale)", ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(70)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..ops.len() as f64, (1f64..top * 2.0).log_scale())?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(ops.len() * 2 + 1)
+            .x_label_formatter(&|x| {
+                let i = (x - 0.5).round();
+                match (x - 0.5 - i).abs() < 0.01 && i >= 0.0 {
+                    true => ops.get(i as usize).map_or(String::new(), |o| o.0.to_string()),
+                    false => String::new(),
+                }
+            })
+            .x_label_style(("sans-serif", 13))
+            .draw()?;
+        let bars = [
+            ("cacheops", BLUE.mix(0.8), 0.10),
+            ("django-cacheops", RED.mix(0.7), 0.40),
+            ("bound: Redis GET of the same size / uncached UPDATE", BLACK.mix(0.35), 0.70),
+        ];
+        for (series, (name, color, offset)) in bars.into_iter().enumerate() {
+            let values: Vec<(usize, f64)> = ops
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (key, bound))| {
+                    let v = match series {
+                        0 => self.ours(key).map(|v| v.0),
+                        1 => self.peer(key),
+                        _ => self.ours(bound).map(|v| v.0),
+                    };
+                    v.map(|v| (i, v))
+                })
+                .collect();
+            chart
+                .draw_series(values.iter().map(|&(i, v)| {
+                    let x = i as f64 + offset;
+                    Rectangle::new([(x, 1.0), (x + 0.28, v)], color.filled())
+                }))?
+                .label(name)
+                .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()?;
+        Ok(())
+    }
+
+    fn throughput_panel<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, plotters::coord::Shift>,
+    ) -> Result<(), Box<dyn Error>>
+    where
+        DB::ErrorType: 'static,
+    {
+        let top = self
+            .throughput
+            .iter()
+            .map(|t| t.1.max(t.2))
+            .fold(1.0, f64::max);
+        let most = self.throughput.iter().map(|t| t.0).max().unwrap_or(8) as f64;
+        let mut chart = ChartBuilder::on(area)
+            .caption("reads per second by threads", ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.5f64..most + 0.5, 0f64..top * 1.15)?;
+        chart
+            .configure_mesh()
+            .x_desc("threads")
+            .x_labels(self.throughput.len().max(2))
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .light_line_style(WHITE)
+            .y_label_formatter(&|v| format!("{:.0}k", v / 1000.0))
+            .draw()?;
+        let lines = [
+            ("cached reads (hit_get_pk)", BLUE.to_rgba(), 1usize),
+            ("plain Redis GETs", BLACK.mix(0.6), 2usize),
+        ];
+        for (name, color, column) in lines {
+            let points: Vec<(f64, f64)> = self
+                .throughput
+                .iter()
+                .map(|t| (t.0 as f64, if column == 1 { t.1 } else { t.2 }))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(3)))?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(3)));
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()?;
+        Ok(())
+    }
+}
