@@ -20,7 +20,7 @@ use std::collections::btree_map::{BTreeMap, Entry};
 use std::sync::Arc;
 use std::time::Duration;
 
-use diesel::query_builder::{AsQuery, QueryFragment};
+use diesel::query_builder::{AsQuery, QueryFragment, QueryId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -75,7 +75,7 @@ impl<'a> Sample<'a> {
     where
         DB: CacheBackend,
         Q: AsQuery,
-        Q::Query: QueryFragment<DB> + 'a,
+        Q::Query: QueryFragment<DB> + QueryId + 'a,
     {
         let query = query.as_query();
         Sample(Source::Lazy(Box::new(move |handle| {

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use diesel::query_builder::QueryFragment;
+use diesel::query_builder::{QueryFragment, QueryId};
 use diesel::QueryResult;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -22,7 +22,7 @@ use crate::deps::Deps;
 use crate::error::Result;
 use crate::key::query_key;
 use crate::lock::{self, QUERY_LOCK_TTL};
-use crate::runtime::Cacheops;
+use crate::runtime::{Cacheops, Prepared};
 use crate::shape::shape_of;
 use crate::store::CacheKey;
 use crate::value::Value;
@@ -58,7 +58,7 @@ pub(crate) fn fill<C, Q, R>(
 ) -> Result<R>
 where
     C: CacheConnection,
-    Q: QueryFragment<C::Backend>,
+    Q: QueryFragment<C::Backend> + QueryId,
     R: Serialize + DeserializeOwned + 'static,
 {
     let plan = match reads_may_use_cache(conn) {
@@ -156,7 +156,7 @@ fn uncached<R>(handle: &Cacheops, compute: impl FnOnce() -> Result<R>) -> Result
 pub(crate) fn plan<DB, Q, R>(call: &Call<'_>, query: &Q) -> Result<Option<Plan>>
 where
     DB: CacheBackend,
-    Q: QueryFragment<DB>,
+    Q: QueryFragment<DB> + QueryId,
     R: DeserializeOwned + 'static,
 {
     let handle = call.handle;
@@ -183,7 +183,7 @@ where
 
 /// A query as the cache sees it.
 pub(crate) struct Analysis {
-    pub(crate) sql: String,
+    pub(crate) sql: Arc<str>,
     pub(crate) binds: Vec<Value>,
     pub(crate) deps: Deps,
     /// The table the query is about (first of its outermost FROM), if any.
@@ -195,15 +195,10 @@ pub(crate) struct Analysis {
 pub(crate) fn analyse<DB, Q>(handle: &Cacheops, query: &Q) -> Result<Option<Analysis>>
 where
     DB: CacheBackend,
-    Q: QueryFragment<DB>,
+    Q: QueryFragment<DB> + QueryId,
 {
-    let sql = DB::render_sql(query)?;
-    let template = match handle.template(&sql, DB::DIALECT) {
-        Ok(template) => template,
-        Err(e) => {
-            tracing::warn!(error = %e, sql, "cacheops: SQL not understood, query not cached");
-            return Ok(None);
-        }
+    let Some(Prepared { sql, template }) = prepare::<DB, Q>(handle, query)? else {
+        return Ok(None);
     };
     let main_table = template
         .main_table_name()
@@ -217,4 +212,39 @@ where
         deps,
         main_table,
     }))
+}
+
+/// The SQL and template of `query`. Rendering SQL is most of a hit's CPU, so a
+/// query whose type fixes its SQL is rendered once per handle: the rule is the one
+/// Diesel's own prepared-statement cache relies on (a static query id, and no
+/// part, such as SQLite's `IN (?, ?)`, whose SQL depends on the values).
+fn prepare<DB, Q>(handle: &Cacheops, query: &Q) -> Result<Option<Prepared>>
+where
+    DB: CacheBackend,
+    Q: QueryFragment<DB> + QueryId,
+{
+    let fixed = Q::query_id().filter(|_| {
+        query
+            .is_safe_to_cache_prepared(&DB::default())
+            .unwrap_or(false)
+    });
+    if let Some(found) = fixed.and_then(|id| handle.fixed(id, DB::DIALECT)) {
+        return Ok(Some(found));
+    }
+    let sql = DB::render_sql(query)?;
+    let template = match handle.template(&sql, DB::DIALECT) {
+        Ok(template) => template,
+        Err(e) => {
+            tracing::warn!(error = %e, sql, "cacheops: SQL not understood, query not cached");
+            return Ok(None);
+        }
+    };
+    let prepared = Prepared {
+        sql: sql.into(),
+        template,
+    };
+    if let Some(id) = fixed {
+        handle.remember_fixed(id, DB::DIALECT, prepared.clone());
+    }
+    Ok(Some(prepared))
 }

@@ -15,7 +15,7 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use diesel::connection::LoadConnection;
-use diesel::query_builder::{AsQuery, QueryFragment};
+use diesel::query_builder::{AsQuery, QueryFragment, QueryId};
 use diesel::query_dsl::methods::{LimitDsl, SelectDsl};
 use diesel::query_dsl::{LoadQuery, RunQueryDsl};
 use diesel::OptionalExtension;
@@ -63,7 +63,7 @@ pub trait CachedQueryDsl<C>: AsQuery + Sized {
     fn cached<'q, T>(self, conn: &mut C) -> Result<Vec<T>>
     where
         C: CacheConnection + LoadConnection,
-        Self::Query: QueryFragment<C::Backend> + RunQueryDsl<C> + LoadQuery<'q, C, T>,
+        Self::Query: QueryFragment<C::Backend> + QueryId + RunQueryDsl<C> + LoadQuery<'q, C, T>,
         T: Serialize + DeserializeOwned + 'static,
     {
         self.cache().load(conn)
@@ -163,7 +163,7 @@ impl<'h, Q: AsQuery, C> Cached<'h, Q, C> {
     pub fn load<'q, T>(self, conn: &mut C) -> Result<Vec<T>>
     where
         C: CacheConnection + LoadConnection,
-        Q::Query: QueryFragment<C::Backend> + RunQueryDsl<C> + LoadQuery<'q, C, T>,
+        Q::Query: QueryFragment<C::Backend> + QueryId + RunQueryDsl<C> + LoadQuery<'q, C, T>,
         T: Serialize + DeserializeOwned + 'static,
     {
         let call = self.call(Ops::FETCH, "fetch")?;
@@ -176,7 +176,7 @@ impl<'h, Q: AsQuery, C> Cached<'h, Q, C> {
     pub fn get_result<'q, T>(self, conn: &mut C) -> Result<T>
     where
         C: CacheConnection + LoadConnection,
-        Q::Query: QueryFragment<C::Backend> + RunQueryDsl<C> + LoadQuery<'q, C, T>,
+        Q::Query: QueryFragment<C::Backend> + QueryId + RunQueryDsl<C> + LoadQuery<'q, C, T>,
         T: Serialize + DeserializeOwned + 'static,
     {
         let call = self.call(Ops::GET, "get")?;
@@ -193,7 +193,7 @@ impl<'h, Q: AsQuery, C> Cached<'h, Q, C> {
         Q::Output: AsQuery,
         C: CacheConnection + LoadConnection,
         <Q::Output as AsQuery>::Query:
-            QueryFragment<C::Backend> + RunQueryDsl<C> + LoadQuery<'q, C, T>,
+            QueryFragment<C::Backend> + QueryId + RunQueryDsl<C> + LoadQuery<'q, C, T>,
         T: Serialize + DeserializeOwned + 'static,
     {
         self.map(|q| q.limit(1)).get_result(conn)
@@ -206,7 +206,7 @@ impl<'h, Q: AsQuery, C> Cached<'h, Q, C> {
         Q::Output: AsQuery,
         C: CacheConnection + LoadConnection,
         <Q::Output as AsQuery>::Query:
-            QueryFragment<C::Backend> + RunQueryDsl<C> + LoadQuery<'q, C, i64>,
+            QueryFragment<C::Backend> + QueryId + RunQueryDsl<C> + LoadQuery<'q, C, i64>,
     {
         let call = self.call(Ops::COUNT, "count")?;
         let query = self.query.select(diesel::dsl::count_star()).as_query();
@@ -218,7 +218,7 @@ impl<'h, Q: AsQuery, C> Cached<'h, Q, C> {
     where
         diesel::dsl::exists<Q>: diesel::Expression,
         diesel::dsl::select<diesel::dsl::exists<Q>>:
-            AsQuery + QueryFragment<C::Backend> + RunQueryDsl<C> + LoadQuery<'q, C, bool>,
+            AsQuery + QueryFragment<C::Backend> + QueryId + RunQueryDsl<C> + LoadQuery<'q, C, bool>,
         C: CacheConnection + LoadConnection,
     {
         let call = self.call(Ops::EXISTS, "exists")?;
@@ -230,7 +230,7 @@ impl<'h, Q: AsQuery, C> Cached<'h, Q, C> {
     pub fn aggregate<'q, T>(self, conn: &mut C) -> Result<T>
     where
         C: CacheConnection + LoadConnection,
-        Q::Query: QueryFragment<C::Backend> + RunQueryDsl<C> + LoadQuery<'q, C, T>,
+        Q::Query: QueryFragment<C::Backend> + QueryId + RunQueryDsl<C> + LoadQuery<'q, C, T>,
         T: Serialize + DeserializeOwned + 'static,
     {
         let call = self.call(Ops::AGGREGATE, "aggregate")?;

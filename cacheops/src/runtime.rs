@@ -4,6 +4,7 @@
 //! functions and `.cached()`; tests and multi-tenant programs may hold several
 //! [`Cacheops`] and pass one explicitly (`.cache().using(&handle)`).
 
+use std::any::TypeId;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -18,6 +19,13 @@ use crate::stats::{Counted, Counters, ModelCounters, Stats};
 use crate::store::{MemoryStore, RedisStore, Store};
 use crate::value::{Equality, Value};
 
+/// A query's SQL with its parsed template.
+#[derive(Clone)]
+pub(crate) struct Prepared {
+    pub(crate) sql: Arc<str>,
+    pub(crate) template: Arc<Template>,
+}
+
 /// A handle on one cache: cheap to clone, shared by threads.
 #[derive(Clone)]
 pub struct Cacheops {
@@ -29,6 +37,9 @@ struct Inner {
     store: Box<dyn Store>,
     /// Parsed templates by SQL text, one map per dialect.
     templates: [RwLock<HashMap<Box<str>, Arc<Template>>>; 2],
+    /// SQL and template of query types whose SQL their type fixes, by the type's
+    /// query id, one map per dialect: a hit of such a query renders no SQL.
+    fixed: [RwLock<HashMap<TypeId, Prepared>>; 2],
     /// Tables whose invalidation could not reach the store: until they are
     /// invalidated table-wide, reads of them bypass the cache.
     pending: Mutex<BTreeSet<String>>,
@@ -98,6 +109,7 @@ impl Cacheops {
             models,
             publish,
             templates: Default::default(),
+            fixed: Default::default(),
             pending: Mutex::default(),
             has_pending: AtomicBool::new(false),
             stats: Counters::default(),
@@ -153,6 +165,23 @@ impl Cacheops {
         let mut memo = memo.write().unwrap_or_else(|e| e.into_inner());
         memo.insert(sql.into(), template.clone());
         Ok(template)
+    }
+
+    /// The SQL and template remembered for the query type `id` (see
+    /// [`Cacheops::remember_fixed`]).
+    pub(crate) fn fixed(&self, id: TypeId, dialect: Dialect) -> Option<Prepared> {
+        let memo = self.inner.fixed[dialect as usize]
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        memo.get(&id).cloned()
+    }
+
+    /// Remembers the SQL and template of a query type whose SQL is fixed by the type.
+    pub(crate) fn remember_fixed(&self, id: TypeId, dialect: Dialect, prepared: Prepared) {
+        let mut memo = self.inner.fixed[dialect as usize]
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        memo.insert(id, prepared);
     }
 
     /// The dependencies of a call: the template met with its binds.

@@ -98,7 +98,9 @@ impl Report<'_> {
             .x_label_formatter(&|x| {
                 let i = (x - 0.5).round();
                 match (x - 0.5 - i).abs() < 0.01 && i >= 0.0 {
-                    true => ops.get(i as usize).map_or(String::new(), |o| o.0.to_string()),
+                    true => ops
+                        .get(i as usize)
+                        .map_or(String::new(), |o| o.0.to_string()),
                     false => String::new(),
                 }
             })
@@ -107,7 +109,11 @@ impl Report<'_> {
         let bars = [
             ("cacheops", BLUE.mix(0.8), 0.10),
             ("django-cacheops", RED.mix(0.7), 0.40),
-            ("bound: Redis GET of the same size / uncached UPDATE", BLACK.mix(0.35), 0.70),
+            (
+                "bound: Redis GET of the same size / uncached UPDATE",
+                BLACK.mix(0.35),
+                0.70,
+            ),
         ];
         for (series, (name, color, offset)) in bars.into_iter().enumerate() {
             let values: Vec<(usize, f64)> = ops
@@ -128,7 +134,9 @@ impl Report<'_> {
                     Rectangle::new([(x, 1.0), (x + 0.28, v)], color.filled())
                 }))?
                 .label(name)
-                .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled()));
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled())
+                });
         }
         chart
             .configure_series_labels()
@@ -179,7 +187,9 @@ impl Report<'_> {
             chart
                 .draw_series(LineSeries::new(points.clone(), color.stroke_width(3)))?
                 .label(name)
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(3)));
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 16, y)], color.stroke_width(3))
+                });
             chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
         }
         chart
