@@ -7,6 +7,7 @@
 mod cached;
 mod compat;
 mod effect;
+mod rewrite;
 mod tracked;
 
 use diesel::connection::Connection;
