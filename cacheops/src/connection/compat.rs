@@ -83,5 +83,9 @@ mod pool {
         fn __tracked(&mut self) -> Option<&mut Tracked> {
             (**self).__tracked()
         }
+
+        fn __begin_write(&mut self) -> QueryResult<()> {
+            (**self).__begin_write()
+        }
     }
 }
