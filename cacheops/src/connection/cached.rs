@@ -21,17 +21,35 @@ use crate::runtime::Cacheops;
 ///
 /// Put it where your connection was (`CachedConnection<PgConnection>`,
 /// `CachedConnection<SqliteConnection>`). Every statement is classified before it
-/// runs: writes made with the cacheops helpers invalidate granularly as usual; a
-/// plain INSERT or DELETE of one table through `execute()` runs with `RETURNING *`
-/// appended and invalidates exactly the rows it touched; any other write (UPDATE,
-/// upserts, `get_results` with its own RETURNING, `sql_query`, `batch_execute`)
-/// invalidates every cached query of the tables it writes, and SQL it cannot
-/// analyse invalidates everything under the prefix. Inside a
-/// transaction, invalidations wait for the outermost COMMIT and reads use the cache
-/// only until the transaction first writes.
+/// runs:
+/// - writes made with the cacheops helpers invalidate granularly, as usual;
+/// - a plain INSERT or DELETE of one table through `execute()` runs with
+///   `RETURNING *` appended and invalidates exactly the rows it touched;
+/// - a plain UPDATE of one table through `execute()` (any filter, mass updates
+///   included) is rewritten to return the old and the new state of every row it
+///   changes, and invalidates both: a row moved from category 3 to 5 invalidates
+///   queries on 3 and on 5, not those on 9. PostgreSQL needs the table's primary key
+///   from its `#[derive(Cacheable)]` model for this;
+/// - any other write (upserts, `UPDATE ... FROM`, statements with their own
+///   RETURNING, `get_result(s)`, an UPDATE of a table without a model on
+///   PostgreSQL, `batch_execute`, `sql_query` it cannot parse) invalidates every
+///   cached query of the tables it writes, and SQL it cannot analyse invalidates
+///   everything under the prefix.
 ///
-/// Extra cost: rendering each statement's SQL once more to classify it (no round
-/// trip); one Redis round trip per written table after a write outside a
+/// Inside a transaction, invalidations wait for the outermost COMMIT and reads use
+/// the cache only until the transaction first writes.
+///
+/// Extra cost, per statement: its SQL rendered once more and parsed (no round
+/// trip). Statements per write path:
+/// - INSERT / DELETE: the statement itself, returning its rows;
+/// - UPDATE on PostgreSQL: one statement, `UPDATE ... FROM (SELECT ... FOR UPDATE)
+///   ... RETURNING` old and new rows (no transaction needed);
+/// - UPDATE on SQLite: `SELECT` of the old rows by the UPDATE's own WHERE, then
+///   `UPDATE ... RETURNING`; inside your transaction that is two statements, outside
+///   one it adds `BEGIN IMMEDIATE` and `COMMIT` (four round trips in all);
+/// - other writes: the statement itself.
+///
+/// Then one Redis round trip per written table after a write outside a
 /// transaction, or per queued write after COMMIT.
 ///
 /// ```no_run

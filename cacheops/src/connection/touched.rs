@@ -81,13 +81,17 @@ where
     }
 }
 
+/// The old states of the rows an UPDATE changed, and their new states, in the
+/// same order.
+pub(crate) type OldAndNew<R> = (Vec<R>, Vec<R>);
+
 /// Runs the UPDATE `source` as `plan`: the old and the new state of every row it
-/// changed, in the same order.
+/// changed.
 pub(crate) fn old_and_new<C, T, D>(
     conn: &mut C,
     source: &T,
     plan: &UpdatePlan,
-) -> QueryResult<(Vec<D::Out>, Vec<D::Out>)>
+) -> QueryResult<OldAndNew<D::Out>>
 where
     C: CacheConnection + LoadConnection,
     T: QueryFragment<C::Backend> + QueryId,
