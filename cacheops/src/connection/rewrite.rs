@@ -73,28 +73,37 @@ pub(crate) fn parse_update(sql: &str, dialect: Dialect) -> Option<ParsedUpdate> 
         Dialect::Sqlite => &SQLiteDialect {},
     };
     let (tokens, binds) = numbered_tokens(sql, sql_dialect, dialect == Dialect::Sqlite)?;
-    let mut statements = Parser::new(sql_dialect)
-        .with_tokens_with_locations(tokens)
-        .parse_statements()
-        .ok()?;
-    let Some(Statement::Update(update)) = statements.pop() else {
-        return None;
-    };
-    if !statements.is_empty() || !is_plain(&update) {
-        return None;
-    }
+    let parser = Parser::new(sql_dialect).with_tokens_with_locations(tokens);
+    let update = only_update(parser)?;
     let TableFactor::Table { name, .. } = &update.table.relation else {
         return None;
     };
     let assignments = update.assignments.iter().map(ToString::to_string);
-    Some(ParsedUpdate {
+    let parsed = ParsedUpdate {
         dialect,
         table: last_ident(name)?,
         target: name.to_string(),
         assignments: assignments.collect::<Vec<_>>().join(", "),
         selection: update.selection.as_ref().map(ToString::to_string),
         binds,
-    })
+    };
+    // The rewrite is built from rendered pieces: they must mean what the original
+    // said. Put back together, they must parse to the same statement.
+    let again = only_update(
+        Parser::new(sql_dialect)
+            .try_with_sql(&parsed.render())
+            .ok()?,
+    )?;
+    (again == update).then_some(parsed)
+}
+
+/// The one statement `parser` holds, if it is a plain UPDATE.
+fn only_update(mut parser: Parser<'_>) -> Option<Update> {
+    let mut statements = parser.parse_statements().ok()?;
+    match (statements.pop(), statements.is_empty()) {
+        (Some(Statement::Update(update)), true) if is_plain(&update) => Some(update),
+        _ => None,
+    }
 }
 
 /// Tokens of `sql` with SQLite's `?` numbered `?N` (so that a second statement can
@@ -224,12 +233,18 @@ impl ParsedUpdate {
         };
         UpdatePlan::PreRead {
             pre_read: format!("SELECT {columns} FROM {t}{condition}"),
-            update: format!(
-                "UPDATE {t} SET {}{} RETURNING {columns}",
-                self.assignments,
-                self.where_clause()
-            ),
+            update: format!("{} RETURNING {columns}", self.render()),
         }
+    }
+
+    /// The UPDATE as parsed, from its rendered pieces.
+    fn render(&self) -> String {
+        format!(
+            "UPDATE {} SET {}{}",
+            self.target,
+            self.assignments,
+            self.where_clause()
+        )
     }
 
     fn where_clause(&self) -> String {
@@ -330,6 +345,21 @@ mod tests {
                 update: "UPDATE t SET x = 1 RETURNING *".into()
             })
         );
+    }
+
+    #[test]
+    fn rendered_pieces_parse_back_to_the_same_update() {
+        for sql in [
+            r#"UPDATE "a" SET "x" = $1::int4, "y" = CASE WHEN "a"."y" > $2 THEN 1 ELSE 2 END WHERE ("a"."id" = ANY($3))"#,
+            r#"UPDATE "a" SET "t" = "a"."t" || $1 WHERE (("a"."t" ILIKE $2) AND NOT ("a"."n" IS NOT DISTINCT FROM $3))"#,
+            r#"UPDATE "a" SET "n" = $1 WHERE ("a"."doc" ->> 'k' = $2) AND "a"."id" IN (SELECT "b"."a_id" FROM "b" WHERE "b"."z" BETWEEN $3 AND $4)"#,
+            "UPDATE articles SET title = 'it''s' WHERE category_id = 1",
+        ] {
+            let update = parse_update(sql, Dialect::Postgres);
+            assert!(update.is_some(), "{sql}");
+        }
+        let sqlite = "UPDATE `a` SET `n` = `a`.`n` + ? WHERE (`a`.`t` LIKE ? ESCAPE '\\') AND `a`.`id` IN (?, ?)";
+        assert!(parse_update(sqlite, Dialect::Sqlite).is_some());
     }
 
     #[test]
