@@ -41,7 +41,7 @@
 //! | what `#[derive(Cacheable)]` generates; the model registry | `model.rs` | [`Cacheable`], [`CacheRow`], [`ModelInfo`] |
 //! | canonical values of binds and columns | `backend.rs`, `value.rs` | [`CacheBackend`], [`Value`], [`encode_value`] |
 //! | write helpers | `write.rs` | [`Cacheops::insert`], [`Cacheops::save`], [`Cacheops::update`], [`Cacheops::delete`] |
-//! | connections: which ones we read/write through; a wrapper that sees every statement | `connection/` | [`CacheConnection`], [`CachedConnection`] |
+//! | connections: which ones we read/write through; a wrapper that sees every statement; UPDATEs rewritten to return old and new rows | `connection/` | [`CacheConnection`], [`CachedConnection`] |
 //! | transactions on plain connections: invalidation after the outermost COMMIT, then after-commit hooks | `transaction.rs`, `pending.rs` | [`Cacheops::transaction`], [`on_commit`] |
 //! | manual invalidation | `invalidate.rs` | [`invalidate_obj`], [`invalidate_model`], [`invalidate_table`], [`invalidate_all`] |
 //! | time-only cache, `cached`, file backend | `simple/` | [`cache`], [`cached()`], [`SimpleCache`], [`FnKey`] |

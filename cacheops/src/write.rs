@@ -3,9 +3,11 @@
 //! Each helper learns the states a write touched from the database itself and
 //! invalidates them after its transaction commits:
 //! - insert: the new rows, from `RETURNING` (one statement);
-//! - save / update by primary key: the old row, read with `FOR UPDATE` (PostgreSQL;
-//!   SQLite's write lock serialises writers) in the same transaction, and the new
-//!   row from `RETURNING` (two statements in one transaction);
+//! - save / update by primary key: the old and the new row. PostgreSQL: one
+//!   statement, the UPDATE joined to the row it locks and reads with `FOR UPDATE`,
+//!   returning both states (no transaction needed). SQLite: a `SELECT` of the old
+//!   row then `UPDATE ... RETURNING`, in the caller's transaction or in
+//!   `BEGIN IMMEDIATE ... COMMIT` (four statements). See `connection/rewrite.rs`;
 //! - delete: the old row, from `RETURNING` (one statement).
 //!
 //! Invalidation then costs one round trip per table. Inside
@@ -15,15 +17,17 @@
 //! concurrent reader may then re-cache the old state, so prefer `Cacheops::transaction`.
 
 use diesel::associations::HasTable;
+use diesel::connection::LoadConnection;
+use diesel::deserialize::FromSqlRow;
 use diesel::query_builder::{
     AsChangeset, AsQuery, AstPass, IntoUpdateTarget, Query, QueryFragment, QueryId,
 };
 use diesel::query_dsl::methods::FindDsl;
 use diesel::query_dsl::{LoadQuery, RunQueryDsl};
-use diesel::{Identifiable, Insertable, QueryResult};
+use diesel::{Identifiable, Insertable, QueryResult, Table};
 
 use crate::backend::CacheBackend;
-use crate::connection::{as_helper, CacheConnection};
+use crate::connection::{as_helper, old_and_new, parse_update, CacheConnection, Columns, Typed};
 use crate::error::Result;
 use crate::model::CacheRow;
 use crate::runtime::Cacheops;
@@ -77,40 +81,38 @@ impl Cacheops {
         C: CacheConnection,
         M: Saveable<'a, C>,
     {
-        let (old, new) = as_helper(conn, |conn| {
-            conn.transaction(|conn| obj.save_returning_old(conn))
-        })?;
-        let states = vec![old.row_values()?, new.row_values()?];
-        self.after_write(conn, M::INFO, states)?;
-        Ok(new)
+        let rows = as_helper(conn, |conn| obj.save_returning_old(conn))?;
+        self.after_update(conn, rows)
     }
 
     /// Updates the row of `M` with primary key `id` by `changes`, invalidating its
     /// old and new state; returns the new row.
     pub fn update<'q, M, C, Id, Changes>(&self, conn: &mut C, id: Id, changes: Changes) -> Result<M>
     where
-        C: CacheConnection,
-        M: CacheRow<C::Backend> + HasTable,
+        C: CacheConnection + LoadConnection,
+        M: CacheRow<C::Backend> + HasTable + FromSqlRow<RowType<M>, C::Backend>,
         Id: Clone,
         M::Table: FindDsl<Id>,
         diesel::dsl::Find<M::Table, Id>: IntoUpdateTarget<Table = M::Table>,
         Changes: AsChangeset<Target = M::Table>,
         Locked<diesel::dsl::Find<M::Table, Id>>: LoadQuery<'q, C, M>,
         diesel::dsl::Update<diesel::dsl::Find<M::Table, Id>, Changes>:
-            AsQuery + LoadQuery<'q, C, M>,
+            AsQuery + LoadQuery<'q, C, M> + QueryFragment<C::Backend> + QueryId,
     {
-        let rows = as_helper(conn, |conn| {
-            conn.transaction(|conn| {
-                let old = Locked(M::table().find(id.clone())).get_result::<M>(conn)?;
-                let new = diesel::update(M::table().find(id))
-                    .set(changes)
-                    .get_result::<M>(conn)?;
-                QueryResult::Ok([old, new])
-            })
-        })?;
-        let states = vec![rows[0].row_values()?, rows[1].row_values()?];
+        let statement = diesel::update(M::table().find(id.clone())).set(changes);
+        let locked = Locked(M::table().find(id));
+        let rows = as_helper(conn, |conn| updated_row(conn, statement, locked))?;
+        self.after_update(conn, rows)
+    }
+
+    /// Invalidates a row's old and new state; the new one, for the caller.
+    fn after_update<M, C>(&self, conn: &mut C, (old, new): (M, M)) -> Result<M>
+    where
+        C: CacheConnection,
+        M: CacheRow<C::Backend>,
+    {
+        let states = vec![old.row_values()?, new.row_values()?];
         self.after_write(conn, M::INFO, states)?;
-        let [_, new] = rows;
         Ok(new)
     }
 
@@ -127,6 +129,50 @@ impl Cacheops {
     {
         Ok(self.write_returning(conn, diesel::delete(obj))?.pop())
     }
+}
+
+/// The SQL type of a model's row: its table's columns, as `RETURNING` gives them.
+type RowType<M> = diesel::dsl::SqlTypeOf<<<M as HasTable>::Table as Table>::AllColumns>;
+
+/// The old and the new state of the one row `statement` (an UPDATE of `M`'s table
+/// by primary key) changes, from the rewrite of `connection/rewrite.rs`. When it
+/// declines (SQL it cannot parse, e.g. a raw fragment in the changeset): `locked`
+/// (`SELECT ... FOR UPDATE` by primary key) then the UPDATE with `RETURNING`, in a
+/// transaction.
+fn updated_row<'q, M, C, S, L>(conn: &mut C, statement: S, locked: L) -> QueryResult<(M, M)>
+where
+    C: CacheConnection + LoadConnection,
+    M: CacheRow<C::Backend> + HasTable + FromSqlRow<RowType<M>, C::Backend>,
+    S: QueryFragment<C::Backend> + QueryId + LoadQuery<'q, C, M>,
+    L: LoadQuery<'q, C, M>,
+{
+    if let Some(rows) = rewritten_row::<M, C, S>(conn, &statement) {
+        return rows;
+    }
+    conn.transaction(|conn| {
+        let old = locked.get_result::<M>(conn)?;
+        let new = statement.get_result::<M>(conn)?;
+        Ok((old, new))
+    })
+}
+
+/// [`updated_row`] through the rewrite; `None` when there is none.
+fn rewritten_row<M, C, S>(conn: &mut C, statement: &S) -> Option<QueryResult<(M, M)>>
+where
+    C: CacheConnection + LoadConnection,
+    M: CacheRow<C::Backend> + HasTable + FromSqlRow<RowType<M>, C::Backend>,
+    S: QueryFragment<C::Backend> + QueryId,
+{
+    let sql = <C::Backend as CacheBackend>::render_sql(statement).ok()?;
+    let update = parse_update(&sql, <C::Backend as CacheBackend>::DIALECT)?;
+    let plan = update.plan(Some(M::INFO.primary_key), Columns::Named(M::INFO.columns))?;
+    let rows = old_and_new::<C, S, Typed<M, RowType<M>>>(conn, statement, &plan);
+    Some(
+        rows.and_then(|(mut old, mut new)| match (old.pop(), new.pop()) {
+            (Some(old), Some(new)) => Ok((old, new)),
+            _ => Err(diesel::result::Error::NotFound),
+        }),
+    )
 }
 
 /// A query with the row lock of its backend appended (`FOR UPDATE` on PostgreSQL;
@@ -160,25 +206,25 @@ impl<Q, C> RunQueryDsl<C> for Locked<Q> {}
 /// A model [`Cacheops::save`] can save: identifiable, its own changeset, and
 /// loadable from `UPDATE ... RETURNING`. Implemented for every such model.
 pub trait Saveable<'a, C: CacheConnection>: CacheRow<C::Backend> + Sized {
-    /// Reads the stored row with a row lock, then updates it from `self`:
-    /// `(old, new)`. Runs inside the caller's transaction.
+    /// Updates the stored row from `self` and returns `(old, new)`: one statement on
+    /// PostgreSQL, a read and the update in one transaction on SQLite.
     fn save_returning_old(&'a self, conn: &mut C) -> QueryResult<(Self, Self)>;
 }
 
 impl<'a, M, C> Saveable<'a, C> for M
 where
-    C: CacheConnection,
-    M: CacheRow<C::Backend> + HasTable,
+    C: CacheConnection + LoadConnection,
+    M: CacheRow<C::Backend> + HasTable + FromSqlRow<RowType<M>, C::Backend>,
     &'a M: Identifiable<Table = M::Table>
         + AsChangeset<Target = M::Table>
         + IntoUpdateTarget<Table = M::Table>,
     M::Table: FindDsl<<&'a M as Identifiable>::Id>,
     Locked<diesel::dsl::Find<M::Table, <&'a M as Identifiable>::Id>>: LoadQuery<'a, C, M>,
-    diesel::dsl::Update<&'a M, &'a M>: AsQuery + LoadQuery<'a, C, M>,
+    diesel::dsl::Update<&'a M, &'a M>:
+        AsQuery + LoadQuery<'a, C, M> + QueryFragment<C::Backend> + QueryId,
 {
     fn save_returning_old(&'a self, conn: &mut C) -> QueryResult<(M, M)> {
-        let old = Locked(M::table().find(self.id())).get_result::<M>(conn)?;
-        let new = diesel::update(self).set(self).get_result::<M>(conn)?;
-        Ok((old, new))
+        let locked = Locked(M::table().find(self.id()));
+        updated_row(conn, diesel::update(self).set(self), locked)
     }
 }

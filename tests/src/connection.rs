@@ -31,7 +31,25 @@ macro_rules! connection {
                 Setup { conn, ctx, queries }
             }
 
+            /// Statements one plain UPDATE costs: PostgreSQL runs one rewritten
+            /// statement; SQLite a pre-read and the UPDATE, in `BEGIN IMMEDIATE ...
+            /// COMMIT` of its own outside a transaction.
+            fn update_statements(in_transaction: bool) -> usize {
+                match (<Backend as cacheops::CacheBackend>::DIALECT, in_transaction) {
+                    (cacheops::Dialect::Postgres, _) => 1,
+                    (cacheops::Dialect::Sqlite, true) => 2,
+                    (cacheops::Dialect::Sqlite, false) => 4,
+                }
+            }
+
             impl Setup {
+                /// Runs `f` on the connection; its result and the statements it ran.
+                fn counted<T>(&mut self, f: impl FnOnce(&mut Cached) -> T) -> (T, usize) {
+                    self.queries.take();
+                    let out = f(&mut self.conn);
+                    (out, self.queries.take())
+                }
+
                 /// Reads category `c` through the cache; the statements it ran.
                 fn read(&mut self, c: i32) -> (Vec<Article>, usize) {
                     self.queries.take();
@@ -107,6 +125,157 @@ macro_rules! connection {
             }
 
             #[test]
+            fn plain_updates_invalidate_old_and_new_rows_only() {
+                let mut s = setup();
+                for c in 1..=3 {
+                    s.read(c);
+                }
+                let moved = s.read(1).0[0].id;
+                let (count, n) = s.counted(|conn| {
+                    diesel::update(articles::table.filter(articles::id.eq(moved)))
+                        .set(articles::category_id.eq(2))
+                        .execute(conn)
+                        .unwrap()
+                });
+                assert_eq!((count, n), (1, update_statements(false)));
+                assert_eq!(s.read(3).1, 0, "a category the row never was in stays cached");
+                let (cat1, n1) = s.read(1);
+                assert_eq!((cat1.len(), n1), (3, 1), "the old state was invalidated");
+                let (cat2, n2) = s.read(2);
+                assert_eq!((cat2.len(), n2), (5, 1), "the new state was invalidated");
+                assert!(cat2.iter().any(|a| a.id == moved));
+                let count = diesel::update(articles::table.filter(articles::category_id.eq(3)))
+                    .set(articles::views.eq(9))
+                    .execute(&mut s.conn)
+                    .unwrap();
+                assert_eq!(count, 4);
+                assert_eq!((s.read(1).1, s.read(2).1), (0, 0));
+                let (cat3, n3) = s.read(3);
+                assert_eq!(n3, 1);
+                assert!(cat3.iter().all(|a| a.views == 9));
+            }
+
+            #[test]
+            fn a_mass_update_moves_every_matching_row() {
+                let mut s = setup();
+                for c in 1..=3 {
+                    s.read(c);
+                }
+                let filter = articles::category_id.eq(1).and(articles::published.eq(true));
+                let (count, n) = s.counted(|conn| {
+                    diesel::update(articles::table.filter(filter))
+                        .set((articles::category_id.eq(2), articles::views.eq(articles::views + 1)))
+                        .execute(conn)
+                        .unwrap()
+                });
+                assert_eq!((count, n), (2, update_statements(false)));
+                assert_eq!(s.read(3).1, 0);
+                let (cat1, _) = s.read(1);
+                let (cat2, _) = s.read(2);
+                assert_eq!((cat1.len(), cat2.len()), (2, 6));
+                assert!(cat1.iter().all(|a| !a.published));
+                assert_eq!(cat2.iter().filter(|a| a.views == 1).count(), 2);
+                let none = diesel::update(articles::table.filter(articles::category_id.eq(42)))
+                    .set(articles::views.eq(0))
+                    .execute(&mut s.conn)
+                    .unwrap();
+                assert_eq!(none, 0);
+                assert_eq!((s.read(1).1, s.read(2).1, s.read(3).1), (0, 0, 0));
+            }
+
+            #[test]
+            fn plain_updates_in_transactions_wait_for_commit_and_vanish_on_rollback() {
+                let mut s = setup();
+                for c in 1..=3 {
+                    s.read(c);
+                }
+                let cache = s.ctx.cache.clone();
+                let queries = s.queries.clone();
+                let before = cache.stats().invalidations;
+                let moved = s.read(1).0[0].id;
+                s.conn
+                    .transaction(|conn| {
+                        queries.take();
+                        let count = diesel::update(articles::table.find(moved))
+                            .set(articles::category_id.eq(2))
+                            .execute(conn)?;
+                        assert_eq!((count, queries.take()), (1, update_statements(true)));
+                        assert_eq!(cache.stats().invalidations, before, "queued until COMMIT");
+                        QueryResult::Ok(())
+                    })
+                    .unwrap();
+                assert!(cache.stats().invalidations > before);
+                assert_eq!(s.read(3).1, 0);
+                assert_eq!((s.read(1).0.len(), s.read(2).0.len()), (3, 5));
+                let before = cache.stats().invalidations;
+                let rolled_back: QueryResult<()> = s.conn.transaction(|conn| {
+                    diesel::update(articles::table.find(moved))
+                        .set(articles::category_id.eq(3))
+                        .execute(conn)?;
+                    Err(diesel::result::Error::RollbackTransaction)
+                });
+                assert!(rolled_back.is_err());
+                assert_eq!(cache.stats().invalidations, before, "nothing was owed");
+                let (cat2, n2) = s.read(2);
+                assert_eq!(n2, 0, "still cached, and still right");
+                assert!(cat2.iter().any(|a| a.id == moved));
+                assert_eq!(s.read(3).1, 0);
+            }
+
+            #[test]
+            fn updates_it_cannot_rewrite_stay_table_wide() {
+                let mut s = setup();
+                for c in 1..=3 {
+                    s.read(c);
+                }
+                let id = s.read(1).0[0].id;
+                let (count, n) = s.counted(|conn| {
+                    diesel::update(articles::table.find(id))
+                        .set(articles::views.eq(1))
+                        .returning(articles::id)
+                        .execute(conn)
+                        .unwrap()
+                });
+                assert_eq!((count, n), (1, 1), "its own RETURNING: run as written");
+                assert_eq!(s.read(3).1, 1, "the whole table was invalidated");
+            }
+
+            #[test]
+            fn without_a_model_updates_are_table_wide_on_postgres_granular_on_sqlite() {
+                diesel::table! { notes (id) { id -> Integer, body -> Text } }
+                let s = setup();
+                let log = SqlLog::default();
+                let mut inner: Conn = s.ctx.db.connect();
+                log.instrument(&mut inner);
+                let mut conn = CachedConnection::new(inner, s.ctx.cache.clone());
+                conn.batch_execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+                    .unwrap();
+                diesel::insert_into(notes::table)
+                    .values((notes::id.eq(1), notes::body.eq("a")))
+                    .execute(&mut conn)
+                    .unwrap();
+                log.take();
+                let count = diesel::update(notes::table.find(1))
+                    .set(notes::body.eq("b"))
+                    .execute(&mut conn)
+                    .unwrap();
+                assert_eq!(count, 1);
+                let sent = log.take();
+                match <Backend as cacheops::CacheBackend>::DIALECT {
+                    // No registered model, no primary key to join on: the UPDATE as written.
+                    cacheops::Dialect::Postgres => {
+                        assert_eq!(sent.len(), 1);
+                        assert!(!sent[0].contains("__cacheops"), "{sent:?}");
+                    }
+                    // SQLite's pre-read needs no primary key.
+                    cacheops::Dialect::Sqlite => {
+                        assert_eq!(sent.len(), 4, "{sent:?}");
+                        assert!(sent[1].starts_with("SELECT * FROM `notes`"), "{sent:?}");
+                    }
+                }
+            }
+
+            #[test]
             fn returning_writes_and_raw_sql_invalidate() {
                 let mut s = setup();
                 s.warm();
@@ -136,7 +305,9 @@ macro_rules! connection {
                 s.read(3);
                 let mut a = s.read(1).0[0].clone();
                 a.category_id = 2;
-                s.ctx.cache.save(&mut s.conn, &a).unwrap();
+                let cache = s.ctx.cache.clone();
+                let (saved, n) = s.counted(|conn| cache.save(conn, &a).unwrap());
+                assert_eq!((saved, n), (a, update_statements(false)));
                 assert_eq!((s.read(1).1, s.read(2).1), (1, 1));
                 assert_eq!(
                     s.read(3).1,

@@ -148,6 +148,26 @@ impl QueryCounter {
     }
 }
 
+/// Records the SQL of every statement a connection starts.
+#[derive(Clone, Default)]
+pub struct SqlLog(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl SqlLog {
+    /// Statements since the last call, as Diesel shows them (SQL, then binds).
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+
+    pub fn instrument<C: Connection>(&self, conn: &mut C) {
+        let log = self.0.clone();
+        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+            if let InstrumentationEvent::StartQuery { query, .. } = event {
+                log.lock().unwrap().push(query.to_string());
+            }
+        });
+    }
+}
+
 /// Everything one test owns.
 pub struct Ctx<D: TestDb> {
     pub conn: D::Conn,

@@ -10,8 +10,9 @@ use diesel::query_builder::{Query, QueryFragment, QueryId};
 use diesel::result::{ConnectionError, ConnectionResult, QueryResult};
 
 use super::effect::{self, Effect};
+use super::touched::{self, Granular};
 use super::tracked::Tracked;
-use super::CacheConnection;
+use super::{into_diesel, CacheConnection};
 use crate::backend::CacheBackend;
 use crate::pending::{Owed, Pending};
 use crate::runtime::Cacheops;
@@ -20,17 +21,35 @@ use crate::runtime::Cacheops;
 ///
 /// Put it where your connection was (`CachedConnection<PgConnection>`,
 /// `CachedConnection<SqliteConnection>`). Every statement is classified before it
-/// runs: writes made with the cacheops helpers invalidate granularly as usual; a
-/// plain INSERT or DELETE of one table through `execute()` runs with `RETURNING *`
-/// appended and invalidates exactly the rows it touched; any other write (UPDATE,
-/// upserts, `get_results` with its own RETURNING, `sql_query`, `batch_execute`)
-/// invalidates every cached query of the tables it writes, and SQL it cannot
-/// analyse invalidates everything under the prefix. Inside a
-/// transaction, invalidations wait for the outermost COMMIT and reads use the cache
-/// only until the transaction first writes.
+/// runs:
+/// - writes made with the cacheops helpers invalidate granularly, as usual;
+/// - a plain INSERT or DELETE of one table through `execute()` runs with
+///   `RETURNING *` appended and invalidates exactly the rows it touched;
+/// - a plain UPDATE of one table through `execute()` (any filter, mass updates
+///   included) is rewritten to return the old and the new state of every row it
+///   changes, and invalidates both: a row moved from category 3 to 5 invalidates
+///   queries on 3 and on 5, not those on 9. PostgreSQL needs the table's primary key
+///   from its `#[derive(Cacheable)]` model for this;
+/// - any other write (upserts, `UPDATE ... FROM`, statements with their own
+///   RETURNING, `get_result(s)`, an UPDATE of a table without a model on
+///   PostgreSQL, `batch_execute`, `sql_query` it cannot parse) invalidates every
+///   cached query of the tables it writes, and SQL it cannot analyse invalidates
+///   everything under the prefix.
 ///
-/// Extra cost: rendering each statement's SQL once more to classify it (no round
-/// trip); one Redis round trip per written table after a write outside a
+/// Inside a transaction, invalidations wait for the outermost COMMIT and reads use
+/// the cache only until the transaction first writes.
+///
+/// Extra cost, per statement: its SQL rendered once more and parsed (no round
+/// trip). Statements per write path:
+/// - INSERT / DELETE: the statement itself, returning its rows;
+/// - UPDATE on PostgreSQL: one statement, `UPDATE ... FROM (SELECT ... FOR UPDATE)
+///   ... RETURNING` old and new rows (no transaction needed);
+/// - UPDATE on SQLite: `SELECT` of the old rows by the UPDATE's own WHERE, then
+///   `UPDATE ... RETURNING`; inside your transaction that is two statements, outside
+///   one it adds `BEGIN IMMEDIATE` and `COMMIT` (four round trips in all);
+/// - other writes: the statement itself.
+///
+/// Then one Redis round trip per written table after a write outside a
 /// transaction, or per queued write after COMMIT.
 ///
 /// ```no_run
@@ -78,20 +97,21 @@ impl<C: CacheConnection> CachedConnection<C> {
         }
     }
 
-    /// The write effect of a statement, and the table whose affected rows it can
-    /// return (see [`effect::returning_target`]).
-    fn effect_and_target<T: QueryFragment<C::Backend> + ?Sized>(
+    /// The write effect of a statement, and how to run it so that it returns the
+    /// rows it touches (see [`touched::granular`]).
+    fn classify<T: QueryFragment<C::Backend> + ?Sized>(
         &self,
         source: &T,
-    ) -> (Effect, Option<String>) {
+    ) -> (Effect, Option<Granular>) {
         if self.tracked.in_helper() {
             return (Effect::Read, None);
         }
+        let dialect = <C::Backend as CacheBackend>::DIALECT;
         match <C::Backend as CacheBackend>::render_sql(source) {
             Ok(sql) => {
-                let effect = effect::of_sql(&sql, <C::Backend as CacheBackend>::DIALECT);
-                let target = effect::returning_target(&sql, &effect);
-                (effect, target)
+                let effect = effect::of_sql(&sql, dialect);
+                let granular = touched::granular(&sql, &effect, dialect);
+                (effect, granular)
             }
             Err(_) => (Effect::Unknown, None),
         }
@@ -119,17 +139,16 @@ impl<C: CacheConnection> CachedConnection<C> {
 }
 
 impl<C: CacheConnection + LoadConnection> CachedConnection<C> {
-    /// Runs `source` with `RETURNING *` and invalidates the rows it returns.
-    fn execute_returning_rows<T>(&mut self, source: &T, table: String) -> QueryResult<usize>
+    /// Runs `source` so that it returns the rows it touches, and invalidates them.
+    fn execute_granular<T>(&mut self, source: &T, granular: Granular) -> QueryResult<usize>
     where
         T: QueryFragment<C::Backend> + QueryId,
     {
-        let rows = returned_rows::<C, T>(&mut self.inner, source)?;
-        let count = rows.len();
+        let (count, what) = touched::execute(&mut self.inner, source, granular)?;
         if count > 0 {
             let pending = Pending {
                 handle: self.tracked.handle.clone(),
-                what: Owed::Named(table, rows),
+                what,
             };
             if let Some(now) = self.tracked.wrote(pending) {
                 now.send().map_err(into_diesel)?;
@@ -139,68 +158,16 @@ impl<C: CacheConnection + LoadConnection> CachedConnection<C> {
     }
 }
 
-/// Every row `source` returns with `RETURNING *` appended, as `(column, value)`.
-fn returned_rows<C, T>(conn: &mut C, source: &T) -> QueryResult<Vec<Vec<(String, crate::Value)>>>
-where
-    C: CacheConnection + LoadConnection,
-    T: QueryFragment<C::Backend> + QueryId,
-{
-    let mut rows = Vec::new();
-    for row in conn.load(ReturningAll(source))? {
-        let row = row?;
-        rows.push(named_values::<C::Backend, _>(&row)?);
-    }
-    Ok(rows)
-}
-
-fn named_values<'a, DB, R>(row: &R) -> QueryResult<Vec<(String, crate::Value)>>
-where
-    DB: CacheBackend,
-    R: diesel::row::Row<'a, DB>,
-{
-    (0..row.field_count())
-        .filter_map(|i| row.get(i))
-        .map(|field| {
-            let name = diesel::row::Field::field_name(&field)
-                .unwrap_or_default()
-                .to_string();
-            let value = DB::raw_value(diesel::row::Field::value(&field)).map_err(into_diesel)?;
-            Ok((name, value))
-        })
-        .collect()
-}
-
-/// A write statement with `RETURNING *` appended.
-struct ReturningAll<'a, T>(&'a T);
-
-impl<T> Query for ReturningAll<'_, T> {
-    type SqlType = diesel::sql_types::Untyped;
-}
-
-impl<T> QueryId for ReturningAll<'_, T> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl<T: QueryFragment<DB>, DB: diesel::backend::Backend> QueryFragment<DB> for ReturningAll<'_, T> {
-    fn walk_ast<'b>(
-        &'b self,
-        mut pass: diesel::query_builder::AstPass<'_, 'b, DB>,
-    ) -> QueryResult<()> {
-        self.0.walk_ast(pass.reborrow())?;
-        pass.push_sql(" RETURNING *");
-        Ok(())
-    }
-}
-
-/// A cacheops error where Diesel expects its own.
-fn into_diesel(e: crate::Error) -> diesel::result::Error {
-    diesel::result::Error::QueryBuilderError(Box::new(e))
-}
-
 impl<C: CacheConnection + LoadConnection> CacheConnection for CachedConnection<C> {
     fn __tracked(&mut self) -> Option<&mut Tracked> {
         Some(&mut self.tracked)
+    }
+
+    /// The wrapped connection's kind of write transaction, with a frame of ours.
+    fn __begin_write(&mut self) -> QueryResult<()> {
+        self.inner.__begin_write()?;
+        self.tracked.begin();
+        Ok(())
     }
 }
 
@@ -237,9 +204,9 @@ impl<C: CacheConnection + LoadConnection> Connection for CachedConnection<C> {
     where
         T: QueryFragment<Self::Backend> + QueryId,
     {
-        let (effect, target) = self.effect_and_target(source);
-        if let Some(table) = target {
-            return self.execute_returning_rows(source, table);
+        let (effect, granular) = self.classify(source);
+        if let Some(granular) = granular {
+            return self.execute_granular(source, granular);
         }
         let count = self.inner.execute_returning_count(source)?;
         self.record(effect)?;

@@ -28,7 +28,8 @@ where
 }
 
 /// `save_changes` through a [`CachedConnection`] on SQLite: Diesel's own two
-/// statements (UPDATE, then SELECT by primary key), the UPDATE seen as a write.
+/// statements (UPDATE, then SELECT by primary key); the UPDATE, a plain one, is
+/// invalidated granularly like any `execute()` of an UPDATE.
 #[cfg(feature = "sqlite")]
 impl<'b, Changes, Output> UpdateAndFetchResults<Changes, Output>
     for CachedConnection<diesel::sqlite::SqliteConnection>
@@ -82,6 +83,10 @@ mod pool {
     {
         fn __tracked(&mut self) -> Option<&mut Tracked> {
             (**self).__tracked()
+        }
+
+        fn __begin_write(&mut self) -> QueryResult<()> {
+            (**self).__begin_write()
         }
     }
 }

@@ -82,7 +82,7 @@ pub(crate) fn returning_target(sql: &str, effect: &Effect) -> Option<String> {
 }
 
 /// The first word of the statement, upper-cased, past blanks, parentheses and comments.
-fn first_keyword(sql: &str) -> Option<String> {
+pub(crate) fn first_keyword(sql: &str) -> Option<String> {
     let mut rest = sql;
     loop {
         rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '(');

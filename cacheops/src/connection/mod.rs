@@ -7,13 +7,18 @@
 mod cached;
 mod compat;
 mod effect;
+mod rewrite;
+mod touched;
 mod tracked;
 
-use diesel::connection::Connection;
+use diesel::connection::{Connection, TransactionManager};
+use diesel::result::QueryResult;
 
 use crate::backend::CacheBackend;
 
 pub use cached::{CachedConnection, CachedTransactionManager, SettlingCursor};
+pub(crate) use rewrite::{parse_update, Columns};
+pub(crate) use touched::{old_and_new, Typed};
 pub use tracked::Tracked;
 
 /// A Diesel connection cacheops can read and write through.
@@ -28,6 +33,13 @@ pub trait CacheConnection: Connection<Backend: CacheBackend> {
     #[doc(hidden)]
     fn __tracked(&mut self) -> Option<&mut Tracked> {
         None
+    }
+
+    /// Begins the transaction of a write that reads its rows before it changes
+    /// them (outside any transaction). Not public API.
+    #[doc(hidden)]
+    fn __begin_write(&mut self) -> QueryResult<()> {
+        Self::TransactionManager::begin_transaction(self)
     }
 }
 
@@ -57,4 +69,16 @@ pub(crate) fn reads_may_use_cache<C: CacheConnection>(conn: &mut C) -> bool {
 impl CacheConnection for diesel::pg::PgConnection {}
 
 #[cfg(feature = "sqlite")]
-impl CacheConnection for diesel::sqlite::SqliteConnection {}
+impl CacheConnection for diesel::sqlite::SqliteConnection {
+    /// `BEGIN IMMEDIATE`: the write lock first (waiting as long as the busy timeout
+    /// allows), then the read. A deferred transaction would read first and then
+    /// fail with SQLITE_BUSY if another connection committed before it wrote.
+    fn __begin_write(&mut self) -> QueryResult<()> {
+        diesel::connection::AnsiTransactionManager::begin_transaction_sql(self, "BEGIN IMMEDIATE")
+    }
+}
+
+/// A cacheops error where Diesel expects its own.
+fn into_diesel(e: crate::Error) -> diesel::result::Error {
+    diesel::result::Error::QueryBuilderError(Box::new(e))
+}

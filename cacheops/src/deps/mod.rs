@@ -19,8 +19,8 @@ use crate::backend::Dialect;
 use crate::value::Value;
 
 pub use explain::{explain, Conjunctions, Explanation, TableExplanation, Widening};
-pub(crate) use parse::last_ident;
 pub use parse::Template;
+pub(crate) use parse::{last_ident, sqlite_placeholder_number};
 
 /// `column = value`: one term of a conjunction. `value` may be NULL (`col IS NULL`).
 pub type Term = (Arc<str>, Value);

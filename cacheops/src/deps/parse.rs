@@ -161,7 +161,9 @@ pub(super) fn tokenize(sql: &str, dialect: &dyn SqlDialect) -> Result<(Vec<Token
     Tokenizer::new(dialect, sql)
         .tokenize_with_location_into_buf_with_mapper(&mut tokens, |mut t| {
             if let Token::Placeholder(p) = &mut t.token {
-                number_placeholder(p, &mut last);
+                if let Some(n) = sqlite_placeholder_number(p, &mut last) {
+                    *p = format!("${n}");
+                }
             }
             t
         })
@@ -172,20 +174,16 @@ pub(super) fn tokenize(sql: &str, dialect: &dyn SqlDialect) -> Result<(Vec<Token
     Ok((tokens, selects))
 }
 
-/// SQLite numbering: `?` is one more than the largest number so far, `?N` is N.
-fn number_placeholder(p: &mut String, last: &mut u32) {
-    let Some(digits) = p.strip_prefix('?') else {
-        return;
-    };
+/// The bind number of an SQLite placeholder: `?` is one more than the largest
+/// number so far (`last`, updated), `?N` is N; `None` for other placeholders.
+pub(crate) fn sqlite_placeholder_number(p: &str, last: &mut u32) -> Option<u32> {
+    let digits = p.strip_prefix('?')?;
     let n = match digits {
         "" => last.saturating_add(1),
-        d => match d.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => return,
-        },
+        d => d.parse::<u32>().ok()?,
     };
     *last = (*last).max(n);
-    *p = format!("${n}");
+    Some(n)
 }
 
 pub(super) fn parse_query(
