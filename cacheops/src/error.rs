@@ -75,6 +75,22 @@ impl Error {
     pub fn as_diesel(&self) -> Option<&diesel::result::Error> {
         self.source.as_ref()?.downcast_ref()
     }
+
+    /// This error where Diesel expects its own: the database's error itself when it
+    /// came from the database (so `NotFound` stays `NotFound`), else wrapped as a
+    /// `QueryBuilderError`.
+    pub(crate) fn into_diesel(self) -> diesel::result::Error {
+        let Some(source) = self.source else {
+            return diesel::result::Error::QueryBuilderError(Box::new(self));
+        };
+        match source.downcast::<diesel::result::Error>() {
+            Ok(diesel) => *diesel,
+            Err(other) => diesel::result::Error::QueryBuilderError(Box::new(Error {
+                source: Some(other),
+                ..self
+            })),
+        }
+    }
 }
 
 impl fmt::Display for Error {

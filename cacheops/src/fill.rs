@@ -16,8 +16,8 @@ use serde::Serialize;
 
 use crate::backend::CacheBackend;
 use crate::codec;
-use crate::connection::reads_may_use_cache;
 use crate::connection::CacheConnection;
+use crate::connection::{explicitly, reads_may_use_cache};
 use crate::deps::Deps;
 use crate::error::Result;
 use crate::key::query_key;
@@ -65,7 +65,9 @@ where
         true => plan::<C::Backend, Q, R>(call, &query)?,
         false => None,
     };
-    read_through(call.handle, plan, || Ok(run(query, conn)?))
+    read_through(call.handle, plan, || {
+        Ok(explicitly(conn, |conn| run(query, conn))?)
+    })
 }
 
 /// The read-through algorithm for any computation with a plan: serve the cached
@@ -195,9 +197,21 @@ pub(crate) struct Analysis {
 pub(crate) fn analyse<DB, Q>(handle: &Cacheops, query: &Q) -> Result<Option<Analysis>>
 where
     DB: CacheBackend,
-    Q: QueryFragment<DB>,
+    Q: QueryFragment<DB> + ?Sized,
 {
-    let sql = DB::render_sql(query)?;
+    analyse_rendered(handle, DB::render_sql(query)?, query)
+}
+
+/// [`analyse`] for a query whose SQL the caller rendered already.
+pub(crate) fn analyse_rendered<DB, Q>(
+    handle: &Cacheops,
+    sql: String,
+    query: &Q,
+) -> Result<Option<Analysis>>
+where
+    DB: CacheBackend,
+    Q: QueryFragment<DB> + ?Sized,
+{
     let template = match handle.template(&sql, DB::DIALECT) {
         Ok(template) => template,
         Err(e) => {

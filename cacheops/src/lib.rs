@@ -74,6 +74,7 @@
 //! - `r2d2`: pools of [`CachedConnection`] through Diesel's `r2d2`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod automatic;
 mod backend;
 mod cached_as;
 #[cfg(feature = "cli")]
@@ -103,6 +104,9 @@ mod transaction;
 mod value;
 mod write;
 
+pub use automatic::{CachedCursor, CachedField, CachedRow, NoReplay};
+#[cfg(feature = "postgres")]
+pub use automatic::{ReplayedField, ReplayedRow};
 pub use backend::{encode_value, CacheBackend, Dialect, Rendered};
 pub use cached_as::{cached_as, cached_as_key, invalidate_key, Options, Sample};
 pub use cacheops_derive::cached_as;

@@ -8,6 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
+use crate::automatic::{infer, Read};
 use crate::backend::Dialect;
 use crate::config::{Config, Profile};
 use crate::deps::{Deps, Policy, Template};
@@ -27,8 +28,10 @@ pub struct Cacheops {
 struct Inner {
     config: Config,
     store: Box<dyn Store>,
-    /// Parsed templates by SQL text, one map per dialect.
-    templates: [RwLock<HashMap<Box<str>, Arc<Template>>>; 2],
+    /// Parsed templates by SQL text.
+    templates: Memo<Arc<Template>>,
+    /// What each SQL text reads, for automatic caching (`automatic/infer.rs`).
+    reads: Memo<Option<Read>>,
     /// Tables whose invalidation could not reach the store: until they are
     /// invalidated table-wide, reads of them bypass the cache.
     pending: Mutex<BTreeSet<String>>,
@@ -97,7 +100,8 @@ impl Cacheops {
             store,
             models,
             publish,
-            templates: Default::default(),
+            templates: Memo::default(),
+            reads: Memo::default(),
             pending: Mutex::default(),
             has_pending: AtomicBool::new(false),
             stats: Counters::default(),
@@ -143,16 +147,19 @@ impl Cacheops {
 
     /// The parsed template of `sql`, parsing it only the first time it is seen.
     pub(crate) fn template(&self, sql: &str, dialect: Dialect) -> Result<Arc<Template>> {
-        let memo = &self.inner.templates[dialect as usize];
-        // A poisoned lock only means another thread panicked while inserting a
-        // complete Arc: the map itself is still consistent.
-        if let Some(found) = memo.read().unwrap_or_else(|e| e.into_inner()).get(sql) {
-            return Ok(found.clone());
-        }
-        let template = Arc::new(Template::parse(sql, dialect)?);
-        let mut memo = memo.write().unwrap_or_else(|e| e.into_inner());
-        memo.insert(sql.into(), template.clone());
-        Ok(template)
+        self.inner.templates.get_or_try(sql, dialect, || {
+            Ok(Arc::new(Template::parse(sql, dialect)?))
+        })
+    }
+
+    /// What `sql` reads as automatic caching sees it, inferred only the first time
+    /// it is seen; `None` when it is not an automatically cacheable read.
+    pub(crate) fn read_of(&self, sql: &str, dialect: Dialect) -> Option<Read> {
+        let inferred = self
+            .inner
+            .reads
+            .get_or_try(sql, dialect, || Ok(infer(sql, dialect)));
+        inferred.ok().flatten()
     }
 
     /// The dependencies of a call: the template met with its binds.
@@ -263,6 +270,36 @@ impl Cacheops {
         if let Some(hook) = hook {
             hook();
         }
+    }
+}
+
+/// Values computed once per SQL text, one map per dialect.
+struct Memo<V>([RwLock<HashMap<Box<str>, V>>; 2]);
+
+impl<V> Default for Memo<V> {
+    fn default() -> Self {
+        Memo(Default::default())
+    }
+}
+
+impl<V: Clone> Memo<V> {
+    /// The value of `sql`, made by `make` the first time (an error is not kept).
+    fn get_or_try(
+        &self,
+        sql: &str,
+        dialect: Dialect,
+        make: impl FnOnce() -> Result<V>,
+    ) -> Result<V> {
+        let memo = &self.0[dialect as usize];
+        // A poisoned lock only means another thread panicked while inserting a
+        // complete value: the map itself is still consistent.
+        if let Some(found) = memo.read().unwrap_or_else(|e| e.into_inner()).get(sql) {
+            return Ok(found.clone());
+        }
+        let value = make()?;
+        let mut memo = memo.write().unwrap_or_else(|e| e.into_inner());
+        memo.insert(sql.into(), value.clone());
+        Ok(value)
     }
 }
 

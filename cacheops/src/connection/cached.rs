@@ -12,6 +12,7 @@ use diesel::result::{ConnectionError, ConnectionResult, QueryResult};
 use super::effect::{self, Effect};
 use super::tracked::Tracked;
 use super::CacheConnection;
+use crate::automatic::{self, CachedCursor, CachedRow};
 use crate::backend::CacheBackend;
 use crate::pending::{send_all, Owed, Pending};
 use crate::runtime::Cacheops;
@@ -97,14 +98,21 @@ impl<C: CacheConnection> CachedConnection<C> {
         }
     }
 
-    /// The write effect of a statement, unless a cacheops helper is running it.
-    fn effect_of<T: QueryFragment<C::Backend> + ?Sized>(&self, source: &T) -> Effect {
+    /// The write effect of a statement, unless a cacheops helper is running it, and
+    /// its SQL when it was rendered.
+    fn effect_and_sql<T: QueryFragment<C::Backend> + ?Sized>(
+        &self,
+        source: &T,
+    ) -> (Effect, Option<String>) {
         if self.tracked.in_helper() {
-            return Effect::Read;
+            return (Effect::Read, None);
         }
         match <C::Backend as CacheBackend>::render_sql(source) {
-            Ok(sql) => effect::of_sql(&sql, <C::Backend as CacheBackend>::DIALECT),
-            Err(_) => Effect::Unknown,
+            Ok(sql) => (
+                effect::of_sql(&sql, <C::Backend as CacheBackend>::DIALECT),
+                Some(sql),
+            ),
+            Err(_) => (Effect::Unknown, None),
         }
     }
 
@@ -195,7 +203,7 @@ impl<T: QueryFragment<DB>, DB: diesel::backend::Backend> QueryFragment<DB> for R
 
 /// A cacheops error where Diesel expects its own.
 fn into_diesel(e: crate::Error) -> diesel::result::Error {
-    diesel::result::Error::QueryBuilderError(Box::new(e))
+    e.into_diesel()
 }
 
 impl<C: CacheConnection + LoadConnection> CacheConnection for CachedConnection<C> {
@@ -268,18 +276,19 @@ where
     C: CacheConnection + LoadConnection + LoadConnection<B>,
 {
     type Cursor<'conn, 'query>
-        = SettlingCursor<<C as LoadConnection<B>>::Cursor<'conn, 'query>>
+        = SettlingCursor<CachedCursor<<C as LoadConnection<B>>::Cursor<'conn, 'query>, Replayed<C>>>
     where
         Self: 'conn;
     type Row<'conn, 'query>
-        = <C as LoadConnection<B>>::Row<'conn, 'query>
+        = CachedRow<<C as LoadConnection<B>>::Row<'conn, 'query>, Replayed<C>>
     where
         Self: 'conn;
 
-    /// A statement that writes through `load` (`... RETURNING`) may run only while
-    /// its rows are read (SQLite steps lazily), so outside a transaction its
-    /// invalidation is sent when the cursor is exhausted or dropped; inside one it
-    /// is queued at once.
+    /// A read its model's profile caches automatically is served from the cache
+    /// (see [`CachedConnection`]). A statement that writes through `load`
+    /// (`... RETURNING`) may run only while its rows are read (SQLite steps
+    /// lazily), so outside a transaction its invalidation is sent when the cursor
+    /// is exhausted or dropped; inside one it is queued at once.
     fn load<'conn, 'query, T>(
         &'conn mut self,
         source: T,
@@ -288,14 +297,31 @@ where
         T: Query + QueryFragment<Self::Backend> + QueryId + 'query,
         Self::Backend: QueryMetadata<T::SqlType>,
     {
-        let owed = match self.effect_of(&source) {
+        let (effect, sql) = self.effect_and_sql(&source);
+        let plan = match (&effect, sql) {
+            (Effect::Read, Some(sql)) => automatic::plan(&self.tracked, &sql, &source),
+            _ => None,
+        };
+        if let Some(plan) = plan {
+            let inner = &mut self.inner;
+            let run = || LoadConnection::<B>::load(inner, source);
+            let rows = automatic::serve::<C::Backend, _, _>(&self.tracked, plan, run)?;
+            return Ok(SettlingCursor::new(
+                CachedCursor::Replayed(rows.into_iter()),
+                None,
+            ));
+        }
+        let owed = match effect {
             Effect::Read => None,
             effect => self.tracked.wrote(pending_of(&self.tracked, effect)),
         };
         let inner = LoadConnection::<B>::load(&mut self.inner, source)?;
-        Ok(SettlingCursor { inner, owed })
+        Ok(SettlingCursor::new(CachedCursor::Live(inner), owed))
     }
 }
+
+/// The rows `C`'s backend replays from the cache.
+type Replayed<C> = <<C as Connection>::Backend as CacheBackend>::Replayed;
 
 fn pending_of(tracked: &Tracked, effect: Effect) -> Pending {
     let what = match effect {
@@ -316,6 +342,10 @@ pub struct SettlingCursor<I> {
 }
 
 impl<I> SettlingCursor<I> {
+    fn new(inner: I, owed: Option<Pending>) -> Self {
+        SettlingCursor { inner, owed }
+    }
+
     /// Sends what the statement owes. A failure cannot be returned from here: the
     /// handle remembers the tables (reads of them bypass the cache until a
     /// table-wide invalidation succeeds) and it is logged.

@@ -14,6 +14,7 @@ use diesel::connection::Connection;
 use crate::backend::CacheBackend;
 
 pub use cached::{CachedConnection, CachedTransactionManager, SettlingCursor};
+use tracked::Depth;
 pub use tracked::Tracked;
 
 /// A Diesel connection cacheops can read and write through.
@@ -34,12 +35,28 @@ pub trait CacheConnection: Connection<Backend: CacheBackend> {
 /// Runs a cacheops write helper's statements: a connection that sees every
 /// statement must not record them again, the helper invalidates them itself.
 pub(crate) fn as_helper<C: CacheConnection, T>(conn: &mut C, f: impl FnOnce(&mut C) -> T) -> T {
+    within(conn, |t| &mut t.helper, f)
+}
+
+/// Runs an explicit `.cached()` call's query: it caches its typed result itself,
+/// so a connection that caches reads automatically must not cache its rows too.
+pub(crate) fn explicitly<C: CacheConnection, T>(conn: &mut C, f: impl FnOnce(&mut C) -> T) -> T {
+    within(conn, |t| &mut t.explicit, f)
+}
+
+/// Runs `f` with one more scope of the kind `depth` picks open on a tracking
+/// connection (plain connections track nothing).
+fn within<C: CacheConnection, T>(
+    conn: &mut C,
+    depth: fn(&mut Tracked) -> &mut Depth,
+    f: impl FnOnce(&mut C) -> T,
+) -> T {
     if let Some(tracked) = conn.__tracked() {
-        tracked.enter_helper();
+        depth(tracked).enter();
     }
     let out = f(conn);
     if let Some(tracked) = conn.__tracked() {
-        tracked.leave_helper();
+        depth(tracked).leave();
     }
     out
 }

@@ -19,8 +19,8 @@ use crate::backend::Dialect;
 use crate::value::Value;
 
 pub use explain::{explain, Conjunctions, Explanation, TableExplanation, Widening};
-pub(crate) use parse::last_ident;
 pub use parse::Template;
+pub(crate) use parse::{last_ident, main_table_of, norm, parse_one};
 
 /// `column = value`: one term of a conjunction. `value` may be NULL (`col IS NULL`).
 pub type Term = (Arc<str>, Value);
