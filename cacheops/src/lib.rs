@@ -42,6 +42,7 @@
 //! | canonical values of binds and columns | `backend.rs`, `value.rs` | [`CacheBackend`], [`Value`], [`encode_value`] |
 //! | write helpers | `write.rs` | [`Cacheops::insert`], [`Cacheops::save`], [`Cacheops::update`], [`Cacheops::delete`] |
 //! | connections: which ones we read/write through; a wrapper that sees every statement | `connection/` | [`CacheConnection`], [`CachedConnection`] |
+//! | automatic caching of ordinary reads through [`CachedConnection`]: op inference, raw rows, replayed rows | `automatic/` | [`CachedRow`], [`CachedCursor`], [`ReplayedRow`], [`NoReplay`] |
 //! | transactions on plain connections: invalidation after the outermost COMMIT | `transaction.rs`, `pending.rs` | [`Cacheops::transaction`] |
 //! | manual invalidation | `invalidate.rs` | [`invalidate_obj`], [`invalidate_model`], [`invalidate_table`], [`invalidate_all`] |
 //! | time-only cache, `cached`, file backend | `simple/` | [`cache`], [`cached()`], [`SimpleCache`], [`FnKey`] |

@@ -34,12 +34,42 @@ use crate::runtime::Cacheops;
 /// trip); one Redis round trip per written table after a write outside a
 /// transaction, or per queued write after COMMIT.
 ///
+/// # Automatic caching (PostgreSQL)
+///
+/// Ordinary reads (`.load()`, `.first()`, `.get_result()`, `.count()`, `sql_query`)
+/// are served from the cache, without `.cached()`, when the profile of the model
+/// they are about enables their op. Diesel sends them all through `load`, so the
+/// op is inferred from the SQL (once per distinct SQL text):
+///
+/// | SQL | op |
+/// |---|---|
+/// | `SELECT EXISTS (...)` | `exists` (model of the subquery's main table) |
+/// | one `COUNT(...)`, no GROUP BY | `count` |
+/// | only aggregate calls (`MAX`, `SUM`, ...), no GROUP BY | `aggregate` |
+/// | one table, no join, every primary-key column pinned by `=` in the WHERE (`find(k)`, `.first()` or not) | `get` |
+/// | anything else | `fetch` |
+///
+/// The model is the main table's (first of the outermost FROM). Reads of tables
+/// without a model or profile, ops the profile leaves out, `just_enable` models
+/// (cached only through `.cached()`), locking reads (`FOR UPDATE`), reads inside a
+/// transaction once it has written, and the statements of `.cached()` calls and
+/// cacheops helpers go straight to the database. The entry holds the rows as the
+/// database sent them (names, type OIDs, bytes, NULLs), so every Rust type they are
+/// loaded into shares it; it is read and filled exactly like `.cached()`'s (same
+/// race fence, failure handling and stats) under keys of its own. Cost of a hit:
+/// the SQL rendered and binds collected, one Redis round trip, the rows decoded.
+///
+/// On SQLite no read is cached automatically: Diesel cannot be handed a row rebuilt
+/// from bytes there (see [`crate::NoReplay`]); `.cached()` works as everywhere.
+///
 /// ```no_run
 /// use cacheops::CachedConnection;
 /// use diesel::prelude::*;
+/// # diesel::table! { articles (id) { id -> Integer, views -> Integer } }
 /// # fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let cache = cacheops::Cacheops::new(cacheops::Config::from_env()?)?;
 /// let mut conn = CachedConnection::new(PgConnection::establish("postgres://localhost/app")?, cache);
+/// let views: i32 = articles::table.find(1).select(articles::views).first(&mut conn)?; // op get
 /// diesel::sql_query("UPDATE articles SET views = 0").execute(&mut conn)?; // invalidates `articles`
 /// # Ok(()) }
 /// ```
