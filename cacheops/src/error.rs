@@ -142,3 +142,19 @@ impl<T> OptionalExtension<T> for Result<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn into_diesel_gives_back_the_database_error() {
+        let not_found = Error::from(diesel::result::Error::NotFound).into_diesel();
+        assert!(matches!(not_found, diesel::result::Error::NotFound));
+        let redis = Error::new(ErrorKind::Redis, "down").into_diesel();
+        let diesel::result::Error::QueryBuilderError(inner) = redis else {
+            panic!("a cacheops error is wrapped");
+        };
+        assert_eq!(inner.to_string(), "down");
+    }
+}

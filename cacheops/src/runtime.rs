@@ -153,13 +153,25 @@ impl Cacheops {
     }
 
     /// What `sql` reads as automatic caching sees it, inferred only the first time
-    /// it is seen; `None` when it is not an automatically cacheable read.
+    /// it is seen; `None` when it is not an automatically cacheable read, or when
+    /// its dependencies cannot be analysed (remembered, so such a read costs one
+    /// memo lookup and logs once, not on every call).
     pub(crate) fn read_of(&self, sql: &str, dialect: Dialect) -> Option<Read> {
-        let inferred = self
-            .inner
+        let make = || {
+            let Some(read) = infer(sql, dialect) else {
+                return Ok(None);
+            };
+            if let Err(e) = self.template(sql, dialect) {
+                tracing::warn!(error = %e, sql, "cacheops: SQL not understood, never cached automatically");
+                return Ok(None);
+            }
+            Ok(Some(read))
+        };
+        self.inner
             .reads
-            .get_or_try(sql, dialect, || Ok(infer(sql, dialect)));
-        inferred.ok().flatten()
+            .get_or_try(sql, dialect, make)
+            .ok()
+            .flatten()
     }
 
     /// The dependencies of a call: the template met with its binds.

@@ -31,7 +31,7 @@ use rows::RawRows;
 
 /// Where and for how long the read `query` (rendered as `sql`) is cached
 /// automatically; `None` when it goes straight to the database.
-pub(crate) fn plan<DB, Q>(tracked: &Tracked, sql: &str, query: &Q) -> Option<Plan>
+pub(crate) fn plan<DB, Q>(tracked: &Tracked, sql: String, query: &Q) -> Option<Plan>
 where
     DB: CacheBackend,
     Q: QueryFragment<DB> + ?Sized,
@@ -40,17 +40,17 @@ where
     if !DB::Replayed::POSSIBLE || !handle.config().enabled || !tracked.reads_may_be_automatic() {
         return None;
     }
-    let read = handle.read_of(sql, DB::DIALECT)?;
+    let read = handle.read_of(&sql, DB::DIALECT)?;
     // No profile means "not cached", as for a model without a pattern in django.
     let profile = handle.profile_of_table(&read.table).ok()?;
     if !profile.ops.contains(read.op) {
         return None;
     }
     // A query that cannot be analysed still runs, uncached, as it would unwrapped.
-    let analysis = match analyse_rendered::<DB, Q>(handle, sql.to_owned(), query) {
+    let analysis = match analyse_rendered::<DB, Q>(handle, sql, query) {
         Ok(analysis) => analysis?,
         Err(e) => {
-            tracing::warn!(error = %e, sql, "cacheops: read not cached automatically");
+            tracing::warn!(error = %e, "cacheops: read not cached automatically");
             return None;
         }
     };

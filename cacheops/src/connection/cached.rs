@@ -58,6 +58,8 @@ use crate::runtime::Cacheops;
 /// loaded into shares it; it is read and filled exactly like `.cached()`'s (same
 /// race fence, failure handling and stats) under keys of its own. Cost of a hit:
 /// the SQL rendered and binds collected, one Redis round trip, the rows decoded.
+/// A miss reads every row before handing the first one over (also in
+/// row-by-row loading mode), since the result is stored whole.
 ///
 /// On SQLite no read is cached automatically: Diesel cannot be handed a row rebuilt
 /// from bytes there (see [`crate::NoReplay`]); `.cached()` works as everywhere.
@@ -329,7 +331,7 @@ where
     {
         let (effect, sql) = self.effect_and_sql(&source);
         let plan = match (&effect, sql) {
-            (Effect::Read, Some(sql)) => automatic::plan(&self.tracked, &sql, &source),
+            (Effect::Read, Some(sql)) => automatic::plan(&self.tracked, sql, &source),
             _ => None,
         };
         if let Some(plan) = plan {
