@@ -6,9 +6,11 @@
 
 use diesel::backend::Backend;
 use diesel::query_builder::{QueryBuilder, QueryFragment};
+use diesel::row::Row;
 use diesel::serialize::ToSql;
 use diesel::sql_types::HasSqlType;
 
+use crate::automatic::Replay;
 use crate::error::{Error, ErrorKind, Result};
 use crate::value::Value;
 
@@ -45,6 +47,11 @@ pub trait CacheBackend:
     const DIALECT: Dialect;
     /// Appended to a SELECT to lock the rows it reads until the transaction ends.
     const ROW_LOCK: &'static str;
+
+    /// Rows replayed from the cache by [`crate::CachedConnection`]'s automatic
+    /// caching: [`crate::ReplayedRow`] on PostgreSQL, the uninhabited
+    /// [`crate::NoReplay`] on SQLite (whose values cannot be rebuilt from bytes).
+    type Replayed: for<'a> Row<'a, Self> + Replay;
 
     /// The canonical binds of a query fragment.
     fn collect_binds<Q: QueryFragment<Self> + ?Sized>(query: &Q) -> Result<Vec<Value>>;
@@ -119,6 +126,7 @@ mod pg {
         const NAME: &'static str = "pg";
         const DIALECT: Dialect = Dialect::Postgres;
         const ROW_LOCK: &'static str = " FOR UPDATE";
+        type Replayed = crate::automatic::ReplayedRow;
 
         fn raw_value(raw: Option<diesel::pg::PgValue<'_>>) -> Result<Value> {
             Ok(match raw {
@@ -190,6 +198,7 @@ mod sqlite {
         const NAME: &'static str = "sqlite";
         const DIALECT: Dialect = Dialect::Sqlite;
         const ROW_LOCK: &'static str = "";
+        type Replayed = crate::automatic::NoReplay;
 
         /// Re-encoded by storage class through the application's own encoder.
         fn raw_value(raw: Option<diesel::sqlite::SqliteValue<'_, '_, '_>>) -> Result<Value> {

@@ -77,6 +77,22 @@ impl Error {
     pub fn as_diesel(&self) -> Option<&diesel::result::Error> {
         self.source.as_ref()?.downcast_ref()
     }
+
+    /// This error where Diesel expects its own: the database's error itself when it
+    /// came from the database (so `NotFound` stays `NotFound`), else wrapped as a
+    /// `QueryBuilderError`.
+    pub(crate) fn into_diesel(self) -> diesel::result::Error {
+        let Some(source) = self.source else {
+            return diesel::result::Error::QueryBuilderError(Box::new(self));
+        };
+        match source.downcast::<diesel::result::Error>() {
+            Ok(diesel) => *diesel,
+            Err(other) => diesel::result::Error::QueryBuilderError(Box::new(Error {
+                source: Some(other),
+                ..self
+            })),
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -126,5 +142,21 @@ impl<T> OptionalExtension<T> for Result<T> {
             Err(e) if matches!(e.as_diesel(), Some(diesel::result::Error::NotFound)) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn into_diesel_gives_back_the_database_error() {
+        let not_found = Error::from(diesel::result::Error::NotFound).into_diesel();
+        assert!(matches!(not_found, diesel::result::Error::NotFound));
+        let redis = Error::new(ErrorKind::Redis, "down").into_diesel();
+        let diesel::result::Error::QueryBuilderError(inner) = redis else {
+            panic!("a cacheops error is wrapped");
+        };
+        assert_eq!(inner.to_string(), "down");
     }
 }

@@ -16,8 +16,8 @@ use serde::Serialize;
 
 use crate::backend::CacheBackend;
 use crate::codec;
-use crate::connection::reads_may_use_cache;
 use crate::connection::CacheConnection;
+use crate::connection::{explicitly, reads_may_use_cache};
 use crate::deps::Deps;
 use crate::error::Result;
 use crate::key::query_key;
@@ -65,7 +65,9 @@ where
         true => plan::<C::Backend, Q, R>(call, &query)?,
         false => None,
     };
-    read_through(call.handle, plan, || Ok(run(query, conn)?))
+    read_through(call.handle, plan, || {
+        Ok(explicitly(conn, |conn| run(query, conn))?)
+    })
 }
 
 /// The read-through algorithm for any computation with a plan: serve the cached
@@ -197,21 +199,46 @@ where
     DB: CacheBackend,
     Q: QueryFragment<DB> + QueryId,
 {
-    let Some(Prepared { sql, template }) = prepare::<DB, Q>(handle, query)? else {
-        return Ok(None);
-    };
+    match prepare::<DB, Q>(handle, query)? {
+        Some(prepared) => analyse_prepared(handle, prepared, query).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// [`analyse`] for a query whose SQL the caller rendered already.
+pub(crate) fn analyse_rendered<DB, Q>(
+    handle: &Cacheops,
+    sql: String,
+    query: &Q,
+) -> Result<Option<Analysis>>
+where
+    DB: CacheBackend,
+    Q: QueryFragment<DB> + ?Sized,
+{
+    match parsed::<DB>(handle, sql) {
+        Some(prepared) => analyse_prepared(handle, prepared, query).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn analyse_prepared<DB, Q>(handle: &Cacheops, prepared: Prepared, query: &Q) -> Result<Analysis>
+where
+    DB: CacheBackend,
+    Q: QueryFragment<DB> + ?Sized,
+{
+    let Prepared { sql, template } = prepared;
     let main_table = template
         .main_table_name()
         .or(template.tables().first())
         .cloned();
     let binds = DB::collect_binds(query)?;
     let deps = handle.deps(&template, &binds);
-    Ok(Some(Analysis {
+    Ok(Analysis {
         sql,
         binds,
         deps,
         main_table,
-    }))
+    })
 }
 
 /// The SQL and template of `query`. Rendering SQL is most of a hit's CPU, so a
@@ -231,20 +258,23 @@ where
     if let Some(found) = fixed.and_then(|id| handle.fixed(id, DB::DIALECT)) {
         return Ok(Some(found));
     }
-    let sql = DB::render_sql(query)?;
-    let template = match handle.template(&sql, DB::DIALECT) {
-        Ok(template) => template,
-        Err(e) => {
-            tracing::warn!(error = %e, sql, "cacheops: SQL not understood, query not cached");
-            return Ok(None);
-        }
-    };
-    let prepared = Prepared {
-        sql: sql.into(),
-        template,
-    };
-    if let Some(id) = fixed {
+    let prepared = parsed::<DB>(handle, DB::render_sql(query)?);
+    if let (Some(id), Some(prepared)) = (fixed, &prepared) {
         handle.remember_fixed(id, DB::DIALECT, prepared.clone());
     }
-    Ok(Some(prepared))
+    Ok(prepared)
+}
+
+/// `sql` with its template; `None` (with a warning) when it cannot be analysed.
+fn parsed<DB: CacheBackend>(handle: &Cacheops, sql: String) -> Option<Prepared> {
+    match handle.template(&sql, DB::DIALECT) {
+        Ok(template) => Some(Prepared {
+            sql: sql.into(),
+            template,
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, sql, "cacheops: SQL not understood, query not cached");
+            None
+        }
+    }
 }

@@ -74,6 +74,20 @@ pub(crate) fn query_key(
         .finish()
 }
 
+/// The op name of raw-row entries (automatic caching through `CachedConnection`).
+/// Typed `.cached()` entries are keyed by the op's own name (`get`, `fetch`, ...),
+/// so an entry of one kind can never be read as the other.
+pub(crate) const RAW_ROWS_OP: &str = "rows";
+
+/// The key of a query cached as raw rows: no result-type shape, the rows describe
+/// themselves (names and type tags travel with them).
+pub(crate) fn rows_key(backend: &str, sql: &str, binds: &[Value]) -> CacheKey {
+    KeyHasher::new(backend, RAW_ROWS_OP)
+        .bytes(sql.as_bytes())
+        .binds(binds)
+        .finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +133,15 @@ mod tests {
         assert_ne!(base, query_key("pg", "get", "T", &[], 1));
         assert_ne!(base, query_key("pg", "get", "S", &[], 2));
         assert_eq!(base, query_key("pg", "get", "S", &[], 1));
+    }
+
+    #[test]
+    fn raw_rows_never_share_a_typed_key() {
+        let rows = rows_key("pg", "S", &[]);
+        for op in ["get", "fetch", "count", "exists", "aggregate"] {
+            assert_ne!(rows, query_key("pg", op, "S", &[], 0));
+        }
+        assert_ne!(rows, rows_key("sqlite", "S", &[]));
+        assert_ne!(rows, rows_key("pg", "S", &[text("a")]));
     }
 }

@@ -42,6 +42,7 @@
 //! | canonical values of binds and columns | `backend.rs`, `value.rs` | [`CacheBackend`], [`Value`], [`encode_value`] |
 //! | write helpers | `write.rs` | [`Cacheops::insert`], [`Cacheops::save`], [`Cacheops::update`], [`Cacheops::delete`] |
 //! | connections: which ones we read/write through; a wrapper that sees every statement; UPDATEs rewritten to return old and new rows | `connection/` | [`CacheConnection`], [`CachedConnection`] |
+//! | automatic caching of ordinary reads through [`CachedConnection`]: op inference, raw rows, replayed rows | `automatic/` | [`CachedRow`], [`CachedCursor`], [`ReplayedRow`], [`NoReplay`] |
 //! | transactions on plain connections: invalidation after the outermost COMMIT, then after-commit hooks | `transaction.rs`, `pending.rs` | [`Cacheops::transaction`], [`on_commit`] |
 //! | manual invalidation | `invalidate.rs` | [`invalidate_obj`], [`invalidate_model`], [`invalidate_table`], [`invalidate_all`] |
 //! | time-only cache, `cached`, file backend | `simple/` | [`cache`], [`cached()`], [`SimpleCache`], [`FnKey`] |
@@ -74,6 +75,7 @@
 //! - `r2d2`: pools of [`CachedConnection`] through Diesel's `r2d2`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod automatic;
 mod backend;
 mod cached_as;
 #[cfg(feature = "cli")]
@@ -103,6 +105,9 @@ mod transaction;
 mod value;
 mod write;
 
+pub use automatic::{CachedCursor, CachedField, CachedRow, NoReplay};
+#[cfg(feature = "postgres")]
+pub use automatic::{ReplayedField, ReplayedRow};
 pub use backend::{encode_value, CacheBackend, Dialect, Rendered};
 pub use cached_as::{cached_as, cached_as_key, invalidate_key, Options, Sample};
 pub use cacheops_derive::cached_as;

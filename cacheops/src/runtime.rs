@@ -9,6 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
+use crate::automatic::{infer, Read};
 use crate::backend::Dialect;
 use crate::config::{Config, Profile};
 use crate::deps::{Deps, Policy, Template};
@@ -35,8 +36,10 @@ pub struct Cacheops {
 struct Inner {
     config: Config,
     store: Box<dyn Store>,
-    /// Parsed templates by SQL text, one map per dialect.
-    templates: [RwLock<HashMap<Box<str>, Arc<Template>>>; 2],
+    /// Parsed templates by SQL text.
+    templates: Memo<Arc<Template>>,
+    /// What each SQL text reads, for automatic caching (`automatic/infer.rs`).
+    reads: Memo<Option<Read>>,
     /// SQL and template of query types whose SQL their type fixes, by the type's
     /// query id, one map per dialect: a hit of such a query renders no SQL.
     fixed: [RwLock<HashMap<TypeId, Prepared>>; 2],
@@ -108,7 +111,8 @@ impl Cacheops {
             store,
             models,
             publish,
-            templates: Default::default(),
+            templates: Memo::default(),
+            reads: Memo::default(),
             fixed: Default::default(),
             pending: Mutex::default(),
             has_pending: AtomicBool::new(false),
@@ -155,16 +159,31 @@ impl Cacheops {
 
     /// The parsed template of `sql`, parsing it only the first time it is seen.
     pub(crate) fn template(&self, sql: &str, dialect: Dialect) -> Result<Arc<Template>> {
-        let memo = &self.inner.templates[dialect as usize];
-        // A poisoned lock only means another thread panicked while inserting a
-        // complete Arc: the map itself is still consistent.
-        if let Some(found) = memo.read().unwrap_or_else(|e| e.into_inner()).get(sql) {
-            return Ok(found.clone());
-        }
-        let template = Arc::new(Template::parse(sql, dialect)?);
-        let mut memo = memo.write().unwrap_or_else(|e| e.into_inner());
-        memo.insert(sql.into(), template.clone());
-        Ok(template)
+        self.inner.templates.get_or_try(sql, dialect, || {
+            Ok(Arc::new(Template::parse(sql, dialect)?))
+        })
+    }
+
+    /// What `sql` reads as automatic caching sees it, inferred only the first time
+    /// it is seen; `None` when it is not an automatically cacheable read, or when
+    /// its dependencies cannot be analysed (remembered, so such a read costs one
+    /// memo lookup and logs once, not on every call).
+    pub(crate) fn read_of(&self, sql: &str, dialect: Dialect) -> Option<Read> {
+        let make = || {
+            let Some(read) = infer(sql, dialect) else {
+                return Ok(None);
+            };
+            if let Err(e) = self.template(sql, dialect) {
+                tracing::warn!(error = %e, sql, "cacheops: SQL not understood, never cached automatically");
+                return Ok(None);
+            }
+            Ok(Some(read))
+        };
+        self.inner
+            .reads
+            .get_or_try(sql, dialect, make)
+            .ok()
+            .flatten()
     }
 
     /// The SQL and template remembered for the query type `id` (see
@@ -292,6 +311,36 @@ impl Cacheops {
         if let Some(hook) = hook {
             hook();
         }
+    }
+}
+
+/// Values computed once per SQL text, one map per dialect.
+struct Memo<V>([RwLock<HashMap<Box<str>, V>>; 2]);
+
+impl<V> Default for Memo<V> {
+    fn default() -> Self {
+        Memo(Default::default())
+    }
+}
+
+impl<V: Clone> Memo<V> {
+    /// The value of `sql`, made by `make` the first time (an error is not kept).
+    fn get_or_try(
+        &self,
+        sql: &str,
+        dialect: Dialect,
+        make: impl FnOnce() -> Result<V>,
+    ) -> Result<V> {
+        let memo = &self.0[dialect as usize];
+        // A poisoned lock only means another thread panicked while inserting a
+        // complete value: the map itself is still consistent.
+        if let Some(found) = memo.read().unwrap_or_else(|e| e.into_inner()).get(sql) {
+            return Ok(found.clone());
+        }
+        let value = make()?;
+        let mut memo = memo.write().unwrap_or_else(|e| e.into_inner());
+        memo.insert(sql.into(), value.clone());
+        Ok(value)
     }
 }
 

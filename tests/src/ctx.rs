@@ -113,16 +113,21 @@ pub enum StoreKind {
 
 /// A cacheops handle on its own prefix; everything under it is dropped at the end.
 pub fn handle(store: StoreKind, prefix: &str) -> Cacheops {
+    let all = Profile::new(Ops::ALL, std::time::Duration::from_secs(600));
+    handle_with(store, prefix, &[("*.*", all)])
+}
+
+/// A handle with these profiles (label pattern, profile) and no other.
+pub fn handle_with(store: StoreKind, prefix: &str, profiles: &[(&str, Profile)]) -> Cacheops {
     let url = match store {
         StoreKind::Redis => redis_url(),
         StoreKind::Memory => "memory://".to_string(),
     };
-    let config = Config::builder()
-        .url(url)
-        .prefix(prefix)
-        .profile(
-            "*.*",
-            Profile::new(Ops::ALL, std::time::Duration::from_secs(600)),
+    let config = profiles
+        .iter()
+        .fold(
+            Config::builder().url(url).prefix(prefix),
+            |b, (pattern, profile)| b.profile(*pattern, *profile),
         )
         .build();
     Cacheops::new(config).unwrap()

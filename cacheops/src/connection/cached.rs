@@ -13,6 +13,7 @@ use super::effect::{self, Effect};
 use super::touched::{self, Granular};
 use super::tracked::Tracked;
 use super::{into_diesel, CacheConnection};
+use crate::automatic::{self, CachedCursor, CachedRow};
 use crate::backend::CacheBackend;
 use crate::pending::{Owed, Pending};
 use crate::runtime::Cacheops;
@@ -52,12 +53,44 @@ use crate::runtime::Cacheops;
 /// Then one Redis round trip per written table after a write outside a
 /// transaction, or per queued write after COMMIT.
 ///
+/// # Automatic caching (PostgreSQL)
+///
+/// Ordinary reads (`.load()`, `.first()`, `.get_result()`, `.count()`, `sql_query`)
+/// are served from the cache, without `.cached()`, when the profile of the model
+/// they are about enables their op. Diesel sends them all through `load`, so the
+/// op is inferred from the SQL (once per distinct SQL text):
+///
+/// | SQL | op |
+/// |---|---|
+/// | `SELECT EXISTS (...)` | `exists` (model of the subquery's main table) |
+/// | one `COUNT(...)`, no GROUP BY | `count` |
+/// | only aggregate calls (`MAX`, `SUM`, ...), no GROUP BY | `aggregate` |
+/// | one table, no join, every primary-key column pinned by `=` in the WHERE (`find(k)`, `.first()` or not) | `get` |
+/// | anything else | `fetch` |
+///
+/// The model is the main table's (first of the outermost FROM). Reads of tables
+/// without a model or profile, ops the profile leaves out, `just_enable` models
+/// (cached only through `.cached()`), locking reads (`FOR UPDATE`), reads inside a
+/// transaction once it has written, and the statements of `.cached()` calls and
+/// cacheops helpers go straight to the database. The entry holds the rows as the
+/// database sent them (names, type OIDs, bytes, NULLs), so every Rust type they are
+/// loaded into shares it; it is read and filled exactly like `.cached()`'s (same
+/// race fence, failure handling and stats) under keys of its own. Cost of a hit:
+/// the SQL rendered and binds collected, one Redis round trip, the rows decoded.
+/// A miss reads every row before handing the first one over (also in
+/// row-by-row loading mode), since the result is stored whole.
+///
+/// On SQLite no read is cached automatically: Diesel cannot be handed a row rebuilt
+/// from bytes there (see [`crate::NoReplay`]); `.cached()` works as everywhere.
+///
 /// ```no_run
 /// use cacheops::CachedConnection;
 /// use diesel::prelude::*;
+/// # diesel::table! { articles (id) { id -> Integer, views -> Integer } }
 /// # fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let cache = cacheops::Cacheops::new(cacheops::Config::from_env()?)?;
 /// let mut conn = CachedConnection::new(PgConnection::establish("postgres://localhost/app")?, cache);
+/// let views: i32 = articles::table.find(1).select(articles::views).first(&mut conn)?; // op get
 /// diesel::sql_query("UPDATE articles SET views = 0").execute(&mut conn)?; // invalidates `articles`
 /// # Ok(()) }
 /// ```
@@ -117,14 +150,21 @@ impl<C: CacheConnection> CachedConnection<C> {
         }
     }
 
-    /// The write effect of a statement, unless a cacheops helper is running it.
-    fn effect_of<T: QueryFragment<C::Backend> + ?Sized>(&self, source: &T) -> Effect {
+    /// The write effect of a statement, unless a cacheops helper is running it, and
+    /// its SQL when it was rendered.
+    fn effect_and_sql<T: QueryFragment<C::Backend> + ?Sized>(
+        &self,
+        source: &T,
+    ) -> (Effect, Option<String>) {
         if self.tracked.in_helper() {
-            return Effect::Read;
+            return (Effect::Read, None);
         }
         match <C::Backend as CacheBackend>::render_sql(source) {
-            Ok(sql) => effect::of_sql(&sql, <C::Backend as CacheBackend>::DIALECT),
-            Err(_) => Effect::Unknown,
+            Ok(sql) => (
+                effect::of_sql(&sql, <C::Backend as CacheBackend>::DIALECT),
+                Some(sql),
+            ),
+            Err(_) => (Effect::Unknown, None),
         }
     }
 
@@ -235,18 +275,19 @@ where
     C: CacheConnection + LoadConnection + LoadConnection<B>,
 {
     type Cursor<'conn, 'query>
-        = SettlingCursor<<C as LoadConnection<B>>::Cursor<'conn, 'query>>
+        = SettlingCursor<CachedCursor<<C as LoadConnection<B>>::Cursor<'conn, 'query>, Replayed<C>>>
     where
         Self: 'conn;
     type Row<'conn, 'query>
-        = <C as LoadConnection<B>>::Row<'conn, 'query>
+        = CachedRow<<C as LoadConnection<B>>::Row<'conn, 'query>, Replayed<C>>
     where
         Self: 'conn;
 
-    /// A statement that writes through `load` (`... RETURNING`) may run only while
-    /// its rows are read (SQLite steps lazily), so outside a transaction its
-    /// invalidation is sent when the cursor is exhausted or dropped; inside one it
-    /// is queued at once.
+    /// A read its model's profile caches automatically is served from the cache
+    /// (see [`CachedConnection`]). A statement that writes through `load`
+    /// (`... RETURNING`) may run only while its rows are read (SQLite steps
+    /// lazily), so outside a transaction its invalidation is sent when the cursor
+    /// is exhausted or dropped; inside one it is queued at once.
     fn load<'conn, 'query, T>(
         &'conn mut self,
         source: T,
@@ -255,14 +296,31 @@ where
         T: Query + QueryFragment<Self::Backend> + QueryId + 'query,
         Self::Backend: QueryMetadata<T::SqlType>,
     {
-        let owed = match self.effect_of(&source) {
+        let (effect, sql) = self.effect_and_sql(&source);
+        let plan = match (&effect, sql) {
+            (Effect::Read, Some(sql)) => automatic::plan(&self.tracked, sql, &source),
+            _ => None,
+        };
+        if let Some(plan) = plan {
+            let inner = &mut self.inner;
+            let run = || LoadConnection::<B>::load(inner, source);
+            let rows = automatic::serve::<C::Backend, _, _>(&self.tracked, plan, run)?;
+            return Ok(SettlingCursor::new(
+                CachedCursor::Replayed(rows.into_iter()),
+                None,
+            ));
+        }
+        let owed = match effect {
             Effect::Read => None,
             effect => self.tracked.wrote(pending_of(&self.tracked, effect)),
         };
         let inner = LoadConnection::<B>::load(&mut self.inner, source)?;
-        Ok(SettlingCursor { inner, owed })
+        Ok(SettlingCursor::new(CachedCursor::Live(inner), owed))
     }
 }
+
+/// The rows `C`'s backend replays from the cache.
+type Replayed<C> = <<C as Connection>::Backend as CacheBackend>::Replayed;
 
 fn pending_of(tracked: &Tracked, effect: Effect) -> Pending {
     let what = match effect {
@@ -283,6 +341,10 @@ pub struct SettlingCursor<I> {
 }
 
 impl<I> SettlingCursor<I> {
+    fn new(inner: I, owed: Option<Pending>) -> Self {
+        SettlingCursor { inner, owed }
+    }
+
     /// Sends what the statement owes. A failure cannot be returned from here: the
     /// handle remembers the tables (reads of them bypass the cache until a
     /// table-wide invalidation succeeds) and it is logged.

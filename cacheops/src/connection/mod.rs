@@ -19,6 +19,7 @@ use crate::backend::CacheBackend;
 pub use cached::{CachedConnection, CachedTransactionManager, SettlingCursor};
 pub(crate) use rewrite::{parse_update, Columns};
 pub(crate) use touched::{old_and_new, Typed};
+use tracked::Depth;
 pub use tracked::Tracked;
 
 /// A Diesel connection cacheops can read and write through.
@@ -46,12 +47,28 @@ pub trait CacheConnection: Connection<Backend: CacheBackend> {
 /// Runs a cacheops write helper's statements: a connection that sees every
 /// statement must not record them again, the helper invalidates them itself.
 pub(crate) fn as_helper<C: CacheConnection, T>(conn: &mut C, f: impl FnOnce(&mut C) -> T) -> T {
+    within(conn, |t| &mut t.helper, f)
+}
+
+/// Runs an explicit `.cached()` call's query: it caches its typed result itself,
+/// so a connection that caches reads automatically must not cache its rows too.
+pub(crate) fn explicitly<C: CacheConnection, T>(conn: &mut C, f: impl FnOnce(&mut C) -> T) -> T {
+    within(conn, |t| &mut t.explicit, f)
+}
+
+/// Runs `f` with one more scope of the kind `depth` picks open on a tracking
+/// connection (plain connections track nothing).
+fn within<C: CacheConnection, T>(
+    conn: &mut C,
+    depth: fn(&mut Tracked) -> &mut Depth,
+    f: impl FnOnce(&mut C) -> T,
+) -> T {
     if let Some(tracked) = conn.__tracked() {
-        tracked.enter_helper();
+        depth(tracked).enter();
     }
     let out = f(conn);
     if let Some(tracked) = conn.__tracked() {
-        tracked.leave_helper();
+        depth(tracked).leave();
     }
     out
 }
@@ -80,5 +97,5 @@ impl CacheConnection for diesel::sqlite::SqliteConnection {
 
 /// A cacheops error where Diesel expects its own.
 fn into_diesel(e: crate::Error) -> diesel::result::Error {
-    diesel::result::Error::QueryBuilderError(Box::new(e))
+    e.into_diesel()
 }

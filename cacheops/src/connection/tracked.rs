@@ -16,9 +16,30 @@ use crate::runtime::Cacheops;
 pub struct Tracked {
     pub(crate) handle: Cacheops,
     frames: Vec<Frame>,
-    /// Above zero while a cacheops write helper runs its statements: the helper
+    /// Entered while a cacheops write helper runs its statements: the helper
     /// invalidates them itself, granularly.
-    helper: u32,
+    pub(crate) helper: Depth,
+    /// Entered while an explicit `.cached()` call runs its query on a miss: that
+    /// call caches the typed result, so the rows must not be cached again.
+    pub(crate) explicit: Depth,
+}
+
+/// How many nested scopes of one kind are open.
+#[derive(Debug, Default)]
+pub(crate) struct Depth(u32);
+
+impl Depth {
+    pub(crate) fn enter(&mut self) {
+        self.0 += 1;
+    }
+
+    pub(crate) fn leave(&mut self) {
+        self.0 = self.0.saturating_sub(1);
+    }
+
+    pub(crate) fn active(&self) -> bool {
+        self.0 > 0
+    }
 }
 
 #[derive(Default)]
@@ -41,7 +62,8 @@ impl Tracked {
         Tracked {
             handle,
             frames: Vec::new(),
-            helper: 0,
+            helper: Depth::default(),
+            explicit: Depth::default(),
         }
     }
 
@@ -102,14 +124,13 @@ impl Tracked {
     }
 
     pub(crate) fn in_helper(&self) -> bool {
-        self.helper > 0
+        self.helper.active()
     }
 
-    pub(crate) fn enter_helper(&mut self) {
-        self.helper += 1;
-    }
-
-    pub(crate) fn leave_helper(&mut self) {
-        self.helper = self.helper.saturating_sub(1);
+    /// Whether a plain read may be served from the cache without `.cached()`:
+    /// neither a helper nor an explicit call is running it, and no open level has
+    /// written.
+    pub(crate) fn reads_may_be_automatic(&self) -> bool {
+        !self.helper.active() && !self.explicit.active() && self.reads_may_use_cache()
     }
 }

@@ -20,7 +20,7 @@ use crate::value::Value;
 
 pub use explain::{explain, Conjunctions, Explanation, TableExplanation, Widening};
 pub use parse::Template;
-pub(crate) use parse::{last_ident, sqlite_placeholder_number};
+pub(crate) use parse::{last_ident, main_table_of, norm, parse_one, sqlite_placeholder_number};
 
 /// `column = value`: one term of a conjunction. `value` may be NULL (`col IS NULL`).
 pub type Term = (Arc<str>, Value);

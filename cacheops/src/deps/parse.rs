@@ -61,12 +61,7 @@ impl Template {
     /// Only queries (SELECT, possibly with set operations and CTEs) are supported;
     /// anything else, and SQL the analysis cannot cover, is an [`ErrorKind::Sql`] error.
     pub fn parse(sql: &str, dialect: Dialect) -> Result<Template> {
-        let sql_dialect: &dyn SqlDialect = match dialect {
-            Dialect::Postgres => &PostgreSqlDialect {},
-            Dialect::Sqlite => &SQLiteDialect {},
-        };
-        let (tokens, selects) = tokenize(sql, sql_dialect)?;
-        let query = parse_query(tokens, sql_dialect)?;
+        let (query, selects) = parse_counted(sql, dialect)?;
         let mut builder = Builder::default();
         builder.query(&query, false)?;
         // A SELECT the walk never reached sits in an expression it does not descend
@@ -76,7 +71,7 @@ impl Template {
                 "a subquery in a position the analysis does not cover",
             ));
         }
-        Ok(builder.finish(main_of_query(&query, &mut Vec::new())))
+        Ok(builder.finish(main_table_of(&query)))
     }
 
     /// Every table the SQL references anywhere, sorted and deduplicated.
@@ -153,6 +148,22 @@ pub(super) fn unsupported(what: &str) -> Error {
     )
 }
 
+/// `sql` parsed as one query, and the number of its SELECT keywords.
+fn parse_counted(sql: &str, dialect: Dialect) -> Result<(Box<Query>, usize)> {
+    let sql_dialect: &dyn SqlDialect = match dialect {
+        Dialect::Postgres => &PostgreSqlDialect {},
+        Dialect::Sqlite => &SQLiteDialect {},
+    };
+    let (tokens, selects) = tokenize(sql, sql_dialect)?;
+    Ok((parse_query(tokens, sql_dialect)?, selects))
+}
+
+/// `sql` parsed as one query, as the dependency analysis parses it (same
+/// placeholders, same nesting limit).
+pub(crate) fn parse_one(sql: &str, dialect: Dialect) -> Result<Box<Query>> {
+    Ok(parse_counted(sql, dialect)?.0)
+}
+
 /// Tokens of `sql`, with SQLite's `?` renumbered as `$n`, and the number of SELECT
 /// keywords (to check that the walk reached every SELECT block).
 pub(super) fn tokenize(sql: &str, dialect: &dyn SqlDialect) -> Result<(Vec<TokenWithSpan>, usize)> {
@@ -222,6 +233,10 @@ pub(crate) fn last_ident(name: &ObjectName) -> Option<String> {
 }
 
 /// The first table of the outermost FROM, looking through derived tables and CTEs.
+pub(crate) fn main_table_of(q: &Query) -> Option<String> {
+    main_of_query(q, &mut Vec::new())
+}
+
 fn main_of_query<'a>(q: &'a Query, ctes: &mut Vec<&'a Cte>) -> Option<String> {
     ctes.extend(q.with.iter().flat_map(|w| &w.cte_tables));
     main_of_set(&q.body, ctes)
