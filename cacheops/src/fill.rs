@@ -4,8 +4,11 @@
 //! Miss: the dependency stamps are read (or created) *before* the SQL runs, and the
 //! result is stored only if they are all unchanged afterwards. An invalidation that
 //! lands while the SQL runs therefore refuses the fill, which closes the
-//! read-miss-then-stale-write race.
+//! read-miss-then-stale-write race. The fence vouches only for a query that reads
+//! the data committed when it runs; a query that read an older snapshot reports it
+//! (see [`Storable`]) and its result is served but not stored.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +20,7 @@ use serde::Serialize;
 use crate::backend::CacheBackend;
 use crate::codec;
 use crate::connection::CacheConnection;
-use crate::connection::{explicitly, reads_may_use_cache};
+use crate::connection::{explicitly, fills_may_store, reads_may_use_cache};
 use crate::deps::Deps;
 use crate::error::Result;
 use crate::key::query_key;
@@ -65,9 +68,40 @@ where
         true => plan::<C::Backend, Q, R>(call, &query)?,
         false => None,
     };
-    read_through(call.handle, plan, || {
-        Ok(explicitly(conn, |conn| run(query, conn))?)
+    let storable = Storable::default();
+    read_through_storable(call.handle, plan, &storable, || {
+        let result = explicitly(conn, |conn| run(query, conn))?;
+        storable.answer(|| fills_may_store(conn));
+        Ok(result)
     })
+}
+
+/// Whether a computed miss may be stored. The read-through asks for it just
+/// before computing a fill; the computation answers once it has run, `false` when
+/// it read a snapshot older than the fence taken before it (a REPEATABLE READ
+/// transaction, say). Asked only then, so that a hit or an uncached read never
+/// pays for finding out.
+#[derive(Debug, Default)]
+pub(crate) struct Storable {
+    asked: Cell<bool>,
+    refused: Cell<bool>,
+}
+
+impl Storable {
+    /// Records the computation's answer, found by `may_store`, if it was asked.
+    pub(crate) fn answer(&self, may_store: impl FnOnce() -> bool) {
+        if self.asked.get() {
+            self.refused.set(!may_store());
+        }
+    }
+
+    fn ask(&self) {
+        self.asked.set(true);
+    }
+
+    fn refused(&self) -> bool {
+        self.refused.get()
+    }
 }
 
 /// The read-through algorithm for any computation with a plan: serve the cached
@@ -77,6 +111,20 @@ where
 pub(crate) fn read_through<R>(
     handle: &Cacheops,
     plan: Option<Plan>,
+    compute: impl FnOnce() -> Result<R>,
+) -> Result<R>
+where
+    R: Serialize + DeserializeOwned,
+{
+    read_through_storable(handle, plan, &Storable::default(), compute)
+}
+
+/// [`read_through`] for a computation that tells, through `storable`, whether
+/// its result may be stored.
+pub(crate) fn read_through_storable<R>(
+    handle: &Cacheops,
+    plan: Option<Plan>,
+    storable: &Storable,
     compute: impl FnOnce() -> Result<R>,
 ) -> Result<R>
 where
@@ -100,15 +148,20 @@ where
         }
     }
     if plan.lock {
-        return locked_fill(handle, compute, &plan);
+        return locked_fill(handle, compute, &plan, storable);
     }
-    fill_miss(handle, compute, &plan)
+    fill_miss(handle, compute, &plan, storable)
 }
 
 /// A miss under stampede protection: one caller fills through the fence, the
 /// others are served the value it stored (read, like any hit, with its stamps
 /// checked) or fill through the fence themselves after the bounded wait.
-fn locked_fill<R>(handle: &Cacheops, compute: impl FnOnce() -> Result<R>, plan: &Plan) -> Result<R>
+fn locked_fill<R>(
+    handle: &Cacheops,
+    compute: impl FnOnce() -> Result<R>,
+    plan: &Plan,
+    storable: &Storable,
+) -> Result<R>
 where
     R: Serialize + DeserializeOwned,
 {
@@ -120,7 +173,7 @@ where
         }
         Ok(value)
     };
-    let fill = || fill_miss(handle, compute, plan);
+    let fill = || fill_miss(handle, compute, plan, storable);
     lock::compute_once(handle.store(), plan.key, QUERY_LOCK_TTL, probe, fill)
 }
 
@@ -128,6 +181,7 @@ fn fill_miss<R: Serialize>(
     handle: &Cacheops,
     compute: impl FnOnce() -> Result<R>,
     plan: &Plan,
+    storable: &Storable,
 ) -> Result<R> {
     let fence = match handle.store().fence(&plan.deps, plan.ttl) {
         Ok(fence) => fence,
@@ -136,9 +190,13 @@ fn fill_miss<R: Serialize>(
             return uncached(handle, compute);
         }
     };
+    storable.ask();
     let result = compute()?;
     handle.count_hit(false);
     handle.run_fill_hook();
+    if storable.refused() {
+        return Ok(result);
+    }
     let payload = codec::encode(&result)?;
     match handle.store().store(plan.key, &fence, &payload, plan.ttl) {
         Ok(true) => {}

@@ -343,6 +343,51 @@ macro_rules! connection {
                 assert!(s.read(1).0.iter().all(|a| a.views == 7));
             }
 
+            /// A transaction reading from a snapshot (PostgreSQL's REPEATABLE READ,
+            /// any SQLite transaction in WAL mode) may read rows older than the
+            /// fence taken before its miss: it is served, never stored.
+            #[test]
+            fn misses_read_from_an_older_snapshot_are_not_stored() {
+                let mut s = setup();
+                let cache = s.ctx.cache.clone();
+                let mut other = CachedConnection::new(s.ctx.db.connect(), cache.clone());
+                s.conn
+                    .transaction(|conn| {
+                        if <Backend as cacheops::CacheBackend>::DIALECT == cacheops::Dialect::Postgres {
+                            conn.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")?;
+                        }
+                        categories::table.load::<Category>(conn)?; // takes the snapshot
+                        diesel::update(articles::table.filter(articles::category_id.eq(1)))
+                            .set(articles::views.eq(77))
+                            .execute(&mut other)?;
+                        let inside = in_category(1).cache().using(&cache).load::<Article>(conn)?;
+                        assert!(inside.iter().all(|a| a.views != 77), "the snapshot predates it");
+                        Ok::<_, cacheops::Error>(())
+                    })
+                    .unwrap();
+                let (rows, n) = s.read(1);
+                assert_eq!(n, 1, "the snapshot's miss was not stored");
+                assert!(rows.iter().all(|a| a.views == 77));
+            }
+
+            #[test]
+            fn read_committed_misses_are_stored() {
+                if <Backend as cacheops::CacheBackend>::DIALECT != cacheops::Dialect::Postgres {
+                    return;
+                }
+                let mut s = setup();
+                let cache = s.ctx.cache.clone();
+                let (_, n) = s.counted(|conn| {
+                    conn.transaction(|conn| {
+                        in_category(1).cache().using(&cache).load::<Article>(conn)?;
+                        in_category(1).cache().using(&cache).load::<Article>(conn)
+                    })
+                    .unwrap()
+                });
+                assert_eq!(n, 4, "BEGIN, the miss, the isolation level once, COMMIT");
+                assert_eq!(s.read(1).1, 0, "stored by the clean transaction");
+            }
+
             #[test]
             fn rollbacks_drop_their_queue_and_their_dirt() {
                 let mut s = setup();

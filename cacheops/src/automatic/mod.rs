@@ -13,13 +13,12 @@ mod replay;
 mod rows;
 
 use diesel::query_builder::QueryFragment;
-use diesel::row::Row;
 use diesel::QueryResult;
 
 use crate::backend::CacheBackend;
 use crate::connection::Tracked;
 use crate::error::{Error, ErrorKind};
-use crate::fill::{analyse_rendered, read_through, Plan};
+use crate::fill::{analyse_rendered, read_through_storable, Plan, Storable};
 use crate::key::rows_key;
 
 pub(crate) use infer::{infer, Read};
@@ -27,7 +26,7 @@ pub(crate) use replay::Replay;
 pub use replay::{CachedCursor, CachedField, CachedRow, NoReplay};
 #[cfg(feature = "postgres")]
 pub use replay::{ReplayedField, ReplayedRow};
-use rows::RawRows;
+pub(crate) use rows::RawRows;
 
 /// Where and for how long the read `query` (rendered as `sql`) is cached
 /// automatically; `None` when it goes straight to the database.
@@ -62,20 +61,17 @@ where
     })
 }
 
-/// The rows of a planned read: from the cache, or run by `run`, read to the end
-/// and stored. A database error is returned as the database returned it.
-pub(crate) fn serve<'r, DB, I, R>(
+/// The rows of a planned read: from the cache, or read to the end by `run` (which
+/// says whether they may be stored) and stored. A database error is returned as
+/// the database returned it.
+pub(crate) fn serve<DB: CacheBackend>(
     tracked: &Tracked,
     plan: Plan,
-    run: impl FnOnce() -> QueryResult<I>,
-) -> QueryResult<Vec<DB::Replayed>>
-where
-    DB: CacheBackend,
-    I: Iterator<Item = QueryResult<R>>,
-    R: Row<'r, DB>,
-{
-    let capture = || RawRows::capture::<DB, R>(run()?);
-    let raw = read_through(&tracked.handle, Some(plan), capture).map_err(Error::into_diesel)?;
+    run: impl FnOnce(&Storable) -> crate::Result<RawRows>,
+) -> QueryResult<Vec<DB::Replayed>> {
+    let storable = Storable::default();
+    let raw = read_through_storable(&tracked.handle, Some(plan), &storable, || run(&storable))
+        .map_err(Error::into_diesel)?;
     DB::Replayed::replay(raw).ok_or_else(|| {
         Error::new(ErrorKind::NotCacheable, "this backend cannot replay rows").into_diesel()
     })

@@ -13,8 +13,9 @@ use super::effect::{self, Effect};
 use super::touched::{self, Granular};
 use super::tracked::Tracked;
 use super::{into_diesel, CacheConnection};
-use crate::automatic::{self, CachedCursor, CachedRow};
+use crate::automatic::{self, CachedCursor, CachedRow, RawRows};
 use crate::backend::CacheBackend;
+use crate::fill::Storable;
 use crate::pending::{Owed, Pending};
 use crate::runtime::Cacheops;
 
@@ -38,7 +39,11 @@ use crate::runtime::Cacheops;
 ///   everything under the prefix.
 ///
 /// Inside a transaction, invalidations wait for the outermost COMMIT and reads use
-/// the cache only until the transaction first writes.
+/// the cache only until the transaction first writes. A miss there is stored only
+/// if the transaction reads the latest committed data at each statement
+/// (PostgreSQL's READ COMMITTED, asked once per transaction on its first miss); a
+/// REPEATABLE READ, SERIALIZABLE or SQLite transaction reads a snapshot that may be
+/// older than the race fence, so its misses are served but not stored.
 ///
 /// Extra cost, per statement: its SQL rendered once more and parsed (no round
 /// trip). Statements per write path:
@@ -209,6 +214,15 @@ impl<C: CacheConnection + LoadConnection> CacheConnection for CachedConnection<C
         self.tracked.begin();
         Ok(())
     }
+
+    fn __statements_read_latest(&mut self) -> bool {
+        self.inner.__statements_read_latest()
+    }
+
+    fn __fills_may_store(&mut self) -> bool {
+        let open = self.tracked.in_transaction();
+        Tracked::fills_may_store(open, &self.tracked.reads_latest, &mut self.inner)
+    }
 }
 
 impl<C: Connection> ConnectionSealed for CachedConnection<C> {}
@@ -302,9 +316,17 @@ where
             _ => None,
         };
         if let Some(plan) = plan {
-            let inner = &mut self.inner;
-            let run = || LoadConnection::<B>::load(inner, source);
-            let rows = automatic::serve::<C::Backend, _, _>(&self.tracked, plan, run)?;
+            let open = self.tracked.in_transaction();
+            let (inner, reads_latest) = (&mut self.inner, &self.tracked.reads_latest);
+            let run = |storable: &Storable| {
+                let rows = RawRows::capture::<C::Backend, _>(LoadConnection::<B>::load(
+                    &mut *inner,
+                    source,
+                )?)?;
+                storable.answer(|| Tracked::fills_may_store(open, reads_latest, inner));
+                Ok(rows)
+            };
+            let rows = automatic::serve::<C::Backend>(&self.tracked, plan, run)?;
             return Ok(SettlingCursor::new(
                 CachedCursor::Replayed(rows.into_iter()),
                 None,

@@ -88,5 +88,13 @@ mod pool {
         fn __begin_write(&mut self) -> QueryResult<()> {
             (**self).__begin_write()
         }
+
+        fn __statements_read_latest(&mut self) -> bool {
+            (**self).__statements_read_latest()
+        }
+
+        fn __fills_may_store(&mut self) -> bool {
+            (**self).__fills_may_store()
+        }
     }
 }

@@ -42,6 +42,22 @@ pub trait CacheConnection: Connection<Backend: CacheBackend> {
     fn __begin_write(&mut self) -> QueryResult<()> {
         Self::TransactionManager::begin_transaction(self)
     }
+
+    /// Whether each statement of the open transaction reads the data committed
+    /// before it started (PostgreSQL's READ COMMITTED), rather than a snapshot
+    /// taken earlier in the transaction. Asked once per transaction, on its first
+    /// miss; `false` when it cannot be told. Not public API.
+    #[doc(hidden)]
+    fn __statements_read_latest(&mut self) -> bool {
+        false
+    }
+
+    /// Whether a miss read on this connection now may store its result. Not
+    /// public API.
+    #[doc(hidden)]
+    fn __fills_may_store(&mut self) -> bool {
+        !crate::transaction::in_transaction(self)
+    }
 }
 
 /// Runs a cacheops write helper's statements: a connection that sees every
@@ -73,6 +89,16 @@ fn within<C: CacheConnection, T>(
     out
 }
 
+/// Whether a miss on `conn` may store what it read. The race fence is read just
+/// before the query runs, so it vouches only for a query that reads the data
+/// committed by then: outside a transaction, or in one whose every statement reads
+/// the latest committed data. A REPEATABLE READ or SERIALIZABLE transaction (and
+/// any SQLite one) reads a snapshot that may predate invalidations the fence can no
+/// longer see, so its misses are served but not stored.
+pub(crate) fn fills_may_store<C: CacheConnection>(conn: &mut C) -> bool {
+    conn.__fills_may_store()
+}
+
 /// Whether a read on `conn` may use the cache now: outside any transaction, or
 /// inside one that a tracking connection knows has not written yet.
 pub(crate) fn reads_may_use_cache<C: CacheConnection>(conn: &mut C) -> bool {
@@ -83,7 +109,18 @@ pub(crate) fn reads_may_use_cache<C: CacheConnection>(conn: &mut C) -> bool {
 }
 
 #[cfg(feature = "postgres")]
-impl CacheConnection for diesel::pg::PgConnection {}
+impl CacheConnection for diesel::pg::PgConnection {
+    /// READ COMMITTED (READ UNCOMMITTED behaves the same on PostgreSQL) takes a new
+    /// snapshot per statement. One round trip, once per transaction.
+    fn __statements_read_latest(&mut self) -> bool {
+        use diesel::RunQueryDsl;
+        let level = diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
+            "current_setting('transaction_isolation')",
+        ))
+        .get_result::<String>(self);
+        matches!(level.as_deref(), Ok("read committed" | "read uncommitted"))
+    }
+}
 
 #[cfg(feature = "sqlite")]
 impl CacheConnection for diesel::sqlite::SqliteConnection {
@@ -93,6 +130,9 @@ impl CacheConnection for diesel::sqlite::SqliteConnection {
     fn __begin_write(&mut self) -> QueryResult<()> {
         diesel::connection::AnsiTransactionManager::begin_transaction_sql(self, "BEGIN IMMEDIATE")
     }
+
+    // `__statements_read_latest` stays false: a SQLite transaction reads from the
+    // snapshot its first read took (WAL mode), whatever committed since.
 }
 
 /// A cacheops error where Diesel expects its own.

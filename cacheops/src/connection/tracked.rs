@@ -8,6 +8,8 @@
 //! a released savepoint merges its queue and dirty flag into its parent; a rolled
 //! back level drops both.
 
+use std::cell::Cell;
+
 use crate::pending::{Hook, Pending, Queue};
 use crate::runtime::Cacheops;
 
@@ -22,6 +24,9 @@ pub struct Tracked {
     /// Entered while an explicit `.cached()` call runs its query on a miss: that
     /// call caches the typed result, so the rows must not be cached again.
     pub(crate) explicit: Depth,
+    /// Whether the open transaction's statements read the latest committed data
+    /// (see `CacheConnection::__statements_read_latest`); asked on its first miss.
+    pub(crate) reads_latest: Cell<Option<bool>>,
 }
 
 /// How many nested scopes of one kind are open.
@@ -64,6 +69,7 @@ impl Tracked {
             frames: Vec::new(),
             helper: Depth::default(),
             explicit: Depth::default(),
+            reads_latest: Cell::new(None),
         }
     }
 
@@ -98,7 +104,32 @@ impl Tracked {
     }
 
     pub(crate) fn begin(&mut self) {
+        if self.frames.is_empty() {
+            self.reads_latest.set(None);
+        }
         self.frames.push(Frame::default());
+    }
+
+    pub(crate) fn in_transaction(&self) -> bool {
+        !self.frames.is_empty()
+    }
+
+    /// Whether a miss read now through `inner`, the connection this tracks, may
+    /// store its result (see [`crate::connection::fills_may_store`]).
+    pub(crate) fn fills_may_store<C: super::CacheConnection>(
+        in_transaction: bool,
+        reads_latest: &Cell<Option<bool>>,
+        inner: &mut C,
+    ) -> bool {
+        if !in_transaction {
+            return true;
+        }
+        if let Some(known) = reads_latest.get() {
+            return known;
+        }
+        let known = inner.__statements_read_latest();
+        reads_latest.set(Some(known));
+        known
     }
 
     /// The innermost level committed: its queue to send if it was the outermost,
