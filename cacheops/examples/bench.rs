@@ -2,7 +2,7 @@
 //! physical limits measured in the same run.
 //!
 //! ```text
-//! cargo run --release --example bench -- [--json] [--compare] [--scaling] [--throughput] [--report DIR]
+//! cargo run --release --example bench -- [--json] [--compare] [--scaling] [--throughput] [--local] [--report DIR]
 //! ```
 //!
 //! Needs PostgreSQL (`DATABASE_URL`, default `postgres://postgres@127.0.0.1/test`)
@@ -14,6 +14,10 @@
 //! `../shared/peer-bench/run` (or `$PEER_BENCH`) and prints both sides with ratios;
 //! `--scaling` times saves with 1k/10k/100k cached queries (about a minute to fill);
 //! `--throughput` measures cached reads/s and plain GETs/s with 1, 2, 4, 8 threads;
+//! `--local` adds the local tier: `local_hit_*` (hits served from process memory),
+//! `local_news_lag` (from another handle's save returning until this one stops
+//! serving its copy: the cross-process staleness window) and, with
+//! `--throughput`, local-tier reads/s;
 //! `--report DIR` writes `DIR/bench.md` (the README's table) and `DIR/bench.png`
 //! (its chart) from the run. The README's figures come from
 //! `cargo run --release -p cacheops --example bench -- --compare --scaling --throughput --report docs`.
@@ -24,6 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use cacheops::store::LocalTier;
 use cacheops::{Cacheable, CachedQueryDsl, Cacheops, Config};
 use diesel::connection::{InstrumentationEvent, SimpleConnection};
 use diesel::dsl;
@@ -118,6 +123,8 @@ struct Bench {
     ids: Vec<i32>,
     reps: usize,
     figures: Vec<(&'static str, f64, f64)>,
+    /// `--local --throughput`: local-tier reads/s per thread count.
+    local_reads: Vec<(usize, f64)>,
 }
 
 impl Bench {
@@ -168,6 +175,7 @@ impl Bench {
             ids,
             reps,
             figures: Vec::new(),
+            local_reads: Vec::new(),
         })
     }
 
@@ -396,7 +404,7 @@ impl Bench {
 
     /// `--throughput`: cached reads per second with 1, 2, 4 and 8 threads, next to
     /// the same number of threads doing plain GETs of the hit payload's size.
-    fn throughput(&mut self) -> Vec<(usize, f64, f64)> {
+    fn throughput(&mut self, local: Option<&Cacheops>) -> Vec<(usize, f64, f64)> {
         let hot: Vec<i32> = self.ids[..200.min(self.ids.len())].to_vec();
         let url = std::env::var("DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1/test".into());
@@ -419,6 +427,22 @@ impl Bench {
                             .unwrap();
                     }
                 });
+                if let Some(local) = local {
+                    let reads = per_second(threads, |_| {
+                        let mut conn = PgConnection::establish(&url).unwrap();
+                        conn.batch_execute("SET search_path TO cacheops_bench")
+                            .unwrap();
+                        let (local, hot) = (local.clone(), hot.clone());
+                        move |i: usize| {
+                            let q = articles::table.find(hot[i % hot.len()]);
+                            q.cache()
+                                .using(&local)
+                                .get_result::<Article>(&mut conn)
+                                .unwrap();
+                        }
+                    });
+                    self.local_reads.push((threads, reads));
+                }
                 let plain = per_second(threads, |_| {
                     let mut redis = redis::Client::open(redis_url())
                         .unwrap()
@@ -465,6 +489,84 @@ impl Bench {
                 .unwrap();
         }
         self.queries.load(Ordering::Relaxed)
+    }
+
+    /// A handle with a local tier on the same Redis and prefix, once it serves.
+    fn local_handle(&self) -> Cacheops {
+        let config = Config::builder()
+            .url(redis_url())
+            .prefix("cacheops_bench")
+            .local_tier(LocalTier::new(256 << 20))
+            .build();
+        let local = Cacheops::new(config).unwrap();
+        while !local.stats().local_ready {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        local
+    }
+
+    /// `--local`: hits served by the local tier, and how long news from another
+    /// handle (standing for another process) takes to drop a copy.
+    fn local_tier(&mut self) -> Cacheops {
+        let local = self.local_handle();
+        let (reps, n_cats) = (self.reps, self.cats.len());
+        let hot: Vec<i32> = self.ids[..200.min(self.ids.len())].to_vec();
+        let get = |conn: &mut PgConnection, id: i32| {
+            let q = articles::table.find(id);
+            q.cache().using(&local).get_result::<Article>(conn).unwrap();
+        };
+        hot.iter().for_each(|id| get(&mut self.conn, *id));
+        let t = timed(reps, |i| get(&mut self.conn, hot[i % hot.len()]));
+        self.record("local_hit_get_pk", t);
+        let mut fetch = |i: usize| {
+            let q = self.fetch20(i);
+            q.cache()
+                .using(&local)
+                .load::<Article>(&mut self.conn)
+                .unwrap();
+        };
+        (0..n_cats).for_each(&mut fetch);
+        let t = timed(reps, fetch);
+        self.record("local_hit_fetch20", t);
+        let mut count = |i: usize| {
+            let q = articles::table.filter(articles::category_id.eq(self.cat(i)));
+            q.cache().using(&local).count(&mut self.conn).unwrap();
+        };
+        (0..n_cats).for_each(&mut count);
+        let t = timed(reps, count);
+        self.record("local_hit_count", t);
+        let t = self.news_lag(&local, hot[0]);
+        self.record("local_news_lag", t);
+        local
+    }
+
+    /// From a save through `self.cache` returning until `local` stops serving its
+    /// copy of the saved row (it polls with local reads, ~1 µs each).
+    fn news_lag(&mut self, local: &Cacheops, id: i32) -> (f64, f64) {
+        let mut obj: Article = articles::table.find(id).first(&mut self.conn).unwrap();
+        let mut lags = Vec::new();
+        for _ in 0..self.reps.min(500) {
+            let q = || articles::table.find(id);
+            q().cache()
+                .using(local)
+                .get_result::<Article>(&mut self.conn)
+                .unwrap();
+            obj.views += 1;
+            self.cache.save(&mut self.conn, &obj).unwrap();
+            let start = Instant::now();
+            loop {
+                let before = local.stats().local_hits;
+                q().cache()
+                    .using(local)
+                    .get_result::<Article>(&mut self.conn)
+                    .unwrap();
+                if local.stats().local_hits == before {
+                    break;
+                }
+            }
+            lags.push(start.elapsed().as_secs_f64() * 1e6);
+        }
+        percentiles(lags)
     }
 
     /// A plain MGET of a value and two stamps, as a hit's lookup sends.
@@ -545,8 +647,12 @@ fn main() -> Result<(), Box<dyn Error>> {
     if std::env::args().any(|a| a == "--scaling") {
         bench.scaling();
     }
+    let local = match std::env::args().any(|a| a == "--local") {
+        true => Some(bench.local_tier()),
+        false => None,
+    };
     let throughput = match std::env::args().any(|a| a == "--throughput") {
-        true => bench.throughput(),
+        true => bench.throughput(local.as_ref()),
         false => Vec::new(),
     };
     bench.cache.invalidate_all()?;
@@ -560,6 +666,9 @@ fn main() -> Result<(), Box<dyn Error>> {
             let share = 100.0 * cached / plain;
             println!("threads {threads}: cached reads {cached:>8.0}/s, plain GETs {plain:>8.0}/s ({share:.0}%)");
         }
+        for (threads, reads) in &bench.local_reads {
+            println!("threads {threads}: local-tier reads {reads:>8.0}/s");
+        }
     }
     let mut fields: Vec<String> = bench
         .figures
@@ -570,6 +679,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     fields.push(format!("\"categories\": {}", bench.cats.len()));
     for (threads, cached, plain) in &throughput {
         fields.push(format!("\"cached_reads_per_s_{threads}t\": {cached:.0}, \"plain_gets_per_s_{threads}t\": {plain:.0}"));
+    }
+    for (threads, reads) in &bench.local_reads {
+        fields.push(format!("\"local_reads_per_s_{threads}t\": {reads:.0}"));
     }
     println!("{{{}}}", fields.join(", "));
     let peer = match std::env::args().any(|a| a == "--compare") {

@@ -2,7 +2,7 @@
 //! checked against the writes that had returned before it started.
 //!
 //! ```text
-//! cargo run --release --example stress -- --seconds 60 [--readers 4 --writers 2] [--redis-restart]
+//! cargo run --release --example stress -- --seconds 60 [--readers 4 --writers 2] [--redis-restart] [--local]
 //! ```
 //!
 //! Writers, each on its own `CachedConnection`, save articles through the helper,
@@ -21,6 +21,10 @@
 //! stopped (saving its data) and restarted every two seconds, with
 //! degrade-on-failure: no error may reach the program (any would abort it), and
 //! the entries it kept across an outage must never be served stale.
+//!
+//! `--local` puts the local tier (64 MiB) in front of Redis: readers are served
+//! from process memory, and a write must drop the copies it makes stale before it
+//! returns.
 #![allow(missing_docs, unreachable_pub, clippy::unwrap_used)] // a load program: any failure aborts the run
 
 use std::collections::HashMap;
@@ -32,6 +36,7 @@ use std::time::{Duration, Instant};
 mod private_redis;
 use private_redis::PrivateRedis;
 
+use cacheops::store::LocalTier;
 use cacheops::{Cacheable, CachedConnection, CachedQueryDsl, Cacheops, Config, OptionalExtension};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -70,6 +75,8 @@ pub struct Args {
     /// Run against a private redis-server that is stopped and restarted (keeping
     /// its data) every couple of seconds, with degrade-on-failure.
     pub redis_restart: bool,
+    /// A local tier in front of Redis.
+    pub local: bool,
 }
 
 impl Args {
@@ -79,6 +86,7 @@ impl Args {
             readers: 4,
             writers: 2,
             redis_restart: std::env::args().any(|a| a == "--redis-restart"),
+            local: std::env::args().any(|a| a == "--local"),
         };
         let words: Vec<String> = std::env::args().collect();
         for pair in words.windows(2) {
@@ -98,6 +106,7 @@ impl Args {
 #[derive(Debug, Default)]
 pub struct Report {
     pub restarts: u64,
+    pub local_hits: u64,
     pub store_errors: u64,
     pub reads: u64,
     pub writes: u64,
@@ -418,13 +427,19 @@ pub fn run(args: &Args) -> Report {
         Some(server) => server.url(),
         None => std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
     };
-    let config = Config::builder()
+    let mut config = Config::builder()
         .url(redis)
         .prefix("cacheops_stress")
         .degrade_on_failure(args.redis_restart)
-        .redis_timeout(Duration::from_millis(200))
-        .build();
-    let cache = Cacheops::new(config).unwrap();
+        .redis_timeout(Duration::from_millis(200));
+    if args.local {
+        config = config.local_tier(LocalTier::new(64 << 20));
+    }
+    let cache = Cacheops::new(config.build()).unwrap();
+    let until = Instant::now() + Duration::from_secs(5);
+    while args.local && !cache.stats().local_ready && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let mut restarts = 0;
     let truth = Arc::new(Truth::default());
     setup(&cache, &truth);
@@ -491,6 +506,7 @@ pub fn run(args: &Args) -> Report {
         reads: reads.load(Ordering::Relaxed),
         writes: writes.load(Ordering::Relaxed),
         hits: cache.stats().hits,
+        local_hits: cache.stats().local_hits,
         stale_reads: stale.load(Ordering::Relaxed),
         stale_after_quiesce: quiesce(&cache),
     };
@@ -505,8 +521,8 @@ fn main() {
     let args = Args::parse();
     let r = run(&args);
     println!(
-        "{{\"seconds\": {}, \"readers\": {}, \"writers\": {}, \"redis_restarts\": {}, \"store_errors_degraded\": {}, \"reads\": {}, \"writes\": {}, \"hits\": {}, \"stale_reads\": {}, \"stale_after_quiesce\": {}}}",
-        args.seconds, args.readers, args.writers, r.restarts, r.store_errors, r.reads, r.writes, r.hits, r.stale_reads, r.stale_after_quiesce
+        "{{\"seconds\": {}, \"readers\": {}, \"writers\": {}, \"local\": {}, \"redis_restarts\": {}, \"store_errors_degraded\": {}, \"reads\": {}, \"writes\": {}, \"hits\": {}, \"local_hits\": {}, \"stale_reads\": {}, \"stale_after_quiesce\": {}}}",
+        args.seconds, args.readers, args.writers, args.local, r.restarts, r.store_errors, r.reads, r.writes, r.hits, r.local_hits, r.stale_reads, r.stale_after_quiesce
     );
     if r.stale_reads != 0 || r.stale_after_quiesce != 0 {
         std::process::exit(1);

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::store::LocalTier;
 
 /// The operations a profile caches automatically (a small bit set).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -103,6 +104,7 @@ pub struct Config {
     pub(crate) max_conjunctions: usize,
     pub(crate) max_in_values: usize,
     pub(crate) redis_timeout: Duration,
+    pub(crate) local_tier: Option<LocalTier>,
 }
 
 impl Default for Config {
@@ -117,6 +119,7 @@ impl Default for Config {
             max_conjunctions: 64,
             max_in_values: 32,
             redis_timeout: Duration::from_secs(1),
+            local_tier: None,
         }
     }
 }
@@ -143,8 +146,9 @@ impl Config {
     /// Reads the configuration from the environment:
     /// `CACHEOPS_REDIS_URL` (or `REDIS_URL`; `memory://` for the in-process store),
     /// `CACHEOPS_PREFIX`, `CACHEOPS_TIMEOUT` (seconds), `CACHEOPS_ENABLED`,
-    /// `CACHEOPS_DEGRADE_ON_FAILURE` (`1`/`true`), and `CACHEOPS_PROFILES`
-    /// (`pattern=ops:seconds;...`, e.g. `blog.*=all:3600;*.*=count:900`).
+    /// `CACHEOPS_DEGRADE_ON_FAILURE` (`1`/`true`), `CACHEOPS_PROFILES`
+    /// (`pattern=ops:seconds;...`, e.g. `blog.*=all:3600;*.*=count:900`), and
+    /// `CACHEOPS_LOCAL_TIER_MB` (the local tier's size in MiB; unset or `0`: none).
     pub fn from_env() -> Result<Config> {
         Config::from_vars(|name| std::env::var(name).ok())
     }
@@ -168,6 +172,14 @@ impl Config {
         }
         if let Some(flag) = var("CACHEOPS_DEGRADE_ON_FAILURE") {
             builder = builder.degrade_on_failure(parse_flag("CACHEOPS_DEGRADE_ON_FAILURE", &flag)?);
+        }
+        if let Some(mb) = var("CACHEOPS_LOCAL_TIER_MB") {
+            let mb: u64 = mb.parse().map_err(|_| {
+                config_error(format!("CACHEOPS_LOCAL_TIER_MB `{mb}` is not a number"))
+            })?;
+            if mb > 0 {
+                builder = builder.local_tier(LocalTier::new(mb << 20));
+            }
         }
         for entry in var("CACHEOPS_PROFILES").iter().flat_map(|p| p.split(';')) {
             let Some((pattern, profile)) = entry.split_once('=') else {
@@ -274,6 +286,20 @@ impl ConfigBuilder {
     /// Connect, read and write timeout of Redis calls.
     pub fn redis_timeout(mut self, timeout: Duration) -> Self {
         self.0.redis_timeout = timeout;
+        self
+    }
+
+    /// An in-process tier in front of Redis (see [`LocalTier`]): hits there cost
+    /// no round trip, and entries die with the invalidation news of their stamps.
+    /// Redis stores only; ignored for `memory://`.
+    ///
+    /// ```
+    /// use cacheops::{store::LocalTier, Config};
+    /// let config = Config::builder().local_tier(LocalTier::new(64 << 20)).build();
+    /// # let _ = config;
+    /// ```
+    pub fn local_tier(mut self, tier: LocalTier) -> Self {
+        self.0.local_tier = Some(tier);
         self
     }
 

@@ -74,11 +74,14 @@ impl Cacheops {
         let store: Box<dyn Store> = match config.url.split_once("://") {
             Some(("memory", _)) => Box::new(MemoryStore::new(&config.prefix)),
             Some(("redis" | "rediss" | "unix" | "redis+unix", _)) => {
-                let store = RedisStore::builder(&config.url)
+                let mut builder = RedisStore::builder(&config.url)
                     .prefix(&config.prefix)
                     .connect_timeout(config.redis_timeout)
-                    .io_timeout(config.redis_timeout)
-                    .build()?;
+                    .io_timeout(config.redis_timeout);
+                if let Some(tier) = config.local_tier {
+                    builder = builder.local_tier(tier);
+                }
+                let store = builder.build()?;
                 // Only a handle on Redis publishes its registry and counters there.
                 let target = Target::of(&config);
                 let handle = Cacheops::build(config, Box::new(store), Some(target));
@@ -136,7 +139,12 @@ impl Cacheops {
 
     /// Counters since this handle was made.
     pub fn stats(&self) -> Stats {
-        self.inner.stats.snapshot()
+        let mut stats = self.inner.stats.snapshot();
+        if let Some(local) = self.store().local_tier() {
+            stats.local_hits = local.hits;
+            stats.local_ready = local.ready;
+        }
+        stats
     }
 
     /// The per-model counters and where to publish them (see `stats.rs`).

@@ -21,7 +21,7 @@ use std::time::Duration;
 use crate::deps::Deps;
 use crate::error::Result;
 use crate::model::model_of_table;
-use crate::store::{CacheKey, Fence, RowState, Store};
+use crate::store::{CacheKey, Fence, LocalStats, RowState, Store};
 
 /// Counters of one handle, as atomics.
 #[derive(Default)]
@@ -42,6 +42,8 @@ impl Counters {
             refused_fills: self.refused.load(Ordering::Relaxed),
             invalidations: self.invalidations.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
+            local_hits: 0,
+            local_ready: false,
         }
     }
 }
@@ -59,6 +61,10 @@ pub struct Stats {
     pub invalidations: u64,
     /// Store errors (each one either returned or degraded to the database).
     pub errors: u64,
+    /// Hits served by the local tier, without a round trip (included in `hits`).
+    pub local_hits: u64,
+    /// Whether the local tier serves now: configured, and subscribed to news.
+    pub local_ready: bool,
 }
 
 /// Counters of one model (or of a table no registered model maps).
@@ -271,6 +277,10 @@ impl Store for Counted {
 
     fn unlock(&self, key: CacheKey, token: &str) -> Result<()> {
         self.inner.unlock(key, token)
+    }
+
+    fn local_tier(&self) -> Option<LocalStats> {
+        self.inner.local_tier()
     }
 }
 

@@ -12,6 +12,7 @@ fn short_stress_runs_see_no_stale_read_even_across_redis_restarts() {
         readers: 3,
         writers: 2,
         redis_restart: false,
+        local: false,
     };
     let report = stress::run(&args);
     assert!(report.reads > 100 && report.writes > 50, "{report:?}");
@@ -31,6 +32,18 @@ fn short_stress_runs_see_no_stale_read_even_across_redis_restarts() {
         report.restarts >= 1 && report.store_errors > 0,
         "{report:?}"
     );
+    assert_eq!(
+        (report.stale_reads, report.stale_after_quiesce),
+        (0, 0),
+        "{report:?}"
+    );
+    // The local tier in front, across restarts too.
+    let args = stress::Args {
+        local: true,
+        ..args
+    };
+    let report = stress::run(&args);
+    assert!(report.local_hits > 0, "{report:?}");
     assert_eq!(
         (report.stale_reads, report.stale_after_quiesce),
         (0, 0),

@@ -25,6 +25,8 @@ mod fragments;
 #[cfg(test)]
 mod hooks;
 #[cfg(test)]
+mod local_tier;
+#[cfg(test)]
 mod scenarios;
 #[cfg(test)]
 mod simple;

@@ -113,6 +113,11 @@ impl Layout {
         push_hex(out, &key.to_be_bytes());
     }
 
+    /// `P:news`: the pub/sub channel of invalidation news (see `news.rs`).
+    pub(crate) fn news_channel(&self) -> String {
+        format!("{}:news", self.prefix)
+    }
+
     /// `{P:T}:<suffix>`, e.g. `gen`, `all`, `schemes`, or `j:` for the conj prefix.
     pub(crate) fn table_key(&self, table: &str, suffix: &str) -> String {
         let mut out = String::with_capacity(self.prefix.len() + table.len() + 12);

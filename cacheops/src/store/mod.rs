@@ -6,7 +6,9 @@
 //! it never has to find the values. See `layout.rs` for the key names.
 
 pub(crate) mod layout;
+mod local;
 mod memory;
+mod news;
 mod redis;
 #[cfg(test)]
 mod tests;
@@ -17,6 +19,7 @@ use crate::deps::Deps;
 use crate::error::Result;
 use crate::value::Value;
 
+pub use self::local::LocalTier;
 pub use self::memory::MemoryStore;
 pub use self::redis::{RedisStore, RedisStoreBuilder};
 
@@ -41,6 +44,17 @@ pub struct RowState<'a> {
     pub table: &'a str,
     /// Column values, in any order.
     pub columns: Vec<(&'a str, Value)>,
+}
+
+/// What the local tier in front of a store holds and has served.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LocalStats {
+    /// Reads it served without a round trip.
+    pub hits: u64,
+    /// Approximate bytes it holds (payloads, stamps, bookkeeping).
+    pub bytes: u64,
+    /// Whether it serves now (subscribed to invalidation news).
+    pub ready: bool,
 }
 
 /// A backend for cached values and stamps. Both stores share the semantics:
@@ -88,4 +102,9 @@ pub trait Store: Send + Sync + 'static {
     /// Releases the lock of `key` if `token` still holds it (a lock that expired
     /// and was taken by another caller is left alone).
     fn unlock(&self, key: CacheKey, token: &str) -> Result<()>;
+
+    /// The local tier in front of this store, if it has one.
+    fn local_tier(&self) -> Option<LocalStats> {
+        None
+    }
 }

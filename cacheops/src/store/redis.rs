@@ -8,20 +8,26 @@
 //! connect, operations fail fast for a short while instead of each waiting for the
 //! connect timeout.
 //!
+//! With a [`LocalTier`], values read from Redis are also kept in process and served
+//! from there without a round trip, for as long as no invalidation news touches
+//! them (see `local.rs` and `news.rs`).
+//!
 //! Cluster: every script except `store.lua` touches keys of one table, which share
 //! a hash tag. `store.lua` compares stamps of several tables; see its header for
 //! what a cluster mode would do instead. Only standalone Redis (and Sentinel, via a
 //! plain URL to the master) is supported today.
 
 use std::fmt;
-use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use redis::{Cmd, Connection, RedisError, RedisResult, Script, ServerErrorKind};
 
 use super::layout::{self, Layout};
+use super::local::{key_id, KeyId, Local, LocalTier, Ticket};
 use super::memory::check_rows;
-use super::{CacheKey, Fence, RowState, Store};
+use super::news;
+use super::{CacheKey, Fence, LocalStats, RowState, Store};
 use crate::deps::{Deps, TableDeps};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -53,6 +59,7 @@ pub struct RedisStoreBuilder {
     io_timeout: Duration,
     max_idle: usize,
     retry_after: Duration,
+    local: Option<LocalTier>,
 }
 
 impl RedisStoreBuilder {
@@ -88,6 +95,15 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Keeps values read from Redis in process too (see [`LocalTier`]): a hit there
+    /// costs no round trip. A listener thread subscribes to invalidation news;
+    /// until it is subscribed, and whenever it loses its connection, the tier
+    /// serves nothing.
+    pub fn local_tier(mut self, tier: LocalTier) -> Self {
+        self.local = Some(tier);
+        self
+    }
+
     /// The store. Does not connect: fails only if the URL is invalid.
     pub fn build(self) -> Result<RedisStore> {
         let client = redis::Client::open(self.url.as_str()).map_err(|e| {
@@ -97,9 +113,17 @@ impl RedisStoreBuilder {
             )
             .with_source(e)
         })?;
+        let layout = Layout::new(&self.prefix);
+        let channel = layout.news_channel();
+        let local = self.local.map(|tier| Arc::new(Local::new(tier)));
+        if let Some(local) = &local {
+            news::listen(client.clone(), channel.clone(), local);
+        }
         Ok(RedisStore {
             client,
-            layout: Layout::new(&self.prefix),
+            layout,
+            channel,
+            local,
             options: self,
             idle: Mutex::new(Vec::new()),
             down_until: Mutex::new(None),
@@ -118,6 +142,9 @@ impl RedisStoreBuilder {
 pub struct RedisStore {
     client: redis::Client,
     layout: Layout,
+    /// Where invalidation news is published (`P:news`).
+    channel: String,
+    local: Option<Arc<Local>>,
     options: RedisStoreBuilder,
     idle: Mutex<Vec<Connection>>,
     down_until: Mutex<Option<Instant>>,
@@ -149,12 +176,53 @@ impl RedisStore {
             io_timeout: Duration::from_secs(1),
             max_idle: 16,
             retry_after: Duration::from_secs(1),
+            local: None,
         }
     }
 
     #[cfg(test)]
     pub(crate) fn layout(&self) -> &Layout {
         &self.layout
+    }
+
+    /// Whether the local tier serves now (its news subscription is up).
+    pub fn local_tier_ready(&self) -> bool {
+        self.local.as_ref().is_some_and(|l| l.is_listening())
+    }
+
+    /// Applies news of `keys` to the local tier at once: the writer's own reads
+    /// must not wait for the subscription to deliver it.
+    fn news<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>) {
+        if let Some(local) = &self.local {
+            local.news(keys);
+        }
+    }
+
+    fn ticket(&self) -> Option<(&Local, Ticket)> {
+        let local = self.local.as_deref()?;
+        Some((local, local.ticket()?))
+    }
+
+    /// A Redis lookup whose hit the local tier keeps: the value's remaining TTL is
+    /// read in the same round trip, so the copy never outlives the original.
+    fn lookup_and_keep(
+        &self,
+        key: CacheKey,
+        cmd: Cmd,
+        mut ids: Vec<KeyId>,
+        (local, ticket): (&Local, Ticket),
+    ) -> Result<Option<Vec<u8>>> {
+        let value_key = self.layout.value_key(key);
+        let mut pipe = redis::pipe();
+        pipe.add_command(cmd).cmd("PTTL").arg(&value_key);
+        let (values, pttl): (Vec<Option<Vec<u8>>>, i64) =
+            self.run("lookup", |con| pipe.query(con))?;
+        let found = layout::unframe(values);
+        if let (Some(payload), Ok(ms)) = (&found, u64::try_from(pttl)) {
+            ids.push(key_id(value_key.as_bytes()));
+            local.keep(key, ticket, payload, ids, Duration::from_millis(ms));
+        }
+        Ok(found)
     }
 
     /// Runs `op` on a connection. A pooled connection the server closed while idle
@@ -255,7 +323,8 @@ impl RedisStore {
         let mut cmd = evalsha(&FENCE, 1 + keys.len() - first);
         cmd.arg(self.layout.table_key(table, "schemes"))
             .arg(&keys[first..]);
-        cmd.arg(args.0).arg(args.1).arg(layout::schemes(deps));
+        cmd.arg(args.0).arg(args.1).arg(&self.channel);
+        cmd.arg(layout::schemes(deps));
         cmd
     }
 
@@ -265,7 +334,7 @@ impl RedisStore {
         for suffix in ["schemes", "gen", "all", "j:"] {
             cmd.arg(self.layout.table_key(table, suffix));
         }
-        cmd.arg(rows.len());
+        cmd.arg(&self.channel).arg(rows.len());
         for row in rows.iter().map(layout::encode_row) {
             cmd.arg(row.len());
             row.iter().for_each(|(column, value)| {
@@ -273,6 +342,19 @@ impl RedisStore {
             });
         }
         cmd
+    }
+
+    /// Deletes `keys` and publishes them as news, in one round trip.
+    fn delete_with_news(&self, what: &'static str, keys: &[String]) -> Result<()> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL").arg(keys).ignore();
+        pipe.cmd("PUBLISH")
+            .arg(&self.channel)
+            .arg(keys.join("\n"))
+            .ignore();
+        self.run(what, |con| pipe.exec(con))?;
+        self.news(keys.iter().map(String::as_bytes));
+        Ok(())
     }
 
     /// SCANs for `pattern` and unlinks the keys this prefix owns.
@@ -301,13 +383,24 @@ impl RedisStore {
 
 impl Store for RedisStore {
     fn lookup(&self, key: CacheKey, deps: &Deps) -> Result<Option<Vec<u8>>> {
+        if let Some(found) = self.local.as_ref().and_then(|l| l.get(key)) {
+            return Ok(Some(found));
+        }
+        let ticket = self.ticket();
         let mut cmd = redis::cmd("MGET");
         let mut value_key = String::with_capacity(self.layout.prefix().len() + 35);
         self.layout.push_value_key(&mut value_key, key);
         cmd.arg(value_key.as_str());
+        let mut ids = Vec::new();
         self.layout.for_each_stamp_key(deps, |k| {
             cmd.arg(k);
+            if ticket.is_some() {
+                ids.push(key_id(k.as_bytes()));
+            }
         });
+        if let Some(ticket) = ticket {
+            return self.lookup_and_keep(key, cmd, ids, ticket);
+        }
         let values = self.run("lookup", |con| cmd.query(con))?;
         Ok(layout::unframe(values))
     }
@@ -334,6 +427,12 @@ impl Store for RedisStore {
                 "fence.lua returned the wrong number of stamps",
             ));
         }
+        let created = fence.keys.iter().zip(&fence.stamps);
+        self.news(
+            created
+                .filter(|(_, s)| **s == candidate.as_bytes())
+                .map(|(k, _)| k.as_bytes()),
+        );
         Ok(fence)
     }
 
@@ -342,7 +441,13 @@ impl Store for RedisStore {
         let mut cmd = evalsha(&STORE, 1 + fence.keys.len());
         cmd.arg(self.layout.value_key(key)).arg(&fence.keys);
         cmd.arg(layout::millis(ttl)).arg(&fence.stamps).arg(framed);
+        let ticket = self.ticket();
         let stored: i64 = self.run("store", |con| with_script(con, &STORE, &cmd))?;
+        if let (1, Some((local, ticket))) = (stored, ticket) {
+            let mut ids: Vec<KeyId> = fence.keys.iter().map(|k| key_id(k.as_bytes())).collect();
+            ids.push(key_id(self.layout.value_key(key).as_bytes()));
+            local.keep(key, ticket, payload, ids, ttl);
+        }
         Ok(stored == 1)
     }
 
@@ -352,17 +457,18 @@ impl Store for RedisStore {
             return Ok(());
         }
         let cmd = self.invalidate_cmd(table, rows);
-        self.run("invalidate_rows", |con| {
-            with_script::<i64>(con, &INVALIDATE, &cmd)
-        })?;
+        let dropped: Vec<Vec<u8>> =
+            self.run("invalidate_rows", |con| with_script(con, &INVALIDATE, &cmd))?;
+        self.news(dropped.iter().map(Vec::as_slice));
         Ok(())
     }
 
     fn invalidate_table(&self, table: &str) -> Result<()> {
-        let mut cmd = redis::cmd("DEL");
-        cmd.arg(self.layout.table_key(table, "gen"));
-        cmd.arg(self.layout.table_key(table, "all"));
-        self.run("invalidate_table", |con| cmd.exec(con))
+        let keys = [
+            self.layout.table_key(table, "gen"),
+            self.layout.table_key(table, "all"),
+        ];
+        self.delete_with_news("invalidate_table", &keys)
     }
 
     fn invalidate_all(&self) -> Result<()> {
@@ -370,14 +476,20 @@ impl Store for RedisStore {
         self.run("invalidate_all", |con| {
             patterns
                 .iter()
-                .try_for_each(|p| self.unlink_matching(con, p))
-        })
+                .try_for_each(|p| self.unlink_matching(con, p))?;
+            redis::cmd("PUBLISH")
+                .arg(&self.channel)
+                .arg(news::ALL)
+                .exec(con)
+        })?;
+        if let Some(local) = &self.local {
+            local.drop_all();
+        }
+        Ok(())
     }
 
     fn delete(&self, key: CacheKey) -> Result<()> {
-        let mut cmd = redis::cmd("DEL");
-        cmd.arg(self.layout.value_key(key));
-        self.run("delete", |con| cmd.exec(con))
+        self.delete_with_news("delete", &[self.layout.value_key(key)])
     }
 
     fn simple_get(&self, key: CacheKey) -> Result<Option<Vec<u8>>> {
@@ -412,6 +524,14 @@ impl Store for RedisStore {
         cmd.arg(self.layout.lock_key(key)).arg(token);
         self.run("unlock", |con| with_script::<i64>(con, &UNLOCK, &cmd))?;
         Ok(())
+    }
+
+    fn local_tier(&self) -> Option<LocalStats> {
+        self.local.as_ref().map(|local| LocalStats {
+            hits: local.hits(),
+            bytes: local.weighted_size(),
+            ready: local.is_listening(),
+        })
     }
 }
 

@@ -6,21 +6,36 @@
 -- KEYS[2]  {P:T}:gen
 -- KEYS[3]  {P:T}:all
 -- ARGV[1]  conjunction key prefix {P:T}:j:
--- ARGV[2]  number of rows, then per row: number of columns, then column, value
+-- ARGV[2]  news channel (see news.rs)
+-- ARGV[3]  number of rows, then per row: number of columns, then column, value
 --          pairs (escaped column names, values encoded as in conjunction keys)
--- Returns 1 if the whole table was invalidated, else 0.
+-- Returns the stamp keys deleted (whether they existed or not), also published on
+-- the news channel: local tiers drop the values depending on them.
 
-redis.call('DEL', KEYS[3])
+local dropped = {KEYS[3]}
+
+local function finish()
+  -- DEL in chunks: unpack() of too many values fails.
+  for first = 1, #dropped, 1000 do
+    redis.call('DEL', unpack(dropped, first, math.min(first + 999, #dropped)))
+  end
+  redis.call('PUBLISH', ARGV[2], table.concat(dropped, '\n'))
+  return dropped
+end
+
+local function whole_table()
+  dropped[#dropped + 1] = KEYS[2]
+  return finish()
+end
 
 if redis.call('EXISTS', KEYS[1]) == 0 then
   -- Schemes lost: we cannot know which conjunctions exist, so invalidate them all.
-  redis.call('DEL', KEYS[2])
-  return 1
+  return whole_table()
 end
 
 local rows = {}
-local at = 3
-for r = 1, tonumber(ARGV[2]) do
+local at = 4
+for r = 1, tonumber(ARGV[3]) do
   local row = {}
   local ncols = tonumber(ARGV[at])
   at = at + 1
@@ -45,6 +60,7 @@ local function conj_key(columns, row)
   return ARGV[1] .. table.concat(parts, '&')
 end
 
+local seen = {}
 for _, scheme in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if scheme ~= '' then
     local columns = {}
@@ -55,11 +71,13 @@ for _, scheme in ipairs(redis.call('SMEMBERS', KEYS[1])) do
       local key = conj_key(columns, row)
       if key == nil then
         -- A missing column is a wildcard: the row may match any value of it.
-        redis.call('DEL', KEYS[2])
-        return 1
+        return whole_table()
       end
-      redis.call('DEL', key)
+      if not seen[key] then
+        seen[key] = true
+        dropped[#dropped + 1] = key
+      end
     end
   end
 end
-return 0
+return finish()
