@@ -413,34 +413,9 @@ impl Bench {
         [1, 2, 4, 8]
             .into_iter()
             .map(|threads| {
-                let cached = per_second(threads, |_| {
-                    let mut conn = PgConnection::establish(&url).unwrap();
-                    conn.batch_execute("SET search_path TO cacheops_bench")
-                        .unwrap();
-                    let cache = self.cache.clone();
-                    let hot = hot.clone();
-                    move |i: usize| {
-                        let q = articles::table.find(hot[i % hot.len()]);
-                        q.cache()
-                            .using(&cache)
-                            .get_result::<Article>(&mut conn)
-                            .unwrap();
-                    }
-                });
+                let cached = per_second(threads, |_| hot_reads(&url, &self.cache, &hot));
                 if let Some(local) = local {
-                    let reads = per_second(threads, |_| {
-                        let mut conn = PgConnection::establish(&url).unwrap();
-                        conn.batch_execute("SET search_path TO cacheops_bench")
-                            .unwrap();
-                        let (local, hot) = (local.clone(), hot.clone());
-                        move |i: usize| {
-                            let q = articles::table.find(hot[i % hot.len()]);
-                            q.cache()
-                                .using(&local)
-                                .get_result::<Article>(&mut conn)
-                                .unwrap();
-                        }
-                    });
+                    let reads = per_second(threads, |_| hot_reads(&url, local, &hot));
                     self.local_reads.push((threads, reads));
                 }
                 let plain = per_second(threads, |_| {
@@ -585,6 +560,21 @@ impl Bench {
             .arg(RTT_COUNT)
             .exec(&mut redis)?;
         Ok(())
+    }
+}
+
+/// One thread's cached reads by primary key of the `hot` ids, through `cache`.
+fn hot_reads(db: &str, cache: &Cacheops, hot: &[i32]) -> impl FnMut(usize) + Send {
+    let mut conn = PgConnection::establish(db).unwrap();
+    conn.batch_execute("SET search_path TO cacheops_bench")
+        .unwrap();
+    let (cache, hot) = (cache.clone(), hot.to_vec());
+    move |i: usize| {
+        let q = articles::table.find(hot[i % hot.len()]);
+        q.cache()
+            .using(&cache)
+            .get_result::<Article>(&mut conn)
+            .unwrap();
     }
 }
 
