@@ -38,6 +38,7 @@
 //! | MessagePack payloads | `codec.rs` | |
 //! | a query's dependencies (SQL → per-table conjunctions) | [`deps`] | [`deps::Template`], [`deps::Deps`] |
 //! | stamps and values in Redis or in process; Lua scripts | [`store`] | [`store::RedisStore`], [`store::MemoryStore`] |
+//! | the local tier in front of Redis, and the invalidation news that keeps it fresh | `store/local.rs`, `store/news.rs` | [`store::LocalTier`], [`store::LocalStats`] |
 //! | what `#[derive(Cacheable)]` generates; the model registry | `model.rs` | [`Cacheable`], [`CacheRow`], [`ModelInfo`] |
 //! | canonical values of binds and columns | `backend.rs`, `value.rs` | [`CacheBackend`], [`Value`], [`encode_value`] |
 //! | write helpers | `write.rs` | [`Cacheops::insert`], [`Cacheops::save`], [`Cacheops::update`], [`Cacheops::delete`] |

@@ -14,6 +14,7 @@
 //! | `P:q:<32 hex>` | string | a cached value: 16-byte checksum of its stamps, then the payload. |
 //! | `P:s:<32 hex>` | string | a simple-cache value (`cache.set`, `#[cached]`): the payload; the hex is the xxh3-128 of the user's key. |
 //! | `P:l:<32 hex>` | string | a stampede lock on the `q` or `s` key of the same hex: the holder's token. |
+//! | `P:news` | pub/sub channel | invalidation news: the names of stamp and value keys a script deleted or re-created, `\n`-joined, or `*` (see `news.rs`). |
 //!
 //! Values in conjunction keys: NULL is `~`, up to 32 bytes are lowercase hex, longer
 //! ones are `#` plus the hex of their xxh3-128. Table and column names are

@@ -4,6 +4,9 @@
 //! its dependencies. A value is stored together with a checksum of its stamps and is
 //! served only while every stamp still exists unchanged. Invalidation deletes stamps;
 //! it never has to find the values. See `layout.rs` for the key names.
+//!
+//! A [`RedisStore`] may keep a [`LocalTier`] in front of Redis (`local.rs`), fed by
+//! the invalidation news every script publishes (`news.rs`).
 
 pub(crate) mod layout;
 mod local;
