@@ -707,6 +707,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             ours: &ours,
             peer: &peer,
             throughput: &throughput,
+            local_reads: &bench.local_reads,
         };
         std::fs::create_dir_all(&dir)?;
         std::fs::write(format!("{dir}/bench.md"), report.markdown())?;

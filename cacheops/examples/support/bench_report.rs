@@ -11,10 +11,13 @@ pub(crate) struct Report<'a> {
     pub(crate) peer: &'a [(String, f64)],
     /// `(threads, cached reads/s, plain GETs/s)`.
     pub(crate) throughput: &'a [(usize, f64, f64)],
+    /// `(threads, local-tier reads/s)` (`--local --throughput`).
+    pub(crate) local_reads: &'a [(usize, f64)],
 }
 
 /// The operations both sides time, in the chart's order, with what bounds ours.
-const COMPARED: [(&str, &str); 7] = [
+const COMPARED: [(&str, &str); 8] = [
+    ("local_hit_get_pk", ""),
     ("hit_get_pk", "redis_get_rtt"),
     ("hit_fetch20", "redis_get_rtt_fetch20"),
     ("hit_count", "redis_get_rtt_count"),
@@ -54,6 +57,9 @@ impl Report<'_> {
                 100.0 * cached / plain
             );
         }
+        for (threads, reads) in self.local_reads {
+            out += &format!("| reads/s, {threads} thread(s): local tier | {reads:.0} | | | |\n");
+        }
         out
     }
 
@@ -90,7 +96,7 @@ impl Report<'_> {
             .margin(12)
             .x_label_area_size(70)
             .y_label_area_size(60)
-            .build_cartesian_2d(0f64..ops.len() as f64, (1f64..top * 2.0).log_scale())?;
+            .build_cartesian_2d(0f64..ops.len() as f64, (0.5f64..top * 2.0).log_scale())?;
         chart
             .configure_mesh()
             .disable_x_mesh()
@@ -131,7 +137,7 @@ impl Report<'_> {
             chart
                 .draw_series(values.iter().map(|&(i, v)| {
                     let x = i as f64 + offset;
-                    Rectangle::new([(x, 1.0), (x + 0.28, v)], color.filled())
+                    Rectangle::new([(x, 0.5), (x + 0.28, v)], color.filled())
                 }))?
                 .label(name)
                 .legend(move |(x, y)| {
