@@ -354,6 +354,17 @@ impl Bench {
                 .unwrap();
         });
         self.record("db_update_pk", t);
+        // What Diesel's own save_changes runs (every column, RETURNING, no cache).
+        let mut objs: Vec<Article> = articles::table.limit(200).load(&mut self.conn).unwrap();
+        let t = timed(self.reps, |i| {
+            let obj = &mut objs[i % 200];
+            obj.views += 1;
+            diesel::update(&*obj)
+                .set(&*obj)
+                .get_result::<Article>(&mut self.conn)
+                .unwrap();
+        });
+        self.record("db_update_returning", t);
         self.cache_per_category(1..=10);
         let t = self.time_saves(self.reps);
         self.record("save_with_invalidation", t);
