@@ -2,9 +2,11 @@
 //! publishes their names on the prefix's channel (`P:news`), and the local tier of
 //! each process listens there.
 //!
-//! A message is the touched key names joined by `\n` (key names never contain a
-//! newline: table and column names are escaped, values are hex), or [`ALL`] after
-//! `invalidate_all`. Pub/sub delivers at most once: a listener that loses its
+//! A message is the publishing store's origin line (`@<token>`), then the touched
+//! key names, joined by `\n` (key names never contain a newline: table and column
+//! names are escaped, values are hex), or [`ALL`] after `invalidate_all`. A store
+//! applies its own news when it publishes it, so its listener skips messages of its
+//! own origin: an echo would only void entries kept since. Pub/sub delivers at most once: a listener that loses its
 //! connection cannot know what it missed, so the tier stops serving and drops
 //! everything until it is subscribed again (see `local.rs`).
 
@@ -30,14 +32,41 @@ const BACKOFF: [Duration; 4] = [
     Duration::from_secs(1),
 ];
 
-/// The keys of a news message, or `None` for [`ALL`].
-pub(crate) fn keys_of(message: &[u8]) -> Option<impl Iterator<Item = &[u8]>> {
-    (message != ALL).then(|| message.split(|&b| b == b'\n').filter(|k| !k.is_empty()))
+/// A fresh origin line for one store.
+pub(crate) fn new_origin() -> String {
+    format!("@{}", super::layout::new_stamp())
 }
 
-/// Applies one message to `local`.
-pub(crate) fn apply(local: &Local, message: &[u8]) {
-    match keys_of(message) {
+/// The message of `origin` announcing `keys`.
+pub(crate) fn message<'k>(origin: &str, keys: impl IntoIterator<Item = &'k [u8]>) -> Vec<u8> {
+    let mut out = origin.as_bytes().to_vec();
+    for key in keys {
+        out.push(b'\n');
+        out.extend_from_slice(key);
+    }
+    out
+}
+
+/// The origin of a message and its body (keys, or [`ALL`]).
+fn split_origin(message: &[u8]) -> (&[u8], &[u8]) {
+    match message.iter().position(|&b| b == b'\n') {
+        Some(at) if message.starts_with(b"@") => (&message[..at], &message[at + 1..]),
+        _ => (&[], message),
+    }
+}
+
+/// The keys of a message body, or `None` for [`ALL`].
+pub(crate) fn keys_of(body: &[u8]) -> Option<impl Iterator<Item = &[u8]>> {
+    (body != ALL).then(|| body.split(|&b| b == b'\n').filter(|k| !k.is_empty()))
+}
+
+/// Applies one message to `local`, unless `own` published it.
+pub(crate) fn apply(local: &Local, own: &str, message: &[u8]) {
+    let (origin, body) = split_origin(message);
+    if origin == own.as_bytes() {
+        return;
+    }
+    match keys_of(body) {
         Some(keys) => local.news(keys),
         None => local.drop_all(),
     }
@@ -45,21 +74,24 @@ pub(crate) fn apply(local: &Local, message: &[u8]) {
 
 /// Starts the thread that feeds `local` from `channel`. It ends once the tier is
 /// dropped (checked at least every [`IDLE_CHECK`]).
-pub(crate) fn listen(client: Client, channel: String, local: &Arc<Local>) {
+pub(crate) fn listen(client: Client, channel: String, origin: String, local: &Arc<Local>) {
     let local = Arc::downgrade(local);
     let spawned = thread::Builder::new()
         .name("cacheops-news".into())
-        .spawn(move || run(&client, &channel, &local));
+        .spawn(move || run(&client, (&channel, &origin), &local));
     if let Err(e) = spawned {
         // Without a listener the tier never starts serving: correct, only slower.
         tracing::error!(error = %e, "cacheops: cannot start the local tier's listener");
     }
 }
 
-fn run(client: &Client, channel: &str, local: &Weak<Local>) {
+/// `(channel, own origin)`.
+type Feed<'a> = (&'a str, &'a str);
+
+fn run(client: &Client, feed: Feed<'_>, local: &Weak<Local>) {
     let mut failures = 0;
     while local.strong_count() > 0 {
-        if let Err(e) = subscribe_and_apply(client, channel, local) {
+        if let Err(e) = subscribe_and_apply(client, feed, local) {
             tracing::warn!(error = %e, "cacheops: local tier stopped serving (news lost)");
         }
         if let Some(local) = local.upgrade() {
@@ -74,7 +106,8 @@ fn run(client: &Client, channel: &str, local: &Weak<Local>) {
 }
 
 /// Subscribes, then applies messages until the connection fails or the tier is gone.
-fn subscribe_and_apply(client: &Client, channel: &str, local: &Weak<Local>) -> RedisResult<()> {
+fn subscribe_and_apply(client: &Client, feed: Feed<'_>, local: &Weak<Local>) -> RedisResult<()> {
+    let (channel, origin) = feed;
     let mut con = client.get_connection_with_timeout(IDLE_CHECK)?;
     let mut pubsub = con.as_pubsub();
     pubsub.subscribe(channel)?;
@@ -86,7 +119,7 @@ fn subscribe_and_apply(client: &Client, channel: &str, local: &Weak<Local>) -> R
     loop {
         match pubsub.get_message() {
             Ok(message) => match local.upgrade() {
-                Some(local) => apply(&local, message.get_payload_bytes()),
+                Some(local) => apply(&local, origin, message.get_payload_bytes()),
                 None => return Ok(()),
             },
             Err(e) if e.is_timeout() => {
@@ -104,10 +137,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn messages_split_into_keys() {
-        let keys: Vec<&[u8]> = keys_of(b"{p:t}:gen\n{p:t}:all").unwrap().collect();
+    fn messages_split_into_origin_and_keys() {
+        let message = message("@ab", [&b"{p:t}:gen"[..], b"{p:t}:all"]);
+        let (origin, body) = split_origin(&message);
+        assert_eq!(origin, b"@ab");
+        let keys: Vec<&[u8]> = keys_of(body).unwrap().collect();
         assert_eq!(keys, [&b"{p:t}:gen"[..], &b"{p:t}:all"[..]]);
-        assert!(keys_of(ALL).is_none());
-        assert_eq!(keys_of(b"").unwrap().count(), 0);
+        assert!(keys_of(split_origin(&super::message("@ab", [ALL])).1).is_none());
+    }
+
+    #[test]
+    fn own_news_is_skipped_and_others_applied() {
+        use super::super::local::{key_id, LocalTier};
+        let local = Local::new(LocalTier::new(1 << 20));
+        local.set_listening(true);
+        let keep = |local: &Local| {
+            let ticket = local.ticket().unwrap();
+            local.keep(1, ticket, b"x", vec![key_id(b"k")], Duration::from_secs(60));
+        };
+        keep(&local);
+        apply(&local, "@me", &message("@me", [&b"k"[..]]));
+        assert!(local.get(1).is_some(), "an echo of our own news");
+        apply(&local, "@me", &message("@other", [&b"k"[..]]));
+        assert!(local.get(1).is_none());
     }
 }

@@ -115,14 +115,16 @@ impl RedisStoreBuilder {
         })?;
         let layout = Layout::new(&self.prefix);
         let channel = layout.news_channel();
+        let origin = news::new_origin();
         let local = self.local.map(|tier| Arc::new(Local::new(tier)));
         if let Some(local) = &local {
-            news::listen(client.clone(), channel.clone(), local);
+            news::listen(client.clone(), channel.clone(), origin.clone(), local);
         }
         Ok(RedisStore {
             client,
             layout,
             channel,
+            origin,
             local,
             options: self,
             idle: Mutex::new(Vec::new()),
@@ -144,6 +146,9 @@ pub struct RedisStore {
     layout: Layout,
     /// Where invalidation news is published (`P:news`).
     channel: String,
+    /// The first line of the news this store publishes: its own listener skips
+    /// it, since the store applied the same news when it published it.
+    origin: String,
     local: Option<Arc<Local>>,
     options: RedisStoreBuilder,
     idle: Mutex<Vec<Connection>>,
@@ -253,6 +258,11 @@ impl RedisStore {
                 if in_step(&e) {
                     self.checkin(con);
                 }
+                // A script may have run and published news whose reply we lost:
+                // our listener skips our own news, so nothing local is trusted.
+                if let Some(local) = &self.local {
+                    local.drop_all();
+                }
                 Err(Error::new(ErrorKind::Redis, format!("redis {what} failed")).with_source(e))
             }
         }
@@ -323,7 +333,10 @@ impl RedisStore {
         let mut cmd = evalsha(&FENCE, 1 + keys.len() - first);
         cmd.arg(self.layout.table_key(table, "schemes"))
             .arg(&keys[first..]);
-        cmd.arg(args.0).arg(args.1).arg(&self.channel);
+        cmd.arg(args.0)
+            .arg(args.1)
+            .arg(&self.channel)
+            .arg(&self.origin);
         cmd.arg(layout::schemes(deps));
         cmd
     }
@@ -334,7 +347,7 @@ impl RedisStore {
         for suffix in ["schemes", "gen", "all", "j:"] {
             cmd.arg(self.layout.table_key(table, suffix));
         }
-        cmd.arg(&self.channel).arg(rows.len());
+        cmd.arg(&self.channel).arg(&self.origin).arg(rows.len());
         for row in rows.iter().map(layout::encode_row) {
             cmd.arg(row.len());
             row.iter().for_each(|(column, value)| {
@@ -348,10 +361,8 @@ impl RedisStore {
     fn delete_with_news(&self, what: &'static str, keys: &[String]) -> Result<()> {
         let mut pipe = redis::pipe();
         pipe.cmd("DEL").arg(keys).ignore();
-        pipe.cmd("PUBLISH")
-            .arg(&self.channel)
-            .arg(keys.join("\n"))
-            .ignore();
+        let message = news::message(&self.origin, keys.iter().map(String::as_bytes));
+        pipe.cmd("PUBLISH").arg(&self.channel).arg(message).ignore();
         self.run(what, |con| pipe.exec(con))?;
         self.news(keys.iter().map(String::as_bytes));
         Ok(())
@@ -479,7 +490,7 @@ impl Store for RedisStore {
                 .try_for_each(|p| self.unlink_matching(con, p))?;
             redis::cmd("PUBLISH")
                 .arg(&self.channel)
-                .arg(news::ALL)
+                .arg(news::message(&self.origin, [news::ALL]))
                 .exec(con)
         })?;
         if let Some(local) = &self.local {

@@ -7,7 +7,8 @@
 -- KEYS[3]  {P:T}:all
 -- ARGV[1]  conjunction key prefix {P:T}:j:
 -- ARGV[2]  news channel (see news.rs)
--- ARGV[3]  number of rows, then per row: number of columns, then column, value
+-- ARGV[3]  the publishing store's origin line (`@<token>`), first line of the news
+-- ARGV[4]  number of rows, then per row: number of columns, then column, value
 --          pairs (escaped column names, values encoded as in conjunction keys)
 -- Returns the stamp keys deleted (whether they existed or not), also published on
 -- the news channel: local tiers drop the values depending on them.
@@ -19,7 +20,7 @@ local function finish()
   for first = 1, #dropped, 1000 do
     redis.call('DEL', unpack(dropped, first, math.min(first + 999, #dropped)))
   end
-  redis.call('PUBLISH', ARGV[2], table.concat(dropped, '\n'))
+  redis.call('PUBLISH', ARGV[2], ARGV[3] .. '\n' .. table.concat(dropped, '\n'))
   return dropped
 end
 
@@ -34,8 +35,8 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 
 local rows = {}
-local at = 4
-for r = 1, tonumber(ARGV[3]) do
+local at = 5
+for r = 1, tonumber(ARGV[4]) do
   local row = {}
   local ncols = tonumber(ARGV[at])
   at = at + 1
