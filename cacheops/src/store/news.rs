@@ -56,12 +56,12 @@ fn split_origin(message: &[u8]) -> (&[u8], &[u8]) {
 }
 
 /// The keys of a message body, or `None` for [`ALL`].
-pub(crate) fn keys_of(body: &[u8]) -> Option<impl Iterator<Item = &[u8]>> {
+fn keys_of(body: &[u8]) -> Option<impl Iterator<Item = &[u8]>> {
     (body != ALL).then(|| body.split(|&b| b == b'\n').filter(|k| !k.is_empty()))
 }
 
 /// Applies one message to `local`, unless `own` published it.
-pub(crate) fn apply(local: &Local, own: &str, message: &[u8]) {
+fn apply(local: &Local, own: &str, message: &[u8]) {
     let (origin, body) = split_origin(message);
     if origin == own.as_bytes() {
         return;

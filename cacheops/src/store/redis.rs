@@ -190,11 +190,6 @@ impl RedisStore {
         &self.layout
     }
 
-    /// Whether the local tier serves now (its news subscription is up).
-    pub fn local_tier_ready(&self) -> bool {
-        self.local.as_ref().is_some_and(|l| l.is_listening())
-    }
-
     /// Applies news of `keys` to the local tier at once: the writer's own reads
     /// must not wait for the subscription to deliver it.
     fn news<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>) {
@@ -212,20 +207,19 @@ impl RedisStore {
     /// read in the same round trip, so the copy never outlives the original.
     fn lookup_and_keep(
         &self,
-        key: CacheKey,
+        (key, value_key): (CacheKey, &str),
         cmd: Cmd,
-        mut ids: Vec<KeyId>,
+        ids: Vec<KeyId>,
         (local, ticket): (&Local, Ticket),
     ) -> Result<Option<Vec<u8>>> {
-        let value_key = self.layout.value_key(key);
         let mut pipe = redis::pipe();
-        pipe.add_command(cmd).cmd("PTTL").arg(&value_key);
+        pipe.add_command(cmd).cmd("PTTL").arg(value_key);
         let (values, pttl): (Vec<Option<Vec<u8>>>, i64) =
             self.run("lookup", |con| pipe.query(con))?;
         let found = layout::unframe(values);
         if let (Some(payload), Ok(ms)) = (&found, u64::try_from(pttl)) {
-            ids.push(key_id(value_key.as_bytes()));
-            local.keep(key, ticket, payload, ids, Duration::from_millis(ms));
+            let ttl = Duration::from_millis(ms);
+            local.keep(key, ticket, payload, with_value_key(ids, value_key), ttl);
         }
         Ok(found)
     }
@@ -410,7 +404,7 @@ impl Store for RedisStore {
             }
         });
         if let Some(ticket) = ticket {
-            return self.lookup_and_keep(key, cmd, ids, ticket);
+            return self.lookup_and_keep((key, &value_key), cmd, ids, ticket);
         }
         let values = self.run("lookup", |con| cmd.query(con))?;
         Ok(layout::unframe(values))
@@ -449,15 +443,15 @@ impl Store for RedisStore {
 
     fn store(&self, key: CacheKey, fence: &Fence, payload: &[u8], ttl: Duration) -> Result<bool> {
         let framed = layout::frame(fence.stamps.iter().map(Vec::as_slice), payload);
+        let value_key = self.layout.value_key(key);
         let mut cmd = evalsha(&STORE, 1 + fence.keys.len());
-        cmd.arg(self.layout.value_key(key)).arg(&fence.keys);
+        cmd.arg(&value_key).arg(&fence.keys);
         cmd.arg(layout::millis(ttl)).arg(&fence.stamps).arg(framed);
         let ticket = self.ticket();
         let stored: i64 = self.run("store", |con| with_script(con, &STORE, &cmd))?;
         if let (1, Some((local, ticket))) = (stored, ticket) {
-            let mut ids: Vec<KeyId> = fence.keys.iter().map(|k| key_id(k.as_bytes())).collect();
-            ids.push(key_id(self.layout.value_key(key).as_bytes()));
-            local.keep(key, ticket, payload, ids, ttl);
+            let ids = fence.keys.iter().map(|k| key_id(k.as_bytes())).collect();
+            local.keep(key, ticket, payload, with_value_key(ids, &value_key), ttl);
         }
         Ok(stored == 1)
     }
@@ -544,6 +538,13 @@ impl Store for RedisStore {
             ready: local.is_listening(),
         })
     }
+}
+
+/// A local copy's dependencies: its stamps `ids`, and its value key (deleted by
+/// `Store::delete`).
+fn with_value_key(mut ids: Vec<KeyId>, value_key: &str) -> Vec<KeyId> {
+    ids.push(key_id(value_key.as_bytes()));
+    ids
 }
 
 /// `EVALSHA <sha> <numkeys>`, ready for keys and arguments.
