@@ -223,14 +223,20 @@ fn write_some(
     let to = dice.roll(CATEGORIES);
     match dice.roll(6) {
         0 => {
-            // Through the helper (granular).
-            let Some(mut a) = articles::table.find(id).first::<Article>(conn.inner()).ok() else {
-                return;
-            };
-            a.version += 1;
-            a.category_id = to;
-            // Another writer may have deleted it since: then nothing was saved.
-            if let Some(saved) = cache.save(conn, &a).optional().unwrap() {
+            // Through the helper (granular), on a row read FOR UPDATE in the same
+            // transaction: a save of a row read earlier could lose another writer's
+            // update and move the version backwards, which the truth (versions only
+            // move forward) would then report as a stale read of the cache.
+            let saved = conn.transaction(|conn| {
+                let found = articles::table.find(id).for_update().first::<Article>(conn);
+                let Some(mut a) = diesel::OptionalExtension::optional(found)? else {
+                    return Ok(None);
+                };
+                a.version += 1;
+                a.category_id = to;
+                cache.save(conn, &a).map(Some)
+            });
+            if let Some(saved) = saved.unwrap() {
                 truth.enter(&[saved], &[]);
             }
         }
