@@ -18,6 +18,8 @@
 //! `local_news_lag` (from another handle's save returning until this one stops
 //! serving its copy: the cross-process staleness window) and, with
 //! `--throughput`, local-tier reads/s;
+//! profiling aids: `--cpu` (CPU µs per hit, plain GET and plain MGET), `--gets-only`,
+//! `--saves-only` (one phase, for perf/strace);
 //! `--report DIR` writes `DIR/bench.md` (the README's table) and `DIR/bench.png`
 //! (its chart) from the run. The README's figures come from
 //! `cargo run --release -p cacheops --example bench -- --compare --scaling --throughput --report docs`.
@@ -77,10 +79,22 @@ fn timed_pair(
     mut f: impl FnMut(usize),
     mut g: impl FnMut(usize),
 ) -> ((f64, f64), (f64, f64)) {
-    let (a, b): (Vec<f64>, Vec<f64>) = (0..reps)
-        .map(|i| (micros(|| f(i)), micros(|| g(i))))
-        .unzip();
-    (percentiles(a), percentiles(b))
+    let [a, b] = timed_each(reps, |i, k| if k == 0 { f(i) } else { g(i) });
+    (a, b)
+}
+
+/// `timed` for `N` operations run in turn in one loop (`f(i, k)` runs the k-th),
+/// so that all see the same machine: loopback and fsync latency drift here by
+/// tens to hundreds of µs between phases. Each round starts with the next
+/// operation, so none always follows the same one.
+fn timed_each<const N: usize>(reps: usize, mut f: impl FnMut(usize, usize)) -> [(f64, f64); N] {
+    let mut out: [Vec<f64>; N] = std::array::from_fn(|_| Vec::with_capacity(reps));
+    for i in 0..reps {
+        for k in (0..N).map(|j| (i + j) % N) {
+            out[k].push(micros(|| f(i, k)));
+        }
+    }
+    out.map(percentiles)
 }
 
 fn micros(f: impl FnOnce()) -> f64 {
@@ -217,22 +231,24 @@ impl Bench {
                 .get_result::<Article>(&mut self.conn)
                 .unwrap();
         }
-        // The hit and the plain GET alternate in one loop, so that both see the same
-        // machine: loopback latency here drifts by tens of µs between phases.
+        // The hit, a plain GET of its payload's size and a plain MGET of that value
+        // and two stamps (what a hit sends) take turns in one loop, so that all see
+        // the same machine: loopback latency here drifts by tens of µs between phases.
         let mut redis = self.plain_redis().unwrap();
-        let (hit, get) = timed_pair(
-            reps,
-            |i| {
+        let [hit, get, mget] = timed_each(reps, |i, k| match k {
+            0 => {
                 let q = articles::table.find(hot[i % hot.len()]);
                 q.cache()
                     .using(&self.cache)
                     .get_result::<Article>(&mut self.conn)
                     .unwrap();
-            },
-            |_| plain_get(&mut redis, RTT_KEYS[0]),
-        );
+            }
+            1 => plain_get(&mut redis, RTT_KEYS[0]),
+            _ => plain_mget(&mut redis),
+        });
         self.record("hit_get_pk", hit);
         self.record("redis_get_rtt", get);
+        self.record("redis_mget_rtt", mget);
     }
 
     /// A plain connection, with `RTT_KEYS` holding a value of the hit payload's size
@@ -344,30 +360,43 @@ impl Bench {
         }
     }
 
+    /// A save next to the uncached UPDATEs it is measured against, in one loop:
+    /// `db_update_pk` (one column, no RETURNING: the target is this plus two round
+    /// trips) and `db_update_returning` (what Diesel's own `save_changes` runs: every
+    /// column, RETURNING). Each works on its own rows.
     fn saves(&mut self) {
-        // The uncached UPDATE a save replaces: the target is this plus two round trips.
-        let t = timed(self.reps, |i| {
-            let id = self.pick(i);
-            diesel::update(articles::table.find(id))
-                .set(articles::views.eq(articles::views + 1))
-                .execute(&mut self.conn)
-                .unwrap();
-        });
-        self.record("db_update_pk", t);
-        // What Diesel's own save_changes runs (every column, RETURNING, no cache).
-        let mut objs: Vec<Article> = articles::table.limit(200).load(&mut self.conn).unwrap();
-        let t = timed(self.reps, |i| {
-            let obj = &mut objs[i % 200];
-            obj.views += 1;
-            diesel::update(&*obj)
-                .set(&*obj)
-                .get_result::<Article>(&mut self.conn)
-                .unwrap();
-        });
-        self.record("db_update_returning", t);
         self.cache_per_category(1..=10);
-        let t = self.time_saves(self.reps);
-        self.record("save_with_invalidation", t);
+        let mut objs: Vec<Article> = articles::table
+            .order(articles::id)
+            .limit(400)
+            .load(&mut self.conn)
+            .unwrap();
+        let (plain, saved) = objs.split_at_mut(200);
+        let [update, returning, save] = timed_each(self.reps, |i, k| {
+            let (conn, obj) = (&mut self.conn, i % 200);
+            match k {
+                0 => {
+                    diesel::update(articles::table.find(self.ids[500 + obj]))
+                        .set(articles::views.eq(articles::views + 1))
+                        .execute(conn)
+                        .unwrap();
+                }
+                1 => {
+                    plain[obj].views += 1;
+                    diesel::update(&plain[obj])
+                        .set(&plain[obj])
+                        .get_result::<Article>(conn)
+                        .unwrap();
+                }
+                _ => {
+                    saved[obj].views += 1;
+                    self.cache.save(conn, &saved[obj]).unwrap();
+                }
+            }
+        });
+        self.record("db_update_pk", update);
+        self.record("db_update_returning", returning);
+        self.record("save_with_invalidation", save);
         // The invalidation alone (one script), to tell the two halves of a save apart.
         let obj: Article = articles::table.first(&mut self.conn).unwrap();
         let t = timed(self.reps, |_| {
@@ -566,16 +595,37 @@ impl Bench {
         percentiles(lags)
     }
 
-    /// A plain MGET of a value and two stamps, as a hit's lookup sends.
-    fn redis_limits(&mut self) -> Result<(), Box<dyn Error>> {
+    /// `--cpu`: CPU time (this thread's, user + system, from /proc) per cached hit,
+    /// plain GET and plain MGET of the same keys, 50k of each in turn. On this
+    /// 2-core machine throughput is CPU-bound, so these ratios bound it.
+    fn cpu_per_op(&mut self) {
+        let hot = self.ids[..200].to_vec();
+        let mut redis = self.plain_redis().unwrap();
+        let n = 50_000;
+        for what in ["hit", "get", "mget", "hit", "get", "mget"] {
+            let (cpu0, wall0) = (thread_cpu_micros(), Instant::now());
+            for i in 0..n {
+                match what {
+                    "hit" => {
+                        let q = articles::table.find(hot[i % hot.len()]);
+                        q.cache()
+                            .using(&self.cache)
+                            .get_result::<Article>(&mut self.conn)
+                            .unwrap();
+                    }
+                    "get" => plain_get(&mut redis, RTT_KEYS[0]),
+                    _ => plain_mget(&mut redis),
+                }
+            }
+            let cpu = (thread_cpu_micros() - cpu0) / n as f64;
+            let wall = wall0.elapsed().as_secs_f64() * 1e6 / n as f64;
+            println!("{what}: cpu {cpu:.2} µs/op, wall {wall:.2} µs/op");
+        }
+    }
+
+    /// Deletes the keys the plain GETs and MGETs read.
+    fn drop_rtt_keys(&mut self) -> Result<(), Box<dyn Error>> {
         let mut redis = self.plain_redis()?;
-        let t = timed(self.reps, |_| {
-            let _: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
-                .arg(&RTT_KEYS[..])
-                .query(&mut redis)
-                .unwrap();
-        });
-        self.record("redis_mget_rtt", t);
         redis::cmd("DEL")
             .arg(&RTT_KEYS[..])
             .arg(RTT_FETCH20)
@@ -635,6 +685,21 @@ fn plain_get(redis: &mut redis::Connection, key: &str) {
     let _: Vec<u8> = redis::cmd("GET").arg(key).query(redis).unwrap();
 }
 
+/// What a hit sends: an MGET of a value and two stamps.
+fn plain_mget(redis: &mut redis::Connection) {
+    let _: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&RTT_KEYS[..]).query(redis).unwrap();
+}
+
+/// This thread's CPU time (user + system) in µs, from `/proc/thread-self/stat`
+/// (clock ticks of 10 ms: meaningful over seconds).
+fn thread_cpu_micros() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    let after_name = stat.rsplit_once(')').unwrap().1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks * 10_000.0
+}
+
 const RTT_FETCH20: &str = "cacheops_bench:rtt:f20";
 const RTT_COUNT: &str = "cacheops_bench:rtt:cnt";
 const RTT_KEYS: [&str; 3] = [
@@ -646,7 +711,17 @@ const RTT_KEYS: [&str; 3] = [
 fn main() -> Result<(), Box<dyn Error>> {
     let json_only = std::env::args().any(|a| a == "--json");
     let mut bench = Bench::setup()?;
+    if std::env::args().any(|a| a == "--saves-only") {
+        // For tracing the save path: `strace -f -T ... bench --saves-only`.
+        bench.saves();
+        println!("{:?}", bench.figures);
+        return Ok(());
+    }
     bench.gets();
+    if std::env::args().any(|a| a == "--cpu") {
+        bench.cpu_per_op();
+        return Ok(());
+    }
     if std::env::args().any(|a| a == "--gets-only") {
         // For profiling the hit path: `perf record ... bench --gets-only`.
         println!("{:?}", bench.figures);
@@ -655,7 +730,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     bench.fetches_and_counts();
     bench.saves();
     let after_one_save = bench.granularity();
-    bench.redis_limits()?;
+    bench.drop_rtt_keys()?;
     if std::env::args().any(|a| a == "--scaling") {
         bench.scaling();
     }

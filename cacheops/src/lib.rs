@@ -34,6 +34,7 @@
 //! | the handle: store, memo of parsed SQL, failure state | `runtime.rs` | [`Cacheops`], [`install`], [`global`], [`Stats`] |
 //! | `.cached()` and the [`Cached`] builder | `query.rs` | [`CachedQueryDsl`], [`Cached`] |
 //! | the read-through algorithm (one round trip per hit, race fence on miss) | `fill.rs` | |
+//! | SQL parsed once per text (templates, write classification, UPDATE rewrites) | `memo.rs` | |
 //! | cache keys and result-shape fingerprints | `key.rs`, `shape.rs` | |
 //! | MessagePack payloads | `codec.rs` | |
 //! | a query's dependencies (SQL → per-table conjunctions) | [`deps`] | [`deps::Template`], [`deps::Deps`] |
@@ -93,6 +94,7 @@ pub mod fragment;
 mod invalidate;
 mod key;
 mod lock;
+mod memo;
 mod model;
 mod pending;
 mod query;

@@ -14,6 +14,7 @@ use crate::backend::Dialect;
 use crate::config::{Config, Profile};
 use crate::deps::{Deps, Policy, Template};
 use crate::error::{Error, ErrorKind, Result};
+use crate::memo::Memo;
 use crate::model::{model_of_table, ColumnEquality};
 use crate::registry::Target;
 use crate::stats::{Counted, Counters, ModelCounters, Stats};
@@ -178,20 +179,14 @@ impl Cacheops {
     /// memo lookup and logs once, not on every call).
     pub(crate) fn read_of(&self, sql: &str, dialect: Dialect) -> Option<Read> {
         let make = || {
-            let Some(read) = infer(sql, dialect) else {
-                return Ok(None);
-            };
+            let read = infer(sql, dialect)?;
             if let Err(e) = self.template(sql, dialect) {
                 tracing::warn!(error = %e, sql, "cacheops: SQL not understood, never cached automatically");
-                return Ok(None);
+                return None;
             }
-            Ok(Some(read))
+            Some(read)
         };
-        self.inner
-            .reads
-            .get_or_try(sql, dialect, make)
-            .ok()
-            .flatten()
+        self.inner.reads.get_or(sql, dialect, make)
     }
 
     /// The SQL and template remembered for the query type `id` (see
@@ -319,36 +314,6 @@ impl Cacheops {
         if let Some(hook) = hook {
             hook();
         }
-    }
-}
-
-/// Values computed once per SQL text, one map per dialect.
-struct Memo<V>([RwLock<HashMap<Box<str>, V>>; 2]);
-
-impl<V> Default for Memo<V> {
-    fn default() -> Self {
-        Memo(Default::default())
-    }
-}
-
-impl<V: Clone> Memo<V> {
-    /// The value of `sql`, made by `make` the first time (an error is not kept).
-    fn get_or_try(
-        &self,
-        sql: &str,
-        dialect: Dialect,
-        make: impl FnOnce() -> Result<V>,
-    ) -> Result<V> {
-        let memo = &self.0[dialect as usize];
-        // A poisoned lock only means another thread panicked while inserting a
-        // complete value: the map itself is still consistent.
-        if let Some(found) = memo.read().unwrap_or_else(|e| e.into_inner()).get(sql) {
-            return Ok(found.clone());
-        }
-        let value = make()?;
-        let mut memo = memo.write().unwrap_or_else(|e| e.into_inner());
-        memo.insert(sql.into(), value.clone());
-        Ok(value)
     }
 }
 

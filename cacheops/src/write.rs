@@ -26,10 +26,15 @@ use diesel::query_dsl::methods::FindDsl;
 use diesel::query_dsl::{LoadQuery, RunQueryDsl};
 use diesel::{Identifiable, Insertable, QueryResult, Table};
 
-use crate::backend::CacheBackend;
-use crate::connection::{as_helper, old_and_new, parse_update, CacheConnection, Columns, Typed};
+use std::sync::{Arc, LazyLock};
+
+use crate::backend::{CacheBackend, Dialect};
+use crate::connection::{
+    as_helper, old_and_new, parse_update, CacheConnection, Columns, Typed, UpdatePlan,
+};
 use crate::error::Result;
-use crate::model::CacheRow;
+use crate::memo::Memo;
+use crate::model::{CacheRow, Cacheable};
 use crate::runtime::Cacheops;
 
 impl Cacheops {
@@ -164,8 +169,7 @@ where
     S: QueryFragment<C::Backend> + QueryId,
 {
     let sql = <C::Backend as CacheBackend>::render_sql(statement).ok()?;
-    let update = parse_update(&sql, <C::Backend as CacheBackend>::DIALECT)?;
-    let plan = update.plan(Some(M::INFO.primary_key), Columns::Named(M::INFO.columns))?;
+    let plan = helper_plan::<M>(&sql, <C::Backend as CacheBackend>::DIALECT)?;
     let rows = old_and_new::<C, S, Typed<M, RowType<M>>>(conn, statement, &plan);
     Some(
         rows.and_then(|(mut old, mut new)| match (old.pop(), new.pop()) {
@@ -173,6 +177,20 @@ where
             _ => Err(diesel::result::Error::NotFound),
         }),
     )
+}
+
+/// The rewrite of a helper's UPDATE `sql` returning `M`'s columns, parsed once per
+/// model and SQL text (a save otherwise spent more CPU parsing than waiting for
+/// Redis). `None`: no rewrite.
+fn helper_plan<M: Cacheable>(sql: &str, dialect: Dialect) -> Option<Arc<UpdatePlan>> {
+    static PLANS: LazyLock<Memo<Option<Arc<UpdatePlan>>>> = LazyLock::new(Memo::default);
+    // Two models of one table may render the same UPDATE but load other columns.
+    let key = format!("{}\n{sql}", M::INFO.label);
+    PLANS.get_or(&key, dialect, || {
+        let update = parse_update(sql, dialect)?;
+        let plan = update.plan(Some(M::INFO.primary_key), Columns::Named(M::INFO.columns))?;
+        Some(Arc::new(plan))
+    })
 }
 
 /// A query with the row lock of its backend appended (`FOR UPDATE` on PostgreSQL;

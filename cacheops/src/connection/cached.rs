@@ -1,6 +1,8 @@
 //! [`CachedConnection`]: a Diesel connection that sees every statement, so every
 //! write invalidates, whatever API made it, and transactions are tracked exactly.
 
+use std::sync::{Arc, LazyLock};
+
 use diesel::connection::{
     CacheSize, Connection, ConnectionSealed, Instrumentation, LoadConnection, SimpleConnection,
     TransactionManager, TransactionManagerStatus,
@@ -14,8 +16,9 @@ use super::touched::{self, Granular};
 use super::tracked::Tracked;
 use super::{into_diesel, CacheConnection};
 use crate::automatic::{self, CachedCursor, CachedRow, RawRows};
-use crate::backend::CacheBackend;
+use crate::backend::{CacheBackend, Dialect};
 use crate::fill::Storable;
+use crate::memo::Memo;
 use crate::pending::{Owed, Pending};
 use crate::runtime::Cacheops;
 
@@ -137,21 +140,13 @@ impl<C: CacheConnection> CachedConnection<C> {
 
     /// The write effect of a statement, and how to run it so that it returns the
     /// rows it touches (see [`touched::granular`]).
-    fn classify<T: QueryFragment<C::Backend> + ?Sized>(
-        &self,
-        source: &T,
-    ) -> (Effect, Option<Granular>) {
+    fn classify<T: QueryFragment<C::Backend> + ?Sized>(&self, source: &T) -> Arc<Classified> {
         if self.tracked.in_helper() {
-            return (Effect::Read, None);
+            return Classified::of(Effect::Read);
         }
-        let dialect = <C::Backend as CacheBackend>::DIALECT;
         match <C::Backend as CacheBackend>::render_sql(source) {
-            Ok(sql) => {
-                let effect = effect::of_sql(&sql, dialect);
-                let granular = touched::granular(&sql, &effect, dialect);
-                (effect, granular)
-            }
-            Err(_) => (Effect::Unknown, None),
+            Ok(sql) => classified(&sql, <C::Backend as CacheBackend>::DIALECT),
+            Err(_) => Classified::of(Effect::Unknown),
         }
     }
 
@@ -165,10 +160,10 @@ impl<C: CacheConnection> CachedConnection<C> {
             return (Effect::Read, None);
         }
         match <C::Backend as CacheBackend>::render_sql(source) {
-            Ok(sql) => (
-                effect::of_sql(&sql, <C::Backend as CacheBackend>::DIALECT),
-                Some(sql),
-            ),
+            Ok(sql) => {
+                let effect = classified(&sql, <C::Backend as CacheBackend>::DIALECT);
+                (effect.effect.clone(), Some(sql))
+            }
             Err(_) => (Effect::Unknown, None),
         }
     }
@@ -185,7 +180,7 @@ impl<C: CacheConnection> CachedConnection<C> {
 
 impl<C: CacheConnection + LoadConnection> CachedConnection<C> {
     /// Runs `source` so that it returns the rows it touches, and invalidates them.
-    fn execute_granular<T>(&mut self, source: &T, granular: Granular) -> QueryResult<usize>
+    fn execute_granular<T>(&mut self, source: &T, granular: &Granular) -> QueryResult<usize>
     where
         T: QueryFragment<C::Backend> + QueryId,
     {
@@ -231,7 +226,9 @@ impl<C: CacheConnection> SimpleConnection for CachedConnection<C> {
     fn batch_execute(&mut self, query: &str) -> QueryResult<()> {
         let effect = match self.tracked.in_helper() {
             true => Effect::Read,
-            false => effect::of_sql(query, <C::Backend as CacheBackend>::DIALECT),
+            false => classified(query, <C::Backend as CacheBackend>::DIALECT)
+                .effect
+                .clone(),
         };
         self.inner.batch_execute(query)?;
         self.record(effect)
@@ -258,12 +255,12 @@ impl<C: CacheConnection + LoadConnection> Connection for CachedConnection<C> {
     where
         T: QueryFragment<Self::Backend> + QueryId,
     {
-        let (effect, granular) = self.classify(source);
-        if let Some(granular) = granular {
+        let classified = self.classify(source);
+        if let Some(granular) = &classified.granular {
             return self.execute_granular(source, granular);
         }
         let count = self.inner.execute_returning_count(source)?;
-        self.record(effect)?;
+        self.record(classified.effect.clone())?;
         Ok(count)
     }
 
@@ -343,6 +340,34 @@ where
 
 /// The rows `C`'s backend replays from the cache.
 type Replayed<C> = <<C as Connection>::Backend as CacheBackend>::Replayed;
+
+/// What a statement does to the data, and how to run it so that it returns the
+/// rows it touches; worked out once per SQL text (parsing a write costs more than
+/// the database takes to run it).
+#[derive(Debug)]
+struct Classified {
+    effect: Effect,
+    granular: Option<Granular>,
+}
+
+impl Classified {
+    /// An effect known without looking at SQL (no granular way to run it).
+    fn of(effect: Effect) -> Arc<Classified> {
+        Arc::new(Classified {
+            effect,
+            granular: None,
+        })
+    }
+}
+
+fn classified(sql: &str, dialect: Dialect) -> Arc<Classified> {
+    static MEMO: LazyLock<Memo<Arc<Classified>>> = LazyLock::new(Memo::default);
+    MEMO.get_or(sql, dialect, || {
+        let effect = effect::of_sql(sql, dialect);
+        let granular = touched::granular(sql, &effect, dialect);
+        Arc::new(Classified { effect, granular })
+    })
+}
 
 fn pending_of(tracked: &Tracked, effect: Effect) -> Pending {
     let what = match effect {

@@ -17,7 +17,7 @@ use diesel::result::QueryResult;
 use crate::backend::CacheBackend;
 
 pub use cached::{CachedConnection, CachedTransactionManager, SettlingCursor};
-pub(crate) use rewrite::{parse_update, Columns};
+pub(crate) use rewrite::{parse_update, Columns, UpdatePlan};
 pub(crate) use touched::{old_and_new, Typed};
 use tracked::Depth;
 pub use tracked::Tracked;

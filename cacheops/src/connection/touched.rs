@@ -61,7 +61,7 @@ pub(crate) fn granular(sql: &str, effect: &Effect, dialect: Dialect) -> Option<G
 pub(crate) fn execute<C, T>(
     conn: &mut C,
     source: &T,
-    granular: Granular,
+    granular: &Granular,
 ) -> QueryResult<(usize, Owed)>
 where
     C: CacheConnection + LoadConnection,
@@ -69,14 +69,14 @@ where
 {
     match granular {
         Granular::Returning { table, sql } => {
-            let rows = load_all::<C, T, Named>(conn, source, &sql)?;
-            Ok((rows.len(), Owed::Named(table, rows)))
+            let rows = load_all::<C, T, Named>(conn, source, sql)?;
+            Ok((rows.len(), Owed::Named(table.clone(), rows)))
         }
         Granular::Update { table, plan } => {
-            let (mut states, new) = old_and_new::<C, T, Named>(conn, source, &plan)?;
+            let (mut states, new) = old_and_new::<C, T, Named>(conn, source, plan)?;
             let count = new.len();
             states.extend(new);
-            Ok((count, Owed::Named(table, states)))
+            Ok((count, Owed::Named(table.clone(), states)))
         }
     }
 }
