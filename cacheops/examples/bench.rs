@@ -376,7 +376,8 @@ impl Bench {
             let (conn, obj) = (&mut self.conn, i % 200);
             match k {
                 0 => {
-                    diesel::update(articles::table.find(self.ids[500 + obj]))
+                    let id = self.ids[(400 + obj) % self.ids.len()];
+                    diesel::update(articles::table.find(id))
                         .set(articles::views.eq(articles::views + 1))
                         .execute(conn)
                         .unwrap();

@@ -16,6 +16,8 @@
 //! `conn.transaction`), it happens when the helper returns, before your COMMIT: a
 //! concurrent reader may then re-cache the old state, so prefer `Cacheops::transaction`.
 
+use std::sync::{Arc, LazyLock};
+
 use diesel::associations::HasTable;
 use diesel::connection::LoadConnection;
 use diesel::deserialize::FromSqlRow;
@@ -25,8 +27,6 @@ use diesel::query_builder::{
 use diesel::query_dsl::methods::FindDsl;
 use diesel::query_dsl::{LoadQuery, RunQueryDsl};
 use diesel::{Identifiable, Insertable, QueryResult, Table};
-
-use std::sync::{Arc, LazyLock};
 
 use crate::backend::{CacheBackend, Dialect};
 use crate::connection::{

@@ -142,7 +142,7 @@ impl<C: CacheConnection> CachedConnection<C> {
     /// rows it touches (see [`touched::granular`]).
     fn classify<T: QueryFragment<C::Backend> + ?Sized>(&self, source: &T) -> Arc<Classified> {
         if self.tracked.in_helper() {
-            return Classified::of(Effect::Read);
+            return Classified::read();
         }
         match <C::Backend as CacheBackend>::render_sql(source) {
             Ok(sql) => classified(&sql, <C::Backend as CacheBackend>::DIALECT),
@@ -358,10 +358,21 @@ impl Classified {
             granular: None,
         })
     }
+
+    /// A statement that changes no rows (shared: every read gets it).
+    fn read() -> Arc<Classified> {
+        static READ: LazyLock<Arc<Classified>> = LazyLock::new(|| Classified::of(Effect::Read));
+        READ.clone()
+    }
 }
 
 fn classified(sql: &str, dialect: Dialect) -> Arc<Classified> {
     static MEMO: LazyLock<Memo<Arc<Classified>>> = LazyLock::new(Memo::default);
+    // A read is told by its first keyword: it needs no memo, and does not fill the
+    // writes' memo with every distinct SELECT text.
+    if effect::reads_only(sql) {
+        return Classified::read();
+    }
     MEMO.get_or(sql, dialect, || {
         let effect = effect::of_sql(sql, dialect);
         let granular = touched::granular(sql, &effect, dialect);

@@ -50,10 +50,16 @@ const READS: &[&str] = &[
 
 /// The effect of `sql`, rendered by Diesel or written by hand.
 pub(crate) fn of_sql(sql: &str, dialect: Dialect) -> Effect {
-    match first_keyword(sql) {
-        Some(word) if READS.contains(&word.as_str()) && !sql.contains(';') => Effect::Read,
-        _ => parsed(sql, dialect),
+    match reads_only(sql) {
+        true => Effect::Read,
+        false => parsed(sql, dialect),
     }
+}
+
+/// Whether `sql` is one statement that changes no rows, told by its first keyword
+/// alone (no parsing).
+pub(crate) fn reads_only(sql: &str) -> bool {
+    first_keyword(sql).is_some_and(|word| READS.contains(&word.as_str())) && !sql.contains(';')
 }
 
 /// The table whose affected rows `sql` can be asked for with an appended
