@@ -372,7 +372,10 @@ impl Bench {
             .load(&mut self.conn)
             .unwrap();
         let (plain, saved) = objs.split_at_mut(200);
-        let [update, returning, save] = timed_each(self.reps, |i, k| {
+        // A plain GET takes turns with them: the round trip a save's budget is
+        // counted in, measured on the machine as the saves see it.
+        let mut redis = self.sized_value(RTT_KEYS[0], 0);
+        let [update, returning, save, get] = timed_each(self.reps, |i, k| {
             let (conn, obj) = (&mut self.conn, i % 200);
             match k {
                 0 => {
@@ -389,15 +392,17 @@ impl Bench {
                         .get_result::<Article>(conn)
                         .unwrap();
                 }
-                _ => {
+                2 => {
                     saved[obj].views += 1;
                     self.cache.save(conn, &saved[obj]).unwrap();
                 }
+                _ => plain_get(&mut redis, RTT_KEYS[0]),
             }
         });
         self.record("db_update_pk", update);
         self.record("db_update_returning", returning);
         self.record("save_with_invalidation", save);
+        self.record("redis_get_rtt_saves", get);
         // The invalidation alone (one script), to tell the two halves of a save apart.
         let obj: Article = articles::table.first(&mut self.conn).unwrap();
         let t = timed(self.reps, |_| {
@@ -597,13 +602,18 @@ impl Bench {
     }
 
     /// `--cpu`: CPU time (this thread's, user + system, from /proc) per cached hit,
-    /// plain GET and plain MGET of the same keys, 50k of each in turn. On this
+    /// plain GET and plain MGET of the same keys, and per fetch20 hit and GET of its
+    /// payload's size, 50k of each in turn. On this
     /// 2-core machine throughput is CPU-bound, so these ratios bound it.
     fn cpu_per_op(&mut self) {
         let hot = self.ids[..200].to_vec();
         let mut redis = self.plain_redis().unwrap();
+        let page: Vec<Article> = self.fetch20(0).load(&mut self.conn).unwrap();
+        let page_len = rmp_serde::to_vec(&page).unwrap().len();
+        let mut redis20 = self.sized_value(RTT_FETCH20, page_len);
         let n = 50_000;
-        for what in ["hit", "get", "mget", "hit", "get", "mget"] {
+        let ops = ["hit", "get", "mget", "hit_fetch20", "get_fetch20"];
+        for &what in ops.iter().chain(&ops) {
             let (cpu0, wall0) = (thread_cpu_micros(), Instant::now());
             for i in 0..n {
                 match what {
@@ -615,7 +625,15 @@ impl Bench {
                             .unwrap();
                     }
                     "get" => plain_get(&mut redis, RTT_KEYS[0]),
-                    _ => plain_mget(&mut redis),
+                    "mget" => plain_mget(&mut redis),
+                    "hit_fetch20" => {
+                        self.fetch20(i)
+                            .cache()
+                            .using(&self.cache)
+                            .load::<Article>(&mut self.conn)
+                            .unwrap();
+                    }
+                    _ => plain_get(&mut redis20, RTT_FETCH20),
                 }
             }
             let cpu = (thread_cpu_micros() - cpu0) / n as f64;

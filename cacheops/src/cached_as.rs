@@ -79,7 +79,7 @@ impl<'a> Sample<'a> {
     {
         let query = query.as_query();
         Sample(Source::Lazy(Box::new(move |handle| {
-            Ok(analyse::<DB, _>(handle, &query)?.map(|a| a.deps))
+            Ok(analyse::<DB, _>(handle, &query)?.map(|a| a.deps(handle)))
         })))
     }
 
@@ -372,7 +372,7 @@ impl Cacheops {
         }
         Some(Plan {
             key,
-            deps: deps?,
+            deps: Arc::new(deps?),
             ttl: timeout.unwrap_or(self.config().timeout),
             lock,
         })

@@ -21,7 +21,7 @@ use crate::backend::CacheBackend;
 use crate::codec;
 use crate::connection::CacheConnection;
 use crate::connection::{explicitly, fills_may_store, reads_may_use_cache};
-use crate::deps::Deps;
+use crate::deps::{Deps, Template};
 use crate::error::Result;
 use crate::key::query_key;
 use crate::lock::{self, QUERY_LOCK_TTL};
@@ -46,7 +46,8 @@ pub(crate) struct Call<'h> {
 /// depends on, and for how long.
 pub(crate) struct Plan {
     pub(crate) key: CacheKey,
-    pub(crate) deps: Deps,
+    /// Shared: a query's dependencies are a function of its key, kept per key.
+    pub(crate) deps: Arc<Deps>,
     pub(crate) ttl: Duration,
     /// Concurrent misses of `key` compute once; the others wait (see `lock.rs`).
     pub(crate) lock: bool,
@@ -230,9 +231,10 @@ where
         Some(table) => Some(handle.profile_of_table(table)?.timeout),
         None => None,
     };
+    let key = query_key(DB::NAME, call.op, &query.sql, &query.binds, shape_of::<R>());
     Ok(Some(Plan {
-        key: query_key(DB::NAME, call.op, &query.sql, &query.binds, shape_of::<R>()),
-        deps: query.deps,
+        key,
+        deps: query.deps_by_key(handle, key),
         ttl: call
             .timeout
             .or(profile_timeout)
@@ -245,9 +247,23 @@ where
 pub(crate) struct Analysis {
     pub(crate) sql: Arc<str>,
     pub(crate) binds: Vec<Value>,
-    pub(crate) deps: Deps,
+    template: Arc<Template>,
     /// The table the query is about (first of its outermost FROM), if any.
     pub(crate) main_table: Option<Arc<str>>,
+}
+
+impl Analysis {
+    /// What the query depends on: its template instantiated with its binds.
+    pub(crate) fn deps(&self, handle: &Cacheops) -> Deps {
+        handle.deps(&self.template, &self.binds)
+    }
+
+    /// [`Analysis::deps`], computed once per cache `key` of the query: a key
+    /// hashes the SQL and the binds, which are all the dependencies derive from,
+    /// so a hit skips instantiating them.
+    pub(crate) fn deps_by_key(&self, handle: &Cacheops, key: CacheKey) -> Arc<Deps> {
+        handle.deps_of_key(key, || self.deps(handle))
+    }
 }
 
 /// SQL, binds and dependencies of a query; `None` (with a warning) when its SQL
@@ -258,7 +274,7 @@ where
     Q: QueryFragment<DB> + QueryId,
 {
     match prepare::<DB, Q>(handle, query)? {
-        Some(prepared) => analyse_prepared(handle, prepared, query).map(Some),
+        Some(prepared) => analyse_prepared(prepared, query).map(Some),
         None => Ok(None),
     }
 }
@@ -274,12 +290,12 @@ where
     Q: QueryFragment<DB> + ?Sized,
 {
     match parsed::<DB>(handle, sql) {
-        Some(prepared) => analyse_prepared(handle, prepared, query).map(Some),
+        Some(prepared) => analyse_prepared(prepared, query).map(Some),
         None => Ok(None),
     }
 }
 
-fn analyse_prepared<DB, Q>(handle: &Cacheops, prepared: Prepared, query: &Q) -> Result<Analysis>
+fn analyse_prepared<DB, Q>(prepared: Prepared, query: &Q) -> Result<Analysis>
 where
     DB: CacheBackend,
     Q: QueryFragment<DB> + ?Sized,
@@ -289,12 +305,10 @@ where
         .main_table_name()
         .or(template.tables().first())
         .cloned();
-    let binds = DB::collect_binds(query)?;
-    let deps = handle.deps(&template, &binds);
     Ok(Analysis {
         sql,
-        binds,
-        deps,
+        binds: DB::collect_binds(query)?,
+        template,
         main_table,
     })
 }

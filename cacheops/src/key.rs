@@ -6,7 +6,7 @@
 //! `IN ('a, b')` differ (different SQL and binds), and a struct whose fields changed
 //! after a deploy gets new keys instead of decoding old-shape data.
 
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::xxh3_128;
 
 use crate::store::CacheKey;
 use crate::value::Value;
@@ -15,13 +15,15 @@ use crate::value::Value;
 /// simply never read again.
 pub(crate) const FORMAT_VERSION: u32 = 1;
 
-/// Builds a [`CacheKey`] from its parts.
-pub(crate) struct KeyHasher(Xxh3);
+/// Builds a [`CacheKey`] from its parts. The parts are gathered into one buffer
+/// and hashed in one call: xxh3's streaming state cost more per small part than
+/// hashing the whole (the digest is the same either way).
+pub(crate) struct KeyHasher(Vec<u8>);
 
 impl KeyHasher {
     pub(crate) fn new(backend: &str, op: &str) -> Self {
-        let mut hasher = KeyHasher(Xxh3::new());
-        hasher.0.update(&FORMAT_VERSION.to_le_bytes());
+        let mut hasher = KeyHasher(Vec::with_capacity(256));
+        hasher.0.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         hasher.bytes(backend.as_bytes());
         hasher.bytes(op.as_bytes());
         hasher
@@ -29,19 +31,21 @@ impl KeyHasher {
 
     /// Adds a length-prefixed byte string.
     pub(crate) fn bytes(&mut self, bytes: &[u8]) -> &mut Self {
-        self.0.update(&(bytes.len() as u64).to_le_bytes());
-        self.0.update(bytes);
+        self.0
+            .extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        self.0.extend_from_slice(bytes);
         self
     }
 
     pub(crate) fn binds(&mut self, binds: &[Value]) -> &mut Self {
-        self.0.update(&(binds.len() as u64).to_le_bytes());
+        self.0
+            .extend_from_slice(&(binds.len() as u64).to_le_bytes());
         for bind in binds {
-            self.0.update(&bind.ty.to_le_bytes());
+            self.0.extend_from_slice(&bind.ty.to_le_bytes());
             match &bind.bytes {
-                None => self.0.update(&[0]),
+                None => self.0.push(0),
                 Some(bytes) => {
-                    self.0.update(&[1]);
+                    self.0.push(1);
                     self.bytes(bytes);
                 }
             }
@@ -50,12 +54,12 @@ impl KeyHasher {
     }
 
     pub(crate) fn u128(&mut self, value: u128) -> &mut Self {
-        self.0.update(&value.to_le_bytes());
+        self.0.extend_from_slice(&value.to_le_bytes());
         self
     }
 
     pub(crate) fn finish(&self) -> CacheKey {
-        self.0.digest128()
+        xxh3_128(&self.0)
     }
 }
 

@@ -2,18 +2,20 @@
 //! write is classified and rewritten. Parsing SQL costs tens of µs; an application
 //! runs few distinct SQL texts, each many times, so each is parsed once.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::RwLock;
 
 use crate::backend::Dialect;
 
-/// Entries kept per dialect before a memo starts over. Diesel's SQL texts are few
-/// (one per query shape), but hand-written SQL with its literals inlined would
-/// otherwise grow a memo without bound.
+/// Entries a map keeps before it starts over. Diesel's SQL texts are few (one per
+/// query shape), but hand-written SQL with its literals inlined, or the keys of
+/// every distinct query, would otherwise grow a map without bound.
 const CAPACITY: usize = 4096;
 
 /// A map from SQL text to the value computed from it, one per dialect.
-pub(crate) struct Memo<V>([RwLock<HashMap<Box<str>, V>>; 2]);
+pub(crate) struct Memo<V>([Bounded<Box<str>, V>; 2]);
 
 impl<V> Default for Memo<V> {
     fn default() -> Self {
@@ -29,28 +31,82 @@ impl<V: Clone> Memo<V> {
         dialect: Dialect,
         make: impl FnOnce() -> Result<V, E>,
     ) -> Result<V, E> {
-        let memo = &self.0[dialect as usize];
-        // A poisoned lock only means another thread panicked while inserting a
-        // complete value: the map itself is still consistent.
-        if let Some(found) = memo.read().unwrap_or_else(|e| e.into_inner()).get(sql) {
-            return Ok(found.clone());
-        }
-        let value = make()?;
-        let mut memo = memo.write().unwrap_or_else(|e| e.into_inner());
-        if memo.len() >= CAPACITY {
-            memo.clear();
-        }
-        memo.insert(sql.into(), value.clone());
-        Ok(value)
+        self.0[dialect as usize].get_or_try(sql, make)
     }
 
     /// The value of `sql`, made by `make` the first time.
     pub(crate) fn get_or(&self, sql: &str, dialect: Dialect, make: impl FnOnce() -> V) -> V {
-        let made = self.get_or_try(sql, dialect, || Ok::<V, std::convert::Infallible>(make()));
-        match made {
+        self.0[dialect as usize].get_or(sql, make)
+    }
+}
+
+/// A map of values computed once per key, bounded to [`CAPACITY`] entries: when
+/// full, it starts over (the next calls recompute what they need).
+pub(crate) struct Bounded<K, V>(RwLock<HashMap<K, V>>);
+
+impl<K, V> Default for Bounded<K, V> {
+    fn default() -> Self {
+        Bounded(RwLock::new(HashMap::new()))
+    }
+}
+
+impl<K: Hash + Eq, V: Clone> Bounded<K, V> {
+    /// The value of `key`, made by `make` the first time (an error is not kept).
+    pub(crate) fn get_or_try<Q, E>(
+        &self,
+        key: &Q,
+        make: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, E>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned + ?Sized,
+        Q::Owned: Into<K>,
+    {
+        if let Some(found) = self.get(key) {
+            return Ok(found);
+        }
+        let value = make()?;
+        self.insert(key.to_owned().into(), value.clone());
+        Ok(value)
+    }
+
+    /// The value kept for `key`, if any.
+    pub(crate) fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        // A poisoned lock only means another thread panicked while inserting a
+        // complete value: the map itself is still consistent.
+        let map = self.0.read().unwrap_or_else(|e| e.into_inner());
+        map.get(key).cloned()
+    }
+
+    /// Keeps `value` for `key`, replacing what was kept.
+    pub(crate) fn insert(&self, key: K, value: V) {
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= CAPACITY {
+            map.clear();
+        }
+        map.insert(key, value);
+    }
+
+    /// The value of `key`, made by `make` the first time.
+    pub(crate) fn get_or<Q>(&self, key: &Q, make: impl FnOnce() -> V) -> V
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned + ?Sized,
+        Q::Owned: Into<K>,
+    {
+        match self.get_or_try(key, || Ok::<V, std::convert::Infallible>(make())) {
             Ok(value) => value,
             Err(never) => match never {},
         }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
 
@@ -87,7 +143,7 @@ mod tests {
         for i in 0..CAPACITY + 10 {
             memo.get_or(&format!("SELECT {i}"), Dialect::Postgres, || i);
         }
-        assert!(memo.0[0].read().unwrap().len() <= CAPACITY);
+        assert!(memo.0[0].len() <= CAPACITY);
         assert_eq!(memo.get_or("SELECT 0", Dialect::Postgres, || 99), 99);
     }
 }

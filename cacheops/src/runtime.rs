@@ -14,11 +14,11 @@ use crate::backend::Dialect;
 use crate::config::{Config, Profile};
 use crate::deps::{Deps, Policy, Template};
 use crate::error::{Error, ErrorKind, Result};
-use crate::memo::Memo;
+use crate::memo::{Bounded, Memo};
 use crate::model::{model_of_table, ColumnEquality};
 use crate::registry::Target;
 use crate::stats::{Counted, Counters, ModelCounters, Stats};
-use crate::store::{MemoryStore, RedisStore, Store};
+use crate::store::{CacheKey, MemoryStore, RedisStore, Store};
 use crate::value::{Equality, Value};
 
 /// A query's SQL with its parsed template.
@@ -44,6 +44,8 @@ struct Inner {
     /// SQL and template of query types whose SQL their type fixes, by the type's
     /// query id, one map per dialect: a hit of such a query renders no SQL.
     fixed: [RwLock<HashMap<TypeId, Prepared>>; 2],
+    /// Dependencies of cached queries by cache key (see [`Cacheops::deps_of_key`]).
+    deps: Bounded<CacheKey, Arc<Deps>>,
     /// Tables whose invalidation could not reach the store: until they are
     /// invalidated table-wide, reads of them bypass the cache.
     pending: Mutex<BTreeSet<String>>,
@@ -118,6 +120,7 @@ impl Cacheops {
             templates: Memo::default(),
             reads: Memo::default(),
             fixed: Default::default(),
+            deps: Bounded::default(),
             pending: Mutex::default(),
             has_pending: AtomicBool::new(false),
             stats: Counters::default(),
@@ -214,6 +217,14 @@ impl Cacheops {
             column_is_exact: &column_is_exact,
         };
         template.instantiate(binds, &policy)
+    }
+
+    /// The dependencies of the query cached under `key`, made by `make` the first
+    /// time. Sound because a key hashes the SQL and binds they derive from, and
+    /// everything else they derive from (the configuration, the models' column
+    /// equality) is fixed for the handle's life.
+    pub(crate) fn deps_of_key(&self, key: CacheKey, make: impl FnOnce() -> Deps) -> Arc<Deps> {
+        self.inner.deps.get_or(&key, || Arc::new(make()))
     }
 
     /// The profile of the model stored in `table`; an error if the table has no

@@ -53,9 +53,10 @@ where
             return None;
         }
     };
+    let key = rows_key(DB::NAME, &analysis.sql, &analysis.binds);
     Some(Plan {
-        key: rows_key(DB::NAME, &analysis.sql, &analysis.binds),
-        deps: analysis.deps,
+        key,
+        deps: analysis.deps_by_key(handle, key),
         ttl: profile.timeout,
         lock: false,
     })

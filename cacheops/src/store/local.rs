@@ -72,7 +72,7 @@ pub(crate) fn key_id(key: &[u8]) -> KeyId {
 struct Entry {
     payload: Arc<[u8]>,
     /// Stamp keys and the value key the entry depends on.
-    keys: Box<[KeyId]>,
+    keys: Arc<[KeyId]>,
     born: u64,
     expires: Instant,
 }
@@ -160,7 +160,7 @@ impl Local {
         key: CacheKey,
         ticket: Ticket,
         payload: &[u8],
-        keys: Vec<KeyId>,
+        keys: Arc<[KeyId]>,
         ttl: Duration,
     ) {
         if !self.read_news().allows(&keys, ticket.0) {
@@ -168,7 +168,7 @@ impl Local {
         }
         let entry = Entry {
             payload: payload.into(),
-            keys: keys.into(),
+            keys,
             born: ticket.0,
             expires: Instant::now() + ttl.min(self.options.max_ttl),
         };
@@ -256,8 +256,20 @@ mod tests {
     fn news_drops_the_entries_of_its_keys_only() {
         let local = listening();
         let ticket = local.ticket().unwrap();
-        local.keep(1, ticket, b"one", vec![key_id(b"a"), key_id(b"b")], MINUTE);
-        local.keep(2, ticket, b"two", vec![key_id(b"a"), key_id(b"c")], MINUTE);
+        local.keep(
+            1,
+            ticket,
+            b"one",
+            vec![key_id(b"a"), key_id(b"b")].into(),
+            MINUTE,
+        );
+        local.keep(
+            2,
+            ticket,
+            b"two",
+            vec![key_id(b"a"), key_id(b"c")].into(),
+            MINUTE,
+        );
         assert_eq!(local.get(1).as_deref(), Some(&b"one"[..]));
         local.news([&b"b"[..]]);
         assert_eq!(local.get(1), None);
@@ -269,10 +281,10 @@ mod tests {
         let local = listening();
         let ticket = local.ticket().unwrap();
         local.news([&b"a"[..]]);
-        local.keep(1, ticket, b"old", vec![key_id(b"a")], MINUTE);
+        local.keep(1, ticket, b"old", vec![key_id(b"a")].into(), MINUTE);
         assert_eq!(local.get(1), None);
         let later = local.ticket().unwrap();
-        local.keep(1, later, b"new", vec![key_id(b"a")], MINUTE);
+        local.keep(1, later, b"new", vec![key_id(b"a")].into(), MINUTE);
         assert_eq!(local.get(1).as_deref(), Some(&b"new"[..]));
     }
 
@@ -280,13 +292,13 @@ mod tests {
     fn nothing_is_served_or_kept_while_not_listening() {
         let local = listening();
         let ticket = local.ticket().unwrap();
-        local.keep(1, ticket, b"x", vec![key_id(b"a")], MINUTE);
+        local.keep(1, ticket, b"x", vec![key_id(b"a")].into(), MINUTE);
         local.set_listening(false);
         assert!(local.ticket().is_none());
         assert_eq!(local.get(1), None);
         local.set_listening(true);
         assert_eq!(local.get(1), None, "dropped: news may have been missed");
-        local.keep(1, ticket, b"x", vec![key_id(b"a")], MINUTE);
+        local.keep(1, ticket, b"x", vec![key_id(b"a")].into(), MINUTE);
         assert_eq!(
             local.get(1),
             None,
@@ -298,7 +310,7 @@ mod tests {
     fn entries_expire_with_their_value() {
         let local = listening();
         let ticket = local.ticket().unwrap();
-        local.keep(1, ticket, b"x", vec![], Duration::from_millis(1));
+        local.keep(1, ticket, b"x", vec![].into(), Duration::from_millis(1));
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(local.get(1), None);
     }
@@ -310,7 +322,7 @@ mod tests {
         let payload = vec![7u8; 1000];
         for key in 0..1000 {
             let ticket = local.ticket().unwrap();
-            local.keep(key, ticket, &payload, vec![key_id(b"a")], MINUTE);
+            local.keep(key, ticket, &payload, vec![key_id(b"a")].into(), MINUTE);
         }
         local.entries.run_pending_tasks();
         assert!(

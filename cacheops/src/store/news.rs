@@ -153,7 +153,13 @@ mod tests {
         local.set_listening(true);
         let keep = |local: &Local| {
             let ticket = local.ticket().unwrap();
-            local.keep(1, ticket, b"x", vec![key_id(b"k")], Duration::from_secs(60));
+            local.keep(
+                1,
+                ticket,
+                b"x",
+                vec![key_id(b"k")].into(),
+                Duration::from_secs(60),
+            );
         };
         keep(&local);
         apply(&local, "@me", &message("@me", [&b"k"[..]]));

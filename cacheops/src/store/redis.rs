@@ -21,7 +21,10 @@ use std::fmt;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use redis::{Cmd, Connection, RedisError, RedisResult, Script, ServerErrorKind};
+use redis::{
+    Cmd, Connection, ConnectionLike, FromRedisValue, RedisError, RedisResult, Script,
+    ServerErrorKind,
+};
 
 use super::layout::{self, Layout};
 use super::local::{key_id, KeyId, Local, LocalTier, Ticket};
@@ -30,6 +33,7 @@ use super::news;
 use super::{CacheKey, Fence, LocalStats, RowState, Store};
 use crate::deps::{Deps, TableDeps};
 use crate::error::{Error, ErrorKind, Result};
+use crate::memo::Bounded;
 
 static FENCE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/fence.lua")));
 static STORE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/store.lua")));
@@ -129,6 +133,7 @@ impl RedisStoreBuilder {
             options: self,
             idle: Mutex::new(Vec::new()),
             down_until: Mutex::new(None),
+            lookups: Bounded::default(),
         })
     }
 }
@@ -153,6 +158,48 @@ pub struct RedisStore {
     options: RedisStoreBuilder,
     idle: Mutex<Vec<Connection>>,
     down_until: Mutex<Option<Instant>>,
+    /// What a lookup of each key sends, built once (see [`LookupCmd`]).
+    lookups: Bounded<CacheKey, Arc<LookupCmd>>,
+}
+
+/// What a lookup of one key sends, packed once per key and dependencies: a hit
+/// then builds no key names and packs no command.
+struct LookupCmd {
+    /// The dependencies it was built for: a key's entry serves only lookups with
+    /// equal ones (function caching may pair one key with other samples).
+    deps: Deps,
+    /// `MGET <value key> <stamp keys>`, then `PTTL <value key>`.
+    packed: Box<[u8]>,
+    /// Where the MGET ends: a lookup whose value the local tier cannot keep sends
+    /// only the MGET.
+    mget_len: usize,
+    /// The stamp keys and the value key, as the local tier knows them.
+    ids: Arc<[KeyId]>,
+}
+
+impl LookupCmd {
+    fn new(layout: &Layout, key: CacheKey, deps: &Deps) -> LookupCmd {
+        let value_key = layout.value_key(key);
+        let mut mget = redis::cmd("MGET");
+        mget.arg(value_key.as_str());
+        let mut ids = Vec::new();
+        layout.for_each_stamp_key(deps, |k| {
+            mget.arg(k);
+            ids.push(key_id(k.as_bytes()));
+        });
+        ids.push(key_id(value_key.as_bytes()));
+        let mut packed = mget.get_packed_command();
+        let mget_len = packed.len();
+        redis::cmd("PTTL")
+            .arg(value_key)
+            .write_packed_command(&mut packed);
+        LookupCmd {
+            deps: deps.clone(),
+            packed: packed.into(),
+            mget_len,
+            ids: ids.into(),
+        }
+    }
 }
 
 impl fmt::Debug for RedisStore {
@@ -203,23 +250,36 @@ impl RedisStore {
         Some((local, local.ticket()?))
     }
 
+    /// The lookup command of `key` with `deps`, built the first time.
+    fn lookup_cmd(&self, key: CacheKey, deps: &Deps) -> Arc<LookupCmd> {
+        match self.lookups.get(&key) {
+            Some(cmd) if cmd.deps == *deps => cmd,
+            _ => {
+                let cmd = Arc::new(LookupCmd::new(&self.layout, key, deps));
+                self.lookups.insert(key, cmd.clone());
+                cmd
+            }
+        }
+    }
+
     /// A Redis lookup whose hit the local tier keeps: the value's remaining TTL is
     /// read in the same round trip, so the copy never outlives the original.
     fn lookup_and_keep(
         &self,
-        (key, value_key): (CacheKey, &str),
-        cmd: Cmd,
-        ids: Vec<KeyId>,
+        key: CacheKey,
+        cmd: &LookupCmd,
         (local, ticket): (&Local, Ticket),
     ) -> Result<Option<Vec<u8>>> {
-        let mut pipe = redis::pipe();
-        pipe.add_command(cmd).cmd("PTTL").arg(value_key);
-        let (values, pttl): (Vec<Option<Vec<u8>>>, i64) =
-            self.run("lookup", |con| pipe.query(con))?;
-        let found = layout::unframe(values);
+        let mut replies = self.run("lookup", |con| con.req_packed_commands(&cmd.packed, 0, 2))?;
+        let pttl = replies.pop().map(i64::from_redis_value);
+        let values = replies.pop().map(mget_values);
+        let (Some(Ok(pttl)), Some(values)) = (pttl, values) else {
+            return Err(unexpected_reply());
+        };
+        let found = layout::unframe(values?);
         if let (Some(payload), Ok(ms)) = (&found, u64::try_from(pttl)) {
             let ttl = Duration::from_millis(ms);
-            local.keep(key, ticket, payload, with_value_key(ids, value_key), ttl);
+            local.keep(key, ticket, payload, cmd.ids.clone(), ttl);
         }
         Ok(found)
     }
@@ -392,22 +452,13 @@ impl Store for RedisStore {
             return Ok(Some(found));
         }
         let ticket = self.ticket();
-        let mut cmd = redis::cmd("MGET");
-        let mut value_key = String::with_capacity(self.layout.prefix().len() + 35);
-        self.layout.push_value_key(&mut value_key, key);
-        cmd.arg(value_key.as_str());
-        let mut ids = Vec::new();
-        self.layout.for_each_stamp_key(deps, |k| {
-            cmd.arg(k);
-            if ticket.is_some() {
-                ids.push(key_id(k.as_bytes()));
-            }
-        });
+        let cmd = self.lookup_cmd(key, deps);
         if let Some(ticket) = ticket {
-            return self.lookup_and_keep((key, &value_key), cmd, ids, ticket);
+            return self.lookup_and_keep(key, &cmd, ticket);
         }
-        let values = self.run("lookup", |con| cmd.query(con))?;
-        Ok(layout::unframe(values))
+        let mget = &cmd.packed[..cmd.mget_len];
+        let reply = self.run("lookup", |con| con.req_packed_command(mget))?;
+        Ok(layout::unframe(mget_values(reply)?))
     }
 
     fn fence(&self, deps: &Deps, ttl: Duration) -> Result<Fence> {
@@ -542,9 +593,34 @@ impl Store for RedisStore {
 
 /// A local copy's dependencies: its stamps `ids`, and its value key (deleted by
 /// `Store::delete`).
-fn with_value_key(mut ids: Vec<KeyId>, value_key: &str) -> Vec<KeyId> {
+fn with_value_key(mut ids: Vec<KeyId>, value_key: &str) -> Arc<[KeyId]> {
     ids.push(key_id(value_key.as_bytes()));
-    ids
+    ids.into()
+}
+
+/// The values of an MGET reply, moved out of it (a hit's reply holds its payload:
+/// no copy, no conversion pass).
+fn mget_values(reply: redis::Value) -> Result<Vec<Option<Vec<u8>>>> {
+    use redis::Value;
+    let Value::Array(items) = reply.extract_error().map_err(lookup_failed)? else {
+        return Err(unexpected_reply());
+    };
+    items
+        .into_iter()
+        .map(|item| match item {
+            Value::BulkString(bytes) => Ok(Some(bytes)),
+            Value::Nil => Ok(None),
+            _ => Err(unexpected_reply()),
+        })
+        .collect()
+}
+
+fn lookup_failed(e: RedisError) -> Error {
+    Error::new(ErrorKind::Redis, "redis lookup failed").with_source(e)
+}
+
+fn unexpected_reply() -> Error {
+    Error::new(ErrorKind::Redis, "redis lookup: unexpected reply")
 }
 
 /// `EVALSHA <sha> <numkeys>`, ready for keys and arguments.

@@ -190,6 +190,20 @@ mod bodies {
         assert_eq!(again, s.fence(&d, TTL).expect("fence"), "stamps are stable");
     }
 
+    /// A key is read with the stamps of the dependencies it is asked with (the
+    /// Redis store keeps each key's command, built for the first ones): the same
+    /// key with other dependencies, as function caching allows, misses.
+    pub(super) fn one_key_other_deps<S: Harness>(s: &S) {
+        cache(s, 1, &post_by_id(1), b"one");
+        assert_eq!(hit(s, 1, &post_by_id(2)), None, "other deps, never fenced");
+        s.fence(&post_by_id(2), TTL).expect("fence");
+        assert_eq!(hit(s, 1, &post_by_id(2)), None, "other deps' stamps");
+        assert_eq!(hit(s, 1, &post_by_id(1)).as_deref(), Some(&b"one"[..]));
+        let post_one = row("posts", &[("id", int(1))]);
+        s.invalidate_rows("posts", &[post_one]).expect("invalidate");
+        assert_eq!(hit(s, 1, &post_by_id(1)), None, "its own stamps");
+    }
+
     pub(super) fn empty_deps_and_payload<S: Harness>(s: &S) {
         cache(s, 7, &Deps::default(), b"");
         cache(s, 8, &post_by_id(1), b"");
@@ -415,7 +429,7 @@ macro_rules! store_tests {
         mod $module {
             use super::*;
             store_tests!(@each $store:
-                fence_store_lookup_hits, empty_deps_and_payload, stale_write_refused,
+                fence_store_lookup_hits, one_key_other_deps, empty_deps_and_payload, stale_write_refused,
                 matching_row_only, old_and_new_state, conjunction_needs_every_term,
                 any_dies_on_any_row, missing_column_is_table_wide, schemes_evicted,
                 stamp_evicted, invalidate_table, invalidate_all_only_ours,
