@@ -19,7 +19,7 @@
 //! serving its copy: the cross-process staleness window) and, with
 //! `--throughput`, local-tier reads/s;
 //! profiling aids: `--cpu` (CPU µs per hit, plain GET and plain MGET), `--gets-only`,
-//! `--saves-only` (one phase, for perf/strace);
+//! `--saves-only`, `--throughput-only` (one phase, for perf/strace);
 //! `--report DIR` writes `DIR/bench.md` (the README's table) and `DIR/bench.png`
 //! (its chart) from the run. The README's figures come from
 //! `cargo run --release -p cacheops --example bench -- --compare --scaling --throughput --report docs`.
@@ -464,27 +464,28 @@ impl Bench {
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1/test".into());
         let mut probe = self.plain_redis().unwrap();
         let _: () = redis::cmd("PING").query(&mut probe).unwrap();
+        let plain_gets = |_| {
+            let mut redis = redis::Client::open(redis_url())
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            move |_: usize| plain_get(&mut redis, RTT_KEYS[0])
+        };
         [1, 2, 4, 8]
             .into_iter()
             .map(|threads| {
-                let cached = per_second(threads, |_| hot_reads(&url, &self.cache, &hot));
                 if let Some(local) = local {
                     let reads = per_second(threads, |_| hot_reads(&url, local, &hot));
                     self.local_reads.push((threads, reads));
                 }
-                let plain = per_second(threads, |_| {
-                    let mut redis = redis::Client::open(redis_url())
-                        .unwrap()
-                        .get_connection()
-                        .unwrap();
-                    move |_: usize| {
-                        let _: Vec<u8> = redis::cmd("GET")
-                            .arg(RTT_KEYS[0])
-                            .query(&mut redis)
-                            .unwrap();
-                    }
-                });
-                (threads, cached, plain)
+                // Seconds of cached reads and of plain GETs take turns, three of
+                // each, and each side reports its median second.
+                let (mut cached, mut plain) = (Vec::new(), Vec::new());
+                for _ in 0..3 {
+                    cached.push(per_second(threads, |_| hot_reads(&url, &self.cache, &hot)));
+                    plain.push(per_second(threads, plain_gets));
+                }
+                (threads, median(cached), median(plain))
             })
             .collect()
     }
@@ -673,6 +674,11 @@ fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 /// Operations per second of `threads` threads, each running the closure `make`
 /// builds for it, for one second.
 fn per_second<F>(threads: usize, make: impl Fn(usize) -> F) -> f64
@@ -734,6 +740,13 @@ fn main() -> Result<(), Box<dyn Error>> {
         // For tracing the save path: `strace -f -T ... bench --saves-only`.
         bench.saves();
         println!("{:?}", bench.figures);
+        return Ok(());
+    }
+    if std::env::args().any(|a| a == "--throughput-only") {
+        // For profiling reads under threads: `perf record ... bench --throughput-only`.
+        for (threads, cached, plain) in bench.throughput(None) {
+            println!("threads {threads}: cached reads {cached:>8.0}/s, plain GETs {plain:>8.0}/s");
+        }
         return Ok(());
     }
     bench.gets();
@@ -802,27 +815,32 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
         false => Vec::new(),
     };
+    let ours: Vec<(String, f64, f64)> = bench
+        .figures
+        .iter()
+        .map(|(k, p50, p99)| (k.to_string(), *p50, *p99))
+        .collect();
+    let report = bench_report::Report {
+        ours: &ours,
+        peer: &peer,
+        throughput: &throughput,
+        local_reads: &bench.local_reads,
+    };
+    if !json_only {
+        for (target, measured, holds) in report.targets() {
+            let verdict = if holds { "holds" } else { "DOES NOT HOLD" };
+            println!("target {target}: {measured}: {verdict}");
+        }
+    }
     if let Some(dir) = arg_value("--report") {
-        let ours: Vec<(String, f64, f64)> = bench
-            .figures
-            .iter()
-            .map(|(k, p50, p99)| (k.to_string(), *p50, *p99))
-            .collect();
-        let report = bench_report::Report {
-            ours: &ours,
-            peer: &peer,
-            throughput: &throughput,
-            local_reads: &bench.local_reads,
-        };
         std::fs::create_dir_all(&dir)?;
-        std::fs::write(format!("{dir}/bench.md"), report.markdown())?;
+        let markdown = format!("{}\n{}", report.markdown(), report.targets_markdown());
+        std::fs::write(format!("{dir}/bench.md"), markdown)?;
         report.chart(&format!("{dir}/bench.png"))?;
         println!("report: {dir}/bench.md, {dir}/bench.png");
     }
     Ok(())
 }
-
-/// The value following `flag` on the command line.
 fn arg_value(flag: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     let at = args.iter().position(|a| a == flag)?;

@@ -4,10 +4,11 @@
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::sync::RwLock;
 
 use crate::backend::Dialect;
+use crate::store::CacheKey;
 
 /// Entries a map keeps before it starts over. Diesel's SQL texts are few (one per
 /// query shape), but hand-written SQL with its literals inlined, or the keys of
@@ -42,15 +43,46 @@ impl<V: Clone> Memo<V> {
 
 /// A map of values computed once per key, bounded to [`CAPACITY`] entries: when
 /// full, it starts over (the next calls recompute what they need).
-pub(crate) struct Bounded<K, V>(RwLock<HashMap<K, V>>);
+pub(crate) struct Bounded<K, V, S = RandomState>(RwLock<HashMap<K, V, S>>);
 
-impl<K, V> Default for Bounded<K, V> {
+impl<K, V, S: Default> Default for Bounded<K, V, S> {
     fn default() -> Self {
-        Bounded(RwLock::new(HashMap::new()))
+        Bounded(RwLock::new(HashMap::default()))
     }
 }
 
-impl<K: Hash + Eq, V: Clone> Bounded<K, V> {
+/// A [`Bounded`] map by cache key. Cache keys are xxh3 digests already: their
+/// bits are their hash (no SipHash on a hit's path). Crafting keys that collide
+/// in those bits would only slow a map that never holds more than [`CAPACITY`].
+pub(crate) type ByKey<V> = Bounded<CacheKey, V, BuildHasherDefault<KeyBits>>;
+
+/// The hasher of [`ByKey`] (and of maps by `TypeId`): folds the key's bits.
+#[derive(Default)]
+pub(crate) struct KeyBits(u64);
+
+impl Hasher for KeyBits {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not reached by u128 keys; still a hash of anything else.
+        self.0 = bytes.iter().fold(self.0, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+        });
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // What a `TypeId` hashes as: its bits are a hash too.
+        self.0 ^= n;
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 ^= (n as u64) ^ ((n >> 64) as u64);
+    }
+}
+
+impl<K: Hash + Eq, V: Clone, S: BuildHasher> Bounded<K, V, S> {
     /// The value of `key`, made by `make` the first time (an error is not kept).
     pub(crate) fn get_or_try<Q, E>(
         &self,

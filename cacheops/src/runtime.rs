@@ -6,6 +6,7 @@
 
 use std::any::TypeId;
 use std::collections::{BTreeSet, HashMap};
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
@@ -14,7 +15,7 @@ use crate::backend::Dialect;
 use crate::config::{Config, Profile};
 use crate::deps::{Deps, Policy, Template};
 use crate::error::{Error, ErrorKind, Result};
-use crate::memo::{Bounded, Memo};
+use crate::memo::{ByKey, KeyBits, Memo};
 use crate::model::{model_of_table, ColumnEquality};
 use crate::registry::Target;
 use crate::stats::{Counted, Counters, ModelCounters, Stats};
@@ -43,9 +44,9 @@ struct Inner {
     reads: Memo<Option<Read>>,
     /// SQL and template of query types whose SQL their type fixes, by the type's
     /// query id, one map per dialect: a hit of such a query renders no SQL.
-    fixed: [RwLock<HashMap<TypeId, Prepared>>; 2],
+    fixed: [RwLock<HashMap<TypeId, Prepared, BuildHasherDefault<KeyBits>>>; 2],
     /// Dependencies of cached queries by cache key (see [`Cacheops::deps_of_key`]).
-    deps: Bounded<CacheKey, Arc<Deps>>,
+    deps: ByKey<Arc<Deps>>,
     /// Tables whose invalidation could not reach the store: until they are
     /// invalidated table-wide, reads of them bypass the cache.
     pending: Mutex<BTreeSet<String>>,
@@ -120,7 +121,7 @@ impl Cacheops {
             templates: Memo::default(),
             reads: Memo::default(),
             fixed: Default::default(),
-            deps: Bounded::default(),
+            deps: ByKey::default(),
             pending: Mutex::default(),
             has_pending: AtomicBool::new(false),
             stats: Counters::default(),

@@ -39,6 +39,87 @@ impl Report<'_> {
         self.peer.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
 
+    /// The targets, each with what this run measured and whether it
+    /// holds: `(target, measured, holds)`. A target whose figures the run did
+    /// not take (no `--compare`, `--scaling`, ...) is left out.
+    pub(crate) fn targets(&self) -> Vec<(String, String, bool)> {
+        let p50 = |key: &str| self.ours(key).map(|v| v.0);
+        let mut out = Vec::new();
+        for (hit, get) in &COMPARED[1..4] {
+            if let (Some(h), Some(g)) = (p50(hit), p50(get)) {
+                let measured = format!("{h:.1} / {g:.1} = {:.2}×", h / g);
+                out.push((format!("`{hit}` ≤ 1.3 × `{get}`"), measured, h <= 1.3 * g));
+            }
+        }
+        for (hit, _) in &COMPARED[1..4] {
+            if let (Some(h), Some(peer)) = (p50(hit), self.peer(hit)) {
+                let measured = format!("{peer:.1} / {h:.1} = {:.1}×", peer / h);
+                out.push((
+                    format!("`{hit}` ≥ 10× faster than the peer"),
+                    measured,
+                    peer >= 10.0 * h,
+                ));
+            }
+        }
+        if let (Some(update), Some(rtt)) = (p50("db_update_pk"), p50("redis_get_rtt_saves")) {
+            let bound = update + 2.0 * rtt;
+            let saves = [
+                "save_with_invalidation",
+                "save_with_invalidation_1k",
+                "save_with_invalidation_10k",
+                "save_with_invalidation_100k",
+            ];
+            for save in saves.iter().filter(|k| p50(k).is_some()) {
+                let s = p50(save).unwrap_or_default();
+                let measured = format!("{s:.1} vs {update:.1} + 2 × {rtt:.1} = {bound:.1}");
+                out.push((
+                    format!("`{save}` ≤ `db_update_pk` + 2 RTT"),
+                    measured,
+                    s <= bound,
+                ));
+            }
+            let scaled: Vec<f64> = saves[1..].iter().filter_map(|k| p50(k)).collect();
+            if scaled.len() == 3 {
+                let (lo, hi) = scaled
+                    .iter()
+                    .fold((f64::MAX, 0f64), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+                let measured = format!("max / min = {hi:.1} / {lo:.1} = {:.2}", hi / lo);
+                out.push((
+                    "saves flat from 1k to 100k cached queries (max ≤ 1.25 × min)".into(),
+                    measured,
+                    hi <= 1.25 * lo,
+                ));
+            }
+        }
+        for (threads, cached, plain) in self.throughput {
+            let share = cached / plain;
+            let measured = format!("{cached:.0} / {plain:.0} = {:.0}%", 100.0 * share);
+            out.push((
+                format!("cached reads ≥ 80% of plain GETs, {threads} thread(s)"),
+                measured,
+                share >= 0.8,
+            ));
+        }
+        for local in ["local_hit_get_pk", "local_hit_fetch20", "local_hit_count"] {
+            if let Some(v) = p50(local) {
+                out.push((format!("`{local}` < 2 µs"), format!("{v:.2} µs"), v < 2.0));
+            }
+        }
+        out
+    }
+
+    /// [`Report::targets`] as a Markdown table.
+    pub(crate) fn targets_markdown(&self) -> String {
+        let mut out = String::from("| target | this run | holds |\n|---|---|---|\n");
+        for (target, measured, holds) in self.targets() {
+            out += &format!(
+                "| {target} | {measured} | {} |\n",
+                if holds { "yes" } else { "**no**" }
+            );
+        }
+        out
+    }
+
     /// Every figure of ours as a Markdown table, with the peer's and the ratio.
     pub(crate) fn markdown(&self) -> String {
         let mut out = String::from(

@@ -247,7 +247,9 @@ fn push_conj(out: &mut String, conj: &Conj) {
     }
 }
 
-/// A row as the invalidation script receives it: `(escaped column, encoded value)`.
+/// A row as the invalidation script receives it: per column, its escaped name and
+/// its term `<name>=<encoded value>`, as conjunction keys spell it (built here so
+/// that the script only joins terms).
 pub(crate) type EncodedRow = Vec<(String, String)>;
 
 /// Encodes a row's columns the way conjunction keys spell them.
@@ -255,9 +257,11 @@ pub(crate) fn encode_row(row: &RowState<'_>) -> EncodedRow {
     let encode = |(column, value): &(&str, Value)| {
         let mut name = String::with_capacity(column.len());
         push_escaped(&mut name, column);
-        let mut encoded = String::new();
-        push_value(&mut encoded, value);
-        (name, encoded)
+        let mut term = String::with_capacity(name.len() + 9);
+        term.push_str(&name);
+        term.push('=');
+        push_value(&mut term, value);
+        (name, term)
     };
     row.columns.iter().map(encode).collect()
 }
@@ -270,13 +274,11 @@ pub(crate) fn row_conj_key(conj_prefix: &str, scheme: &str, row: &EncodedRow) ->
     let mut key = String::with_capacity(conj_prefix.len() + scheme.len() * 4);
     key.push_str(conj_prefix);
     for (i, column) in scheme.split(',').enumerate() {
-        let (_, value) = row.iter().rev().find(|(c, _)| c == column)?;
+        let (_, term) = row.iter().rev().find(|(c, _)| c == column)?;
         if i > 0 {
             key.push('&');
         }
-        key.push_str(column);
-        key.push('=');
-        key.push_str(value);
+        key.push_str(term);
     }
     Some(key)
 }

@@ -33,7 +33,7 @@ use super::news;
 use super::{CacheKey, Fence, LocalStats, RowState, Store};
 use crate::deps::{Deps, TableDeps};
 use crate::error::{Error, ErrorKind, Result};
-use crate::memo::Bounded;
+use crate::memo::ByKey;
 
 static FENCE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/fence.lua")));
 static STORE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/store.lua")));
@@ -133,7 +133,7 @@ impl RedisStoreBuilder {
             options: self,
             idle: Mutex::new(Vec::new()),
             down_until: Mutex::new(None),
-            lookups: Bounded::default(),
+            lookups: ByKey::default(),
         })
     }
 }
@@ -159,7 +159,7 @@ pub struct RedisStore {
     idle: Mutex<Vec<Connection>>,
     down_until: Mutex<Option<Instant>>,
     /// What a lookup of each key sends, built once (see [`LookupCmd`]).
-    lookups: Bounded<CacheKey, Arc<LookupCmd>>,
+    lookups: ByKey<Arc<LookupCmd>>,
 }
 
 /// What a lookup of one key sends, packed once per key and dependencies: a hit
@@ -401,7 +401,9 @@ impl RedisStore {
         for suffix in ["schemes", "gen", "all", "j:"] {
             cmd.arg(self.layout.table_key(table, suffix));
         }
-        cmd.arg(&self.channel).arg(&self.origin).arg(rows.len());
+        let reply_keys = if self.local.is_some() { "1" } else { "0" };
+        cmd.arg(&self.channel).arg(&self.origin).arg(reply_keys);
+        cmd.arg(rows.len());
         for row in rows.iter().map(layout::encode_row) {
             cmd.arg(row.len());
             row.iter().for_each(|(column, value)| {
@@ -513,6 +515,10 @@ impl Store for RedisStore {
             return Ok(());
         }
         let cmd = self.invalidate_cmd(table, rows);
+        if self.local.is_none() {
+            let _: i64 = self.run("invalidate_rows", |con| with_script(con, &INVALIDATE, &cmd))?;
+            return Ok(());
+        }
         let dropped: Vec<Vec<u8>> =
             self.run("invalidate_rows", |con| with_script(con, &INVALIDATE, &cmd))?;
         self.news(dropped.iter().map(Vec::as_slice));
@@ -598,18 +604,21 @@ fn with_value_key(mut ids: Vec<KeyId>, value_key: &str) -> Arc<[KeyId]> {
     ids.into()
 }
 
-/// The values of an MGET reply, moved out of it (a hit's reply holds its payload:
-/// no copy, no conversion pass).
+/// The values of an MGET reply, moved out of it in one pass (a hit's reply holds
+/// its payload: no copy, no conversion pass).
 fn mget_values(reply: redis::Value) -> Result<Vec<Option<Vec<u8>>>> {
     use redis::Value;
-    let Value::Array(items) = reply.extract_error().map_err(lookup_failed)? else {
-        return Err(unexpected_reply());
+    let items = match reply {
+        Value::Array(items) => items,
+        Value::ServerError(e) => return Err(lookup_failed(e.into())),
+        _ => return Err(unexpected_reply()),
     };
     items
         .into_iter()
         .map(|item| match item {
             Value::BulkString(bytes) => Ok(Some(bytes)),
             Value::Nil => Ok(None),
+            Value::ServerError(e) => Err(lookup_failed(e.into())),
             _ => Err(unexpected_reply()),
         })
         .collect()

@@ -8,10 +8,13 @@
 -- ARGV[1]  conjunction key prefix {P:T}:j:
 -- ARGV[2]  news channel (see news.rs)
 -- ARGV[3]  the publishing store's origin line (`@<token>`), first line of the news
--- ARGV[4]  number of rows, then per row: number of columns, then column, value
---          pairs (escaped column names, values encoded as in conjunction keys)
--- Returns the stamp keys deleted (whether they existed or not), also published on
--- the news channel: local tiers drop the values depending on them.
+-- ARGV[4]  '1' to reply with the stamp keys deleted, '0' for their number only
+-- ARGV[5]  number of rows, then per row: number of columns, then column, term
+--          pairs (escaped column name, and `<name>=<value>` with the value
+--          encoded as in conjunction keys)
+-- Deletes the stamp keys (whether they existed or not) and publishes them on the
+-- news channel: local tiers drop the values depending on them. Replies with
+-- them too when asked (the caller's own local tier applies them at once).
 
 local dropped = {KEYS[3]}
 
@@ -21,7 +24,10 @@ local function finish()
     redis.call('DEL', unpack(dropped, first, math.min(first + 999, #dropped)))
   end
   redis.call('PUBLISH', ARGV[2], ARGV[3] .. '\n' .. table.concat(dropped, '\n'))
-  return dropped
+  if ARGV[4] == '1' then
+    return dropped
+  end
+  return #dropped
 end
 
 local function whole_table()
@@ -29,14 +35,23 @@ local function whole_table()
   return finish()
 end
 
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  -- Schemes lost: we cannot know which conjunctions exist, so invalidate them all.
+local schemes = redis.call('SMEMBERS', KEYS[1])
+local kept = false
+for _, scheme in ipairs(schemes) do
+  if scheme == '' then
+    kept = true
+    break
+  end
+end
+if not kept then
+  -- Schemes lost (the set always holds the sentinel '' once anything was fenced):
+  -- we cannot know which conjunctions exist, so invalidate them all.
   return whole_table()
 end
 
 local rows = {}
-local at = 5
-for r = 1, tonumber(ARGV[4]) do
+local at = 6
+for r = 1, tonumber(ARGV[5]) do
   local row = {}
   local ncols = tonumber(ARGV[at])
   at = at + 1
@@ -47,29 +62,37 @@ for r = 1, tonumber(ARGV[4]) do
   rows[r] = row
 end
 
--- The conjunction key `row` hits for `columns`, or nil when the row lacks one of
--- them (the same function as layout::row_conj_key).
-local function conj_key(columns, row)
-  local parts = {}
+-- The conjunction key `row` hits for a scheme, or nil when the row lacks one of
+-- its columns (the same function as layout::row_conj_key). `columns` is nil for
+-- a one-column scheme: most are, and they need no split and no join.
+local function conj_key(scheme, columns, row)
+  if columns == nil then
+    local term = row[scheme]
+    return term and ARGV[1] .. term
+  end
+  local terms = {}
   for i, column in ipairs(columns) do
-    local value = row[column]
-    if value == nil then
+    local term = row[column]
+    if term == nil then
       return nil
     end
-    parts[i] = column .. '=' .. value
+    terms[i] = term
   end
-  return ARGV[1] .. table.concat(parts, '&')
+  return ARGV[1] .. table.concat(terms, '&')
 end
 
 local seen = {}
-for _, scheme in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+for _, scheme in ipairs(schemes) do
   if scheme ~= '' then
-    local columns = {}
-    for column in string.gmatch(scheme, '[^,]+') do
-      columns[#columns + 1] = column
+    local columns = nil
+    if string.find(scheme, ',', 1, true) then
+      columns = {}
+      for column in string.gmatch(scheme, '[^,]+') do
+        columns[#columns + 1] = column
+      end
     end
     for _, row in ipairs(rows) do
-      local key = conj_key(columns, row)
+      local key = conj_key(scheme, columns, row)
       if key == nil then
         -- A missing column is a wildcard: the row may match any value of it.
         return whole_table()
