@@ -29,8 +29,8 @@
 //! length, so a lookup recomputes it from one `MGET` of the value and its stamps.
 //!
 //! This module holds everything both stores must agree on. The Lua scripts in
-//! `lua/` repeat only the matching of rows against schemes ([`row_conj_key`]), on
-//! strings this module prepared.
+//! `lua/` repeat only the matching of rows against schemes ([`Layout::dropped_by`]),
+//! on strings this module prepared.
 
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, RandomState};
@@ -281,6 +281,53 @@ pub(crate) fn row_conj_key(conj_prefix: &str, scheme: &str, row: &EncodedRow) ->
         key.push_str(term);
     }
     Some(key)
+}
+
+/// The stamp keys that invalidating `rows` of one table deletes.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Dropped {
+    pub(crate) keys: Vec<String>,
+    /// Whether they include `gen`: every value of the table dies.
+    pub(crate) whole_table: bool,
+}
+
+impl Layout {
+    /// What invalidating `rows` of `table` deletes, given the members of its
+    /// schemes set (`schemes`; without the sentinel, the set was lost): `all` and
+    /// each scheme's conjunction key for each row; or `all` and `gen` when the
+    /// schemes were lost or a row lacks a scheme's column. The memory store runs
+    /// this; `invalidate.lua` is the same function in Lua.
+    pub(crate) fn dropped_by(
+        &self,
+        table: &str,
+        schemes: &[String],
+        rows: &[EncodedRow],
+    ) -> Dropped {
+        let all = self.table_key(table, "all");
+        let whole_table = || Dropped {
+            keys: vec![all.clone(), self.table_key(table, "gen")],
+            whole_table: true,
+        };
+        if !schemes.iter().any(|s| s == SENTINEL) {
+            return whole_table();
+        }
+        let conj_prefix = self.table_key(table, "j:");
+        let mut keys = vec![all.clone()];
+        for scheme in schemes.iter().filter(|s| *s != SENTINEL) {
+            for row in rows {
+                let Some(key) = row_conj_key(&conj_prefix, scheme, row) else {
+                    return whole_table();
+                };
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+        }
+        Dropped {
+            keys,
+            whole_table: false,
+        }
+    }
 }
 
 /// Appends a value as conjunction keys spell it (see the module docs).

@@ -118,23 +118,13 @@ impl MemoryStore {
 
     /// `invalidate.lua`.
     fn invalidate_locked(&self, keys: &mut Keys, table: &str, rows: &[RowState<'_>]) {
-        keys.map.remove(&self.layout.table_key(table, "all"));
-        let gen_key = self.layout.table_key(table, "gen");
         let schemes_key = self.layout.table_key(table, "schemes");
-        let Some(schemes) = keys.members(&schemes_key, Instant::now()) else {
-            keys.map.remove(&gen_key);
-            return;
-        };
-        let conj_prefix = self.layout.table_key(table, "j:");
+        let schemes = keys
+            .members(&schemes_key, Instant::now())
+            .unwrap_or_default();
         let rows: Vec<_> = rows.iter().map(layout::encode_row).collect();
-        for scheme in schemes.iter().filter(|s| s.as_str() != SENTINEL) {
-            for row in &rows {
-                let Some(key) = layout::row_conj_key(&conj_prefix, scheme, row) else {
-                    keys.map.remove(&gen_key);
-                    return;
-                };
-                keys.map.remove(&key);
-            }
+        for key in self.layout.dropped_by(table, &schemes, &rows).keys {
+            keys.map.remove(&key);
         }
     }
 }

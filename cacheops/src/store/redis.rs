@@ -1,5 +1,14 @@
-//! Redis store: the layout of [`super::layout`] in a Redis server, changed only by
-//! the scripts in `lua/` (run with EVALSHA, reloaded after NOSCRIPT).
+//! Redis store: the layout of [`super::layout`] in a Redis server, changed by the
+//! scripts in `lua/` (run with EVALSHA, reloaded after NOSCRIPT) and by MULTI/EXEC
+//! transactions that read, where they write, what they relied on.
+//!
+//! Row invalidation: `invalidate.lua` reads a table's schemes and deletes the
+//! conjunction keys the rows hit (~13 µs of server time for a save's two rows).
+//! The store keeps the schemes the script read; the next invalidation of the
+//! table computes the keys from them here and sends one MULTI/EXEC of SMEMBERS,
+//! DEL and PUBLISH (~2 µs). If the SMEMBERS answer differs from the schemes used
+//! (a new scheme was registered, or the set was lost), what it deleted is a subset
+//! of what the script deletes, and the script runs after it.
 //!
 //! Connections are blocking `redis::Connection`s kept in a small idle pool: an
 //! operation takes one (or connects), and gives it back unless the connection may
@@ -12,11 +21,13 @@
 //! from there without a round trip, for as long as no invalidation news touches
 //! them (see `local.rs` and `news.rs`).
 //!
-//! Cluster: every script except `store.lua` touches keys of one table, which share
-//! a hash tag. `store.lua` compares stamps of several tables; see its header for
-//! what a cluster mode would do instead. Only standalone Redis (and Sentinel, via a
-//! plain URL to the master) is supported today.
+//! Cluster: every script except `store.lua`, and every transaction, touches keys
+//! of one table, which share a hash tag. `store.lua` compares stamps of several
+//! tables; see its header for what a cluster mode would do instead. Only
+//! standalone Redis (and Sentinel, via a plain URL to the master) is supported
+//! today.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -26,7 +37,7 @@ use redis::{
     ServerErrorKind,
 };
 
-use super::layout::{self, Layout};
+use super::layout::{self, EncodedRow, Layout};
 use super::local::{key_id, KeyId, Local, LocalTier, Ticket};
 use super::memory::check_rows;
 use super::news;
@@ -134,6 +145,7 @@ impl RedisStoreBuilder {
             idle: Mutex::new(Vec::new()),
             down_until: Mutex::new(None),
             lookups: ByKey::default(),
+            schemes: Mutex::default(),
         })
     }
 }
@@ -160,6 +172,9 @@ pub struct RedisStore {
     down_until: Mutex<Option<Instant>>,
     /// What a lookup of each key sends, built once (see [`LookupCmd`]).
     lookups: ByKey<Arc<LookupCmd>>,
+    /// Each table's schemes as last read (sorted, with the sentinel): row
+    /// invalidations of the table use them, and check them where they delete.
+    schemes: Mutex<HashMap<String, Arc<[String]>>>,
 }
 
 /// What a lookup of one key sends, packed once per key and dependencies: a hit
@@ -396,7 +411,7 @@ impl RedisStore {
     }
 
     /// The EVALSHA of `invalidate.lua` for `rows` of `table`.
-    fn invalidate_cmd(&self, table: &str, rows: &[RowState<'_>]) -> Cmd {
+    fn invalidate_cmd(&self, table: &str, rows: &[EncodedRow]) -> Cmd {
         let mut cmd = evalsha(&INVALIDATE, 3);
         for suffix in ["schemes", "gen", "all", "j:"] {
             cmd.arg(self.layout.table_key(table, suffix));
@@ -404,13 +419,66 @@ impl RedisStore {
         let reply_keys = if self.local.is_some() { "1" } else { "0" };
         cmd.arg(&self.channel).arg(&self.origin).arg(reply_keys);
         cmd.arg(rows.len());
-        for row in rows.iter().map(layout::encode_row) {
+        for row in rows {
             cmd.arg(row.len());
-            row.iter().for_each(|(column, value)| {
-                cmd.arg(column).arg(value);
+            row.iter().for_each(|(column, term)| {
+                cmd.arg(column).arg(term);
             });
         }
         cmd
+    }
+
+    /// Invalidates `rows` of `table` by the schemes `known` for it, in one
+    /// MULTI/EXEC that also reads the schemes as they are where it deletes: when
+    /// they are the ones used, the deletes were exactly the script's, without the
+    /// script's cost. Returns whether they were (or covered the whole table).
+    fn invalidate_known(&self, table: &str, known: &[String], rows: &[EncodedRow]) -> Result<bool> {
+        let dropped = self.layout.dropped_by(table, known, rows);
+        let keys = || dropped.keys.iter().map(String::as_bytes);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.cmd("SMEMBERS")
+            .arg(self.layout.table_key(table, "schemes"));
+        pipe.cmd("DEL").arg(&dropped.keys).ignore();
+        let message = news::message(&self.origin, keys());
+        pipe.cmd("PUBLISH").arg(&self.channel).arg(message).ignore();
+        let (mut current,): (Vec<String>,) = self.run("invalidate_rows", |con| pipe.query(con))?;
+        self.news(keys());
+        current.sort_unstable();
+        Ok(dropped.whole_table || current == known)
+    }
+
+    /// Invalidates `rows` of `table` by `invalidate.lua`, which reads the schemes
+    /// where it deletes, then keeps the schemes for the next invalidation.
+    fn invalidate_by_script(&self, table: &str, rows: &[EncodedRow]) -> Result<()> {
+        let mut pipe = redis::pipe();
+        pipe.add_command(self.invalidate_cmd(table, rows));
+        pipe.cmd("SMEMBERS")
+            .arg(self.layout.table_key(table, "schemes"));
+        let (reply, mut schemes): (redis::Value, Vec<String>) = self
+            .run("invalidate_rows", |con| {
+                with_script(con, &INVALIDATE, &pipe)
+            })?;
+        if self.local.is_some() {
+            let dropped = Vec::<Vec<u8>>::from_redis_value(reply).map_err(|e| {
+                Error::new(ErrorKind::Redis, "invalidate.lua: unexpected reply").with_source(e)
+            })?;
+            self.news(dropped.iter().map(Vec::as_slice));
+        }
+        schemes.sort_unstable();
+        let mut known = self.schemes.lock().unwrap_or_else(PoisonError::into_inner);
+        match schemes.iter().any(|s| s == layout::SENTINEL) {
+            true => known.insert(table.to_owned(), schemes.into()),
+            // Lost: the next invalidation needs the script again.
+            false => known.remove(table),
+        };
+        Ok(())
+    }
+
+    /// The schemes last read for `table`, if any.
+    fn known_schemes(&self, table: &str) -> Option<Arc<[String]>> {
+        let known = self.schemes.lock().unwrap_or_else(PoisonError::into_inner);
+        known.get(table).cloned()
     }
 
     /// Deletes `keys` and publishes them as news, in one round trip.
@@ -514,15 +582,15 @@ impl Store for RedisStore {
         if rows.is_empty() {
             return Ok(());
         }
-        let cmd = self.invalidate_cmd(table, rows);
-        if self.local.is_none() {
-            let _: i64 = self.run("invalidate_rows", |con| with_script(con, &INVALIDATE, &cmd))?;
-            return Ok(());
+        let rows: Vec<EncodedRow> = rows.iter().map(layout::encode_row).collect();
+        if let Some(known) = self.known_schemes(table) {
+            if self.invalidate_known(table, &known, &rows)? {
+                return Ok(());
+            }
         }
-        let dropped: Vec<Vec<u8>> =
-            self.run("invalidate_rows", |con| with_script(con, &INVALIDATE, &cmd))?;
-        self.news(dropped.iter().map(Vec::as_slice));
-        Ok(())
+        // Schemes not read yet, or changed since: what the first try deleted was
+        // a subset of the script's deletes, which now finish the job.
+        self.invalidate_by_script(table, &rows)
     }
 
     fn invalidate_table(&self, table: &str) -> Result<()> {

@@ -295,6 +295,38 @@ mod bodies {
         assert_eq!(hit(s, 1, &post_by_id(1)), None);
     }
 
+    /// A store that invalidated a table before uses the schemes it read then: a
+    /// scheme another store registered since, or the loss of them all, must still
+    /// be honoured, and a row invalidation by known schemes stays granular.
+    pub(super) fn schemes_changed_elsewhere<S: Harness>(s: &S) {
+        let by_cat = deps(vec![("posts", conjs(&[&[("category_id", int(3))]]))]);
+        let in_cat = |id| row("posts", &[("id", int(id)), ("category_id", int(3))]);
+        let invalidate = |row| s.invalidate_rows("posts", &[row]).expect("invalidate");
+        cache(s, 1, &post_by_id(1), b"one");
+        invalidate(in_cat(1));
+        assert_eq!(hit(s, 1, &post_by_id(1)), None);
+        let other = s.sibling(s.layout().prefix());
+        cache(&other, 2, &by_cat, b"cat");
+        cache(s, 1, &post_by_id(1), b"one");
+        invalidate(in_cat(5));
+        assert_eq!(hit(s, 2, &by_cat), None, "a scheme registered elsewhere");
+        assert_eq!(hit(s, 1, &post_by_id(1)).as_deref(), Some(&b"one"[..]));
+        cache(&other, 2, &by_cat, b"cat");
+        invalidate(in_cat(1));
+        assert_eq!(
+            hit(s, 1, &post_by_id(1)),
+            None,
+            "known schemes, matching row"
+        );
+        assert_eq!(hit(s, 2, &by_cat), None, "known schemes, matching row");
+        cache(s, 1, &post_by_id(1), b"one");
+        cache(&other, 2, &by_cat, b"cat");
+        s.raw_del(&s.layout().table_key("posts", "schemes"));
+        invalidate(row("posts", &[("id", int(9)), ("category_id", int(8))]));
+        assert_eq!(hit(s, 1, &post_by_id(1)), None, "schemes lost: whole table");
+        assert_eq!(hit(&other, 2, &by_cat), None, "schemes lost: whole table");
+    }
+
     pub(super) fn stamp_evicted<S: Harness>(s: &S) {
         let d = post_by_id(1);
         for (i, key) in s.layout().stamp_keys(&d).iter().enumerate() {
@@ -432,6 +464,7 @@ macro_rules! store_tests {
                 fence_store_lookup_hits, one_key_other_deps, empty_deps_and_payload, stale_write_refused,
                 matching_row_only, old_and_new_state, conjunction_needs_every_term,
                 any_dies_on_any_row, missing_column_is_table_wide, schemes_evicted,
+                schemes_changed_elsewhere,
                 stamp_evicted, invalidate_table, invalidate_all_only_ours,
                 corrupt_value_is_a_miss, value_ttl, delete_keeps_stamps,
                 rows_of_another_table, odd_names_and_values, many_threads);

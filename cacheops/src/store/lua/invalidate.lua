@@ -1,6 +1,8 @@
 -- Invalidate the cached values that some saved rows of one table may change.
 -- Cost O(schemes x rows), independent of how many values are cached.
 -- Conjunction keys are built here, but all share KEYS[1]'s hash tag {P:T}: one slot.
+-- The Redis store runs it when the schemes it read before for the table may be
+-- out of date; otherwise it deletes the same keys in a MULTI/EXEC (redis.rs).
 --
 -- KEYS[1]  {P:T}:schemes
 -- KEYS[2]  {P:T}:gen
@@ -63,8 +65,9 @@ for r = 1, tonumber(ARGV[5]) do
 end
 
 -- The conjunction key `row` hits for a scheme, or nil when the row lacks one of
--- its columns (the same function as layout::row_conj_key). `columns` is nil for
--- a one-column scheme: most are, and they need no split and no join.
+-- its columns (as layout::row_conj_key; the whole script is Layout::dropped_by).
+-- `columns` is nil for a one-column scheme: most are, and they need no split and
+-- no join.
 local function conj_key(scheme, columns, row)
   if columns == nil then
     local term = row[scheme]
