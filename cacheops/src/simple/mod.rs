@@ -1,4 +1,4 @@
-//! The time-only simple cache: `cache().get/set/delete`, and [`cached`] functions.
+//! The time-only simple cache: `cache().get/set/delete`, and [`cached`](macro@crate::cached) functions.
 //!
 //! Values are MessagePack, kept for a timeout and never invalidated by data
 //! changes (that is `cached_as`). Two backends:
