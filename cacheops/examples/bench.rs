@@ -18,11 +18,12 @@
 //! `local_news_lag` (from another handle's save returning until this one stops
 //! serving its copy: the cross-process staleness window) and, with
 //! `--throughput`, local-tier reads/s;
-//! profiling aids: `--cpu` (CPU µs per hit, plain GET and plain MGET), `--gets-only`,
+//! profiling aids: `--cpu` (CPU µs per hit, plain GET, plain MGET, fetch20 hit, GET of
+//! its size and decoding it), `--gets-only`,
 //! `--saves-only`, `--throughput-only` (one phase, for perf/strace);
 //! `--report DIR` writes `DIR/bench.md` (the README's table) and `DIR/bench.png`
 //! (its chart) from the run. The README's figures come from
-//! `cargo run --release -p cacheops --example bench -- --compare --scaling --throughput --report docs`.
+//! `cargo run --release -p cacheops --example bench -- --compare --scaling --throughput --local --report docs`.
 #![allow(missing_docs, clippy::unwrap_used)] // a benchmark: any failure aborts the run
 
 use std::error::Error;
@@ -403,7 +404,7 @@ impl Bench {
         self.record("db_update_returning", returning);
         self.record("save_with_invalidation", save);
         self.record("redis_get_rtt_saves", get);
-        // The invalidation alone (one script), to tell the two halves of a save apart.
+        // The invalidation alone (one round trip), to tell the two halves of a save apart.
         let obj: Article = articles::table.first(&mut self.conn).unwrap();
         let t = timed(self.reps, |_| {
             self.cache
@@ -610,10 +611,9 @@ impl Bench {
         let hot = self.ids[..200].to_vec();
         let mut redis = self.plain_redis().unwrap();
         let page: Vec<Article> = self.fetch20(0).load(&mut self.conn).unwrap();
-        let page_len = rmp_serde::to_vec(&page).unwrap().len();
-        let mut redis20 = self.sized_value(RTT_FETCH20, page_len);
-        let n = 50_000;
         let payload = rmp_serde::to_vec(&page).unwrap();
+        let mut redis20 = self.sized_value(RTT_FETCH20, payload.len());
+        let n = 50_000;
         let ops = [
             "hit",
             "get",
@@ -851,6 +851,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     Ok(())
 }
+
+/// The value following `flag` on the command line.
 fn arg_value(flag: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     let at = args.iter().position(|a| a == flag)?;

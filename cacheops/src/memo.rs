@@ -1,7 +1,9 @@
-//! Values computed once per SQL text: a query's template, what a read reads, how a
-//! write is classified and rewritten. Parsing SQL costs tens of µs; an application
-//! runs few distinct SQL texts, each many times, so each is parsed once.
+//! Values computed once and kept: per SQL text, a query's template, what a read
+//! reads, how a write is classified and rewritten (parsing SQL costs tens of µs;
+//! an application runs few distinct SQL texts, each many times); per cache key,
+//! what a hit would otherwise rebuild (its dependencies, its lookup command).
 
+use std::any::TypeId;
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
@@ -56,7 +58,10 @@ impl<K, V, S: Default> Default for Bounded<K, V, S> {
 /// in those bits would only slow a map that never holds more than [`CAPACITY`].
 pub(crate) type ByKey<V> = Bounded<CacheKey, V, BuildHasherDefault<KeyBits>>;
 
-/// The hasher of [`ByKey`] (and of maps by `TypeId`): folds the key's bits.
+/// A map by `TypeId` (ids are hashes too), for values kept per type.
+pub(crate) type ByTypeId<V> = HashMap<TypeId, V, BuildHasherDefault<KeyBits>>;
+
+/// The hasher of [`ByKey`] and [`ByTypeId`]: folds the key's bits.
 #[derive(Default)]
 pub(crate) struct KeyBits(u64);
 

@@ -6,7 +6,6 @@
 
 use std::any::TypeId;
 use std::collections::{BTreeSet, HashMap};
-use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
@@ -15,7 +14,7 @@ use crate::backend::Dialect;
 use crate::config::{Config, Profile};
 use crate::deps::{Deps, Policy, Template};
 use crate::error::{Error, ErrorKind, Result};
-use crate::memo::{ByKey, KeyBits, Memo};
+use crate::memo::{ByKey, ByTypeId, Memo};
 use crate::model::{model_of_table, ColumnEquality};
 use crate::registry::Target;
 use crate::stats::{Counted, Counters, ModelCounters, Stats};
@@ -44,7 +43,7 @@ struct Inner {
     reads: Memo<Option<Read>>,
     /// SQL and template of query types whose SQL their type fixes, by the type's
     /// query id, one map per dialect: a hit of such a query renders no SQL.
-    fixed: [RwLock<HashMap<TypeId, Prepared, BuildHasherDefault<KeyBits>>>; 2],
+    fixed: [RwLock<ByTypeId<Prepared>>; 2],
     /// Dependencies of cached queries by cache key (see [`Cacheops::deps_of_key`]).
     deps: ByKey<Arc<Deps>>,
     /// Tables whose invalidation could not reach the store: until they are

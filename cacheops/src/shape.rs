@@ -10,20 +10,17 @@
 //! deterministic function of the type.
 
 use std::any::TypeId;
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::BuildHasherDefault;
 use std::sync::{LazyLock, RwLock};
 
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, Visitor};
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::memo::KeyBits;
+use crate::memo::ByTypeId;
 
 /// The shape fingerprint of `T`, computed once per type and process.
 pub(crate) fn shape_of<T: DeserializeOwned + 'static>() -> u128 {
-    type ById = HashMap<TypeId, u128, BuildHasherDefault<KeyBits>>;
-    static SHAPES: LazyLock<RwLock<ById>> = LazyLock::new(Default::default);
+    static SHAPES: LazyLock<RwLock<ByTypeId<u128>>> = LazyLock::new(Default::default);
     let id = TypeId::of::<T>();
     if let Some(shape) = SHAPES.read().ok().and_then(|m| m.get(&id).copied()) {
         return shape;

@@ -284,7 +284,7 @@ pub(crate) fn row_conj_key(conj_prefix: &str, scheme: &str, row: &EncodedRow) ->
 }
 
 /// The stamp keys that invalidating `rows` of one table deletes.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub(crate) struct Dropped {
     pub(crate) keys: Vec<String>,
     /// Whether they include `gen`: every value of the table dies.

@@ -202,17 +202,16 @@ impl LookupCmd {
             mget.arg(k);
             ids.push(key_id(k.as_bytes()));
         });
-        ids.push(key_id(value_key.as_bytes()));
         let mut packed = mget.get_packed_command();
         let mget_len = packed.len();
         redis::cmd("PTTL")
-            .arg(value_key)
+            .arg(value_key.as_str())
             .write_packed_command(&mut packed);
         LookupCmd {
             deps: deps.clone(),
             packed: packed.into(),
             mget_len,
-            ids: ids.into(),
+            ids: with_value_key(ids, &value_key),
         }
     }
 }
