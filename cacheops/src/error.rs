@@ -24,6 +24,11 @@ pub enum ErrorKind {
     Io,
     /// A transaction cacheops cannot follow (see [`on_commit`](crate::on_commit)).
     Transaction,
+    /// A write committed but its invalidation could not reach the store: never a
+    /// statement's error, only what [`Cacheops::on_missed_invalidation`] is told.
+    ///
+    /// [`Cacheops::on_missed_invalidation`]: crate::Cacheops::on_missed_invalidation
+    MissedInvalidation,
 }
 
 /// An error of cacheops: a kind and a message, plus the source error if any.

@@ -31,11 +31,12 @@ impl Cacheops {
             .iter()
             .map(CacheRow::row_values)
             .collect::<Result<Vec<_>>>()?;
-        self.invalidate_values(M::INFO, values)
+        self.degraded(self.send_values(M::INFO, values))
     }
 
-    /// Invalidates rows given as values of every column of `model`, in order.
-    pub(crate) fn invalidate_values(&self, model: &ModelInfo, rows: Vec<Vec<Value>>) -> Result<()> {
+    /// Invalidates rows given as values of every column of `model`, in order; a
+    /// failure is remembered (see [`Cacheops::remembered`]) and returned.
+    pub(crate) fn send_values(&self, model: &ModelInfo, rows: Vec<Vec<Value>>) -> Result<()> {
         let rows: Vec<RowState<'_>> = rows
             .into_iter()
             .map(|values| RowState {
@@ -45,7 +46,7 @@ impl Cacheops {
             .collect();
         self.count_invalidation();
         let sent = self.store().invalidate_rows(model.table, &rows);
-        self.after_invalidation(sent, &[model.table])
+        self.remembered(sent, &[model.table])
     }
 
     /// Invalidates every cached query that depends on model `M` at all.
@@ -55,9 +56,14 @@ impl Cacheops {
 
     /// Invalidates every cached query that depends on `table` at all.
     pub fn invalidate_table(&self, table: &str) -> Result<()> {
+        self.degraded(self.send_table(table))
+    }
+
+    /// [`Cacheops::invalidate_table`], with a failure remembered and returned.
+    pub(crate) fn send_table(&self, table: &str) -> Result<()> {
         self.count_invalidation();
         let sent = self.store().invalidate_table(table);
-        self.after_invalidation(sent, &[table])
+        self.remembered(sent, &[table])
     }
 
     /// Drops everything cached under this handle's prefix, and nothing else.
@@ -67,11 +73,16 @@ impl Cacheops {
         self.store().invalidate_all()
     }
 
-    pub(crate) fn after_invalidation(&self, sent: Result<()>, tables: &[&str]) -> Result<()> {
-        sent.or_else(|e: Error| {
-            self.invalidation_failed(tables.iter().copied());
-            self.store_failed(e, "invalidation")
-        })
+    /// `sent`, after remembering a failure: reads of `tables` then bypass the
+    /// cache until a table-wide invalidation of them gets through.
+    pub(crate) fn remembered(&self, sent: Result<()>, tables: &[&str]) -> Result<()> {
+        sent.inspect_err(|_| self.invalidation_failed(tables.iter().copied()))
+    }
+
+    /// A failed invalidation the caller asked for: returned, or degraded (logged,
+    /// `Ok`) when the handle degrades on failure.
+    pub(crate) fn degraded(&self, sent: Result<()>) -> Result<()> {
+        sent.or_else(|e: Error| self.store_failed(e, "invalidation"))
     }
 }
 

@@ -25,14 +25,36 @@ pub(crate) enum Owed {
 }
 
 impl Pending {
-    /// Sends the invalidation now.
+    /// Sends the invalidation now; a failure is returned, or degraded when the
+    /// handle degrades on failure (it is remembered either way).
     pub(crate) fn send(self) -> Result<()> {
+        let handle = self.handle.clone();
+        handle.degraded(self.send_remembered())
+    }
+
+    /// Sends the invalidation of a write that has committed. Its failure is not the
+    /// write's: the data is written, and a caller told otherwise would retry it
+    /// (inserting twice). The handle remembers what was missed (reads of it bypass
+    /// the cache until it gets through), counts it and reports it to its hook.
+    pub(crate) fn send_committed(self) {
+        let handle = self.handle.clone();
+        if let Err(e) = self.send_remembered() {
+            handle.missed_invalidation(e);
+        }
+    }
+
+    /// Sends everything owed (every table, even after one failed); what failed is
+    /// remembered by the handle, and the first failure returned.
+    fn send_remembered(self) -> Result<()> {
         let handle = self.handle;
         match self.what {
-            Owed::Rows(model, rows) => handle.invalidate_values(model, rows),
-            Owed::Named(table, rows) => handle.invalidate_named(&table, &rows),
-            Owed::Tables(tables) => tables.iter().try_for_each(|t| handle.invalidate_table(t)),
-            Owed::All => handle.invalidate_all(),
+            Owed::Rows(model, rows) => handle.send_values(model, rows),
+            Owed::Named(table, rows) => handle.send_named(&table, &rows),
+            Owed::Tables(tables) => {
+                let sent: Vec<Result<()>> = tables.iter().map(|t| handle.send_table(t)).collect();
+                sent.into_iter().collect()
+            }
+            Owed::All => handle.send_all(),
         }
     }
 }
@@ -63,33 +85,25 @@ impl Queue {
         self.hooks.extend(child.hooks);
     }
 
-    /// Sends every invalidation, even after one fails (each failure is remembered
-    /// by its handle), then runs the hooks in the order they were registered.
-    /// Invalidations go first so that a hook reading through the cache (or telling
-    /// another process to) sees the committed data. The data is committed whatever
-    /// Redis said, so the hooks run even when an invalidation failed; the first
-    /// failure is returned afterwards.
-    pub(crate) fn settle(self) -> Result<()> {
-        let mut first_error = None;
+    /// Sends every invalidation of a committed transaction (a failure is reported
+    /// by its handle, see [`Pending::send_committed`], never returned: the
+    /// transaction has committed), then runs the hooks in the order they were
+    /// registered. Invalidations go first so that a hook reading through the cache
+    /// (or telling another process to) sees the committed data.
+    pub(crate) fn settle(self) {
         for p in self.pending {
-            if let Err(e) = p.send() {
-                first_error.get_or_insert(e);
-            }
+            p.send_committed();
         }
         for hook in self.hooks {
             hook();
         }
-        first_error.map_or(Ok(()), Err)
     }
 }
 
 impl Cacheops {
-    /// Invalidates rows given as `(column, value)` pairs of `table`.
-    pub(crate) fn invalidate_named(
-        &self,
-        table: &str,
-        rows: &[Vec<(String, Value)>],
-    ) -> Result<()> {
+    /// Invalidates rows given as `(column, value)` pairs of `table`; a failure is
+    /// remembered and returned.
+    pub(crate) fn send_named(&self, table: &str, rows: &[Vec<(String, Value)>]) -> Result<()> {
         let states: Vec<RowState<'_>> = rows
             .iter()
             .map(|row| RowState {
@@ -99,6 +113,6 @@ impl Cacheops {
             .collect();
         self.count_invalidation();
         let sent = self.store().invalidate_rows(table, &states);
-        self.after_invalidation(sent, &[table])
+        self.remembered(sent, &[table])
     }
 }

@@ -46,10 +46,13 @@ struct Inner {
     fixed: [RwLock<ByTypeId<Prepared>>; 2],
     /// Dependencies of cached queries by cache key (see [`Cacheops::deps_of_key`]).
     deps: ByKey<Arc<Deps>>,
-    /// Tables whose invalidation could not reach the store: until they are
-    /// invalidated table-wide, reads of them bypass the cache.
-    pending: Mutex<BTreeSet<String>>,
+    /// Invalidations that could not reach the store: until they get through,
+    /// reads of what they name bypass the cache.
+    pending: Mutex<Missed>,
     has_pending: AtomicBool,
+    /// Told of every invalidation a committed write missed (see
+    /// [`Cacheops::on_missed_invalidation`]).
+    missed_hook: RwLock<Option<MissedHook>>,
     stats: Counters,
     /// Per-model counters; also held by the stats publisher thread.
     models: Arc<ModelCounters>,
@@ -61,6 +64,33 @@ struct Inner {
 }
 
 type FillHook = Arc<dyn Fn() + Send + Sync>;
+type MissedHook = Arc<dyn Fn(&Error) + Send + Sync>;
+
+/// What failed invalidations left owed: tables, or everything under the prefix.
+#[derive(Default)]
+struct Missed {
+    tables: BTreeSet<String>,
+    all: bool,
+}
+
+impl Missed {
+    /// Retries what is owed; whether anything is still owed.
+    fn retry(&mut self, store: &dyn Store) -> bool {
+        if self.all && store.invalidate_all().is_ok() {
+            // Everything was dropped: the tables owe nothing more.
+            self.all = false;
+            self.tables.clear();
+        }
+        self.tables
+            .retain(|table| store.invalidate_table(table).is_err());
+        self.all || !self.tables.is_empty()
+    }
+
+    /// Whether reads of `deps` must bypass the cache.
+    fn blocks(&self, deps: &Deps) -> bool {
+        self.all || deps.tables.iter().any(|(t, _)| self.tables.contains(&**t))
+    }
+}
 
 impl std::fmt::Debug for Cacheops {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -126,6 +156,7 @@ impl Cacheops {
             stats: Counters::default(),
             profiles: RwLock::default(),
             fill_hook: RwLock::default(),
+            missed_hook: RwLock::default(),
         };
         Cacheops {
             inner: Arc::new(inner),
@@ -276,9 +307,73 @@ impl Cacheops {
     /// until a table-wide invalidation gets through.
     pub(crate) fn invalidation_failed<'t>(&self, tables: impl IntoIterator<Item = &'t str>) {
         let mut pending = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
-        pending.extend(tables.into_iter().map(str::to_string));
+        pending
+            .tables
+            .extend(tables.into_iter().map(str::to_string));
         self.inner.has_pending.store(true, Ordering::Release);
-        tracing::error!(tables = ?*pending, "cacheops: invalidation failed; these tables bypass the cache until it succeeds");
+        tracing::error!(tables = ?pending.tables, "cacheops: invalidation failed; these tables bypass the cache until it succeeds");
+    }
+
+    /// Remembers that invalidating everything under the prefix failed: nothing is
+    /// served from the cache until it gets through.
+    fn invalidation_of_all_failed(&self) {
+        let mut pending = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.all = true;
+        self.inner.has_pending.store(true, Ordering::Release);
+        tracing::error!("cacheops: invalidating everything failed; nothing is served from the cache until it succeeds");
+    }
+
+    /// Invalidates everything under the prefix for a write that may have changed
+    /// anything; a failure is remembered (nothing is served until it gets through)
+    /// and returned.
+    pub(crate) fn send_all(&self) -> Result<()> {
+        self.invalidate_all()
+            .inspect_err(|_| self.invalidation_of_all_failed())
+    }
+
+    /// Reports an invalidation that a committed write owed and could not send: it
+    /// is already remembered (reads of what it names bypass the cache until it
+    /// gets through), so it is counted, logged and handed to the hook, not returned.
+    pub(crate) fn missed_invalidation(&self, error: Error) {
+        self.inner.stats.errors.fetch_add(1, Ordering::Relaxed);
+        self.inner.stats.missed.fetch_add(1, Ordering::Relaxed);
+        let error = Error::new(
+            ErrorKind::MissedInvalidation,
+            "a committed write could not invalidate the cache; reads of what it wrote \
+             bypass the cache in this process until an invalidation gets through",
+        )
+        .with_source(error);
+        tracing::warn!(error = %error, "cacheops: invalidation after commit failed");
+        let hook = self
+            .inner
+            .missed_hook
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(hook) = hook.as_ref() {
+            hook(&error);
+        }
+    }
+
+    /// Calls `hook` with every invalidation a committed write could not send
+    /// (an [`ErrorKind::MissedInvalidation`] error whose source is the store's).
+    ///
+    /// Such a write still returns `Ok`: its data is committed, and a caller told
+    /// otherwise would retry it. The handle itself stays safe: what the write
+    /// touched bypasses the cache in this process until an invalidation of it gets
+    /// through. Use the hook to alert, or to tell other processes (which cannot
+    /// know) to invalidate. [`Stats::missed_invalidations`] counts them.
+    ///
+    /// ```
+    /// let cache = cacheops::Cacheops::new(cacheops::Config::builder().url("memory://").build())?;
+    /// cache.on_missed_invalidation(|e| eprintln!("alert: {e}"));
+    /// # Ok::<_, cacheops::Error>(())
+    /// ```
+    pub fn on_missed_invalidation(&self, hook: impl Fn(&Error) + Send + Sync + 'static) {
+        *self
+            .inner
+            .missed_hook
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(hook));
     }
 
     /// Whether reads of `deps` may use the cache: no pending invalidation of any of
@@ -288,14 +383,9 @@ impl Cacheops {
             return true;
         }
         let mut pending = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
-        pending.retain(|table| self.inner.store.invalidate_table(table).is_err());
-        self.inner
-            .has_pending
-            .store(!pending.is_empty(), Ordering::Release);
-        !deps
-            .tables
-            .iter()
-            .any(|(table, _)| pending.contains(&**table))
+        let owed = pending.retry(&*self.inner.store);
+        self.inner.has_pending.store(owed, Ordering::Release);
+        !pending.blocks(deps)
     }
 
     pub(crate) fn count_invalidation(&self) {

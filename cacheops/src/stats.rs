@@ -31,6 +31,7 @@ pub(crate) struct Counters {
     pub(crate) refused: AtomicU64,
     pub(crate) invalidations: AtomicU64,
     pub(crate) errors: AtomicU64,
+    pub(crate) missed: AtomicU64,
 }
 
 impl Counters {
@@ -42,6 +43,7 @@ impl Counters {
             refused_fills: self.refused.load(Ordering::Relaxed),
             invalidations: self.invalidations.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
+            missed_invalidations: self.missed.load(Ordering::Relaxed),
             local_hits: 0,
             local_ready: false,
         }
@@ -61,6 +63,9 @@ pub struct Stats {
     pub invalidations: u64,
     /// Store errors (each one either returned or degraded to the database).
     pub errors: u64,
+    /// Invalidations owed by committed writes that could not reach the store (see
+    /// [`crate::Cacheops::on_missed_invalidation`]); each is also in `errors`.
+    pub missed_invalidations: u64,
     /// Hits served by the local tier, without a round trip (included in `hits`).
     pub local_hits: u64,
     /// Whether the local tier serves now: configured, and subscribed to news.

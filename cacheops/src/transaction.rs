@@ -119,7 +119,7 @@ impl Cacheops {
         let value = conn.transaction(f)?;
         let (frame, outermost) = guard.pop();
         if outermost {
-            frame.settle()?;
+            frame.settle();
         } else {
             FRAMES.with(|f| merge_into_parent(&mut f.borrow_mut(), guard.conn, frame));
         }
@@ -142,7 +142,16 @@ impl Cacheops {
             Some(tracked) => tracked.wrote(pending),
             None => queue_for(conn_id(conn), pending, Queue::push),
         };
-        unqueued.map_or(Ok(()), Pending::send)
+        match unqueued {
+            // Inside a transaction cacheops does not manage: not committed yet, so
+            // a failure is the caller's to handle (its transaction may roll back).
+            Some(now) if in_transaction(conn) => now.send(),
+            Some(now) => {
+                now.send_committed();
+                Ok(())
+            }
+            None => Ok(()),
+        }
     }
 }
 

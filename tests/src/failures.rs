@@ -9,6 +9,8 @@ macro_rules! failures {
             use crate::fixtures::$blog::*;
             use crate::redis_server::PrivateRedis;
             use cacheops::{CachedQueryDsl, Cacheops, Config, Ops, Profile};
+            use diesel::connection::SimpleConnection;
+            use diesel::prelude::*;
             use std::time::Duration;
 
             fn ctx() -> Ctx<$db> {
@@ -62,8 +64,62 @@ macro_rules! failures {
                 let (result, _) = read(&mut ctx, &h);
                 let err = result.unwrap_err();
                 assert!(err.is_redis(), "{err}");
-                let insert = h.insert::<Article, _, _>(&mut ctx.conn, &NewArticle::new(1, "x"));
+                // Inside a transaction it does not manage, a helper's write is not
+                // committed yet: the failure is the caller's, to roll back on.
+                let insert = ctx
+                    .conn
+                    .transaction(|c| h.insert::<Article, _, _>(c, &NewArticle::new(1, "x")));
                 assert!(insert.unwrap_err().is_redis());
+            }
+
+            #[test]
+            fn committed_writes_succeed_when_their_invalidation_fails() {
+                let mut ctx = ctx();
+                let mut server = PrivateRedis::start();
+                let h = handle_at(&server.url(), false);
+                let missed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+                let seen = missed.clone();
+                h.on_missed_invalidation(move |e| seen.lock().unwrap().push(e.kind()));
+                assert_eq!(read(&mut ctx, &h).1, 1);
+                assert_eq!(read(&mut ctx, &h).1, 0);
+                server.stop_keeping_data();
+                // Outside any transaction the write commits: Ok, never a retry bait.
+                let new = h
+                    .insert::<Article, _, _>(&mut ctx.conn, &NewArticle::new(1, "down"))
+                    .unwrap();
+                let id = new[0].id;
+                let mut conn = cacheops::CachedConnection::new(ctx.db.connect(), h.clone());
+                let retitle = |t: &'static str| {
+                    diesel::update(articles::table.filter(articles::id.eq(id)))
+                        .set(articles::title.eq(t))
+                };
+                assert_eq!(retitle("b").execute(&mut conn).unwrap(), 1);
+                conn.transaction(|c| retitle("c").execute(c)).unwrap();
+                conn.batch_execute(&format!("UPDATE articles SET views = 7 WHERE id = {id}"))
+                    .unwrap();
+                assert_eq!(h.stats().missed_invalidations, 4);
+                assert_eq!(
+                    *missed.lock().unwrap(),
+                    vec![cacheops::ErrorKind::MissedInvalidation; 4]
+                );
+                // What the outage missed is never served once Redis is back.
+                server.restart();
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                loop {
+                    let (rows, n) = read(&mut ctx, &h);
+                    if let Ok(rows) = rows {
+                        let row = rows.iter().find(|a| a.id == id).expect("the new row");
+                        assert_eq!((row.title.as_str(), row.views), ("c", 7));
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "caching never resumed"
+                    );
+                    std::thread::sleep(Duration::from_millis(100));
+                }
             }
 
             #[test]

@@ -14,7 +14,7 @@ use diesel::result::{ConnectionError, ConnectionResult, QueryResult};
 use super::effect::{self, Effect};
 use super::touched::{self, Granular};
 use super::tracked::Tracked;
-use super::{into_diesel, CacheConnection};
+use super::CacheConnection;
 use crate::automatic::{self, CachedCursor, CachedRow, RawRows};
 use crate::backend::{CacheBackend, Dialect};
 use crate::fill::Storable;
@@ -132,10 +132,10 @@ impl<C: CacheConnection> CachedConnection<C> {
             return Ok(());
         }
         let pending = pending_of(&self.tracked, effect);
-        match self.tracked.wrote(pending) {
-            Some(now) => now.send().map_err(into_diesel),
-            None => Ok(()),
+        if let Some(now) = self.tracked.wrote(pending) {
+            now.send_committed();
         }
+        Ok(())
     }
 
     /// The write effect of a statement, and how to run it so that it returns the
@@ -191,7 +191,7 @@ impl<C: CacheConnection + LoadConnection> CachedConnection<C> {
                 what,
             };
             if let Some(now) = self.tracked.wrote(pending) {
-                now.send().map_err(into_diesel)?;
+                now.send_committed();
             }
         }
         Ok(count)
@@ -403,14 +403,11 @@ impl<I> SettlingCursor<I> {
         SettlingCursor { inner, owed }
     }
 
-    /// Sends what the statement owes. A failure cannot be returned from here: the
-    /// handle remembers the tables (reads of them bypass the cache until a
-    /// table-wide invalidation succeeds) and it is logged.
+    /// Sends what the committed statement owes (a failure is reported by the
+    /// handle, see [`Pending::send_committed`]).
     fn settle(&mut self) {
         if let Some(owed) = self.owed.take() {
-            if let Err(e) = owed.send() {
-                tracing::error!(error = %e, "cacheops: invalidation after a RETURNING write failed");
-            }
+            owed.send_committed();
         }
     }
 }
@@ -460,7 +457,8 @@ impl<C: CacheConnection + LoadConnection> TransactionManager<CachedConnection<C>
             conn.keep_open_levels();
             return Err(e);
         }
-        conn.tracked.committed().settle().map_err(into_diesel)
+        conn.tracked.committed().settle();
+        Ok(())
     }
 
     fn transaction_manager_status_mut(
