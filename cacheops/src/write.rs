@@ -170,7 +170,8 @@ where
 {
     let sql = <C::Backend as CacheBackend>::render_sql(statement).ok()?;
     let plan = helper_plan::<M>(&sql, <C::Backend as CacheBackend>::DIALECT)?;
-    let rows = old_and_new::<C, S, Typed<M, RowType<M>>>(conn, statement, &plan);
+    let open = conn.__in_transaction();
+    let rows = old_and_new::<C, S, Typed<M, RowType<M>>>(conn, statement, &plan, open);
     Some(
         rows.and_then(|(mut old, mut new)| match (old.pop(), new.pop()) {
             (Some(old), Some(new)) => Ok((old, new)),

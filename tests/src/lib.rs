@@ -23,6 +23,8 @@ mod failures;
 #[cfg(test)]
 mod fragments;
 #[cfg(test)]
+mod hardening;
+#[cfg(test)]
 mod hooks;
 #[cfg(test)]
 mod local_tier;

@@ -11,7 +11,7 @@ use diesel::expression::QueryMetadata;
 use diesel::query_builder::{Query, QueryFragment, QueryId};
 use diesel::result::{ConnectionError, ConnectionResult, QueryResult};
 
-use super::effect::{self, Effect};
+use super::effect::{self, Effect, Step};
 use super::touched::{self, Granular};
 use super::tracked::Tracked;
 use super::CacheConnection;
@@ -126,16 +126,26 @@ impl<C: CacheConnection> CachedConnection<C> {
         &mut self.inner
     }
 
-    /// Runs a statement's write effect through the transaction rules.
-    fn record(&mut self, effect: Effect) -> QueryResult<()> {
-        if effect == Effect::Read {
-            return Ok(());
+    /// Runs a statement's effect through the transaction rules (see [`record`]).
+    fn record(&mut self, effect: Effect) {
+        record(&mut self.tracked, effect);
+    }
+
+    /// After a statement failed: a failed COMMIT or ROLLBACK ended the transaction
+    /// (its levels are dropped), and a batch may have committed some of its writes
+    /// before the failing one (SQLite runs each in turn), so its writes are
+    /// invalidated anyway; widening is safe.
+    fn record_failed(&mut self, effect: Effect) {
+        if effect.ends_transaction() {
+            self.keep_open_levels();
         }
-        let pending = pending_of(&self.tracked, effect);
-        if let Some(now) = self.tracked.wrote(pending) {
-            now.send_committed();
+        match effect {
+            Effect::Steps(steps) => steps
+                .into_iter()
+                .filter(|s| matches!(s, Step::Write(_)))
+                .for_each(|s| step(&mut self.tracked, s)),
+            other => self.record(other),
         }
-        Ok(())
     }
 
     /// The write effect of a statement, and how to run it so that it returns the
@@ -184,7 +194,8 @@ impl<C: CacheConnection + LoadConnection> CachedConnection<C> {
     where
         T: QueryFragment<C::Backend> + QueryId,
     {
-        let (count, what) = touched::execute(&mut self.inner, source, granular)?;
+        let open = self.tracked.in_transaction();
+        let (count, what) = touched::execute(&mut self.inner, source, granular, open)?;
         if count > 0 {
             let pending = Pending {
                 handle: self.tracked.handle.clone(),
@@ -210,6 +221,10 @@ impl<C: CacheConnection + LoadConnection> CacheConnection for CachedConnection<C
         Ok(())
     }
 
+    fn __in_transaction(&mut self) -> bool {
+        self.tracked.in_transaction() || self.inner.__in_transaction()
+    }
+
     fn __statements_read_latest(&mut self) -> bool {
         self.inner.__statements_read_latest()
     }
@@ -230,8 +245,16 @@ impl<C: CacheConnection> SimpleConnection for CachedConnection<C> {
                 .effect
                 .clone(),
         };
-        self.inner.batch_execute(query)?;
-        self.record(effect)
+        match self.inner.batch_execute(query) {
+            Ok(()) => {
+                self.record(effect);
+                Ok(())
+            }
+            Err(e) => {
+                self.record_failed(effect);
+                Err(e)
+            }
+        }
     }
 }
 
@@ -259,9 +282,13 @@ impl<C: CacheConnection + LoadConnection> Connection for CachedConnection<C> {
         if let Some(granular) = &classified.granular {
             return self.execute_granular(source, granular);
         }
-        let count = self.inner.execute_returning_count(source)?;
-        self.record(classified.effect.clone())?;
-        Ok(count)
+        let count = self.inner.execute_returning_count(source);
+        match count {
+            Ok(_) => self.record(classified.effect.clone()),
+            Err(_) if classified.effect.ends_transaction() => self.keep_open_levels(),
+            Err(_) => {}
+        }
+        count
     }
 
     fn transaction_state(&mut self) -> &mut Tracked {
@@ -331,6 +358,12 @@ where
         }
         let owed = match effect {
             Effect::Read => None,
+            // Raw transaction control read as rows: followed once it has run.
+            Effect::Steps(_) => {
+                let inner = LoadConnection::<B>::load(&mut self.inner, source)?;
+                record(&mut self.tracked, effect);
+                return Ok(SettlingCursor::new(CachedCursor::Live(inner), None));
+            }
             effect => self.tracked.wrote(pending_of(&self.tracked, effect)),
         };
         let inner = LoadConnection::<B>::load(&mut self.inner, source)?;
@@ -380,10 +413,36 @@ fn classified(sql: &str, dialect: Dialect) -> Arc<Classified> {
     })
 }
 
+/// Runs a statement's effect through the transaction rules: its writes'
+/// invalidations (sent now outside a transaction: the statement has committed),
+/// and the levels raw transaction control opened or ended.
+fn record(tracked: &mut Tracked, effect: Effect) {
+    match effect {
+        Effect::Read => {}
+        Effect::Steps(steps) => steps.into_iter().for_each(|s| step(tracked, s)),
+        write => {
+            if let Some(now) = tracked.wrote(pending_of(tracked, write)) {
+                now.send_committed();
+            }
+        }
+    }
+}
+
+fn step(tracked: &mut Tracked, step: Step) {
+    match step {
+        Step::Write(effect) => record(tracked, effect),
+        control => {
+            if let Some(committed) = tracked.control(&control) {
+                committed.settle();
+            }
+        }
+    }
+}
+
 fn pending_of(tracked: &Tracked, effect: Effect) -> Pending {
     let what = match effect {
         Effect::Tables(tables) => Owed::Tables(tables),
-        Effect::Read | Effect::Unknown => Owed::All,
+        Effect::Read | Effect::Unknown | Effect::Steps(_) => Owed::All,
     };
     Pending {
         handle: tracked.handle.clone(),

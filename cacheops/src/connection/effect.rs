@@ -1,7 +1,9 @@
 //! What a statement does to the data: nothing, writes to some tables, or
-//! something we cannot tell (then everything is invalidated: widening is safe).
+//! something we cannot tell (then everything is invalidated: widening is safe);
+//! and which transaction levels raw SQL opens or ends (`BEGIN`, `SAVEPOINT`,
+//! `COMMIT` sent as text), so that they are tracked like Diesel's own.
 
-use sqlparser::ast::{FromTable, ObjectName, SetExpr, Statement, TableFactor, TableObject};
+use sqlparser::ast::{FromTable, Ident, ObjectName, SetExpr, Statement, TableFactor, TableObject};
 use sqlparser::dialect::{Dialect as SqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 
@@ -17,23 +19,49 @@ pub(crate) enum Effect {
     Tables(Vec<String>),
     /// May change anything.
     Unknown,
+    /// Opens or ends transaction levels, with writes between them: each
+    /// statement's step, in order.
+    Steps(Vec<Step>),
 }
 
-/// Statements that never change a table's rows, by their first keyword.
+/// What one statement of SQL holding transaction control does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// `BEGIN` / `START TRANSACTION`.
+    Begin,
+    /// `SAVEPOINT name`.
+    Savepoint(String),
+    /// `RELEASE [SAVEPOINT] name`.
+    Release(String),
+    /// `ROLLBACK TO [SAVEPOINT] name`: back to the savepoint, which stays open.
+    RollbackTo(String),
+    /// `COMMIT` / `END`: ends the whole transaction.
+    Commit,
+    /// `ROLLBACK` / `ABORT`: ends the whole transaction.
+    Rollback,
+    /// A statement with this (write) effect: [`Effect::Tables`] or [`Effect::Unknown`].
+    Write(Effect),
+}
+
+impl Effect {
+    /// Whether the statement may end the whole transaction.
+    pub(crate) fn ends_transaction(&self) -> bool {
+        let ends = |s: &Step| matches!(s, Step::Commit | Step::Rollback);
+        matches!(self, Effect::Steps(steps) if steps.iter().any(ends))
+    }
+}
+
+/// Statements that never change a table's rows nor open or end a transaction
+/// level, by their first keyword. (`EXPLAIN` is not one: `EXPLAIN ANALYZE` runs
+/// its statement.)
 const READS: &[&str] = &[
     "SELECT",
     "VALUES",
     "SHOW",
-    "EXPLAIN",
     "SET",
     "RESET",
-    "BEGIN",
-    "START",
-    "COMMIT",
-    "END",
-    "ROLLBACK",
-    "SAVEPOINT",
-    "RELEASE",
+    "LOCK",
+    "DISCARD",
     "PRAGMA",
     "LISTEN",
     "UNLISTEN",
@@ -112,18 +140,58 @@ fn parsed(sql: &str, dialect: Dialect) -> Effect {
     let Ok(statements) = Parser::parse_sql(sql_dialect, sql) else {
         return Effect::Unknown;
     };
+    let steps: Vec<Step> = statements.iter().map(step_of).collect();
+    if steps.iter().all(|s| matches!(s, Step::Write(_))) {
+        return merged(steps);
+    }
+    // Only the writes are kept between the levels: reads change nothing.
+    let kept = steps.into_iter();
+    Effect::Steps(kept.filter(|s| *s != Step::Write(Effect::Read)).collect())
+}
+
+/// One statement's step: transaction control, or its write effect.
+fn step_of(statement: &Statement) -> Step {
+    match statement {
+        Statement::StartTransaction { .. } => Step::Begin,
+        Statement::Commit { .. } => Step::Commit,
+        Statement::Rollback {
+            savepoint: Some(name),
+            ..
+        } => Step::RollbackTo(savepoint(name)),
+        Statement::Rollback { .. } => Step::Rollback,
+        Statement::Savepoint { name } => Step::Savepoint(savepoint(name)),
+        Statement::ReleaseSavepoint { name } => Step::Release(savepoint(name)),
+        other => {
+            let mut tables = Vec::new();
+            Step::Write(match written_by(other, &mut tables) {
+                false => Effect::Unknown,
+                true if tables.is_empty() => Effect::Read,
+                true => Effect::Tables(tables),
+            })
+        }
+    }
+}
+
+/// A savepoint name as the database compares them.
+fn savepoint(name: &Ident) -> String {
+    crate::deps::norm(name)
+}
+
+/// The effect of statements that are all plain reads or writes.
+fn merged(steps: Vec<Step>) -> Effect {
     let mut tables = Vec::new();
-    for statement in &statements {
-        if !written_by(statement, &mut tables) {
-            return Effect::Unknown;
+    for step in steps {
+        match step {
+            Step::Write(Effect::Tables(t)) => tables.extend(t),
+            Step::Write(Effect::Read) => {}
+            _ => return Effect::Unknown,
         }
     }
     tables.sort();
     tables.dedup();
-    if tables.is_empty() {
-        Effect::Read
-    } else {
-        Effect::Tables(tables)
+    match tables.is_empty() {
+        true => Effect::Read,
+        false => Effect::Tables(tables),
     }
 }
 
@@ -149,17 +217,37 @@ fn written_by(statement: &Statement, tables: &mut Vec<String>) -> bool {
         Statement::Query(query) => query_writes(&query.body, query.with.as_ref(), tables),
         Statement::Drop { names, .. } => names.iter().all(|n| push_name(n, tables)),
         Statement::AlterTable(alter) => push_name(&alter.name, tables),
+        Statement::Explain {
+            analyze,
+            options,
+            statement,
+            ..
+        } => !(*analyze || runs_analyze(options.as_deref())) || written_by(statement, tables),
+        // Session and maintenance statements: they change no table's rows.
+        Statement::Lock(_)
+        | Statement::LockTables { .. }
+        | Statement::ShowVariable { .. }
+        | Statement::ShowVariables { .. }
+        | Statement::Analyze(_)
+        | Statement::Vacuum(_)
+        | Statement::Discard { .. }
+        | Statement::LISTEN { .. }
+        | Statement::UNLISTEN { .. }
+        | Statement::NOTIFY { .. }
+        | Statement::Comment { .. }
+        | Statement::Deallocate { .. } => true,
         Statement::CreateTable(_)
         | Statement::CreateIndex(_)
         | Statement::CreateView { .. }
-        | Statement::StartTransaction { .. }
-        | Statement::Commit { .. }
-        | Statement::Rollback { .. }
-        | Statement::Savepoint { .. }
-        | Statement::ReleaseSavepoint { .. }
         | Statement::Set(_) => true,
         _ => false,
     }
+}
+
+/// Whether PostgreSQL-style `EXPLAIN (ANALYZE ...)` options run the statement.
+fn runs_analyze(options: Option<&[sqlparser::ast::UtilityOption]>) -> bool {
+    let analyze = |o: &sqlparser::ast::UtilityOption| o.name.value.eq_ignore_ascii_case("analyze");
+    options.is_some_and(|options| options.iter().any(analyze))
 }
 
 /// A query writes only through data-modifying CTEs or set operands (PostgreSQL's
@@ -234,17 +322,70 @@ mod tests {
     }
 
     #[test]
-    fn reads_and_control_change_nothing() {
+    fn reads_and_session_statements_change_nothing() {
         for sql in [
             "SELECT 1",
             "  (SELECT * FROM articles)",
             "-- note\nSELECT 2",
-            "BEGIN",
-            "SAVEPOINT s1",
             "SET search_path TO x",
+            "LOCK TABLE articles IN ACCESS EXCLUSIVE MODE",
+            "SHOW search_path",
+            "LISTEN news",
+            "ANALYZE articles",
+            "VACUUM articles",
+            "EXPLAIN UPDATE articles SET views = 0",
+            "LOCK TABLE articles; SET x.y = 1; SHOW x.y; ANALYZE articles; LISTEN a; NOTIFY a",
         ] {
             assert_eq!(effect(sql), Effect::Read, "{sql}");
         }
+    }
+
+    #[test]
+    fn explain_analyze_runs_its_statement() {
+        for sql in [
+            "EXPLAIN ANALYZE UPDATE articles SET views = 0",
+            "EXPLAIN (ANALYZE, BUFFERS) DELETE FROM articles",
+            "EXPLAIN ANALYZE WITH d AS (DELETE FROM articles RETURNING id) SELECT * FROM d",
+        ] {
+            assert_eq!(effect(sql), tables(&["articles"]), "{sql}");
+        }
+        assert_eq!(
+            effect("EXPLAIN ANALYZE SELECT * FROM articles"),
+            Effect::Read
+        );
+    }
+
+    #[test]
+    fn transaction_control_is_kept_in_order_with_the_writes_between() {
+        use Step::*;
+        let write = |t: &str| Write(tables(&[t]));
+        let steps = |sql: &str| match effect(sql) {
+            Effect::Steps(steps) => steps,
+            other => panic!("{sql}: {other:?}"),
+        };
+        assert_eq!(steps("BEGIN"), [Begin]);
+        assert_eq!(steps("commit"), [Commit]);
+        assert_eq!(
+            steps("START TRANSACTION; UPDATE articles SET views = 1; SELECT 1; SAVEPOINT \"S\"; DELETE FROM tags; ROLLBACK TO SAVEPOINT \"S\"; RELEASE s2; COMMIT"),
+            [
+                Begin,
+                write("articles"),
+                Savepoint("S".into()),
+                write("tags"),
+                RollbackTo("S".into()),
+                Release("s2".into()),
+                Commit
+            ]
+        );
+        assert_eq!(
+            steps("BEGIN; CALL p(); ROLLBACK"),
+            [Begin, Write(Effect::Unknown), Rollback]
+        );
+        let sqlite = |sql: &str| of_sql(sql, Dialect::Sqlite);
+        assert_eq!(sqlite("BEGIN IMMEDIATE"), Effect::Steps(vec![Begin]));
+        assert_eq!(sqlite("END TRANSACTION"), Effect::Steps(vec![Commit]));
+        assert!(effect("BEGIN; COMMIT").ends_transaction());
+        assert!(!effect("SAVEPOINT a").ends_transaction());
     }
 
     #[test]

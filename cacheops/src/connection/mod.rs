@@ -43,6 +43,13 @@ pub trait CacheConnection: Connection<Backend: CacheBackend> {
         Self::TransactionManager::begin_transaction(self)
     }
 
+    /// Whether a transaction is open: Diesel's, or (on a connection that sees
+    /// every statement) one begun by raw SQL. Not public API.
+    #[doc(hidden)]
+    fn __in_transaction(&mut self) -> bool {
+        crate::transaction::in_transaction(self)
+    }
+
     /// Whether each statement of the open transaction reads the data committed
     /// before it started (PostgreSQL's READ COMMITTED), rather than a snapshot
     /// taken earlier in the transaction. Asked once per transaction, on its first

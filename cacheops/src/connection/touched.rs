@@ -57,11 +57,13 @@ pub(crate) fn granular(sql: &str, effect: &Effect, dialect: Dialect) -> Option<G
 }
 
 /// Runs `source` the granular way: the number of rows it changed, and what that
-/// owes (every state it returned: old and new rows of an UPDATE).
+/// owes (every state it returned: old and new rows of an UPDATE). `open`: whether
+/// a transaction is open on `conn` (raw `BEGIN`s included).
 pub(crate) fn execute<C, T>(
     conn: &mut C,
     source: &T,
     granular: &Granular,
+    open: bool,
 ) -> QueryResult<(usize, Owed)>
 where
     C: CacheConnection + LoadConnection,
@@ -73,7 +75,7 @@ where
             Ok((rows.len(), Owed::Named(table.clone(), rows)))
         }
         Granular::Update { table, plan } => {
-            let (mut states, new) = old_and_new::<C, T, Named>(conn, source, plan)?;
+            let (mut states, new) = old_and_new::<C, T, Named>(conn, source, plan, open)?;
             let count = new.len();
             states.extend(new);
             Ok((count, Owed::Named(table.clone(), states)))
@@ -86,11 +88,12 @@ where
 pub(crate) type OldAndNew<R> = (Vec<R>, Vec<R>);
 
 /// Runs the UPDATE `source` as `plan`: the old and the new state of every row it
-/// changed.
+/// changed. `open`: whether a transaction is open on `conn`.
 pub(crate) fn old_and_new<C, T, D>(
     conn: &mut C,
     source: &T,
     plan: &UpdatePlan,
+    open: bool,
 ) -> QueryResult<OldAndNew<D::Out>>
 where
     C: CacheConnection + LoadConnection,
@@ -102,7 +105,7 @@ where
             let pairs = load_all::<C, T, Pair<D>>(conn, source, sql)?;
             Ok(pairs.into_iter().unzip())
         }
-        UpdatePlan::PreRead { pre_read, update } => write_transaction(conn, |conn| {
+        UpdatePlan::PreRead { pre_read, update } => write_transaction(conn, open, |conn| {
             let old = load_all::<C, T, D>(conn, source, pre_read)?;
             let new = load_all::<C, T, D>(conn, source, update)?;
             Ok((old, new))
@@ -117,11 +120,15 @@ where
 /// over a newer commit (it fails with SQLITE_BUSY instead), so inside a
 /// transaction the rows read are the rows updated. A transaction of our own starts
 /// with the write lock (`BEGIN IMMEDIATE`), so it waits for other writers instead.
-fn write_transaction<C, R>(conn: &mut C, f: impl FnOnce(&mut C) -> QueryResult<R>) -> QueryResult<R>
+fn write_transaction<C, R>(
+    conn: &mut C,
+    open: bool,
+    f: impl FnOnce(&mut C) -> QueryResult<R>,
+) -> QueryResult<R>
 where
     C: CacheConnection,
 {
-    if crate::transaction::in_transaction(conn) {
+    if open {
         return f(conn);
     }
     conn.__begin_write()?;

@@ -10,6 +10,7 @@
 
 use std::cell::Cell;
 
+use super::effect::Step;
 use crate::pending::{Hook, Pending, Queue};
 use crate::runtime::Cacheops;
 
@@ -51,6 +52,8 @@ impl Depth {
 struct Frame {
     queue: Queue,
     dirty: bool,
+    /// The name of a savepoint begun by raw SQL (`SAVEPOINT name`).
+    savepoint: Option<String>,
 }
 
 impl std::fmt::Debug for Tracked {
@@ -146,6 +149,57 @@ impl Tracked {
             }
             None => frame.queue,
         }
+    }
+
+    /// Follows a transaction control statement sent as SQL: what a raw `COMMIT`
+    /// (or the `RELEASE` of SQLite's outermost savepoint) leaves owed, to settle.
+    pub(crate) fn control(&mut self, step: &Step) -> Option<Queue> {
+        match step {
+            // PostgreSQL ignores a BEGIN inside a transaction (with a warning).
+            Step::Begin if self.in_transaction() => None,
+            Step::Begin => {
+                self.begin();
+                None
+            }
+            Step::Savepoint(name) => {
+                self.begin();
+                self.frames.last_mut()?.savepoint = Some(name.clone());
+                None
+            }
+            Step::Release(name) => self.level_of(name).map(|i| self.release_from(i)),
+            Step::RollbackTo(name) => {
+                let i = self.level_of(name)?;
+                self.frames.truncate(i + 1);
+                let savepoint = self.frames[i].savepoint.take();
+                self.frames[i] = Frame {
+                    savepoint,
+                    ..Frame::default()
+                };
+                None
+            }
+            Step::Commit => Some(self.release_from(0)),
+            Step::Rollback => {
+                self.frames.clear();
+                None
+            }
+            Step::Write(_) => None,
+        }
+    }
+
+    /// The level of the innermost raw savepoint called `name`.
+    fn level_of(&self, name: &str) -> Option<usize> {
+        let named = |f: &Frame| f.savepoint.as_deref() == Some(name);
+        self.frames.iter().rposition(named)
+    }
+
+    /// Commits every level from `level` up: what the outermost owes when `level`
+    /// is 0, else nothing (merged into the level below).
+    fn release_from(&mut self, level: usize) -> Queue {
+        let mut owed = Queue::default();
+        while self.frames.len() > level {
+            owed = self.committed();
+        }
+        owed
     }
 
     /// Drops levels the database no longer has open (rolled back, or ended by a
