@@ -154,6 +154,64 @@ macro_rules! hardening {
             }
 
             #[test]
+            fn a_trailing_comment_does_not_swallow_the_returning() {
+                let mut s = setup();
+                let victim = s.read(1).0[0].id;
+                let sql = format!("DELETE FROM articles WHERE id = {victim} -- cleanup job");
+                assert_eq!(diesel::sql_query(sql).execute(&mut s.conn).unwrap(), 1);
+                let insert = "INSERT INTO articles (category_id, title, uid) \
+                              SELECT category_id, 'copy', uid FROM articles WHERE category_id = 2 \
+                              /* copies */ -- the end";
+                s.read(2);
+                assert_eq!(diesel::sql_query(insert).execute(&mut s.conn).unwrap(), 4);
+                let (rows, n) = s.read(1);
+                assert_eq!(n, 1);
+                assert!(rows.iter().all(|a| a.id != victim));
+                assert_eq!(s.read(2).0.len(), 8);
+            }
+
+            #[test]
+            fn delete_using_invalidates_the_rows_of_its_target() {
+                if dialect() == Dialect::Sqlite {
+                    return; // SQLite has no DELETE ... USING.
+                }
+                let mut s = setup();
+                // Article 2 is in category 1: RETURNING * of both tables would
+                // name it by the category's id (1).
+                let one = |s: &mut Setup| {
+                    let found = articles::table
+                        .find(2)
+                        .cache()
+                        .using(&s.ctx.cache)
+                        .get_result::<Article>(&mut s.conn);
+                    cacheops::OptionalExtension::optional(found).unwrap()
+                };
+                assert!(one(&mut s).is_some());
+                let sql = "DELETE FROM articles USING categories \
+                           WHERE articles.category_id = categories.id AND categories.name = 'c1'";
+                assert_eq!(diesel::sql_query(sql).execute(&mut s.conn).unwrap(), 4);
+                assert_eq!(one(&mut s), None, "the deleted row is never served");
+            }
+
+            #[test]
+            fn sqlite_identifiers_are_compared_without_case() {
+                let mut s = setup();
+                s.read(1);
+                let sql = match dialect() {
+                    Dialect::Sqlite => r#"UPDATE "ARTICLES" SET "VIEWS" = 3 WHERE "Category_Id" = 1"#,
+                    Dialect::Postgres => "UPDATE ARTICLES SET VIEWS = 3 WHERE CATEGORY_ID = 1",
+                };
+                assert_eq!(diesel::sql_query(sql).execute(&mut s.conn).unwrap(), 4);
+                let (rows, n) = s.read(1);
+                assert_eq!(n, 1);
+                assert!(rows.iter().all(|a| a.views == 3));
+                if dialect() == Dialect::Sqlite {
+                    s.raw(r#"UPDATE "Articles" SET views = 4"#);
+                    assert!(s.read(1).0.iter().all(|a| a.views == 4));
+                }
+            }
+
+            #[test]
             fn session_statements_invalidate_nothing() {
                 let mut s = setup();
                 s.read(1);

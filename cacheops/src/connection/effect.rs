@@ -90,31 +90,6 @@ pub(crate) fn reads_only(sql: &str) -> bool {
     first_keyword(sql).is_some_and(|word| READS.contains(&word.as_str())) && !sql.contains(';')
 }
 
-/// The table whose affected rows `sql` can be asked for with an appended
-/// `RETURNING *`: a plain INSERT (its new rows) or DELETE (its old rows) of one
-/// table. Upserts, `INSERT OR REPLACE`, statements with their own RETURNING and
-/// batches are left to the table-wide path.
-pub(crate) fn returning_target(sql: &str, effect: &Effect) -> Option<String> {
-    let Effect::Tables(tables) = effect else {
-        return None;
-    };
-    let [table] = tables.as_slice() else {
-        return None;
-    };
-    let upper = sql.to_ascii_uppercase();
-    let excluded = [
-        "RETURNING",
-        "ON CONFLICT",
-        " OR REPLACE",
-        "ON DUPLICATE",
-        ";",
-    ];
-    let kind = first_keyword(sql)?;
-    let plain =
-        matches!(kind.as_str(), "INSERT" | "DELETE") && !excluded.iter().any(|w| upper.contains(w));
-    plain.then(|| table.clone())
-}
-
 /// The first word of the statement, upper-cased, past blanks, parentheses and comments.
 pub(crate) fn first_keyword(sql: &str) -> Option<String> {
     let mut rest = sql;
@@ -403,26 +378,6 @@ mod tests {
             tables(&["articles", "categories"])
         );
         assert_eq!(effect("SELECT 1; SELECT 2"), Effect::Read);
-    }
-
-    #[test]
-    fn only_plain_inserts_and_deletes_of_one_table_are_asked_for_their_rows() {
-        let target = |sql: &str| returning_target(sql, &effect(sql));
-        assert_eq!(
-            target(r#"INSERT INTO "articles" ("title") VALUES ($1)"#).as_deref(),
-            Some("articles")
-        );
-        assert_eq!(
-            target(r#"DELETE FROM "articles" WHERE ("articles"."id" = $1)"#).as_deref(),
-            Some("articles")
-        );
-        assert_eq!(target(r#"UPDATE "articles" SET "views" = $1"#), None);
-        assert_eq!(
-            target(r#"INSERT INTO "tags" ("id") VALUES ($1) ON CONFLICT DO NOTHING"#),
-            None
-        );
-        assert_eq!(target(r#"DELETE FROM "articles" RETURNING "id""#), None);
-        assert_eq!(target("DELETE FROM articles; DELETE FROM categories"), None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! SQL rewrites that make a single-table UPDATE hand back the old and the new
-//! state of every row it changes, with the statement's own binds unchanged.
+//! SQL rewrites that make a write hand back the rows it touched, with the
+//! statement's own binds unchanged: an INSERT or DELETE its rows ([`returning`]),
+//! a single-table UPDATE the old and the new state of every row it changes.
 //!
 //! The statement is parsed with sqlparser and its pieces (target, assignments,
 //! WHERE) are rendered back with its `Display`; placeholders survive as written.
@@ -14,7 +15,10 @@
 //!   `UPDATE ... FROM`, so a `SELECT` by the same WHERE reads the old rows first and
 //!   the UPDATE returns the new ones; the caller runs both in one transaction.
 
-use sqlparser::ast::{Ident, Statement, TableFactor, Update};
+use sqlparser::ast::{
+    Delete, FromTable, Ident, Insert, ObjectName, SelectItem, SelectItemQualifiedWildcardKind,
+    Statement, TableFactor, TableObject, Update, WildcardAdditionalOptions,
+};
 use sqlparser::dialect::{Dialect as SqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
@@ -66,12 +70,107 @@ pub(crate) struct ParsedUpdate {
     binds: u32,
 }
 
-/// Parses `sql` if it is a plain single-table UPDATE this module can rewrite.
-pub(crate) fn parse_update(sql: &str, dialect: Dialect) -> Option<ParsedUpdate> {
-    let sql_dialect: &dyn SqlDialect = match dialect {
+/// A plain INSERT or DELETE rewritten to return the rows it touched.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Returning {
+    /// The table it writes (last part of its name, unquoted).
+    pub(crate) table: String,
+    /// The statement with `RETURNING *` (`RETURNING <target>.*` for a DELETE
+    /// joining other tables with USING), rendered from its parsed form.
+    pub(crate) sql: String,
+}
+
+/// `sql` rewritten to return every row it inserts or deletes, if it is a plain
+/// INSERT (no upsert, no `OR REPLACE`) or DELETE of one table without a RETURNING
+/// of its own. Rendered from the parsed statement, never by appending text (a
+/// trailing `-- comment` would swallow it), and only when the rendering parses
+/// back to the same statement.
+pub(crate) fn returning(sql: &str, dialect: Dialect) -> Option<Returning> {
+    let sql_dialect = sql_dialect(dialect);
+    let (tokens, _) = numbered_tokens(sql, sql_dialect, dialect == Dialect::Sqlite)?;
+    let parser = Parser::new(sql_dialect).with_tokens_with_locations(tokens);
+    let mut statement = only_statement(parser)?;
+    let table = match &mut statement {
+        Statement::Insert(insert) => return_inserted(insert)?,
+        Statement::Delete(delete) => return_deleted(delete)?,
+        _ => return None,
+    };
+    let sql = statement.to_string();
+    let again = only_statement(Parser::new(sql_dialect).try_with_sql(&sql).ok()?)?;
+    (again == statement).then_some(Returning { table, sql })
+}
+
+/// Sets `RETURNING *` on a plain INSERT; the table it writes.
+fn return_inserted(insert: &mut Insert) -> Option<String> {
+    let plain = insert.on.is_none()
+        && insert.or.is_none()
+        && !insert.replace_into
+        && !insert.ignore
+        && insert.returning.is_none()
+        && insert.output.is_none();
+    let TableObject::TableName(name) = &insert.table else {
+        return None;
+    };
+    let table = plain.then(|| last_ident(name))??;
+    insert.returning = Some(vec![SelectItem::Wildcard(
+        WildcardAdditionalOptions::default(),
+    )]);
+    Some(table)
+}
+
+/// Sets `RETURNING` on a plain DELETE of one table: `*`, or only the target's
+/// columns (`<alias or name>.*`) when USING brings in other tables, whose columns
+/// would otherwise come back too (and be mistaken for the target's).
+fn return_deleted(delete: &mut Delete) -> Option<String> {
+    let (FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from)) = &delete.from;
+    let [target] = from.as_slice() else {
+        return None;
+    };
+    let TableFactor::Table { name, alias, .. } = &target.relation else {
+        return None;
+    };
+    let plain = delete.tables.is_empty()
+        && target.joins.is_empty()
+        && delete.returning.is_none()
+        && delete.output.is_none()
+        && delete.order_by.is_empty()
+        && delete.limit.is_none();
+    let table = plain.then(|| last_ident(name))??;
+    let item = match (&delete.using, alias) {
+        (None, _) => SelectItem::Wildcard(WildcardAdditionalOptions::default()),
+        (Some(_), Some(alias)) => qualified_wildcard(ObjectName::from(vec![alias.name.clone()])),
+        (Some(_), None) => qualified_wildcard(name.clone()),
+    };
+    delete.returning = Some(vec![item]);
+    Some(table)
+}
+
+fn qualified_wildcard(name: ObjectName) -> SelectItem {
+    SelectItem::QualifiedWildcard(
+        SelectItemQualifiedWildcardKind::ObjectName(name),
+        WildcardAdditionalOptions::default(),
+    )
+}
+
+/// The one statement `parser` holds.
+fn only_statement(mut parser: Parser<'_>) -> Option<Statement> {
+    let mut statements = parser.parse_statements().ok()?;
+    match (statements.pop(), statements.is_empty()) {
+        (Some(statement), true) => Some(statement),
+        _ => None,
+    }
+}
+
+fn sql_dialect(dialect: Dialect) -> &'static dyn SqlDialect {
+    match dialect {
         Dialect::Postgres => &PostgreSqlDialect {},
         Dialect::Sqlite => &SQLiteDialect {},
-    };
+    }
+}
+
+/// Parses `sql` if it is a plain single-table UPDATE this module can rewrite.
+pub(crate) fn parse_update(sql: &str, dialect: Dialect) -> Option<ParsedUpdate> {
+    let sql_dialect = sql_dialect(dialect);
     let (tokens, binds) = numbered_tokens(sql, sql_dialect, dialect == Dialect::Sqlite)?;
     let parser = Parser::new(sql_dialect).with_tokens_with_locations(tokens);
     let update = only_update(parser)?;
@@ -98,10 +197,9 @@ pub(crate) fn parse_update(sql: &str, dialect: Dialect) -> Option<ParsedUpdate> 
 }
 
 /// The one statement `parser` holds, if it is a plain UPDATE.
-fn only_update(mut parser: Parser<'_>) -> Option<Update> {
-    let mut statements = parser.parse_statements().ok()?;
-    match (statements.pop(), statements.is_empty()) {
-        (Some(Statement::Update(update)), true) if is_plain(&update) => Some(update),
+fn only_update(parser: Parser<'_>) -> Option<Update> {
+    match only_statement(parser)? {
+        Statement::Update(update) if is_plain(&update) => Some(update),
         _ => None,
     }
 }
@@ -270,6 +368,87 @@ mod tests {
 
     fn plan(sql: &str, dialect: Dialect, columns: Columns<'_>) -> Option<UpdatePlan> {
         parse_update(sql, dialect)?.plan(Some(&["id"]), columns)
+    }
+
+    fn returned(sql: &str, dialect: Dialect) -> Option<(String, String)> {
+        returning(sql, dialect).map(|r| (r.table, r.sql))
+    }
+
+    #[test]
+    fn plain_inserts_and_deletes_return_their_rows() {
+        let pg = |sql: &str| returned(sql, Dialect::Postgres);
+        assert_eq!(
+            pg(r#"INSERT INTO "articles" ("title") VALUES ($1)"#),
+            Some((
+                "articles".into(),
+                r#"INSERT INTO "articles" ("title") VALUES ($1) RETURNING *"#.into()
+            ))
+        );
+        assert_eq!(
+            pg(r#"DELETE FROM "blog"."articles" WHERE ("articles"."id" = $1)"#).map(|r| r.1),
+            Some(
+                r#"DELETE FROM "blog"."articles" WHERE ("articles"."id" = $1) RETURNING *"#.into()
+            )
+        );
+        let sqlite = returned(
+            "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)",
+            Dialect::Sqlite,
+        );
+        assert_eq!(
+            sqlite.map(|r| r.1).as_deref(),
+            Some("INSERT INTO t (a, b) VALUES (?1, ?2), (?3, ?4) RETURNING *")
+        );
+    }
+
+    #[test]
+    fn a_trailing_comment_cannot_swallow_the_returning() {
+        let (_, sql) = returned(
+            "DELETE FROM articles WHERE id = $1 -- by the cleanup job",
+            Dialect::Postgres,
+        )
+        .unwrap();
+        assert_eq!(sql, "DELETE FROM articles WHERE id = $1 RETURNING *");
+        let (_, sql) = returned(
+            "INSERT INTO tags (id) VALUES (1) /* x */ -- y",
+            Dialect::Sqlite,
+        )
+        .unwrap();
+        assert_eq!(sql, "INSERT INTO tags (id) VALUES (1) RETURNING *");
+    }
+
+    #[test]
+    fn delete_using_returns_the_target_columns_only() {
+        let pg = |sql: &str| returned(sql, Dialect::Postgres).map(|r| r.1);
+        assert_eq!(
+            pg("DELETE FROM articles USING categories c WHERE articles.category_id = c.id AND c.name = $1").as_deref(),
+            Some("DELETE FROM articles USING categories c WHERE articles.category_id = c.id AND c.name = $1 RETURNING articles.*")
+        );
+        assert_eq!(
+            pg("DELETE FROM blog.articles a USING categories WHERE a.category_id = categories.id").as_deref(),
+            Some("DELETE FROM blog.articles a USING categories WHERE a.category_id = categories.id RETURNING a.*")
+        );
+    }
+
+    #[test]
+    fn upserts_replaces_and_own_returnings_are_not_rewritten() {
+        for sql in [
+            r#"INSERT INTO "tags" ("id") VALUES ($1) ON CONFLICT DO NOTHING"#,
+            r#"INSERT INTO "tags" ("id") VALUES ($1) ON CONFLICT ("id") DO UPDATE SET "n" = 1"#,
+            r#"DELETE FROM "articles" RETURNING "id""#,
+            "DELETE FROM articles; DELETE FROM categories",
+            "UPDATE articles SET views = 1",
+            "DELETE FROM articles a, categories c",
+        ] {
+            assert_eq!(returned(sql, Dialect::Postgres), None, "{sql}");
+        }
+        assert_eq!(
+            returned("INSERT OR REPLACE INTO t (a) VALUES (?)", Dialect::Sqlite),
+            None
+        );
+        assert_eq!(
+            returned("REPLACE INTO t (a) VALUES (?)", Dialect::Sqlite),
+            None
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Running a write so that it hands back the rows it touched: an INSERT or DELETE
-//! with `RETURNING *` appended, an UPDATE rewritten by [`super::rewrite`].
+//! with a `RETURNING` clause, an UPDATE rewritten by [`super::rewrite`].
 //!
 //! Rewritten statements keep Diesel's binds exactly: [`WithSql`] gives the
 //! connection the new SQL text through `QueryFragment::to_sql` (which both
@@ -32,7 +32,7 @@ use crate::value::Value;
 /// A write [`super::CachedConnection`] can invalidate row by row.
 #[derive(Debug)]
 pub(crate) enum Granular {
-    /// A plain INSERT or DELETE, run as `sql` (the statement + `RETURNING *`).
+    /// A plain INSERT or DELETE, run as `sql` (the statement returning its rows).
     Returning { table: String, sql: String },
     /// A plain UPDATE of one table, run as `plan`.
     Update { table: String, plan: UpdatePlan },
@@ -41,12 +41,14 @@ pub(crate) enum Granular {
 /// How `sql` (with write effect `effect`) can be run to learn the rows it touches;
 /// `None` leaves it to the table-wide path.
 pub(crate) fn granular(sql: &str, effect: &Effect, dialect: Dialect) -> Option<Granular> {
-    if let Some(table) = effect::returning_target(sql, effect) {
-        let sql = format!("{sql} RETURNING *");
+    let one_table = matches!(effect, Effect::Tables(tables) if tables.len() == 1);
+    if !one_table {
+        return None;
+    }
+    if let Some(rewrite::Returning { table, sql }) = rewrite::returning(sql, dialect) {
         return Some(Granular::Returning { table, sql });
     }
-    let one_table = matches!(effect, Effect::Tables(tables) if tables.len() == 1);
-    if !one_table || effect::first_keyword(sql).as_deref() != Some("UPDATE") {
+    if effect::first_keyword(sql).as_deref() != Some("UPDATE") {
         return None;
     }
     let update = rewrite::parse_update(sql, dialect)?;

@@ -252,7 +252,9 @@ fn push_conj(out: &mut String, conj: &Conj) {
 /// that the script only joins terms).
 pub(crate) type EncodedRow = Vec<(String, String)>;
 
-/// Encodes a row's columns the way conjunction keys spell them.
+/// Encodes a row's columns the way conjunction keys spell them. A name that
+/// comes twice with different values (columns whose names differ only in case)
+/// is left out: a row lacking a scheme's column invalidates the whole table.
 pub(crate) fn encode_row(row: &RowState<'_>) -> EncodedRow {
     let encode = |(column, value): &(&str, Value)| {
         let mut name = String::with_capacity(column.len());
@@ -263,7 +265,14 @@ pub(crate) fn encode_row(row: &RowState<'_>) -> EncodedRow {
         push_value(&mut term, value);
         (name, term)
     };
-    row.columns.iter().map(encode).collect()
+    let encoded: EncodedRow = row.columns.iter().map(encode).collect();
+    let ambiguous =
+        |(name, term): &(String, String)| encoded.iter().any(|(n, t)| n == name && t != term);
+    if !encoded.iter().any(ambiguous) {
+        return encoded;
+    }
+    let kept = encoded.iter().filter(|c| !ambiguous(c)).cloned();
+    kept.collect()
 }
 
 /// The conjunction key (after `conj_prefix`, i.e. `{P:T}:j:`) that `row` hits for
@@ -343,13 +352,18 @@ pub(crate) fn push_value(out: &mut String, value: &Value) {
 }
 
 /// Appends `name`, percent-escaping the characters that carry meaning in keys,
-/// schemes or SCAN patterns.
+/// schemes or SCAN patterns, and folding ASCII letters to lower case: SQLite
+/// compares identifiers without case (`"ARTICLES"` is `articles`), and on
+/// PostgreSQL two tables or columns whose names differ only in case merely share
+/// stamps (more invalidation, never less; a row holding both columns is
+/// ambiguous and widens, see [`encode_row`]).
 pub(crate) fn push_escaped(out: &mut String, name: &str) {
     let special = |c: char| {
         matches!(
             c,
             '%' | ',' | '=' | '&' | '{' | '}' | ':' | '*' | '?' | '[' | ']' | '\\'
         ) || c.is_ascii_control()
+            || c.is_ascii_uppercase()
     };
     if name.is_empty() {
         // A lone '%' never results from escaping: keeps "" apart from the sentinel
@@ -362,7 +376,9 @@ pub(crate) fn push_escaped(out: &mut String, name: &str) {
         return;
     }
     for c in name.chars() {
-        if special(c) {
+        if c.is_ascii_uppercase() {
+            out.push(c.to_ascii_lowercase());
+        } else if special(c) {
             // Every special character is ASCII: one byte.
             let _ = write!(out, "%{:02X}", c as u32);
         } else {

@@ -647,6 +647,35 @@ fn layout_row_conj_key() {
 }
 
 #[test]
+fn layout_folds_identifier_case() {
+    let l = Layout::new("P");
+    assert_eq!(
+        l.table_key("ARTICLES", "gen"),
+        l.table_key("articles", "gen")
+    );
+    assert_eq!(
+        layout::scheme(&conj(&[("Category_ID", null())])),
+        "category_id"
+    );
+    let r = layout::encode_row(&row("t", &[("VIEWS", int(2))]));
+    assert_eq!(
+        layout::row_conj_key("P", "views", &r).as_deref(),
+        Some("Pviews=00000002")
+    );
+}
+
+#[test]
+fn layout_a_column_named_twice_with_two_values_widens() {
+    // PostgreSQL's "Id" and "id" are two columns: folded, which one a condition
+    // meant is unknown, so the row lacks the column (whole-table invalidation).
+    let twice = layout::encode_row(&row("t", &[("Id", int(1)), ("id", int(2)), ("n", int(3))]));
+    assert_eq!(layout::row_conj_key("P", "id", &twice), None);
+    assert!(layout::row_conj_key("P", "n", &twice).is_some());
+    let same = layout::encode_row(&row("t", &[("Id", int(1)), ("id", int(1))]));
+    assert!(layout::row_conj_key("P", "id", &same).is_some());
+}
+
+#[test]
 fn layout_checksum_and_framing() {
     let a = layout::checksum([&b"ab"[..], b"c"]);
     assert_ne!(a, layout::checksum([&b"a"[..], b"bc"]));
