@@ -44,6 +44,7 @@
 //! | canonical values of binds and columns | `backend.rs`, `value.rs` | [`CacheBackend`], [`Value`], [`encode_value`] |
 //! | write helpers | `write.rs` | [`Cacheops::insert`], [`Cacheops::save`], [`Cacheops::update`], [`Cacheops::delete`] |
 //! | connections: which ones we read/write through; a wrapper that sees every statement; UPDATEs rewritten to return old and new rows | `connection/` | [`CacheConnection`], [`CachedConnection`] |
+//! | what the functions a statement calls may do (built-ins by name, PostgreSQL's catalog) | `functions.rs` | |
 //! | automatic caching of ordinary reads through [`CachedConnection`]: op inference, raw rows, replayed rows | `automatic/` | [`CachedRow`], [`CachedCursor`], [`ReplayedRow`], [`NoReplay`] |
 //! | transactions on plain connections: invalidation after the outermost COMMIT, then after-commit hooks | `transaction.rs`, `pending.rs` | [`Cacheops::transaction`], [`on_commit`] |
 //! | manual invalidation | `invalidate.rs` | [`invalidate_obj`], [`invalidate_model`], [`invalidate_table`], [`invalidate_all`] |
@@ -91,6 +92,7 @@ mod fill;
 #[cfg(feature = "minijinja")]
 #[cfg_attr(docsrs, doc(cfg(feature = "minijinja")))]
 pub mod fragment;
+mod functions;
 mod invalidate;
 mod key;
 mod lock;

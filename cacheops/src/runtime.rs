@@ -14,6 +14,7 @@ use crate::backend::Dialect;
 use crate::config::{Config, Profile};
 use crate::deps::{Deps, Policy, Template};
 use crate::error::{Error, ErrorKind, Result};
+use crate::functions::{self, Volatility};
 use crate::memo::{ByKey, ByTypeId, Memo};
 use crate::model::{model_of_table, ColumnEquality};
 use crate::registry::Target;
@@ -50,6 +51,8 @@ struct Inner {
     /// reads of what they name bypass the cache.
     pending: Mutex<Missed>,
     has_pending: AtomicBool,
+    /// What functions unknown to the built-in lists do, from the catalog.
+    functions: RwLock<HashMap<String, Volatility>>,
     /// Told of every invalidation a committed write missed (see
     /// [`Cacheops::on_missed_invalidation`]).
     missed_hook: RwLock<Option<MissedHook>>,
@@ -157,6 +160,7 @@ impl Cacheops {
             profiles: RwLock::default(),
             fill_hook: RwLock::default(),
             missed_hook: RwLock::default(),
+            functions: RwLock::default(),
         };
         Cacheops {
             inner: Arc::new(inner),
@@ -221,6 +225,41 @@ impl Cacheops {
             Some(read)
         };
         self.inner.reads.get_or(sql, dialect, make)
+    }
+
+    /// What calling the function `name` may do: a built-in's known answer, else
+    /// the catalog's (asked through `lookup` with its schema and own name, once
+    /// per handle; a failed lookup is not remembered and counts as "may write").
+    pub(crate) fn volatility(
+        &self,
+        name: &str,
+        dialect: Dialect,
+        lookup: impl FnOnce(Option<&str>, &str) -> Option<Vec<(String, String)>>,
+    ) -> Volatility {
+        if let Some(known) = functions::known(name, dialect) {
+            return known;
+        }
+        let memo = self
+            .inner
+            .functions
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(known) = memo.get(name) {
+            return *known;
+        }
+        drop(memo);
+        let (schema, own) = functions::schema_and_name(name);
+        let Some(found) = lookup(schema, own) else {
+            return Volatility::MayWrite;
+        };
+        let judged = functions::from_catalog(found.iter().map(|(s, v)| (s.as_str(), v.as_str())));
+        let mut memo = self
+            .inner
+            .functions
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        memo.insert(name.to_string(), judged);
+        judged
     }
 
     /// The SQL and template remembered for the query type `id` (see

@@ -212,6 +212,55 @@ macro_rules! hardening {
             }
 
             #[test]
+            fn a_select_calling_a_function_that_writes_invalidates() {
+                let mut s = setup();
+                let call = match dialect() {
+                    Dialect::Postgres => {
+                        s.raw(
+                            "CREATE FUNCTION touch_articles(c int) RETURNS int LANGUAGE sql VOLATILE \
+                             AS $$ UPDATE articles SET views = views + 1 WHERE category_id = c RETURNING 1 $$",
+                        );
+                        "SELECT touch_articles(1)"
+                    }
+                    Dialect::Sqlite => {
+                        s.raw("CREATE TABLE log (n INTEGER)");
+                        "SELECT count(*) FROM log WHERE n = abs(1) OR lower(n) = 'a'"
+                    }
+                };
+                let before = s.read(1).0;
+                let (_, n) = s.read(1);
+                assert_eq!(n, 0);
+                diesel::sql_query(call).execute(&mut s.conn).unwrap();
+                let (after, n) = s.read(1);
+                if dialect() == Dialect::Postgres {
+                    assert_eq!(n, 1, "the function's write invalidated");
+                    assert!(after.iter().zip(&before).all(|(a, b)| a.views == b.views + 1));
+                } else {
+                    assert_eq!(n, 0, "built-in stable functions change nothing");
+                }
+            }
+
+            #[test]
+            fn functions_are_judged_once_per_handle() {
+                if dialect() == Dialect::Sqlite {
+                    return; // SQLite has no catalog: unknown functions may write.
+                }
+                let mut s = setup();
+                s.raw("CREATE FUNCTION twice(x int) RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT 2 * x $$");
+                s.read(1);
+                let before = s.invalidations();
+                let calls = |s: &mut Setup| {
+                    s.queries.take();
+                    diesel::sql_query("SELECT twice(2)").execute(&mut s.conn).unwrap();
+                    s.queries.take()
+                };
+                assert_eq!(calls(&mut s), 2, "the catalog is asked the first time");
+                assert_eq!(calls(&mut s), 1, "then remembered");
+                assert_eq!(s.invalidations(), before, "an immutable function writes nothing");
+                assert_eq!(s.read(1).1, 0);
+            }
+
+            #[test]
             fn session_statements_invalidate_nothing() {
                 let mut s = setup();
                 s.read(1);
@@ -262,3 +311,87 @@ hardening!(pg_redis, pg, PgDb, StoreKind::Redis);
 hardening!(pg_memory, pg, PgDb, StoreKind::Memory);
 hardening!(sqlite_redis, sqlite, SqliteDb, StoreKind::Redis);
 hardening!(sqlite_memory, sqlite, SqliteDb, StoreKind::Memory);
+
+/// SQLite knows nothing of an application-defined function: a statement calling
+/// one may write anything (its Rust body could), so it widens to everything.
+#[test]
+fn sqlite_application_functions_widen() {
+    use crate::ctx::*;
+    use crate::fixtures::sqlite::*;
+    use cacheops::{CachedConnection, CachedQueryDsl};
+    use diesel::prelude::*;
+
+    diesel::define_sql_function!(fn bump(x: diesel::sql_types::Integer) -> diesel::sql_types::Integer);
+
+    let mut ctx: Ctx<SqliteDb> = Ctx::new(StoreKind::Redis);
+    seed(&mut ctx.conn, 2, 2);
+    let mut conn = CachedConnection::new(ctx.db.connect(), ctx.cache.clone());
+    bump_utils::register_impl(conn.inner(), |x: i32| x + 1).unwrap();
+    let read = |conn: &mut CachedConnection<Conn>, h: &cacheops::Cacheops| {
+        in_category(1)
+            .cache()
+            .using(h)
+            .load::<Article>(conn)
+            .unwrap()
+    };
+    read(&mut conn, &ctx.cache);
+    let before = ctx.cache.stats().invalidations;
+    let two: i32 = diesel::select(bump(1)).get_result(&mut conn).unwrap();
+    assert_eq!(two, 2);
+    assert!(
+        ctx.cache.stats().invalidations > before,
+        "unknown functions may write"
+    );
+}
+
+/// Automatic caching (PostgreSQL) never serves a read whose result varies from
+/// call to call; an explicit `.cached()` of one is the caller's choice.
+#[test]
+fn volatile_reads_are_not_cached_automatically() {
+    use crate::ctx::*;
+    use crate::fixtures::pg::*;
+    use cacheops::{CachedConnection, CachedQueryDsl};
+    use diesel::dsl::sql;
+    use diesel::prelude::*;
+    use diesel::sql_types::Integer;
+
+    let mut ctx: Ctx<PgDb> = Ctx::new(StoreKind::Redis);
+    seed(&mut ctx.conn, 2, 3);
+    let queries = QueryCounter::default();
+    let mut inner = ctx.db.connect();
+    queries.instrument(&mut inner);
+    let mut conn = CachedConnection::new(inner, ctx.cache.clone());
+    let mut twice = |f: &dyn Fn(&mut CachedConnection<Conn>)| {
+        f(&mut conn);
+        queries.take();
+        f(&mut conn);
+        queries.take()
+    };
+    let any = |c: &mut CachedConnection<Conn>| {
+        articles::table
+            .order(sql::<Integer>("random()"))
+            .first::<Article>(c)
+            .unwrap();
+    };
+    let past = |c: &mut CachedConnection<Conn>| {
+        articles::table
+            .filter(articles::created_at.lt(diesel::dsl::now))
+            .load::<Article>(c)
+            .unwrap();
+    };
+    let stable = |c: &mut CachedConnection<Conn>| {
+        articles::table
+            .filter(articles::title.eq(sql("lower('A1-0')")))
+            .load::<Article>(c)
+            .unwrap();
+    };
+    assert_eq!(twice(&any), 1, "ORDER BY random() is read every time");
+    assert_eq!(twice(&past), 1, "now() moves on");
+    assert_eq!(twice(&stable), 0, "a stable function's result is cached");
+    let asked = |c: &mut CachedConnection<Conn>| {
+        let q = articles::table.order(sql::<Integer>("random()")).limit(1);
+        let h = c.cache().clone();
+        q.cache().using(&h).load::<Article>(c).unwrap();
+    };
+    assert_eq!(twice(&asked), 0, "asked for explicitly, it is cached");
+}

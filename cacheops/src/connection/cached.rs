@@ -18,6 +18,7 @@ use super::CacheConnection;
 use crate::automatic::{self, CachedCursor, CachedRow, RawRows};
 use crate::backend::{CacheBackend, Dialect};
 use crate::fill::Storable;
+use crate::functions::{self, Volatility};
 use crate::memo::Memo;
 use crate::pending::{Owed, Pending};
 use crate::runtime::Cacheops;
@@ -149,32 +150,53 @@ impl<C: CacheConnection> CachedConnection<C> {
     }
 
     /// The write effect of a statement, and how to run it so that it returns the
-    /// rows it touches (see [`touched::granular`]).
-    fn classify<T: QueryFragment<C::Backend> + ?Sized>(&self, source: &T) -> Arc<Classified> {
+    /// rows it touches (see [`touched::granular`]); its SQL when it was rendered.
+    fn classify<T: QueryFragment<C::Backend> + ?Sized>(
+        &self,
+        source: &T,
+    ) -> (Arc<Classified>, Option<String>) {
         if self.tracked.in_helper() {
-            return Classified::read();
+            return (Classified::read(), None);
         }
         match <C::Backend as CacheBackend>::render_sql(source) {
-            Ok(sql) => classified(&sql, <C::Backend as CacheBackend>::DIALECT),
-            Err(_) => Classified::of(Effect::Unknown),
+            Ok(sql) => (
+                classified(&sql, <C::Backend as CacheBackend>::DIALECT),
+                Some(sql),
+            ),
+            Err(_) => (Classified::of(Effect::Unknown), None),
         }
     }
 
-    /// The write effect of a statement, unless a cacheops helper is running it, and
-    /// its SQL when it was rendered.
-    fn effect_and_sql<T: QueryFragment<C::Backend> + ?Sized>(
-        &self,
-        source: &T,
-    ) -> (Effect, Option<String>) {
-        if self.tracked.in_helper() {
-            return (Effect::Read, None);
+    /// What the functions a statement calls may do (built-ins by name, others
+    /// from the catalog, once per handle): the worst of them.
+    fn calls(&mut self, classified: &Classified) -> Volatility {
+        if classified.calls.is_empty() {
+            return Volatility::Stable;
         }
-        match <C::Backend as CacheBackend>::render_sql(source) {
-            Ok(sql) => {
-                let effect = classified(&sql, <C::Backend as CacheBackend>::DIALECT);
-                (effect.effect.clone(), Some(sql))
-            }
-            Err(_) => (Effect::Unknown, None),
+        let handle = self.tracked.handle.clone();
+        let dialect = <C::Backend as CacheBackend>::DIALECT;
+        let inner = &mut self.inner;
+        let mut judge = |name: &String| {
+            handle.volatility(name, dialect, |schema, own| {
+                inner.__catalog_functions(schema, own)
+            })
+        };
+        classified
+            .calls
+            .iter()
+            .map(&mut judge)
+            .max()
+            .unwrap_or(Volatility::Stable)
+    }
+
+    /// The effect of a statement once the functions it calls are judged: a
+    /// function that may write makes it a write of anything.
+    fn effect_of(&mut self, classified: &Classified) -> (Effect, Volatility) {
+        let calls = self.calls(classified);
+        let effect = classified.effect.clone();
+        match calls {
+            Volatility::MayWrite => (effect.with_unknown_writes(), calls),
+            _ => (effect, calls),
         }
     }
 
@@ -229,6 +251,14 @@ impl<C: CacheConnection + LoadConnection> CacheConnection for CachedConnection<C
         self.inner.__statements_read_latest()
     }
 
+    fn __catalog_functions(
+        &mut self,
+        schema: Option<&str>,
+        name: &str,
+    ) -> Option<Vec<(String, String)>> {
+        self.inner.__catalog_functions(schema, name)
+    }
+
     fn __fills_may_store(&mut self) -> bool {
         let open = self.tracked.in_transaction();
         Tracked::fills_may_store(open, &self.tracked.reads_latest, &mut self.inner)
@@ -241,9 +271,10 @@ impl<C: CacheConnection> SimpleConnection for CachedConnection<C> {
     fn batch_execute(&mut self, query: &str) -> QueryResult<()> {
         let effect = match self.tracked.in_helper() {
             true => Effect::Read,
-            false => classified(query, <C::Backend as CacheBackend>::DIALECT)
-                .effect
-                .clone(),
+            false => {
+                let classified = classified(query, <C::Backend as CacheBackend>::DIALECT);
+                self.effect_of(&classified).0
+            }
         };
         match self.inner.batch_execute(query) {
             Ok(()) => {
@@ -278,14 +309,18 @@ impl<C: CacheConnection + LoadConnection> Connection for CachedConnection<C> {
     where
         T: QueryFragment<Self::Backend> + QueryId,
     {
-        let classified = self.classify(source);
-        if let Some(granular) = &classified.granular {
-            return self.execute_granular(source, granular);
+        let (classified, _) = self.classify(source);
+        let (effect, calls) = self.effect_of(&classified);
+        match &classified.granular {
+            Some(granular) if calls != Volatility::MayWrite => {
+                return self.execute_granular(source, granular)
+            }
+            _ => {}
         }
         let count = self.inner.execute_returning_count(source);
         match count {
-            Ok(_) => self.record(classified.effect.clone()),
-            Err(_) if classified.effect.ends_transaction() => self.keep_open_levels(),
+            Ok(_) => self.record(effect),
+            Err(_) if effect.ends_transaction() => self.keep_open_levels(),
             Err(_) => {}
         }
         count
@@ -334,9 +369,13 @@ where
         T: Query + QueryFragment<Self::Backend> + QueryId + 'query,
         Self::Backend: QueryMetadata<T::SqlType>,
     {
-        let (effect, sql) = self.effect_and_sql(&source);
-        let plan = match (&effect, sql) {
-            (Effect::Read, Some(sql)) => automatic::plan(&self.tracked, sql, &source),
+        let (classified, sql) = self.classify(&source);
+        let (effect, calls) = self.effect_of(&classified);
+        // A read whose result varies from call to call is never cached unasked.
+        let plan = match (&effect, sql, calls) {
+            (Effect::Read, Some(sql), Volatility::Stable) => {
+                automatic::plan(&self.tracked, sql, &source)
+            }
             _ => None,
         };
         if let Some(plan) = plan {
@@ -381,6 +420,8 @@ type Replayed<C> = <<C as Connection>::Backend as CacheBackend>::Replayed;
 struct Classified {
     effect: Effect,
     granular: Option<Granular>,
+    /// The functions it calls that are not known harmless.
+    calls: Box<[String]>,
 }
 
 impl Classified {
@@ -389,6 +430,7 @@ impl Classified {
         Arc::new(Classified {
             effect,
             granular: None,
+            calls: Box::default(),
         })
     }
 
@@ -401,15 +443,19 @@ impl Classified {
 
 fn classified(sql: &str, dialect: Dialect) -> Arc<Classified> {
     static MEMO: LazyLock<Memo<Arc<Classified>>> = LazyLock::new(Memo::default);
-    // A read is told by its first keyword: it needs no memo, and does not fill the
-    // writes' memo with every distinct SELECT text.
-    if effect::reads_only(sql) {
+    // A read that cannot call a function is told by its text: it needs no memo,
+    // and does not fill the memo with every distinct SELECT text.
+    if effect::reads_only(sql) && !functions::may_call(sql) {
         return Classified::read();
     }
     MEMO.get_or(sql, dialect, || {
-        let effect = effect::of_sql(sql, dialect);
-        let granular = touched::granular(sql, &effect, dialect);
-        Arc::new(Classified { effect, granular })
+        let analysis = effect::analyse(sql, dialect);
+        let granular = touched::granular(sql, &analysis.effect, dialect);
+        Arc::new(Classified {
+            effect: analysis.effect,
+            granular,
+            calls: analysis.calls.into(),
+        })
     })
 }
 

@@ -9,6 +9,7 @@ use sqlparser::parser::Parser;
 
 use crate::backend::Dialect;
 use crate::deps::last_ident;
+use crate::functions;
 
 /// The effect of one SQL text on the data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +45,18 @@ pub(crate) enum Step {
 }
 
 impl Effect {
+    /// This effect once a function the statement calls may write anything: an
+    /// unknown write, after any transaction control it also does.
+    pub(crate) fn with_unknown_writes(self) -> Effect {
+        match self {
+            Effect::Steps(mut steps) => {
+                steps.push(Step::Write(Effect::Unknown));
+                Effect::Steps(steps)
+            }
+            _ => Effect::Unknown,
+        }
+    }
+
     /// Whether the statement may end the whole transaction.
     pub(crate) fn ends_transaction(&self) -> bool {
         let ends = |s: &Step| matches!(s, Step::Commit | Step::Rollback);
@@ -76,12 +89,33 @@ const READS: &[&str] = &[
     "VACUUM",
 ];
 
-/// The effect of `sql`, rendered by Diesel or written by hand.
+/// The effect of `sql`, rendered by Diesel or written by hand, as far as its text
+/// tells; what the functions it calls may do is [`Analysis::calls`]'.
+#[cfg(test)]
 pub(crate) fn of_sql(sql: &str, dialect: Dialect) -> Effect {
-    match reads_only(sql) {
-        true => Effect::Read,
-        false => parsed(sql, dialect),
+    analyse(sql, dialect).effect
+}
+
+/// What a SQL text does, before the functions it calls are known.
+#[derive(Debug)]
+pub(crate) struct Analysis {
+    /// The effect of the statements themselves.
+    pub(crate) effect: Effect,
+    /// The functions it calls that are not known harmless (see
+    /// [`functions::called`]): what they do decides whether it may write more.
+    pub(crate) calls: Vec<String>,
+}
+
+/// The effect of `sql` and the functions it calls. A read that cannot call a
+/// function is told without parsing.
+pub(crate) fn analyse(sql: &str, dialect: Dialect) -> Analysis {
+    if reads_only(sql) && !functions::may_call(sql) {
+        return Analysis {
+            effect: Effect::Read,
+            calls: Vec::new(),
+        };
     }
+    parsed(sql, dialect)
 }
 
 /// Whether `sql` is one statement that changes no rows, told by its first keyword
@@ -107,21 +141,27 @@ pub(crate) fn first_keyword(sql: &str) -> Option<String> {
     (!word.is_empty()).then(|| word.to_ascii_uppercase())
 }
 
-fn parsed(sql: &str, dialect: Dialect) -> Effect {
+fn parsed(sql: &str, dialect: Dialect) -> Analysis {
     let sql_dialect: &dyn SqlDialect = match dialect {
         Dialect::Postgres => &PostgreSqlDialect {},
         Dialect::Sqlite => &SQLiteDialect {},
     };
     let Ok(statements) = Parser::parse_sql(sql_dialect, sql) else {
-        return Effect::Unknown;
+        return Analysis {
+            effect: Effect::Unknown,
+            calls: Vec::new(),
+        };
     };
+    let calls = functions::called(&statements);
     let steps: Vec<Step> = statements.iter().map(step_of).collect();
-    if steps.iter().all(|s| matches!(s, Step::Write(_))) {
-        return merged(steps);
-    }
-    // Only the writes are kept between the levels: reads change nothing.
-    let kept = steps.into_iter();
-    Effect::Steps(kept.filter(|s| *s != Step::Write(Effect::Read)).collect())
+    let effect = if steps.iter().all(|s| matches!(s, Step::Write(_))) {
+        merged(steps)
+    } else {
+        // Only the writes are kept between the levels: reads change nothing.
+        let kept = steps.into_iter();
+        Effect::Steps(kept.filter(|s| *s != Step::Write(Effect::Read)).collect())
+    };
+    Analysis { effect, calls }
 }
 
 /// One statement's step: transaction control, or its write effect.

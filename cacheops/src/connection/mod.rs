@@ -59,6 +59,19 @@ pub trait CacheConnection: Connection<Backend: CacheBackend> {
         false
     }
 
+    /// Every function called `name` (in `schema`, when given) the database
+    /// knows, as `(schema, provolatile)` pairs; `None` when it cannot tell (no
+    /// catalog, or the lookup failed). Not public API.
+    #[doc(hidden)]
+    fn __catalog_functions(
+        &mut self,
+        schema: Option<&str>,
+        name: &str,
+    ) -> Option<Vec<(String, String)>> {
+        let _ = (schema, name);
+        None
+    }
+
     /// Whether a miss read on this connection now may store its result. Not
     /// public API.
     #[doc(hidden)]
@@ -126,6 +139,37 @@ impl CacheConnection for diesel::pg::PgConnection {
         ))
         .get_result::<String>(self);
         matches!(level.as_deref(), Ok("read committed" | "read uncommitted"))
+    }
+
+    /// One statement on `pg_proc`, once per function name and handle.
+    fn __catalog_functions(
+        &mut self,
+        schema: Option<&str>,
+        name: &str,
+    ) -> Option<Vec<(String, String)>> {
+        use diesel::sql_types::{Nullable, Text};
+        use diesel::RunQueryDsl;
+        let found = diesel::select(
+            diesel::dsl::sql::<Nullable<Text>>(
+                "(SELECT string_agg(n.nspname || chr(31) || p.provolatile::text, chr(30)) \
+                 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+                 WHERE p.proname = ",
+            )
+            .bind::<Text, _>(name)
+            .sql(" AND (n.nspname = ")
+            .bind::<Nullable<Text>, _>(schema)
+            .sql(" OR ")
+            .bind::<Nullable<Text>, _>(schema)
+            .sql(" IS NULL))"),
+        )
+        .get_result::<Option<String>>(self);
+        let found = found.ok()?;
+        let pairs = found.unwrap_or_default();
+        let pair = |p: &str| {
+            p.split_once('\u{1f}')
+                .map(|(s, v)| (s.to_string(), v.to_string()))
+        };
+        Some(pairs.split('\u{1e}').filter_map(pair).collect())
     }
 }
 
