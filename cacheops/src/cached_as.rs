@@ -615,6 +615,30 @@ mod tests {
     }
 
     #[test]
+    fn a_result_over_the_maximum_value_size_is_returned_not_stored() {
+        let config = crate::Config::builder()
+            .url("memory://")
+            .max_value_size(64)
+            .build();
+        let cache = Cacheops::new(config).unwrap();
+        let mut runs = 0;
+        let mut call = |len: usize| {
+            cache
+                .cached_as(&[Sample::table("t")], "big", &len, &Options::new(), || {
+                    runs += 1;
+                    Ok::<_, Error>("x".repeat(len))
+                })
+                .unwrap()
+        };
+        assert_eq!(call(100).len(), 100);
+        assert_eq!(call(100).len(), 100, "computed again: nothing was stored");
+        assert_eq!((call(10).len(), call(10).len()), (10, 10));
+        assert_eq!(runs, 3, "a value that fits is stored");
+        let stats = cache.stats();
+        assert_eq!((stats.too_large, stats.errors), (2, 0));
+    }
+
+    #[test]
     fn with_lock_concurrent_misses_compute_once() {
         use std::sync::atomic::{AtomicUsize, Ordering};
         let cache = Cacheops::new(crate::Config::builder().url("memory://").build()).unwrap();

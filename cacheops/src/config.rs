@@ -9,6 +9,13 @@ use std::time::Duration;
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::LocalTier;
 
+/// The default maximum value size: 64 MiB. Far below Redis' default
+/// `proto-max-bulk-len` (512 MB), so a default server never refuses (and drops
+/// the connection of) a value cacheops sends; far above any result worth caching,
+/// since a value that large costs Redis, single-threaded, tens of milliseconds
+/// to receive, send and free, and every hit as long to decode.
+pub const DEFAULT_MAX_VALUE_SIZE: usize = 64 << 20;
+
 /// The operations a profile caches automatically (a small bit set).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Ops(u8);
@@ -105,6 +112,7 @@ pub struct Config {
     pub(crate) max_in_values: usize,
     pub(crate) redis_timeout: Duration,
     pub(crate) local_tier: Option<LocalTier>,
+    pub(crate) max_value_size: usize,
 }
 
 impl Default for Config {
@@ -120,6 +128,7 @@ impl Default for Config {
             max_in_values: 32,
             redis_timeout: Duration::from_secs(1),
             local_tier: None,
+            max_value_size: DEFAULT_MAX_VALUE_SIZE,
         }
     }
 }
@@ -147,8 +156,9 @@ impl Config {
     /// `CACHEOPS_REDIS_URL` (or `REDIS_URL`; `memory://` for the in-process store),
     /// `CACHEOPS_PREFIX`, `CACHEOPS_TIMEOUT` (seconds), `CACHEOPS_ENABLED`,
     /// `CACHEOPS_DEGRADE_ON_FAILURE` (`1`/`true`), `CACHEOPS_PROFILES`
-    /// (`pattern=ops:seconds;...`, e.g. `blog.*=all:3600;*.*=count:900`), and
-    /// `CACHEOPS_LOCAL_TIER_MB` (the local tier's size in MiB; unset or `0`: none).
+    /// (`pattern=ops:seconds;...`, e.g. `blog.*=all:3600;*.*=count:900`),
+    /// `CACHEOPS_LOCAL_TIER_MB` (the local tier's size in MiB; unset or `0`: none),
+    /// and `CACHEOPS_MAX_VALUE_SIZE` (bytes; see [`ConfigBuilder::max_value_size`]).
     pub fn from_env() -> Result<Config> {
         Config::from_vars(|name| std::env::var(name).ok())
     }
@@ -180,6 +190,12 @@ impl Config {
             if mb > 0 {
                 builder = builder.local_tier(LocalTier::new(mb << 20));
             }
+        }
+        if let Some(bytes) = var("CACHEOPS_MAX_VALUE_SIZE") {
+            let bytes = bytes.parse().map_err(|_| {
+                config_error(format!("CACHEOPS_MAX_VALUE_SIZE `{bytes}` is not bytes"))
+            })?;
+            builder = builder.max_value_size(bytes);
         }
         for entry in var("CACHEOPS_PROFILES").iter().flat_map(|p| p.split(';')) {
             let Some((pattern, profile)) = entry.split_once('=') else {
@@ -260,6 +276,10 @@ impl ConfigBuilder {
 
     /// On a Redis error, log a warning and answer from the database instead of
     /// returning the error.
+    ///
+    /// Whatever this setting, a result the database (or a cached function)
+    /// returned is never lost to a failure to store it: that failure is logged and
+    /// counted in [`Stats::errors`](crate::Stats::errors), and the result returned.
     pub fn degrade_on_failure(mut self, degrade: bool) -> Self {
         self.0.degrade_on_failure = degrade;
         self
@@ -303,6 +323,23 @@ impl ConfigBuilder {
         self
     }
 
+    /// The largest encoded value cacheops stores, in bytes (default
+    /// [`DEFAULT_MAX_VALUE_SIZE`], 64 MiB; env `CACHEOPS_MAX_VALUE_SIZE`). A
+    /// computed result over it is returned to the caller and not stored, counted
+    /// in [`Stats::too_large`](crate::Stats::too_large); an explicit
+    /// [`SimpleCache::set`](crate::SimpleCache::set) of one fails with
+    /// [`ErrorKind::TooLarge`]. Keep it below the Redis server's
+    /// `proto-max-bulk-len`, which makes Redis drop the connection of a larger value.
+    ///
+    /// ```
+    /// let config = cacheops::Config::builder().max_value_size(8 << 20).build();
+    /// # let _ = config;
+    /// ```
+    pub fn max_value_size(mut self, bytes: usize) -> Self {
+        self.0.max_value_size = bytes;
+        self
+    }
+
     /// The finished configuration.
     pub fn build(self) -> Config {
         self.0
@@ -339,17 +376,22 @@ mod tests {
             "CACHEOPS_REDIS_URL" => Some("memory://".to_string()),
             "CACHEOPS_PROFILES" => Some("blog.*=get,fetch:60; *.*=count:5".to_string()),
             "CACHEOPS_DEGRADE_ON_FAILURE" => Some("true".to_string()),
+            "CACHEOPS_MAX_VALUE_SIZE" => Some("1048576".to_string()),
             _ => None,
         };
         let config = Config::from_vars(vars).unwrap();
         assert_eq!(config.url(), "memory://");
         assert!(config.degrade_on_failure);
+        assert_eq!(config.max_value_size, 1 << 20);
+        assert_eq!(Config::default().max_value_size, DEFAULT_MAX_VALUE_SIZE);
         let blog = config.profile_for("blog.Post").unwrap();
         assert_eq!(
             (blog.ops, blog.timeout),
             (Ops::GET | Ops::FETCH, Duration::from_secs(60))
         );
         let bad = |name: &str| (name == "CACHEOPS_ENABLED").then(|| "maybe".to_string());
+        assert!(Config::from_vars(bad).is_err());
+        let bad = |name: &str| (name == "CACHEOPS_MAX_VALUE_SIZE").then(|| "64MB".to_string());
         assert!(Config::from_vars(bad).is_err());
     }
 }

@@ -29,14 +29,21 @@ pub enum ErrorKind {
     ///
     /// [`Cacheops::on_missed_invalidation`]: crate::Cacheops::on_missed_invalidation
     MissedInvalidation,
+    /// A value the caller asked to store ([`SimpleCache::set`](crate::SimpleCache::set))
+    /// is larger than the maximum value size
+    /// ([`ConfigBuilder::max_value_size`](crate::ConfigBuilder::max_value_size)). A
+    /// computed result over it is never an error: it is returned, not stored.
+    TooLarge,
 }
 
-/// An error of cacheops: a kind and a message, plus the source error if any.
+/// An error of cacheops: a kind and a message, plus the source error if any and a
+/// hint of what to do about it. Displayed as `message: source. Hint: hint`.
 #[derive(Debug)]
 pub struct Error {
     kind: ErrorKind,
     message: String,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    hint: Option<&'static str>,
 }
 
 /// `Result` with cacheops' [`Error`].
@@ -49,6 +56,7 @@ impl Error {
             kind,
             message: message.into(),
             source: None,
+            hint: None,
         }
     }
 
@@ -56,6 +64,18 @@ impl Error {
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(Box::new(source));
         self
+    }
+
+    /// Attaches what the user can do about this error.
+    pub(crate) fn with_hint(mut self, hint: &'static str) -> Self {
+        self.hint = Some(hint);
+        self
+    }
+
+    /// What the user can do about this error, when cacheops knows (every Redis
+    /// failure has one: check the URL's password, raise a timeout...).
+    pub fn hint(&self) -> Option<&str> {
+        self.hint
     }
 
     /// What kind of error this is.
@@ -66,6 +86,26 @@ impl Error {
     /// Whether Redis failed (unreachable, timed out, or answered an error).
     pub fn is_redis(&self) -> bool {
         self.kind == ErrorKind::Redis
+    }
+
+    /// Whether Redis did not answer (or accept a connection) in time: a Redis
+    /// error whose cause is the I/O timeout.
+    pub fn is_timeout(&self) -> bool {
+        self.is_redis()
+            && self
+                .redis_cause()
+                .is_some_and(redis::RedisError::is_timeout)
+    }
+
+    /// Whether a value was not stored because it is larger than the maximum value
+    /// size ([`ErrorKind::TooLarge`]).
+    pub fn is_too_large(&self) -> bool {
+        self.kind == ErrorKind::TooLarge
+    }
+
+    /// The Redis client's error this one wraps, if any.
+    fn redis_cause(&self) -> Option<&redis::RedisError> {
+        self.source.as_ref()?.downcast_ref()
     }
 
     /// Whether this is a miss of the simple cache ([`ErrorKind::CacheMiss`]).
@@ -104,7 +144,15 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.message)?;
         if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
+            let source = source.to_string();
+            // Redis' own messages may end in a period; the hint adds one.
+            match self.hint {
+                Some(_) => write!(f, ": {}", source.trim_end_matches('.'))?,
+                None => write!(f, ": {source}")?,
+            }
+        }
+        if let Some(hint) = self.hint {
+            write!(f, ". Hint: {hint}")?;
         }
         Ok(())
     }

@@ -7,6 +7,10 @@
 //! read-miss-then-stale-write race. The fence vouches only for a query that reads
 //! the data committed when it runs; a query that read an older snapshot reports it
 //! (see [`Storable`]) and its result is served but not stored.
+//!
+//! A computed result is never lost to the cache: one over the maximum value size
+//! is not sent, and one the store fails to take (Redis down, or refusing a value
+//! over its `proto-max-bulk-len`) is logged and counted; both are returned.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -27,7 +31,7 @@ use crate::key::query_key;
 use crate::lock::{self, QUERY_LOCK_TTL};
 use crate::runtime::{Cacheops, Prepared};
 use crate::shape::shape_of;
-use crate::store::CacheKey;
+use crate::store::{CacheKey, Fence};
 use crate::value::Value;
 
 /// One cached call's settings.
@@ -195,16 +199,27 @@ fn fill_miss<R: Serialize>(
     let result = compute()?;
     handle.count_hit(false);
     handle.run_fill_hook();
-    if storable.refused() {
-        return Ok(result);
-    }
-    let payload = codec::encode(&result)?;
-    match handle.store().store(plan.key, &fence, &payload, plan.ttl) {
-        Ok(true) => {}
-        Ok(false) => handle.count_refused(),
-        Err(e) => handle.store_failed(e, "cache write")?,
+    if !storable.refused() {
+        if let Err(e) = store_fill(handle, plan, &fence, &result) {
+            handle.not_stored(&e);
+        }
     }
     Ok(result)
+}
+
+/// Stores a fill's result if it fits the maximum value size and the fence holds.
+fn store_fill<R: Serialize>(
+    handle: &Cacheops,
+    plan: &Plan,
+    fence: &Fence,
+    result: &R,
+) -> Result<()> {
+    let payload = codec::encode(result)?;
+    handle.check_size(payload.len(), format_args!("a cached value"))?;
+    if !handle.store().store(plan.key, fence, &payload, plan.ttl)? {
+        handle.count_refused();
+    }
+    Ok(())
 }
 
 fn uncached<R>(handle: &Cacheops, compute: impl FnOnce() -> Result<R>) -> Result<R> {

@@ -117,7 +117,7 @@ pub use backend::{encode_value, CacheBackend, Dialect, Rendered};
 pub use cached_as::{cached_as, cached_as_key, invalidate_key, Options, Sample};
 pub use cacheops_derive::cached_as;
 pub use cacheops_derive::Cacheable;
-pub use config::{Config, ConfigBuilder, Ops, Profile};
+pub use config::{Config, ConfigBuilder, Ops, Profile, DEFAULT_MAX_VALUE_SIZE};
 pub use connection::{CacheConnection, CachedConnection, CachedTransactionManager, SettlingCursor};
 pub use error::{Error, ErrorKind, OptionalExtension, Result};
 pub use invalidate::{invalidate_all, invalidate_model, invalidate_obj, invalidate_table};

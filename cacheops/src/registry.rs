@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{models, ColumnEquality, ModelInfo};
 use crate::store::layout::Layout;
+use crate::store::{open_connection, Doing, Phase};
 
 /// One model as the registry describes it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,8 +81,8 @@ pub fn stats_key(prefix: &str) -> String {
     format!("{}:stats", Layout::new(prefix).prefix())
 }
 
-/// Writes every compiled-in model to `P:models`, in one command.
-pub(crate) fn publish(con: &mut redis::Connection, prefix: &str) -> Result<()> {
+/// Writes every compiled-in model to `target`'s `P:models`, in one command.
+pub(crate) fn publish(con: &mut redis::Connection, target: &Target) -> Result<()> {
     let mut entries = Vec::new();
     for model in models() {
         entries.push((model.label, ModelEntry::of(model).encode()?));
@@ -90,10 +91,10 @@ pub(crate) fn publish(con: &mut redis::Connection, prefix: &str) -> Result<()> {
         return Ok(());
     }
     redis::cmd("HSET")
-        .arg(models_key(prefix))
+        .arg(models_key(&target.prefix))
         .arg(entries)
-        .exec(con)?;
-    Ok(())
+        .exec(con)
+        .map_err(|e| Doing::PUBLISH_REGISTRY.failed(e, Phase::Command(target.timeout)))
 }
 
 /// Every model published under `prefix`, sorted by label. Entries that do not
@@ -152,15 +153,12 @@ impl Target {
     }
 }
 
-/// A plain connection with connect, read and write timeouts.
+/// A plain connection with connect, read and write timeouts, checked to serve
+/// (a missing password fails here, as such).
 pub fn connect(url: &str, timeout: Duration) -> Result<redis::Connection> {
     let client = redis::Client::open(url).map_err(|e| {
         Error::new(ErrorKind::Config, format!("invalid Redis URL {url:?}")).with_source(e)
     })?;
-    let con = client
-        .get_connection_with_timeout(timeout)
-        .map_err(|e| Error::new(ErrorKind::Redis, "cannot connect to redis").with_source(e))?;
-    con.set_read_timeout(Some(timeout))?;
-    con.set_write_timeout(Some(timeout))?;
-    Ok(con)
+    open_connection(&client, (timeout, timeout))
+        .map_err(|e| Doing::CONNECT.failed(e, Phase::Connect(timeout)))
 }

@@ -57,6 +57,9 @@ struct Inner {
     /// [`Cacheops::on_missed_invalidation`]).
     missed_hook: RwLock<Option<MissedHook>>,
     stats: Counters,
+    /// Whether a too-large value was logged at WARN yet: the next ones are logged
+    /// at DEBUG, since the same result is too large on every miss.
+    too_large_warned: AtomicBool,
     /// Per-model counters; also held by the stats publisher thread.
     models: Arc<ModelCounters>,
     /// Where the registry and stats are published (Redis stores only).
@@ -157,6 +160,7 @@ impl Cacheops {
             pending: Mutex::default(),
             has_pending: AtomicBool::new(false),
             stats: Counters::default(),
+            too_large_warned: AtomicBool::new(false),
             profiles: RwLock::default(),
             fill_hook: RwLock::default(),
             missed_hook: RwLock::default(),
@@ -340,6 +344,40 @@ impl Cacheops {
             return Ok(());
         }
         Err(error)
+    }
+
+    /// Checks that a payload of `len` bytes, `what` (e.g. "a cached value"), is
+    /// at most the maximum value size: a larger one is counted in
+    /// [`Stats::too_large`] and is an [`ErrorKind::TooLarge`] error.
+    pub(crate) fn check_size(&self, len: usize, what: std::fmt::Arguments<'_>) -> Result<()> {
+        let max = self.inner.config.max_value_size;
+        if len <= max {
+            return Ok(());
+        }
+        self.inner.stats.too_large.fetch_add(1, Ordering::Relaxed);
+        let message = format!(
+            "not storing {what}: its encoding of {len} bytes is over the maximum value size ({max} bytes)"
+        );
+        Err(Error::new(ErrorKind::TooLarge, message).with_hint(
+            "raise max_value_size (Config::max_value_size or CACHEOPS_MAX_VALUE_SIZE), \
+             or cache less (fewer rows or columns)",
+        ))
+    }
+
+    /// A computed result that could not be stored (too large, not encodable, or
+    /// the store failed) is returned all the same: the database answered, and the
+    /// next read computes it again. The failure is logged, and a store error
+    /// counted in [`Stats::errors`].
+    pub(crate) fn not_stored(&self, error: &Error) {
+        if error.is_redis() {
+            self.inner.stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let quiet =
+            error.is_too_large() && self.inner.too_large_warned.swap(true, Ordering::Relaxed);
+        match quiet {
+            true => tracing::debug!(%error, "cacheops: result returned, not cached"),
+            false => tracing::warn!(%error, "cacheops: result returned, not cached"),
+        }
     }
 
     /// Remembers that invalidating `tables` failed, so no entry of them is served

@@ -21,7 +21,7 @@ use std::time::Duration;
 use crate::deps::Deps;
 use crate::error::Result;
 use crate::model::model_of_table;
-use crate::store::{CacheKey, Fence, LocalStats, RowState, Store};
+use crate::store::{CacheKey, Doing, Fence, LocalStats, Phase, RowState, Store};
 
 /// Counters of one handle, as atomics.
 #[derive(Default)]
@@ -32,6 +32,7 @@ pub(crate) struct Counters {
     pub(crate) invalidations: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) missed: AtomicU64,
+    pub(crate) too_large: AtomicU64,
 }
 
 impl Counters {
@@ -44,6 +45,7 @@ impl Counters {
             invalidations: self.invalidations.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             missed_invalidations: self.missed.load(Ordering::Relaxed),
+            too_large: self.too_large.load(Ordering::Relaxed),
             local_hits: 0,
             local_ready: false,
         }
@@ -61,11 +63,15 @@ pub struct Stats {
     pub refused_fills: u64,
     /// Row, model and table invalidations sent.
     pub invalidations: u64,
-    /// Store errors (each one either returned or degraded to the database).
+    /// Store errors: each one returned, degraded to the database, or (a failed
+    /// store of a computed result) logged while the result was returned.
     pub errors: u64,
     /// Invalidations owed by committed writes that could not reach the store (see
     /// [`crate::Cacheops::on_missed_invalidation`]); each is also in `errors`.
     pub missed_invalidations: u64,
+    /// Values not stored because their encoding is larger than the maximum value
+    /// size ([`ConfigBuilder::max_value_size`](crate::ConfigBuilder::max_value_size)).
+    pub too_large: u64,
     /// Hits served by the local tier, without a round trip (included in `hits`).
     pub local_hits: u64,
     /// Whether the local tier serves now: configured, and subscribed to news.
@@ -289,24 +295,25 @@ impl Store for Counted {
     }
 }
 
-/// Sends the pending per-model counts to `P:stats` in one pipeline; on failure they
-/// stay pending for the next flush.
+/// Sends the pending per-model counts to `target`'s `P:stats` in one pipeline; on
+/// failure they stay pending for the next flush.
 pub(crate) fn flush(
     counters: &ModelCounters,
     con: &mut redis::Connection,
-    stats_key: &str,
+    target: &crate::registry::Target,
 ) -> Result<()> {
     let pending = counters.take_pending();
     if pending.is_empty() {
         return Ok(());
     }
     let mut pipe = redis::pipe();
+    let stats_key = target.stats_key();
     for (field, n) in &pending {
-        pipe.hincr(stats_key, field, *n).ignore();
+        pipe.hincr(&stats_key, field, *n).ignore();
     }
     pipe.exec(con).map_err(|e| {
         counters.restore_pending(&pending);
-        crate::Error::from(e)
+        Doing::PUBLISH_STATS.failed(e, Phase::Command(target.timeout))
     })
 }
 
@@ -332,13 +339,13 @@ fn publisher_loop(target: &crate::registry::Target, counters: &Arc<ModelCounters
     loop {
         if !registry_published {
             registry_published = attempt(target, &mut con, "publishing the model registry", |c| {
-                crate::registry::publish(c, &target.prefix)
+                crate::registry::publish(c, target)
             });
         }
         std::thread::sleep(FLUSH_EVERY);
         let last = Arc::strong_count(counters) == 1;
         attempt(target, &mut con, "publishing stats", |c| {
-            flush(counters, c, &target.stats_key())
+            flush(counters, c, target)
         });
         if last {
             return;
@@ -392,7 +399,7 @@ impl crate::Cacheops {
         let Some(target) = self.model_counters().1 else {
             return Ok(());
         };
-        crate::registry::publish(target.connection(&mut None)?, &target.prefix)
+        crate::registry::publish(target.connection(&mut None)?, target)
     }
 
     /// Sends the per-model counts not yet published to Redis now, instead of
@@ -401,7 +408,7 @@ impl crate::Cacheops {
         let (counters, Some(target)) = self.model_counters() else {
             return Ok(());
         };
-        flush(counters, target.connection(&mut None)?, &target.stats_key())
+        flush(counters, target.connection(&mut None)?, target)
     }
 }
 

@@ -133,7 +133,9 @@ impl CachedOptions {
 
 /// Runs `compute` through the process-wide simple cache ([`crate::cache`]) under
 /// `key`: the cached result if there is one, else `compute`'s, stored unless it
-/// is an error. Errors of `compute` are returned as they are and never cached.
+/// is an error. Errors of `compute` are returned as they are and never cached. A
+/// result that cannot be stored (over the maximum value size, or the store
+/// failing) is logged and returned all the same.
 ///
 /// ```no_run
 /// use cacheops::{cached, CachedOptions, FnKey};
@@ -179,7 +181,7 @@ impl SimpleCache {
         }
         let fill = || {
             let value = compute()?;
-            self.set(key, &value, options.timeout)?;
+            self.keep(key, &value, options.timeout);
             Ok(value)
         };
         if !options.lock {

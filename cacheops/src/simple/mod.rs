@@ -177,7 +177,38 @@ impl SimpleCache {
     }
 
     /// Stores `value` under `key` for `timeout` (`None`: the default timeout).
+    ///
+    /// In the handle's store, a value whose encoding is larger than the maximum
+    /// value size ([`ConfigBuilder::max_value_size`](crate::ConfigBuilder::max_value_size))
+    /// is not stored: an error of kind [`ErrorKind::TooLarge`], whatever
+    /// `degrade_on_failure`.
     pub fn set<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        timeout: Option<Duration>,
+    ) -> Result<()> {
+        let result = self.put(key, value, timeout);
+        match &self.backend {
+            Backend::Store(handle) => degrade_write(handle, result, "simple cache write"),
+            Backend::File(_) => result,
+        }
+    }
+
+    /// Stores a value [`SimpleCache::cached`] computed: a failure (too large, the
+    /// store down) is logged and counted, and the value returned all the same.
+    fn keep<T: Serialize + ?Sized>(&self, key: &str, value: &T, timeout: Option<Duration>) {
+        let Err(error) = self.put(key, value, timeout) else {
+            return;
+        };
+        match &self.backend {
+            Backend::Store(handle) => handle.not_stored(&error),
+            Backend::File(_) => tracing::warn!(%error, "cacheops: result returned, not cached"),
+        }
+    }
+
+    /// [`SimpleCache::set`] without degrading failures.
+    fn put<T: Serialize + ?Sized>(
         &self,
         key: &str,
         value: &T,
@@ -187,11 +218,11 @@ impl SimpleCache {
         let ttl = timeout.unwrap_or_else(|| self.default_timeout());
         match &self.backend {
             Backend::Store(handle) if !handle.config().enabled => Ok(()),
-            Backend::Store(handle) => degrade_write(
-                handle,
-                handle.store().simple_set(hash(key), &payload, ttl),
-                "simple cache write",
-            ),
+            Backend::Store(handle) => {
+                let what = format_args!("the simple-cache value of {key:?}");
+                handle.check_size(payload.len(), what)?;
+                handle.store().simple_set(hash(key), &payload, ttl)
+            }
             Backend::File(files) => files.write(key, hash(key), &payload, ttl),
         }
     }
@@ -285,6 +316,11 @@ fn read_store(handle: &Cacheops, key: CacheKey) -> Result<Option<Vec<u8>>> {
     }
 }
 
+/// `result` of a write, its Redis failure degraded as the handle says; any other
+/// error (a value too large) is the caller's to see.
 fn degrade_write(handle: &Cacheops, result: Result<()>, during: &str) -> Result<()> {
-    result.or_else(|e| handle.store_failed(e, during))
+    match result {
+        Err(e) if e.is_redis() => handle.store_failed(e, during),
+        other => other,
+    }
 }

@@ -337,6 +337,33 @@ fn unreachable_redis_errors_without_degrade() {
 }
 
 #[test]
+fn a_value_over_the_maximum_size_is_refused_by_set_and_returned_by_cached() {
+    let config = Config::builder()
+        .url("memory://")
+        .max_value_size(16)
+        .build();
+    let handle = Cacheops::new(config).unwrap();
+    let cache = handle.simple();
+    let big = "x".repeat(32);
+    let refused = cache.set("k", &big, None).unwrap_err();
+    assert!(refused.is_too_large() && !refused.is_redis(), "{refused}");
+    let text = refused.to_string();
+    assert!(text.contains("the simple-cache value of \"k\""), "{text}");
+    assert!(text.contains("CACHEOPS_MAX_VALUE_SIZE"), "{text}");
+    let runs = AtomicUsize::new(0);
+    for _ in 0..2 {
+        let got = cache.cached("k", &CachedOptions::new(), || {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, Error>(big.clone())
+        });
+        assert_eq!(got.unwrap(), big);
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "never stored");
+    assert!(miss(cache.get::<String>("k")));
+    assert_eq!(handle.stats().too_large, 3);
+}
+
+#[test]
 fn disabled_cache_computes_every_time() {
     let config = Config::builder().url("memory://").enabled(false).build();
     let cache = Cacheops::new(config).unwrap().simple();

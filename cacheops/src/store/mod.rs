@@ -8,6 +8,7 @@
 //! A [`RedisStore`] may keep a [`LocalTier`] in front of Redis (`local.rs`), fed by
 //! the invalidation news every script publishes (`news.rs`).
 
+mod failure;
 pub(crate) mod layout;
 mod local;
 mod memory;
@@ -21,6 +22,9 @@ use std::time::Duration;
 use crate::deps::Deps;
 use crate::error::Result;
 use crate::value::Value;
+
+pub(crate) use self::failure::{Doing, Phase};
+pub(crate) use self::redis::open_connection;
 
 pub use self::local::LocalTier;
 pub use self::memory::MemoryStore;

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use redis::{Client, RedisResult};
 
+use super::failure::{Doing, Phase};
 use super::local::Local;
 
 /// The message that drops every entry.
@@ -92,7 +93,8 @@ fn run(client: &Client, feed: Feed<'_>, local: &Weak<Local>) {
     let mut failures = 0;
     while local.strong_count() > 0 {
         if let Err(e) = subscribe_and_apply(client, feed, local) {
-            tracing::warn!(error = %e, "cacheops: local tier stopped serving (news lost)");
+            let error = Doing::NEWS.failed(e, Phase::Command(IDLE_CHECK));
+            tracing::warn!(%error, "cacheops: local tier stopped serving (news lost)");
         }
         if let Some(local) = local.upgrade() {
             if local.is_listening() {

@@ -15,7 +15,9 @@
 //! be out of step with the server (I/O error, timeout). Nothing connects before the
 //! first operation, so an application starts while Redis is down; after a failed
 //! connect, operations fail fast for a short while instead of each waiting for the
-//! connect timeout.
+//! connect timeout. A new connection is checked with a PING (see
+//! [`open_connection`]). Every failure is described by what the operation was
+//! doing ([`Doing`], `failure.rs`).
 //!
 //! With a [`LocalTier`], values read from Redis are also kept in process and served
 //! from there without a round trip, for as long as no invalidation news touches
@@ -37,6 +39,7 @@ use redis::{
     ServerErrorKind,
 };
 
+use super::failure::{Doing, Phase};
 use super::layout::{self, EncodedRow, Layout};
 use super::local::{key_id, KeyId, Local, LocalTier, Ticket};
 use super::memory::check_rows;
@@ -169,7 +172,8 @@ pub struct RedisStore {
     local: Option<Arc<Local>>,
     options: RedisStoreBuilder,
     idle: Mutex<Vec<Connection>>,
-    down_until: Mutex<Option<Instant>>,
+    /// Until when operations fail at once, with the error of the failed connect.
+    down_until: Mutex<Option<(Instant, RedisError)>>,
     /// What a lookup of each key sends, built once (see [`LookupCmd`]).
     lookups: ByKey<Arc<LookupCmd>>,
     /// Each table's schemes as last read (sorted, with the sentinel): row
@@ -284,13 +288,14 @@ impl RedisStore {
         cmd: &LookupCmd,
         (local, ticket): (&Local, Ticket),
     ) -> Result<Option<Vec<u8>>> {
-        let mut replies = self.run("lookup", |con| con.req_packed_commands(&cmd.packed, 0, 2))?;
-        let pttl = replies.pop().map(i64::from_redis_value);
-        let values = replies.pop().map(mget_values);
-        let (Some(Ok(pttl)), Some(values)) = (pttl, values) else {
-            return Err(unexpected_reply());
-        };
-        let found = layout::unframe(values?);
+        let (values, pttl) = self.run(Doing::LOOKUP, |con| {
+            let mut replies = con.req_packed_commands(&cmd.packed, 0, 2)?.into_iter();
+            let (Some(values), Some(pttl)) = (replies.next(), replies.next()) else {
+                return Err(unexpected("a lookup's MGET and PTTL"));
+            };
+            Ok((mget_values(values)?, i64::from_redis_value(pttl)?))
+        })?;
+        let found = layout::unframe(values);
         if let (Some(payload), Ok(ms)) = (&found, u64::try_from(pttl)) {
             let ttl = Duration::from_millis(ms);
             local.keep(key, ticket, payload, cmd.ids.clone(), ttl);
@@ -298,14 +303,15 @@ impl RedisStore {
         Ok(found)
     }
 
-    /// Runs `op` on a connection. A pooled connection the server closed while idle
-    /// gets one retry on a fresh one; every operation here is safe to repeat.
+    /// Runs `op` on a connection; a failure is described as `doing` (see
+    /// `failure.rs`). A pooled connection the server closed while idle gets one
+    /// retry on a fresh one; every operation here is safe to repeat.
     pub(crate) fn run<T>(
         &self,
-        what: &'static str,
+        doing: Doing<'_>,
         mut op: impl FnMut(&mut Connection) -> RedisResult<T>,
     ) -> Result<T> {
-        let (mut con, pooled) = self.checkout()?;
+        let (mut con, pooled) = self.checkout(doing)?;
         let mut result = op(&mut con);
         if pooled
             && result
@@ -314,7 +320,7 @@ impl RedisStore {
         {
             // The others idled as long: probably closed too.
             self.lock_idle().clear();
-            con = self.connect()?;
+            con = self.connect(doing)?;
             result = op(&mut con);
         }
         match result {
@@ -331,16 +337,16 @@ impl RedisStore {
                 if let Some(local) = &self.local {
                     local.drop_all();
                 }
-                Err(Error::new(ErrorKind::Redis, format!("redis {what} failed")).with_source(e))
+                Err(doing.failed(e, Phase::Command(self.options.io_timeout)))
             }
         }
     }
 
-    fn checkout(&self) -> Result<(Connection, bool)> {
+    fn checkout(&self, doing: Doing<'_>) -> Result<(Connection, bool)> {
         if let Some(con) = self.lock_idle().pop() {
             return Ok((con, true));
         }
-        Ok((self.connect()?, false))
+        Ok((self.connect(doing)?, false))
     }
 
     fn checkin(&self, con: Connection) {
@@ -350,33 +356,29 @@ impl RedisStore {
         }
     }
 
-    fn connect(&self) -> Result<Connection> {
+    fn connect(&self, doing: Doing<'_>) -> Result<Connection> {
+        let options = &self.options;
         let mut down_until = self
             .down_until
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if down_until.is_some_and(|t| Instant::now() < t) {
-            return Err(Error::new(
-                ErrorKind::Redis,
-                "redis unreachable (waiting to retry)",
-            ));
+        if let Some((until, e)) = &*down_until {
+            if Instant::now() < *until {
+                let phase = Phase::Waiting {
+                    connect: options.connect_timeout,
+                    retry_after: options.retry_after,
+                };
+                return Err(doing.failed(e.clone(), phase));
+            }
         }
         // Connecting under the lock: when Redis is down, one thread waits for the
         // timeout and the others fail fast right after.
-        let con = self.try_connect().map_err(|e| {
-            *down_until = Some(Instant::now() + self.options.retry_after);
-            Error::new(ErrorKind::Redis, "cannot connect to redis").with_source(e)
+        let timeouts = (options.connect_timeout, options.io_timeout);
+        let con = open_connection(&self.client, timeouts).map_err(|e| {
+            *down_until = Some((Instant::now() + options.retry_after, e.clone()));
+            doing.failed(e, Phase::Connect(options.connect_timeout))
         })?;
         *down_until = None;
-        Ok(con)
-    }
-
-    fn try_connect(&self) -> RedisResult<Connection> {
-        let con = self
-            .client
-            .get_connection_with_timeout(self.options.connect_timeout)?;
-        con.set_read_timeout(Some(self.options.io_timeout))?;
-        con.set_write_timeout(Some(self.options.io_timeout))?;
         Ok(con)
     }
 
@@ -441,7 +443,8 @@ impl RedisStore {
         pipe.cmd("DEL").arg(&dropped.keys).ignore();
         let message = news::message(&self.origin, keys());
         pipe.cmd("PUBLISH").arg(&self.channel).arg(message).ignore();
-        let (mut current,): (Vec<String>,) = self.run("invalidate_rows", |con| pipe.query(con))?;
+        let doing = Doing::invalidate_rows(table);
+        let (mut current,): (Vec<String>,) = self.run(doing, |con| pipe.query(con))?;
         self.news(keys());
         current.sort_unstable();
         Ok(dropped.whole_table || current == known)
@@ -454,16 +457,17 @@ impl RedisStore {
         pipe.add_command(self.invalidate_cmd(table, rows));
         pipe.cmd("SMEMBERS")
             .arg(self.layout.table_key(table, "schemes"));
-        let (reply, mut schemes): (redis::Value, Vec<String>) = self
-            .run("invalidate_rows", |con| {
-                with_script(con, &INVALIDATE, &pipe)
-            })?;
-        if self.local.is_some() {
-            let dropped = Vec::<Vec<u8>>::from_redis_value(reply).map_err(|e| {
-                Error::new(ErrorKind::Redis, "invalidate.lua: unexpected reply").with_source(e)
-            })?;
-            self.news(dropped.iter().map(Vec::as_slice));
-        }
+        let keep_news = self.local.is_some();
+        let (dropped, mut schemes) = self.run(Doing::invalidate_rows(table), |con| {
+            let (reply, schemes): (redis::Value, Vec<String>) =
+                with_script(con, &INVALIDATE, &pipe)?;
+            let dropped = match keep_news {
+                true => Vec::<Vec<u8>>::from_redis_value(reply)?,
+                false => Vec::new(),
+            };
+            Ok((dropped, schemes))
+        })?;
+        self.news(dropped.iter().map(Vec::as_slice));
         schemes.sort_unstable();
         let mut known = self.schemes.lock().unwrap_or_else(PoisonError::into_inner);
         match schemes.iter().any(|s| s == layout::SENTINEL) {
@@ -481,12 +485,12 @@ impl RedisStore {
     }
 
     /// Deletes `keys` and publishes them as news, in one round trip.
-    fn delete_with_news(&self, what: &'static str, keys: &[String]) -> Result<()> {
+    fn delete_with_news(&self, doing: Doing<'_>, keys: &[String]) -> Result<()> {
         let mut pipe = redis::pipe();
         pipe.cmd("DEL").arg(keys).ignore();
         let message = news::message(&self.origin, keys.iter().map(String::as_bytes));
         pipe.cmd("PUBLISH").arg(&self.channel).arg(message).ignore();
-        self.run(what, |con| pipe.exec(con))?;
+        self.run(doing, |con| pipe.exec(con))?;
         self.news(keys.iter().map(String::as_bytes));
         Ok(())
     }
@@ -526,8 +530,10 @@ impl Store for RedisStore {
             return self.lookup_and_keep(key, &cmd, ticket);
         }
         let mget = &cmd.packed[..cmd.mget_len];
-        let reply = self.run("lookup", |con| con.req_packed_command(mget))?;
-        Ok(layout::unframe(mget_values(reply)?))
+        let values = self.run(Doing::LOOKUP, |con| {
+            con.req_packed_command(mget).and_then(mget_values)
+        })?;
+        Ok(layout::unframe(values))
     }
 
     fn fence(&self, deps: &Deps, ttl: Duration) -> Result<Fence> {
@@ -544,14 +550,15 @@ impl Store for RedisStore {
         for (table, table_deps) in &deps.tables {
             pipe.add_command(self.fence_cmd(table, table_deps, (ttl, &candidate), &mut fence.keys));
         }
-        let stamps: Vec<Vec<Vec<u8>>> = self.run("fence", |con| with_script(con, &FENCE, &pipe))?;
-        fence.stamps = stamps.into_iter().flatten().collect();
-        if fence.stamps.len() != fence.keys.len() {
-            return Err(Error::new(
-                ErrorKind::Redis,
-                "fence.lua returned the wrong number of stamps",
-            ));
-        }
+        let wanted = fence.keys.len();
+        fence.stamps = self.run(Doing::FENCE, |con| {
+            let stamps: Vec<Vec<Vec<u8>>> = with_script(con, &FENCE, &pipe)?;
+            let stamps: Vec<Vec<u8>> = stamps.into_iter().flatten().collect();
+            match stamps.len() == wanted {
+                true => Ok(stamps),
+                false => Err(unexpected("fence.lua's stamps, one per key")),
+            }
+        })?;
         let created = fence.keys.iter().zip(&fence.stamps);
         self.news(
             created
@@ -563,12 +570,13 @@ impl Store for RedisStore {
 
     fn store(&self, key: CacheKey, fence: &Fence, payload: &[u8], ttl: Duration) -> Result<bool> {
         let framed = layout::frame(fence.stamps.iter().map(Vec::as_slice), payload);
+        let doing = Doing::store(framed.len());
         let value_key = self.layout.value_key(key);
         let mut cmd = evalsha(&STORE, 1 + fence.keys.len());
         cmd.arg(&value_key).arg(&fence.keys);
         cmd.arg(layout::millis(ttl)).arg(&fence.stamps).arg(framed);
         let ticket = self.ticket();
-        let stored: i64 = self.run("store", |con| with_script(con, &STORE, &cmd))?;
+        let stored: i64 = self.run(doing, |con| with_script(con, &STORE, &cmd))?;
         if let (1, Some((local, ticket))) = (stored, ticket) {
             let ids = fence.keys.iter().map(|k| key_id(k.as_bytes())).collect();
             local.keep(key, ticket, payload, with_value_key(ids, &value_key), ttl);
@@ -597,12 +605,12 @@ impl Store for RedisStore {
             self.layout.table_key(table, "gen"),
             self.layout.table_key(table, "all"),
         ];
-        self.delete_with_news("invalidate_table", &keys)
+        self.delete_with_news(Doing::invalidate_table(table), &keys)
     }
 
     fn invalidate_all(&self) -> Result<()> {
         let patterns = self.layout.scan_patterns();
-        self.run("invalidate_all", |con| {
+        self.run(Doing::INVALIDATE_ALL, |con| {
             patterns
                 .iter()
                 .try_for_each(|p| self.unlink_matching(con, p))?;
@@ -618,40 +626,40 @@ impl Store for RedisStore {
     }
 
     fn delete(&self, key: CacheKey) -> Result<()> {
-        self.delete_with_news("delete", &[self.layout.value_key(key)])
+        self.delete_with_news(Doing::DELETE, &[self.layout.value_key(key)])
     }
 
     fn simple_get(&self, key: CacheKey) -> Result<Option<Vec<u8>>> {
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.layout.simple_key(key));
-        self.run("simple get", |con| cmd.query(con))
+        self.run(Doing::SIMPLE_GET, |con| cmd.query(con))
     }
 
     fn simple_set(&self, key: CacheKey, payload: &[u8], ttl: Duration) -> Result<()> {
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.layout.simple_key(key)).arg(payload);
         cmd.arg("PX").arg(layout::millis(ttl));
-        self.run("simple set", |con| cmd.exec(con))
+        self.run(Doing::simple_set(payload.len()), |con| cmd.exec(con))
     }
 
     fn simple_delete(&self, key: CacheKey) -> Result<()> {
         let mut cmd = redis::cmd("DEL");
         cmd.arg(self.layout.simple_key(key));
-        self.run("simple delete", |con| cmd.exec(con))
+        self.run(Doing::SIMPLE_DELETE, |con| cmd.exec(con))
     }
 
     fn try_lock(&self, key: CacheKey, token: &str, ttl: Duration) -> Result<bool> {
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.layout.lock_key(key)).arg(token);
         cmd.arg("NX").arg("PX").arg(layout::millis(ttl));
-        let taken: Option<String> = self.run("lock", |con| cmd.query(con))?;
+        let taken: Option<String> = self.run(Doing::LOCK, |con| cmd.query(con))?;
         Ok(taken.is_some())
     }
 
     fn unlock(&self, key: CacheKey, token: &str) -> Result<()> {
         let mut cmd = evalsha(&UNLOCK, 1);
         cmd.arg(self.layout.lock_key(key)).arg(token);
-        self.run("unlock", |con| with_script::<i64>(con, &UNLOCK, &cmd))?;
+        self.run(Doing::UNLOCK, |con| with_script::<i64>(con, &UNLOCK, &cmd))?;
         Ok(())
     }
 
@@ -673,30 +681,47 @@ fn with_value_key(mut ids: Vec<KeyId>, value_key: &str) -> Arc<[KeyId]> {
 
 /// The values of an MGET reply, moved out of it in one pass (a hit's reply holds
 /// its payload: no copy, no conversion pass).
-fn mget_values(reply: redis::Value) -> Result<Vec<Option<Vec<u8>>>> {
+fn mget_values(reply: redis::Value) -> RedisResult<Vec<Option<Vec<u8>>>> {
     use redis::Value;
     let items = match reply {
         Value::Array(items) => items,
-        Value::ServerError(e) => return Err(lookup_failed(e.into())),
-        _ => return Err(unexpected_reply()),
+        Value::ServerError(e) => return Err(e.into()),
+        _ => return Err(unexpected("an MGET's values")),
     };
     items
         .into_iter()
         .map(|item| match item {
             Value::BulkString(bytes) => Ok(Some(bytes)),
             Value::Nil => Ok(None),
-            Value::ServerError(e) => Err(lookup_failed(e.into())),
-            _ => Err(unexpected_reply()),
+            Value::ServerError(e) => Err(e.into()),
+            _ => Err(unexpected("an MGET's values")),
         })
         .collect()
 }
 
-fn lookup_failed(e: RedisError) -> Error {
-    Error::new(ErrorKind::Redis, "redis lookup failed").with_source(e)
+/// A reply that is not what the operation expects (`wanted`).
+fn unexpected(wanted: &'static str) -> RedisError {
+    (
+        redis::ErrorKind::UnexpectedReturnType,
+        "unexpected reply",
+        wanted.to_owned(),
+    )
+        .into()
 }
 
-fn unexpected_reply() -> Error {
-    Error::new(ErrorKind::Redis, "redis lookup: unexpected reply")
+/// A connection with these `(connect, io)` timeouts that Redis has answered: a
+/// PING checks that it serves us, so that a missing password is reported as such
+/// (an unauthenticated connection's setup ignores the NOAUTH replies, and Redis
+/// closes one that sends a large command, which reads as a lost connection).
+pub(crate) fn open_connection(
+    client: &redis::Client,
+    (connect, io): (Duration, Duration),
+) -> RedisResult<Connection> {
+    let mut con = client.get_connection_with_timeout(connect)?;
+    con.set_read_timeout(Some(io))?;
+    con.set_write_timeout(Some(io))?;
+    redis::cmd("PING").exec(&mut con)?;
+    Ok(con)
 }
 
 /// `EVALSHA <sha> <numkeys>`, ready for keys and arguments.

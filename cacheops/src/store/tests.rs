@@ -59,19 +59,21 @@ impl Harness for RedisStore {
     fn raw_set(&self, key: &str, value: &[u8]) {
         let mut cmd = ::redis::cmd("SET");
         cmd.arg(key).arg(value);
-        self.run("test SET", |con| cmd.exec(con)).expect("SET");
+        self.run(super::Doing::TEST, |con| cmd.exec(con))
+            .expect("SET");
     }
     fn raw_exists(&self, key: &str) -> bool {
         let mut cmd = ::redis::cmd("EXISTS");
         cmd.arg(key);
-        self.run("test EXISTS", |con| cmd.query::<i64>(con))
+        self.run(super::Doing::TEST, |con| cmd.query::<i64>(con))
             .expect("EXISTS")
             == 1
     }
     fn raw_del(&self, key: &str) {
         let mut cmd = ::redis::cmd("DEL");
         cmd.arg(key);
-        self.run("test DEL", |con| cmd.exec(con)).expect("DEL");
+        self.run(super::Doing::TEST, |con| cmd.exec(con))
+            .expect("DEL");
     }
 }
 
@@ -523,7 +525,9 @@ fn redis_reconnects_when_an_idle_connection_was_closed() {
     // Close the (only) pooled connection from another client, as a server-side
     // idle timeout or a restart would.
     let id: i64 = s
-        .run("CLIENT ID", |c| ::redis::cmd("CLIENT").arg("ID").query(c))
+        .run(super::Doing::TEST, |c| {
+            ::redis::cmd("CLIENT").arg("ID").query(c)
+        })
         .expect("id");
     let client = ::redis::Client::open(REDIS_URL).expect("url");
     let mut other = client.get_connection().expect("connect");
@@ -565,7 +569,11 @@ fn lookup_latency() {
     let lookup = median(|| assert!(hit(s, 1, &d).is_some()));
     let mut get = ::redis::cmd("GET");
     get.arg(&plain);
-    let get = median(|| assert!(s.run("GET", |c| get.query::<Vec<u8>>(c)).is_ok()));
+    let get = median(|| {
+        assert!(s
+            .run(super::Doing::TEST, |c| get.query::<Vec<u8>>(c))
+            .is_ok())
+    });
     println!("lookup hit (4 stamps, 1 KiB): median {lookup:?}; plain GET: median {get:?}");
 }
 
