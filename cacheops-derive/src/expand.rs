@@ -23,7 +23,7 @@ pub(crate) fn cacheable(input: &DeriveInput) -> TokenStream {
                 #error
                 impl ::cacheops::Cacheable for #ident {
                     const INFO: &'static ::cacheops::ModelInfo = &::cacheops::ModelInfo {
-                        label: "", table: "", primary_key: &[], columns: &[], equality: &[], profile: None,
+                        label: "", table: "", primary_key: &[], columns: &[], equality: &[], sql_types: &[], profile: None,
                     };
                 }
             }
@@ -53,6 +53,13 @@ fn model_info(model: &Model) -> TokenStream {
         Some(false) => quote! { ::cacheops::ColumnEquality::Inexact },
         None => quote! { ::cacheops::ColumnEquality::ByType },
     });
+    let sql_types = model.fields.iter().map(|f| {
+        let path = column_path(model, &f.column);
+        quote! {
+            ::std::any::type_name::<<#path as ::cacheops::__private::diesel::Expression>::SqlType>
+                as fn() -> &'static str
+        }
+    });
     let profile = profile(model);
     quote! {
         impl ::cacheops::Cacheable for #ident {
@@ -62,6 +69,7 @@ fn model_info(model: &Model) -> TokenStream {
                 primary_key: &[#(#keys),*],
                 columns: &[#(#columns),*],
                 equality: &[#(#equality),*],
+                sql_types: &[#(#sql_types),*],
                 profile: #profile,
             };
         }

@@ -562,6 +562,7 @@ mod tests {
         primary_key: &["id"],
         columns: &["title", "id"],
         equality: &[ColumnEquality::ByType, ColumnEquality::ByType],
+        sql_types: &[],
         profile: None,
     };
 

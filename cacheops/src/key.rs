@@ -12,8 +12,10 @@ use crate::store::CacheKey;
 use crate::value::Value;
 
 /// Bumped whenever the payload or key format changes: old entries are then
-/// simply never read again.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// simply never read again. 2: conjunction keys spell PostgreSQL integers of every
+/// width alike and fold identifier case, so entries depending on stamps of the
+/// old spelling must never be served (writers no longer delete those stamps).
+pub(crate) const FORMAT_VERSION: u32 = 2;
 
 /// Builds a [`CacheKey`] from its parts. The parts are gathered into one buffer
 /// and hashed in one call: xxh3's streaming state cost more per small part than

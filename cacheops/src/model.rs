@@ -100,6 +100,10 @@ pub struct ModelInfo {
     pub columns: &'static [&'static str],
     /// Per-column equality overrides, in the order of `columns`.
     pub equality: &'static [ColumnEquality],
+    /// Per column, in the order of `columns`, the `std::any::type_name` of its
+    /// Diesel SQL type (as `table!` declares it): a condition whose value is of
+    /// another kind than the column widens.
+    pub sql_types: &'static [fn() -> &'static str],
     /// The profile set by the model's own attribute, if any.
     pub profile: Option<ProfileAttr>,
 }
@@ -133,10 +137,35 @@ impl ModelInfo {
         Ok(Some(Profile::new(ops, timeout)))
     }
 
+    /// Whether a condition `column = value` may be decided by comparing `value`
+    /// with the column's canonical values: `value` is NULL, or of the column's
+    /// kind (an `Integer` bind against a `BigInt` column is; text against SQLite's
+    /// INTEGER column, which SQLite compares after converting, is not). Columns
+    /// the model does not hold, or whose type it cannot tell, trust the value.
+    pub fn accepts(&self, column: &str, value: &Value) -> bool {
+        use crate::value::{family_of_sql_type, family_of_tag, is_sqlite_tag};
+        let Some(sql_type) = self
+            .column_index(column)
+            .and_then(|i| self.sql_types.get(i))
+        else {
+            return true;
+        };
+        if value.is_null() {
+            return true;
+        }
+        let column = family_of_sql_type(sql_type(), is_sqlite_tag(value.ty));
+        column.is_some() && column == family_of_tag(value.ty)
+    }
+
+    fn column_index(&self, column: &str) -> Option<usize> {
+        self.columns
+            .iter()
+            .position(|c| c.eq_ignore_ascii_case(column))
+    }
+
     /// The equality override of a column, `ByType` for unknown columns.
     pub fn column_equality(&self, column: &str) -> ColumnEquality {
-        let index = self.columns.iter().position(|c| *c == column);
-        index
+        self.column_index(column)
             .and_then(|i| self.equality.get(i).copied())
             .unwrap_or(ColumnEquality::ByType)
     }

@@ -496,11 +496,13 @@ impl Cacheops {
 }
 
 fn column_is_exact(table: &str, column: &str, value: &Value) -> bool {
-    let by_model = model_of_table(table).map(|m| m.column_equality(column));
-    match by_model.unwrap_or(ColumnEquality::ByType) {
+    let model = model_of_table(table);
+    match model.map_or(ColumnEquality::ByType, |m| m.column_equality(column)) {
         ColumnEquality::Exact => true,
         ColumnEquality::Inexact => false,
-        ColumnEquality::ByType => value.equality == Equality::Exact,
+        ColumnEquality::ByType => {
+            value.equality == Equality::Exact && model.is_none_or(|m| m.accepts(column, value))
+        }
     }
 }
 

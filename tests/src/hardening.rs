@@ -395,3 +395,88 @@ fn volatile_reads_are_not_cached_automatically() {
     };
     assert_eq!(twice(&asked), 0, "asked for explicitly, it is cached");
 }
+
+pub mod counter_model {
+    use serde::{Deserialize, Serialize};
+
+    diesel::table! {
+        counters (id) {
+            id -> Integer,
+            total -> BigInt,
+        }
+    }
+
+    #[derive(
+        Debug, Clone, PartialEq, diesel::Queryable, Serialize, Deserialize, cacheops::Cacheable,
+    )]
+    #[diesel(table_name = counters)]
+    #[cacheops(app = "hardening")]
+    pub struct Counter {
+        pub id: i32,
+        pub total: i64,
+    }
+}
+
+/// A condition binds an `Integer` against a `BIGINT` column: the row arrives
+/// with 8-byte values, the bind has 4; both must name the same stamp.
+#[test]
+fn an_integer_bind_against_a_bigint_column_is_invalidated() {
+    use crate::ctx::*;
+    use cacheops::{CachedConnection, CachedQueryDsl};
+    use counter_model::*;
+    use diesel::connection::SimpleConnection;
+    use diesel::dsl::sql;
+    use diesel::prelude::*;
+    use diesel::sql_types::{Bool, Integer};
+
+    let ctx: Ctx<PgDb> = Ctx::new(StoreKind::Redis);
+    let mut conn = CachedConnection::new(ctx.db.connect(), ctx.cache.clone());
+    conn.batch_execute(
+        "CREATE TABLE counters (id SERIAL PRIMARY KEY, total BIGINT NOT NULL); \
+         INSERT INTO counters (total) VALUES (5), (6)",
+    )
+    .unwrap();
+    let h = ctx.cache.clone();
+    let fives = |conn: &mut CachedConnection<PgConnection>| {
+        let q = counters::table.filter(sql::<Bool>("total = ").bind::<Integer, _>(5));
+        q.cache().using(&h).load::<Counter>(conn).unwrap()
+    };
+    assert_eq!(fives(&mut conn).len(), 1);
+    diesel::update(counters::table.find(1))
+        .set(counters::total.eq(7i64))
+        .execute(&mut conn)
+        .unwrap();
+    assert_eq!(fives(&mut conn), [], "never the row it was before");
+}
+
+/// SQLite converts `'01'` to the INTEGER column's 1 before comparing: a text
+/// bind against an INTEGER column cannot be matched by bytes, so it widens.
+#[test]
+fn sqlite_text_against_an_integer_column_widens() {
+    use crate::ctx::*;
+    use crate::fixtures::sqlite::*;
+    use cacheops::{CachedConnection, CachedQueryDsl};
+    use diesel::dsl::sql;
+    use diesel::prelude::*;
+    use diesel::sql_types::{Bool, Text};
+
+    let mut ctx: Ctx<SqliteDb> = Ctx::new(StoreKind::Redis);
+    seed(&mut ctx.conn, 2, 2);
+    let mut conn = CachedConnection::new(ctx.db.connect(), ctx.cache.clone());
+    let h = ctx.cache.clone();
+    let first = |conn: &mut CachedConnection<Conn>| {
+        let q = articles::table.filter(sql::<Bool>("category_id = ").bind::<Text, _>("01"));
+        q.order(articles::id)
+            .cache()
+            .using(&h)
+            .load::<Article>(conn)
+            .unwrap()
+    };
+    let before = first(&mut conn);
+    assert_eq!(before.len(), 2);
+    diesel::update(articles::table.find(before[0].id))
+        .set(articles::views.eq(41))
+        .execute(&mut conn)
+        .unwrap();
+    assert_eq!(first(&mut conn)[0].views, 41);
+}

@@ -191,6 +191,7 @@ mod tests {
         primary_key: &["id"],
         columns: &["id", "kind"],
         equality: &[],
+        sql_types: &[],
         profile: None,
     };
     inventory::submit!(&WIDGETS);

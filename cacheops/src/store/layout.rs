@@ -17,7 +17,8 @@
 //! | `P:news` | pub/sub channel | invalidation news: the names of stamp and value keys a script deleted or re-created, `\n`-joined, or `*` (see `news.rs`). |
 //!
 //! Values in conjunction keys: NULL is `~`, up to 32 bytes are lowercase hex, longer
-//! ones are `#` plus the hex of their xxh3-128. Table and column names are
+//! ones are `#` plus the hex of their xxh3-128; PostgreSQL integers of any width
+//! are the 8 bytes of their `i64` (an `int4` bind matches an `int8` column). Table and column names are
 //! percent-escaped where they contain `%`, `,`, `=`, `&`, `{`, `}`, `:`, glob
 //! characters or control characters, so a scheme splits on `,` and a key parses one
 //! way only. In `P`, only `{`, `}` and `%` are escaped; a prefix may contain `:`
@@ -341,6 +342,9 @@ impl Layout {
 
 /// Appends a value as conjunction keys spell it (see the module docs).
 pub(crate) fn push_value(out: &mut String, value: &Value) {
+    if let Some(int) = crate::value::canonical_int(value) {
+        return push_hex(out, &int);
+    }
     match value.bytes.as_deref() {
         None => out.push('~'),
         Some(bytes) if bytes.len() <= MAX_INLINE_VALUE => push_hex(out, bytes),
