@@ -113,6 +113,9 @@ pub struct Config {
     pub(crate) redis_timeout: Duration,
     pub(crate) local_tier: Option<LocalTier>,
     pub(crate) max_value_size: usize,
+    /// The hash of the database this handle's plain connections read (see
+    /// [`ConfigBuilder::database`]); 0 when not given.
+    pub(crate) database: u128,
 }
 
 impl Default for Config {
@@ -129,6 +132,7 @@ impl Default for Config {
             redis_timeout: Duration::from_secs(1),
             local_tier: None,
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
+            database: 0,
         }
     }
 }
@@ -190,6 +194,9 @@ impl Config {
             if mb > 0 {
                 builder = builder.local_tier(LocalTier::new(mb << 20));
             }
+        }
+        if let Some(url) = var("DATABASE_URL") {
+            builder = builder.database(url);
         }
         if let Some(bytes) = var("CACHEOPS_MAX_VALUE_SIZE") {
             let bytes = bytes.parse().map_err(|_| {
@@ -337,6 +344,18 @@ impl ConfigBuilder {
     /// ```
     pub fn max_value_size(mut self, bytes: usize) -> Self {
         self.0.max_value_size = bytes;
+        self
+    }
+
+    /// Which database this handle's plain connections read (a URL or any name;
+    /// `DATABASE_URL` in [`Config::from_env`]), made part of every cache key, so
+    /// that two databases behind one Redis and one prefix never share entries.
+    /// Only its hash is kept. A [`crate::CachedConnection`] also adds the database,
+    /// user and `search_path` it reads (learned when it is wrapped), so tenants in
+    /// different schemas never share entries on one handle; a plain connection
+    /// cannot tell them apart: use a handle per tenant there.
+    pub fn database(mut self, database: impl AsRef<str>) -> Self {
+        self.0.database = xxhash_rust::xxh3::xxh3_128(database.as_ref().as_bytes());
         self
     }
 

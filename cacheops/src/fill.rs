@@ -70,7 +70,10 @@ where
     R: Serialize + DeserializeOwned + 'static,
 {
     let plan = match reads_may_use_cache(conn) {
-        true => plan::<C::Backend, Q, R>(call, &query)?,
+        true => {
+            let identity = crate::connection::identity_of(call.handle, conn);
+            plan::<C::Backend, Q, R>(call, identity, &query)?
+        }
         false => None,
     };
     let storable = Storable::default();
@@ -229,7 +232,7 @@ fn uncached<R>(handle: &Cacheops, compute: impl FnOnce() -> Result<R>) -> Result
 
 /// Key, dependencies and timeout of a call; `None` when it must not be cached
 /// (caching off, op excluded, or SQL the analysis cannot read).
-pub(crate) fn plan<DB, Q, R>(call: &Call<'_>, query: &Q) -> Result<Option<Plan>>
+pub(crate) fn plan<DB, Q, R>(call: &Call<'_>, identity: u128, query: &Q) -> Result<Option<Plan>>
 where
     DB: CacheBackend,
     Q: QueryFragment<DB> + QueryId,
@@ -246,7 +249,14 @@ where
         Some(table) => Some(handle.profile_of_table(table)?.timeout),
         None => None,
     };
-    let key = query_key(DB::NAME, call.op, &query.sql, &query.binds, shape_of::<R>());
+    let key = query_key(
+        DB::NAME,
+        call.op,
+        identity,
+        &query.sql,
+        &query.binds,
+        shape_of::<R>(),
+    );
     Ok(Some(Plan {
         key,
         deps: query.deps_by_key(handle, key),

@@ -1,8 +1,10 @@
 //! Cache keys: a stable 128-bit hash of everything that determines a result.
 //!
 //! Hashed, in order and each length-prefixed: the format version, the backend, the
-//! operation, the SQL text, every bind's type tag and bytes (NULL distinct from
-//! empty), and a fingerprint of the result type's shape. So `IN ('a','b')` and
+//! operation, the database identity (which database, user and schema search path
+//! the SQL ran against, as far as the connection knows), the SQL text, every
+//! bind's type tag and bytes (NULL distinct from empty), and a fingerprint of the
+//! result type's shape. So `IN ('a','b')` and
 //! `IN ('a, b')` differ (different SQL and binds), and a struct whose fields changed
 //! after a deploy gets new keys instead of decoding old-shape data.
 
@@ -65,15 +67,32 @@ impl KeyHasher {
     }
 }
 
-/// The key of one query call.
+/// The database identity of a call: the handle's configured database, and what
+/// the connection knows of the database, user and schema path it reads (`None`
+/// for a plain connection, which cannot tell).
+pub(crate) fn identity(database: u128, connection: Option<u128>) -> u128 {
+    match connection {
+        None => database,
+        Some(connection) => {
+            let mut both = [0u8; 32];
+            both[..16].copy_from_slice(&database.to_le_bytes());
+            both[16..].copy_from_slice(&connection.to_le_bytes());
+            xxh3_128(&both)
+        }
+    }
+}
+
+/// The key of one query call against the database `identity`.
 pub(crate) fn query_key(
     backend: &str,
     op: &str,
+    identity: u128,
     sql: &str,
     binds: &[Value],
     shape: u128,
 ) -> CacheKey {
     KeyHasher::new(backend, op)
+        .u128(identity)
         .bytes(sql.as_bytes())
         .binds(binds)
         .u128(shape)
@@ -87,8 +106,9 @@ pub(crate) const RAW_ROWS_OP: &str = "rows";
 
 /// The key of a query cached as raw rows: no result-type shape, the rows describe
 /// themselves (names and type tags travel with them).
-pub(crate) fn rows_key(backend: &str, sql: &str, binds: &[Value]) -> CacheKey {
+pub(crate) fn rows_key(backend: &str, identity: u128, sql: &str, binds: &[Value]) -> CacheKey {
     KeyHasher::new(backend, RAW_ROWS_OP)
+        .u128(identity)
         .bytes(sql.as_bytes())
         .binds(binds)
         .finish()
@@ -110,9 +130,9 @@ mod tests {
     #[test]
     fn binds_are_length_prefixed() {
         let sql = "SELECT 1 WHERE x IN ($1, $2)";
-        let two = query_key("pg", "fetch", sql, &[text("a"), text("b")], 0);
-        let one = query_key("pg", "fetch", sql, &[text("a, b")], 0);
-        let joined = query_key("pg", "fetch", sql, &[text("ab"), text("")], 0);
+        let two = query_key("pg", "fetch", 0, sql, &[text("a"), text("b")], 0);
+        let one = query_key("pg", "fetch", 0, sql, &[text("a, b")], 0);
+        let joined = query_key("pg", "fetch", 0, sql, &[text("ab"), text("")], 0);
         assert_ne!(two, one);
         assert_ne!(two, joined);
     }
@@ -126,28 +146,33 @@ mod tests {
         };
         let int = Value { ty: 23, ..text("") };
         let keys = [&null, &text(""), &int]
-            .map(|v| query_key("pg", "get", "S", std::slice::from_ref(v), 0));
+            .map(|v| query_key("pg", "get", 0, "S", std::slice::from_ref(v), 0));
         assert_ne!(keys[0], keys[1]);
         assert_ne!(keys[1], keys[2]);
     }
 
     #[test]
     fn every_part_counts() {
-        let base = query_key("pg", "get", "S", &[], 1);
-        assert_ne!(base, query_key("sqlite", "get", "S", &[], 1));
-        assert_ne!(base, query_key("pg", "fetch", "S", &[], 1));
-        assert_ne!(base, query_key("pg", "get", "T", &[], 1));
-        assert_ne!(base, query_key("pg", "get", "S", &[], 2));
-        assert_eq!(base, query_key("pg", "get", "S", &[], 1));
+        let base = query_key("pg", "get", 0, "S", &[], 1);
+        assert_ne!(base, query_key("sqlite", "get", 0, "S", &[], 1));
+        assert_ne!(base, query_key("pg", "fetch", 0, "S", &[], 1));
+        assert_ne!(base, query_key("pg", "get", 0, "T", &[], 1));
+        assert_ne!(base, query_key("pg", "get", 0, "S", &[], 2));
+        assert_eq!(base, query_key("pg", "get", 0, "S", &[], 1));
+        assert_ne!(
+            base,
+            query_key("pg", "get", 7, "S", &[], 1),
+            "another database"
+        );
     }
 
     #[test]
     fn raw_rows_never_share_a_typed_key() {
-        let rows = rows_key("pg", "S", &[]);
+        let rows = rows_key("pg", 0, "S", &[]);
         for op in ["get", "fetch", "count", "exists", "aggregate"] {
-            assert_ne!(rows, query_key("pg", op, "S", &[], 0));
+            assert_ne!(rows, query_key("pg", op, 0, "S", &[], 0));
         }
-        assert_ne!(rows, rows_key("sqlite", "S", &[]));
-        assert_ne!(rows, rows_key("pg", "S", &[text("a")]));
+        assert_ne!(rows, rows_key("sqlite", 0, "S", &[]));
+        assert_ne!(rows, rows_key("pg", 0, "S", &[text("a")]));
     }
 }

@@ -53,6 +53,9 @@ struct Inner {
     has_pending: AtomicBool,
     /// What functions unknown to the built-in lists do, from the catalog.
     functions: RwLock<HashMap<String, Volatility>>,
+    /// Whether a schema-qualified table has the primary key its model names, by
+    /// session identity and table, from the catalog.
+    columns: RwLock<HashMap<(u128, String), bool>>,
     /// Told of every invalidation a committed write missed (see
     /// [`Cacheops::on_missed_invalidation`]).
     missed_hook: RwLock<Option<MissedHook>>,
@@ -165,6 +168,7 @@ impl Cacheops {
             fill_hook: RwLock::default(),
             missed_hook: RwLock::default(),
             functions: RwLock::default(),
+            columns: RwLock::default(),
         };
         Cacheops {
             inner: Arc::new(inner),
@@ -264,6 +268,32 @@ impl Cacheops {
             .unwrap_or_else(|e| e.into_inner());
         memo.insert(name.to_string(), judged);
         judged
+    }
+
+    /// Whether `table`, in the session of `identity`, has the columns `lookup`
+    /// (the catalog) is asked about, once; a failed lookup is "no", not kept.
+    pub(crate) fn has_columns(
+        &self,
+        identity: u128,
+        table: &str,
+        lookup: impl FnOnce() -> Option<bool>,
+    ) -> bool {
+        let key = (identity, table.to_string());
+        let memo = self.inner.columns.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(known) = memo.get(&key) {
+            return *known;
+        }
+        drop(memo);
+        let Some(found) = lookup() else {
+            return false;
+        };
+        let mut memo = self
+            .inner
+            .columns
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        memo.insert(key, found);
+        found
     }
 
     /// The SQL and template remembered for the query type `id` (see

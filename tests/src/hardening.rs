@@ -480,3 +480,144 @@ fn sqlite_text_against_an_integer_column_widens() {
         .unwrap();
     assert_eq!(first(&mut conn)[0].views, 41);
 }
+
+/// Tenants in two schemas of one database, chosen by `search_path`, behind one
+/// handle: through a `CachedConnection` each reads its own rows, never the other's
+/// entries, on explicit and automatic reads, and after switching with `SET`.
+#[test]
+fn tenants_in_two_schemas_never_share_entries() {
+    use crate::ctx::*;
+    use crate::fixtures::pg::*;
+    use cacheops::{CachedConnection, CachedQueryDsl};
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
+
+    let (a, b) = (PgDb::open(), PgDb::open());
+    seed(&mut a.connect(), 2, 3);
+    seed(&mut b.connect(), 2, 1);
+    let cache = handle(StoreKind::Redis, &unique("cacheops_tenants"));
+    let mut on_a = CachedConnection::new(a.connect(), cache.clone());
+    let mut on_b = CachedConnection::new(b.connect(), cache.clone());
+    let explicit = |conn: &mut CachedConnection<PgConnection>| {
+        in_category(1)
+            .cache()
+            .using(&cache)
+            .load::<Article>(conn)
+            .unwrap()
+            .len()
+    };
+    let automatic = |conn: &mut CachedConnection<PgConnection>| {
+        let q = articles::table.filter(articles::category_id.eq(1));
+        q.load::<Article>(conn).unwrap().len()
+    };
+    for read in [
+        &explicit as &dyn Fn(&mut CachedConnection<PgConnection>) -> usize,
+        &automatic,
+    ] {
+        assert_eq!(read(&mut on_a), 3);
+        assert_eq!(read(&mut on_a), 3);
+        assert_eq!(read(&mut on_b), 1, "tenant B never gets tenant A's entry");
+    }
+    on_a.batch_execute(&format!("SET search_path TO {}", b.schema))
+        .unwrap();
+    assert_eq!(explicit(&mut on_a), 1, "after SET, the session reads B");
+    on_a.transaction(|c| {
+        c.batch_execute(&format!("SET LOCAL search_path TO {}", a.schema))?;
+        assert_eq!(explicit(c), 3, "SET LOCAL reads A inside the transaction");
+        QueryResult::Ok(())
+    })
+    .unwrap();
+    assert_eq!(explicit(&mut on_a), 1, "and B again once it ended");
+    let _ = cache.invalidate_all();
+}
+
+/// Plain connections cannot tell their database: the handle's configured
+/// database is part of every key, so two databases behind one Redis prefix keep
+/// their entries apart.
+#[test]
+fn handles_of_two_databases_on_one_prefix_never_share_entries() {
+    use crate::ctx::*;
+    use crate::fixtures::pg::*;
+    use cacheops::{CachedQueryDsl, Cacheops, Config, Ops, Profile};
+
+    let (a, b) = (PgDb::open(), PgDb::open());
+    seed(&mut a.connect(), 2, 3);
+    seed(&mut b.connect(), 2, 1);
+    let prefix = unique("cacheops_dbs");
+    let on = |database: &str| {
+        let all = Profile::new(Ops::ALL, std::time::Duration::from_secs(60));
+        let config = Config::builder()
+            .url(redis_url())
+            .prefix(&prefix)
+            .database(database);
+        Cacheops::new(config.profile("*.*", all).build()).unwrap()
+    };
+    let (ha, hb) = (on("postgres://db-a/app"), on("postgres://db-b/app"));
+    let read = |h: &Cacheops, db: &PgDb| {
+        in_category(1)
+            .cache()
+            .using(h)
+            .load::<Article>(&mut db.connect())
+            .unwrap()
+            .len()
+    };
+    assert_eq!(read(&ha, &a), 3);
+    assert_eq!(read(&hb, &b), 1);
+    let _ = ha.invalidate_all();
+}
+
+/// Two SQLite files behind one handle: each `CachedConnection` knows its file.
+#[test]
+fn two_sqlite_files_never_share_entries() {
+    use crate::ctx::*;
+    use crate::fixtures::sqlite::*;
+    use cacheops::{CachedConnection, CachedQueryDsl};
+
+    let (a, b) = (SqliteDb::open(), SqliteDb::open());
+    seed(&mut a.connect(), 2, 3);
+    seed(&mut b.connect(), 2, 1);
+    let cache = handle(StoreKind::Redis, &unique("cacheops_files"));
+    let read = |db: &SqliteDb| {
+        let mut conn = CachedConnection::new(db.connect(), cache.clone());
+        in_category(1)
+            .cache()
+            .using(&cache)
+            .load::<Article>(&mut conn)
+            .unwrap()
+            .len()
+    };
+    assert_eq!(read(&a), 3);
+    assert_eq!(read(&b), 1);
+    let _ = cache.invalidate_all();
+}
+
+/// A schema-qualified UPDATE of another schema's table of the same name must not
+/// borrow the model's primary key: that table has no `id`.
+#[test]
+fn another_schemas_table_does_not_borrow_the_models_primary_key() {
+    use crate::ctx::*;
+    use crate::fixtures::pg::*;
+    use cacheops::{CachedConnection, CachedQueryDsl};
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
+
+    let mut ctx: Ctx<PgDb> = Ctx::new(StoreKind::Redis);
+    seed(&mut ctx.conn, 2, 2);
+    let other = unique("other");
+    let mut conn = CachedConnection::new(ctx.db.connect(), ctx.cache.clone());
+    conn.batch_execute(&format!(
+        "CREATE SCHEMA {other}; CREATE TABLE {other}.articles (code TEXT PRIMARY KEY, views INT); \
+         INSERT INTO {other}.articles VALUES ('a', 1)"
+    ))
+    .unwrap();
+    let h = ctx.cache.clone();
+    in_category(1)
+        .cache()
+        .using(&h)
+        .load::<Article>(&mut conn)
+        .unwrap();
+    let sql = format!("UPDATE {other}.articles SET views = 2 WHERE code = 'a'");
+    assert_eq!(diesel::sql_query(&sql).execute(&mut conn).unwrap(), 1);
+    conn.batch_execute(&format!("DROP SCHEMA {other} CASCADE"))
+        .unwrap();
+}

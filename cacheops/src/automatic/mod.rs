@@ -30,7 +30,7 @@ pub(crate) use rows::RawRows;
 
 /// Where and for how long the read `query` (rendered as `sql`) is cached
 /// automatically; `None` when it goes straight to the database.
-pub(crate) fn plan<DB, Q>(tracked: &Tracked, sql: String, query: &Q) -> Option<Plan>
+pub(crate) fn plan<DB, Q>(tracked: &Tracked, identity: u128, sql: String, query: &Q) -> Option<Plan>
 where
     DB: CacheBackend,
     Q: QueryFragment<DB> + ?Sized,
@@ -53,7 +53,7 @@ where
             return None;
         }
     };
-    let key = rows_key(DB::NAME, &analysis.sql, &analysis.binds);
+    let key = rows_key(DB::NAME, identity, &analysis.sql, &analysis.binds);
     Some(Plan {
         key,
         deps: analysis.deps_by_key(handle, key),

@@ -109,11 +109,53 @@ pub struct CachedConnection<C> {
 }
 
 impl<C: CacheConnection> CachedConnection<C> {
-    /// Wraps `inner`; invalidations go to `handle`.
+    /// Wraps `inner`; invalidations go to `handle`. Asks the database once which
+    /// database, user and schema search path the session reads (one statement),
+    /// so that cache entries are never shared with a connection that reads other
+    /// tables under the same names; it asks again after a statement that may
+    /// change them (`SET`, `RESET`, `DISCARD`, `set_config`).
     pub fn new(inner: C, handle: Cacheops) -> Self {
-        CachedConnection {
+        let mut conn = CachedConnection {
             inner,
             tracked: Tracked::new(handle),
+        };
+        conn.identity();
+        conn
+    }
+
+    /// The session's hashed database identity, learned when unknown. When the
+    /// database cannot tell, a fresh one: entries are then this session's own.
+    fn identity(&mut self) -> u128 {
+        if let Some(known) = self.tracked.identity {
+            return known;
+        }
+        let learned = match self.inner.__database_identity() {
+            Some(identity) => xxhash_rust::xxh3::xxh3_128(identity.as_bytes()),
+            None => {
+                use std::hash::BuildHasher;
+                let salt = std::hash::RandomState::new();
+                u128::from(salt.hash_one(std::process::id())) << 64 | u128::from(salt.hash_one(0))
+            }
+        };
+        self.tracked.identity = Some(learned);
+        learned
+    }
+
+    /// Whether `table` (as written) has the `columns` a rewrite relies on, asked
+    /// of the catalog once per handle and session identity; "no" when it cannot
+    /// tell (the write then widens to its table).
+    fn has_columns(&mut self, table: &str, columns: &[&str]) -> bool {
+        let identity = self.identity();
+        let handle = self.tracked.handle.clone();
+        let inner = &mut self.inner;
+        handle.has_columns(identity, table, || inner.__has_columns(table, columns))
+    }
+
+    /// After a statement that ran: one that may have changed the session's
+    /// database identity makes it learned again before the next cached read.
+    fn ran(&mut self, classified: &Classified) {
+        if classified.session {
+            self.tracked.session_changed();
         }
     }
 
@@ -216,6 +258,18 @@ impl<C: CacheConnection + LoadConnection> CachedConnection<C> {
     where
         T: QueryFragment<C::Backend> + QueryId,
     {
+        if let Granular::Update {
+            table,
+            check: Some((target, pk)),
+            ..
+        } = granular
+        {
+            if !self.has_columns(target, pk) {
+                let count = self.inner.execute_returning_count(source)?;
+                self.record(Effect::Tables(vec![table.clone()]));
+                return Ok(count);
+            }
+        }
         let open = self.tracked.in_transaction();
         let (count, what) = touched::execute(&mut self.inner, source, granular, open)?;
         if count > 0 {
@@ -241,6 +295,10 @@ impl<C: CacheConnection + LoadConnection> CacheConnection for CachedConnection<C
         self.inner.__begin_write()?;
         self.tracked.begin();
         Ok(())
+    }
+
+    fn __identity(&mut self) -> Option<u128> {
+        Some(self.identity())
     }
 
     fn __in_transaction(&mut self) -> bool {
@@ -269,15 +327,14 @@ impl<C: Connection> ConnectionSealed for CachedConnection<C> {}
 
 impl<C: CacheConnection> SimpleConnection for CachedConnection<C> {
     fn batch_execute(&mut self, query: &str) -> QueryResult<()> {
-        let effect = match self.tracked.in_helper() {
-            true => Effect::Read,
-            false => {
-                let classified = classified(query, <C::Backend as CacheBackend>::DIALECT);
-                self.effect_of(&classified).0
-            }
+        let classified = match self.tracked.in_helper() {
+            true => Classified::read(),
+            false => classified(query, <C::Backend as CacheBackend>::DIALECT),
         };
+        let effect = self.effect_of(&classified).0;
         match self.inner.batch_execute(query) {
             Ok(()) => {
+                self.ran(&classified);
                 self.record(effect);
                 Ok(())
             }
@@ -319,7 +376,10 @@ impl<C: CacheConnection + LoadConnection> Connection for CachedConnection<C> {
         }
         let count = self.inner.execute_returning_count(source);
         match count {
-            Ok(_) => self.record(effect),
+            Ok(_) => {
+                self.ran(&classified);
+                self.record(effect);
+            }
             Err(_) if effect.ends_transaction() => self.keep_open_levels(),
             Err(_) => {}
         }
@@ -374,10 +434,15 @@ where
         // A read whose result varies from call to call is never cached unasked.
         let plan = match (&effect, sql, calls) {
             (Effect::Read, Some(sql), Volatility::Stable) => {
-                automatic::plan(&self.tracked, sql, &source)
+                let identity = crate::key::identity(
+                    self.tracked.handle.config().database,
+                    Some(self.identity()),
+                );
+                automatic::plan(&self.tracked, identity, sql, &source)
             }
             _ => None,
         };
+        self.ran(&classified);
         if let Some(plan) = plan {
             let open = self.tracked.in_transaction();
             let (inner, reads_latest) = (&mut self.inner, &self.tracked.reads_latest);
@@ -422,6 +487,8 @@ struct Classified {
     granular: Option<Granular>,
     /// The functions it calls that are not known harmless.
     calls: Box<[String]>,
+    /// It may change which database, user or schemas the session reads.
+    session: bool,
 }
 
 impl Classified {
@@ -431,6 +498,7 @@ impl Classified {
             effect,
             granular: None,
             calls: Box::default(),
+            session: false,
         })
     }
 
@@ -439,6 +507,19 @@ impl Classified {
         static READ: LazyLock<Arc<Classified>> = LazyLock::new(|| Classified::of(Effect::Read));
         READ.clone()
     }
+
+    /// `SET`, `RESET` or `DISCARD`: no rows, but maybe the session's schemas.
+    fn session() -> Arc<Classified> {
+        static SESSION: LazyLock<Arc<Classified>> = LazyLock::new(|| {
+            Arc::new(Classified {
+                effect: Effect::Read,
+                granular: None,
+                calls: Box::default(),
+                session: true,
+            })
+        });
+        SESSION.clone()
+    }
 }
 
 fn classified(sql: &str, dialect: Dialect) -> Arc<Classified> {
@@ -446,15 +527,20 @@ fn classified(sql: &str, dialect: Dialect) -> Arc<Classified> {
     // A read that cannot call a function is told by its text: it needs no memo,
     // and does not fill the memo with every distinct SELECT text.
     if effect::reads_only(sql) && !functions::may_call(sql) {
-        return Classified::read();
+        return match effect::changes_session(sql) {
+            true => Classified::session(),
+            false => Classified::read(),
+        };
     }
     MEMO.get_or(sql, dialect, || {
         let analysis = effect::analyse(sql, dialect);
         let granular = touched::granular(sql, &analysis.effect, dialect);
+        let session = analysis.session || analysis.calls.iter().any(|c| c == "set_config");
         Arc::new(Classified {
             effect: analysis.effect,
             granular,
             calls: analysis.calls.into(),
+            session,
         })
     })
 }

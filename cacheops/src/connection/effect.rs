@@ -104,6 +104,8 @@ pub(crate) struct Analysis {
     /// The functions it calls that are not known harmless (see
     /// [`functions::called`]): what they do decides whether it may write more.
     pub(crate) calls: Vec<String>,
+    /// Whether it may change which database, user or schemas the session reads.
+    pub(crate) session: bool,
 }
 
 /// The effect of `sql` and the functions it calls. A read that cannot call a
@@ -113,9 +115,28 @@ pub(crate) fn analyse(sql: &str, dialect: Dialect) -> Analysis {
         return Analysis {
             effect: Effect::Read,
             calls: Vec::new(),
+            session: changes_session(sql),
         };
     }
     parsed(sql, dialect)
+}
+
+/// Whether a single statement may change the session's database identity: a
+/// `SET`, `RESET` or `DISCARD` that names what the identity is made of.
+pub(crate) fn changes_session(sql: &str) -> bool {
+    matches!(
+        first_keyword(sql).as_deref(),
+        Some("SET" | "RESET" | "DISCARD")
+    ) && names_identity(sql)
+}
+
+/// Whether `sql` mentions a setting the session's identity depends on (the
+/// schema search path, the role), or all of them (`RESET ALL`, `DISCARD ALL`).
+fn names_identity(sql: &str) -> bool {
+    let lower = sql.to_ascii_lowercase();
+    ["search_path", "role", "authorization", "all"]
+        .iter()
+        .any(|word| lower.contains(word))
 }
 
 /// Whether `sql` is one statement that changes no rows, told by its first keyword
@@ -150,9 +171,14 @@ fn parsed(sql: &str, dialect: Dialect) -> Analysis {
         return Analysis {
             effect: Effect::Unknown,
             calls: Vec::new(),
+            session: true,
         };
     };
     let calls = functions::called(&statements);
+    let session = names_identity(sql)
+        && statements
+            .iter()
+            .any(|s| matches!(s, Statement::Set(_) | Statement::Discard { .. }));
     let steps: Vec<Step> = statements.iter().map(step_of).collect();
     let effect = if steps.iter().all(|s| matches!(s, Step::Write(_))) {
         merged(steps)
@@ -161,7 +187,11 @@ fn parsed(sql: &str, dialect: Dialect) -> Analysis {
         let kept = steps.into_iter();
         Effect::Steps(kept.filter(|s| *s != Step::Write(Effect::Read)).collect())
     };
-    Analysis { effect, calls }
+    Analysis {
+        effect,
+        calls,
+        session,
+    }
 }
 
 /// One statement's step: transaction control, or its write effect.

@@ -59,6 +59,29 @@ pub trait CacheConnection: Connection<Backend: CacheBackend> {
         false
     }
 
+    /// What this connection knows of the database, user and schema search path
+    /// it reads, hashed (see [`CachedConnection`]); `None` for a plain connection,
+    /// which would need a round trip per call to find out. Not public API.
+    #[doc(hidden)]
+    fn __identity(&mut self) -> Option<u128> {
+        None
+    }
+
+    /// Asks the database which database, user and schema search path this
+    /// session reads; `None` when it cannot tell. Not public API.
+    #[doc(hidden)]
+    fn __database_identity(&mut self) -> Option<String> {
+        None
+    }
+
+    /// Whether the table `table` (as written, maybe schema-qualified) has every
+    /// column of `columns`; `None` when it cannot tell. Not public API.
+    #[doc(hidden)]
+    fn __has_columns(&mut self, table: &str, columns: &[&str]) -> Option<bool> {
+        let _ = (table, columns);
+        None
+    }
+
     /// Every function called `name` (in `schema`, when given) the database
     /// knows, as `(schema, provolatile)` pairs; `None` when it cannot tell (no
     /// catalog, or the lookup failed). Not public API.
@@ -109,6 +132,12 @@ fn within<C: CacheConnection, T>(
     out
 }
 
+/// The database identity of a call on `conn` through `handle` (see
+/// [`crate::key::identity`]).
+pub(crate) fn identity_of<C: CacheConnection>(handle: &crate::Cacheops, conn: &mut C) -> u128 {
+    crate::key::identity(handle.config().database, conn.__identity())
+}
+
 /// Whether a miss on `conn` may store what it read. The race fence is read just
 /// before the query runs, so it vouches only for a query that reads the data
 /// committed by then: outside a transaction, or in one whose every statement reads
@@ -139,6 +168,36 @@ impl CacheConnection for diesel::pg::PgConnection {
         ))
         .get_result::<String>(self);
         matches!(level.as_deref(), Ok("read committed" | "read uncommitted"))
+    }
+
+    /// One statement: the database, user and `search_path` (as set: spelled
+    /// differently, two equal paths only keep separate entries).
+    fn __database_identity(&mut self) -> Option<String> {
+        use diesel::RunQueryDsl;
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
+            "current_database() || chr(31) || current_user || chr(31) || current_setting('search_path')",
+        ))
+        .get_result::<String>(self)
+        .ok()
+    }
+
+    /// One statement on `pg_attribute`, once per table and handle.
+    fn __has_columns(&mut self, table: &str, columns: &[&str]) -> Option<bool> {
+        use diesel::sql_types::{Array, BigInt, Text};
+        use diesel::RunQueryDsl;
+        let found = diesel::select(
+            diesel::dsl::sql::<BigInt>(
+                "(SELECT count(*) FROM pg_catalog.pg_attribute \\
+                 WHERE attnum > 0 AND NOT attisdropped AND attrelid = to_regclass(",
+            )
+            .bind::<Text, _>(table)
+            .sql(") AND attname = ANY(")
+            .bind::<Array<Text>, _>(columns)
+            .sql("))"),
+        )
+        .get_result::<i64>(self)
+        .ok()?;
+        Some(usize::try_from(found).ok()? == columns.len())
     }
 
     /// One statement on `pg_proc`, once per function name and handle.
@@ -184,6 +243,27 @@ impl CacheConnection for diesel::sqlite::SqliteConnection {
 
     // `__statements_read_latest` stays false: a SQLite transaction reads from the
     // snapshot its first read took (WAL mode), whatever committed since.
+
+    /// The main database's file; an in-memory database (no file) is its
+    /// connection's own, so it gets an identity no other connection shares.
+    fn __database_identity(&mut self) -> Option<String> {
+        use diesel::RunQueryDsl;
+        let file = diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
+            "(SELECT file FROM pragma_database_list WHERE name = 'main')",
+        ))
+        .get_result::<String>(self)
+        .ok()?;
+        Some(match file.is_empty() {
+            false => file,
+            true => {
+                use std::hash::BuildHasher;
+                static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let salt = std::hash::RandomState::new().hash_one(n);
+                format!("memory {} {n} {salt:x}", std::process::id())
+            }
+        })
+    }
 }
 
 /// A cacheops error where Diesel expects its own.

@@ -253,6 +253,12 @@ impl ParsedUpdate {
         &self.table
     }
 
+    /// The target as written when it names its schema (`"blog"."articles"`):
+    /// a model of the same table name may describe another schema's table.
+    pub(crate) fn qualified_target(&self) -> Option<&str> {
+        self.target.contains('.').then_some(self.target.as_str())
+    }
+
     /// The rewrite for this backend. PostgreSQL needs the table's primary key
     /// (`None` or empty: no rewrite); SQLite does not.
     pub(crate) fn plan(&self, pk: Option<&[&str]>, columns: Columns<'_>) -> Option<UpdatePlan> {

@@ -34,8 +34,14 @@ use crate::value::Value;
 pub(crate) enum Granular {
     /// A plain INSERT or DELETE, run as `sql` (the statement returning its rows).
     Returning { table: String, sql: String },
-    /// A plain UPDATE of one table, run as `plan`.
-    Update { table: String, plan: UpdatePlan },
+    /// A plain UPDATE of one table, run as `plan`. `check`: a schema-qualified
+    /// target and the primary key its model gave, to make sure that table has
+    /// those columns before the rewrite relies on them.
+    Update {
+        table: String,
+        plan: UpdatePlan,
+        check: Option<(String, &'static [&'static str])>,
+    },
 }
 
 /// How `sql` (with write effect `effect`) can be run to learn the rows it touches;
@@ -55,7 +61,11 @@ pub(crate) fn granular(sql: &str, effect: &Effect, dialect: Dialect) -> Option<G
     let pk = crate::model::model_of_table(update.table()).map(|m| m.primary_key);
     let plan = update.plan(pk, Columns::All)?;
     let table = update.table().to_string();
-    Some(Granular::Update { table, plan })
+    let check = match (&plan, update.qualified_target(), pk) {
+        (UpdatePlan::Paired(_), Some(target), Some(pk)) => Some((target.to_string(), pk)),
+        _ => None,
+    };
+    Some(Granular::Update { table, plan, check })
 }
 
 /// Runs `source` the granular way: the number of rows it changed, and what that
@@ -76,7 +86,7 @@ where
             let rows = load_all::<C, T, Named>(conn, source, sql)?;
             Ok((rows.len(), Owed::Named(table.clone(), rows)))
         }
-        Granular::Update { table, plan } => {
+        Granular::Update { table, plan, .. } => {
             let (mut states, new) = old_and_new::<C, T, Named>(conn, source, plan, open)?;
             let count = new.len();
             states.extend(new);

@@ -28,6 +28,13 @@ pub struct Tracked {
     /// Whether the open transaction's statements read the latest committed data
     /// (see `CacheConnection::__statements_read_latest`); asked on its first miss.
     pub(crate) reads_latest: Cell<Option<bool>>,
+    /// The hashed database identity of the session (database, user, schema
+    /// search path); `None` until learned, and again after a statement that may
+    /// change it.
+    pub(crate) identity: Option<u128>,
+    /// A statement inside the open transaction may have changed the identity
+    /// (`SET LOCAL`, or a `SET` a rollback undoes): learn it again when it ends.
+    identity_ends_with_transaction: bool,
 }
 
 /// How many nested scopes of one kind are open.
@@ -73,6 +80,22 @@ impl Tracked {
             helper: Depth::default(),
             explicit: Depth::default(),
             reads_latest: Cell::new(None),
+            identity: None,
+            identity_ends_with_transaction: false,
+        }
+    }
+
+    /// A statement may have changed which schemas or database the session reads
+    /// (`SET`, `RESET`, `DISCARD`, `set_config`).
+    pub(crate) fn session_changed(&mut self) {
+        self.identity = None;
+        self.identity_ends_with_transaction |= self.in_transaction();
+    }
+
+    /// The outermost level ended (committed or rolled back).
+    fn ended(&mut self) {
+        if std::mem::take(&mut self.identity_ends_with_transaction) {
+            self.identity = None;
         }
     }
 
@@ -147,7 +170,10 @@ impl Tracked {
                 parent.queue.append(frame.queue);
                 Queue::default()
             }
-            None => frame.queue,
+            None => {
+                self.ended();
+                frame.queue
+            }
         }
     }
 
@@ -179,7 +205,7 @@ impl Tracked {
             }
             Step::Commit => Some(self.release_from(0)),
             Step::Rollback => {
-                self.frames.clear();
+                self.keep_levels(0);
                 None
             }
             Step::Write(_) => None,
@@ -206,6 +232,9 @@ impl Tracked {
     /// failed COMMIT), with their queues.
     pub(crate) fn keep_levels(&mut self, depth: usize) {
         self.frames.truncate(depth);
+        if depth == 0 {
+            self.ended();
+        }
     }
 
     pub(crate) fn in_helper(&self) -> bool {
