@@ -53,6 +53,9 @@ struct Inner {
     has_pending: AtomicBool,
     /// What functions unknown to the built-in lists do, from the catalog.
     functions: RwLock<HashMap<String, Volatility>>,
+    /// Columns whose collation compares other than by bytes, from the catalog of
+    /// each session identity met.
+    collations: RwLock<Collations>,
     /// Whether a schema-qualified table has the primary key its model names, by
     /// session identity and table, from the catalog.
     columns: RwLock<HashMap<(u128, String), bool>>,
@@ -74,6 +77,15 @@ struct Inner {
 
 type FillHook = Arc<dyn Fn() + Send + Sync>;
 type MissedHook = Arc<dyn Fn(&Error) + Send + Sync>;
+
+/// Columns compared by a collation other than bytes: conditions on them widen.
+#[derive(Default)]
+struct Collations {
+    /// Session identities whose catalog was read.
+    scanned: std::collections::HashSet<u128>,
+    /// `(table, column)`, lower case.
+    columns: std::collections::HashSet<(String, String)>,
+}
 
 /// What failed invalidations left owed: tables, or everything under the prefix.
 #[derive(Default)]
@@ -169,6 +181,7 @@ impl Cacheops {
             missed_hook: RwLock::default(),
             functions: RwLock::default(),
             columns: RwLock::default(),
+            collations: RwLock::default(),
         };
         Cacheops {
             inner: Arc::new(inner),
@@ -270,6 +283,47 @@ impl Cacheops {
         judged
     }
 
+    /// Reads, once per session identity, which columns are collated other than by
+    /// bytes (`lookup` asks the catalog; a failed lookup is asked again next time).
+    pub(crate) fn learn_collations(
+        &self,
+        identity: u128,
+        lookup: impl FnOnce() -> Option<Vec<(String, String)>>,
+    ) {
+        let known = self
+            .inner
+            .collations
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        if known.scanned.contains(&identity) {
+            return;
+        }
+        drop(known);
+        let Some(found) = lookup() else {
+            return;
+        };
+        let mut known = self
+            .inner
+            .collations
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        known.scanned.insert(identity);
+        known.columns.extend(found);
+    }
+
+    /// Whether `table.column` compares by a collation other than bytes.
+    fn collated(&self, table: &str, column: &str) -> bool {
+        let known = self
+            .inner
+            .collations
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        !known.columns.is_empty()
+            && known
+                .columns
+                .contains(&(table.to_ascii_lowercase(), column.to_ascii_lowercase()))
+    }
+
     /// Whether `table`, in the session of `identity`, has the columns `lookup`
     /// (the catalog) is asked about, once; a failed lookup is "no", not kept.
     pub(crate) fn has_columns(
@@ -318,7 +372,9 @@ impl Cacheops {
         let policy = Policy {
             max_conjunctions: self.inner.config.max_conjunctions,
             max_in_values: self.inner.config.max_in_values,
-            column_is_exact: &column_is_exact,
+            column_is_exact: &|table, column, value| {
+                column_is_exact(table, column, value) && !self.collated(table, column)
+            },
         };
         template.instantiate(binds, &policy)
     }

@@ -396,6 +396,73 @@ fn volatile_reads_are_not_cached_automatically() {
     assert_eq!(twice(&asked), 0, "asked for explicitly, it is cached");
 }
 
+pub mod tag_model {
+    use serde::{Deserialize, Serialize};
+
+    diesel::table! {
+        tags (id) {
+            id -> Integer,
+            name -> Text,
+        }
+    }
+
+    #[derive(
+        Debug, Clone, PartialEq, diesel::Queryable, Serialize, Deserialize, cacheops::Cacheable,
+    )]
+    #[diesel(table_name = tags)]
+    #[cacheops(app = "hardening")]
+    pub struct Tag {
+        pub id: i32,
+        pub name: String,
+    }
+}
+
+/// A column whose collation ignores case: `name = 'BOB'` reads the row named
+/// `bob`, whose stamp is spelled `bob`; such conditions must widen.
+macro_rules! case_insensitive {
+    ($test:ident, $db:ty, $create:expr) => {
+        #[test]
+        fn $test() {
+            use crate::ctx::*;
+            use cacheops::{CachedConnection, CachedQueryDsl};
+            use diesel::connection::SimpleConnection;
+            use diesel::prelude::*;
+            use tag_model::*;
+
+            let ctx: Ctx<$db> = Ctx::new(StoreKind::Redis);
+            let mut setup = ctx.db.connect();
+            setup.batch_execute($create).unwrap();
+            setup
+                .batch_execute("INSERT INTO tags (id, name) VALUES (1, 'bob')")
+                .unwrap();
+            let mut conn = CachedConnection::new(ctx.db.connect(), ctx.cache.clone());
+            let h = ctx.cache.clone();
+            let named = |conn: &mut CachedConnection<_>| {
+                let q = tags::table.filter(tags::name.eq("BOB"));
+                q.cache().using(&h).load::<Tag>(conn).unwrap().len()
+            };
+            assert_eq!(named(&mut conn), 1, "the collation matches bob");
+            diesel::update(tags::table.find(1))
+                .set(tags::name.eq("carol"))
+                .execute(&mut conn)
+                .unwrap();
+            assert_eq!(named(&mut conn), 0, "never the row it was before");
+        }
+    };
+}
+
+case_insensitive!(
+    sqlite_nocase_columns_widen,
+    SqliteDb,
+    "CREATE TABLE tags (id INTEGER PRIMARY KEY, name TEXT COLLATE NOCASE)"
+);
+case_insensitive!(
+    postgres_nondeterministic_collations_widen,
+    PgDb,
+    "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false); \
+     CREATE TABLE tags (id INTEGER PRIMARY KEY, name TEXT COLLATE ci)"
+);
+
 pub mod counter_model {
     use serde::{Deserialize, Serialize};
 

@@ -113,7 +113,9 @@ impl<C: CacheConnection> CachedConnection<C> {
     /// database, user and schema search path the session reads (one statement),
     /// so that cache entries are never shared with a connection that reads other
     /// tables under the same names; it asks again after a statement that may
-    /// change them (`SET`, `RESET`, `DISCARD`, `set_config`).
+    /// change them (`SET`, `RESET`, `DISCARD`, `set_config`). The first session
+    /// of each identity on a handle also reads which columns are collated other
+    /// than by bytes (one more statement): conditions on them widen.
     pub fn new(inner: C, handle: Cacheops) -> Self {
         let mut conn = CachedConnection {
             inner,
@@ -138,6 +140,8 @@ impl<C: CacheConnection> CachedConnection<C> {
             }
         };
         self.tracked.identity = Some(learned);
+        let handle = self.tracked.handle.clone();
+        handle.learn_collations(learned, || self.inner.__inexact_columns());
         learned
     }
 

@@ -5,6 +5,7 @@
 //! write helpers what the connection knows about its transaction.
 
 mod cached;
+mod catalog;
 mod compat;
 mod effect;
 mod rewrite;
@@ -82,6 +83,14 @@ pub trait CacheConnection: Connection<Backend: CacheBackend> {
         None
     }
 
+    /// Every `(table, column)` whose collation compares other than by bytes
+    /// (PostgreSQL's non-deterministic collations, SQLite's `NOCASE`, `RTRIM`), in
+    /// lower case; `None` when it cannot tell. Not public API.
+    #[doc(hidden)]
+    fn __inexact_columns(&mut self) -> Option<Vec<(String, String)>> {
+        None
+    }
+
     /// Every function called `name` (in `schema`, when given) the database
     /// knows, as `(schema, provolatile)` pairs; `None` when it cannot tell (no
     /// catalog, or the lookup failed). Not public API.
@@ -154,115 +163,6 @@ pub(crate) fn reads_may_use_cache<C: CacheConnection>(conn: &mut C) -> bool {
     match conn.__tracked() {
         Some(tracked) => tracked.reads_may_use_cache(),
         None => !crate::transaction::in_transaction(conn),
-    }
-}
-
-#[cfg(feature = "postgres")]
-impl CacheConnection for diesel::pg::PgConnection {
-    /// READ COMMITTED (READ UNCOMMITTED behaves the same on PostgreSQL) takes a new
-    /// snapshot per statement. One round trip, once per transaction.
-    fn __statements_read_latest(&mut self) -> bool {
-        use diesel::RunQueryDsl;
-        let level = diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
-            "current_setting('transaction_isolation')",
-        ))
-        .get_result::<String>(self);
-        matches!(level.as_deref(), Ok("read committed" | "read uncommitted"))
-    }
-
-    /// One statement: the database, user and `search_path` (as set: spelled
-    /// differently, two equal paths only keep separate entries).
-    fn __database_identity(&mut self) -> Option<String> {
-        use diesel::RunQueryDsl;
-        diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
-            "current_database() || chr(31) || current_user || chr(31) || current_setting('search_path')",
-        ))
-        .get_result::<String>(self)
-        .ok()
-    }
-
-    /// One statement on `pg_attribute`, once per table and handle.
-    fn __has_columns(&mut self, table: &str, columns: &[&str]) -> Option<bool> {
-        use diesel::sql_types::{Array, BigInt, Text};
-        use diesel::RunQueryDsl;
-        let found = diesel::select(
-            diesel::dsl::sql::<BigInt>(
-                "(SELECT count(*) FROM pg_catalog.pg_attribute \\
-                 WHERE attnum > 0 AND NOT attisdropped AND attrelid = to_regclass(",
-            )
-            .bind::<Text, _>(table)
-            .sql(") AND attname = ANY(")
-            .bind::<Array<Text>, _>(columns)
-            .sql("))"),
-        )
-        .get_result::<i64>(self)
-        .ok()?;
-        Some(usize::try_from(found).ok()? == columns.len())
-    }
-
-    /// One statement on `pg_proc`, once per function name and handle.
-    fn __catalog_functions(
-        &mut self,
-        schema: Option<&str>,
-        name: &str,
-    ) -> Option<Vec<(String, String)>> {
-        use diesel::sql_types::{Nullable, Text};
-        use diesel::RunQueryDsl;
-        let found = diesel::select(
-            diesel::dsl::sql::<Nullable<Text>>(
-                "(SELECT string_agg(n.nspname || chr(31) || p.provolatile::text, chr(30)) \
-                 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
-                 WHERE p.proname = ",
-            )
-            .bind::<Text, _>(name)
-            .sql(" AND (n.nspname = ")
-            .bind::<Nullable<Text>, _>(schema)
-            .sql(" OR ")
-            .bind::<Nullable<Text>, _>(schema)
-            .sql(" IS NULL))"),
-        )
-        .get_result::<Option<String>>(self);
-        let found = found.ok()?;
-        let pairs = found.unwrap_or_default();
-        let pair = |p: &str| {
-            p.split_once('\u{1f}')
-                .map(|(s, v)| (s.to_string(), v.to_string()))
-        };
-        Some(pairs.split('\u{1e}').filter_map(pair).collect())
-    }
-}
-
-#[cfg(feature = "sqlite")]
-impl CacheConnection for diesel::sqlite::SqliteConnection {
-    /// `BEGIN IMMEDIATE`: the write lock first (waiting as long as the busy timeout
-    /// allows), then the read. A deferred transaction would read first and then
-    /// fail with SQLITE_BUSY if another connection committed before it wrote.
-    fn __begin_write(&mut self) -> QueryResult<()> {
-        diesel::connection::AnsiTransactionManager::begin_transaction_sql(self, "BEGIN IMMEDIATE")
-    }
-
-    // `__statements_read_latest` stays false: a SQLite transaction reads from the
-    // snapshot its first read took (WAL mode), whatever committed since.
-
-    /// The main database's file; an in-memory database (no file) is its
-    /// connection's own, so it gets an identity no other connection shares.
-    fn __database_identity(&mut self) -> Option<String> {
-        use diesel::RunQueryDsl;
-        let file = diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
-            "(SELECT file FROM pragma_database_list WHERE name = 'main')",
-        ))
-        .get_result::<String>(self)
-        .ok()?;
-        Some(match file.is_empty() {
-            false => file,
-            true => {
-                use std::hash::BuildHasher;
-                static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-                let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let salt = std::hash::RandomState::new().hash_one(n);
-                format!("memory {} {n} {salt:x}", std::process::id())
-            }
-        })
     }
 }
 

@@ -1,0 +1,199 @@
+//! What cacheops asks each database about itself, once per session or handle:
+//! the isolation of a transaction, which database and schemas a session reads,
+//! whether a table has the columns a rewrite relies on, which columns compare
+//! by a collation other than bytes, and what a function may do.
+
+use diesel::connection::Connection;
+use diesel::sql_types::Text;
+
+use super::CacheConnection;
+
+/// The one text value `expression` selects; `None` when the query fails.
+fn text<C>(conn: &mut C, expression: &str) -> Option<String>
+where
+    C: Connection,
+    diesel::dsl::select<diesel::expression::SqlLiteral<Text>>:
+        diesel::query_dsl::LoadQuery<'static, C, String>,
+{
+    use diesel::RunQueryDsl;
+    let expression = diesel::dsl::sql::<Text>(expression);
+    diesel::select(expression).get_result::<String>(conn).ok()
+}
+
+/// Pairs joined as `a<US>b<RS>a<US>b...` (ASCII unit and record separators,
+/// which names do not hold), as the catalog queries return them.
+fn pairs(joined: &str) -> Vec<(String, String)> {
+    let pair = |p: &str| {
+        p.split_once('\u{1f}')
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+    };
+    joined.split('\u{1e}').filter_map(pair).collect()
+}
+
+#[cfg(feature = "postgres")]
+impl CacheConnection for diesel::pg::PgConnection {
+    /// READ COMMITTED (READ UNCOMMITTED behaves the same on PostgreSQL) takes a new
+    /// snapshot per statement. One round trip, once per transaction.
+    fn __statements_read_latest(&mut self) -> bool {
+        let level = text(self, "current_setting('transaction_isolation')");
+        matches!(
+            level.as_deref(),
+            Some("read committed" | "read uncommitted")
+        )
+    }
+
+    /// One statement: the database, user and `search_path` (as set: spelled
+    /// differently, two equal paths only keep separate entries).
+    fn __database_identity(&mut self) -> Option<String> {
+        text(
+            self,
+            "current_database() || chr(31) || current_user || chr(31) || current_setting('search_path')",
+        )
+    }
+
+    /// One statement on `pg_attribute`, once per table and handle.
+    fn __has_columns(&mut self, table: &str, columns: &[&str]) -> Option<bool> {
+        use diesel::sql_types::{Array, BigInt};
+        use diesel::RunQueryDsl;
+        let found = diesel::select(
+            diesel::dsl::sql::<BigInt>(
+                "(SELECT count(*) FROM pg_catalog.pg_attribute \
+                 WHERE attnum > 0 AND NOT attisdropped AND attrelid = to_regclass(",
+            )
+            .bind::<Text, _>(table)
+            .sql(") AND attname = ANY(")
+            .bind::<Array<Text>, _>(columns)
+            .sql("))"),
+        )
+        .get_result::<i64>(self)
+        .ok()?;
+        Some(usize::try_from(found).ok()? == columns.len())
+    }
+
+    /// One statement on `pg_attribute`: columns of tables and views whose
+    /// collation is not deterministic (ICU `deterministic = false`).
+    fn __inexact_columns(&mut self) -> Option<Vec<(String, String)>> {
+        let joined = text(
+            self,
+            "coalesce((SELECT string_agg(lower(c.relname) || chr(31) || lower(a.attname), chr(30)) \
+             FROM pg_catalog.pg_attribute a \
+             JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+             JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation \
+             WHERE NOT co.collisdeterministic AND a.attnum > 0 AND NOT a.attisdropped), '')",
+        )?;
+        Some(pairs(&joined))
+    }
+
+    /// One statement on `pg_proc`, once per function name and handle.
+    fn __catalog_functions(
+        &mut self,
+        schema: Option<&str>,
+        name: &str,
+    ) -> Option<Vec<(String, String)>> {
+        use diesel::sql_types::Nullable;
+        use diesel::RunQueryDsl;
+        let found = diesel::select(
+            diesel::dsl::sql::<Text>(
+                "coalesce((SELECT string_agg(n.nspname || chr(31) || p.provolatile::text, chr(30)) \
+                 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+                 WHERE p.proname = ",
+            )
+            .bind::<Text, _>(name)
+            .sql(" AND (n.nspname = ")
+            .bind::<Nullable<Text>, _>(schema)
+            .sql(" OR ")
+            .bind::<Nullable<Text>, _>(schema)
+            .sql(" IS NULL)), '')"),
+        )
+        .get_result::<String>(self)
+        .ok()?;
+        Some(pairs(&found))
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl CacheConnection for diesel::sqlite::SqliteConnection {
+    /// `BEGIN IMMEDIATE`: the write lock first (waiting as long as the busy timeout
+    /// allows), then the read. A deferred transaction would read first and then
+    /// fail with SQLITE_BUSY if another connection committed before it wrote.
+    fn __begin_write(&mut self) -> diesel::result::QueryResult<()> {
+        diesel::connection::AnsiTransactionManager::begin_transaction_sql(self, "BEGIN IMMEDIATE")
+    }
+
+    // `__statements_read_latest` stays false: a SQLite transaction reads from the
+    // snapshot its first read took (WAL mode), whatever committed since.
+
+    /// The main database's file; an in-memory database (no file) is its
+    /// connection's own, so it gets an identity no other connection shares.
+    fn __database_identity(&mut self) -> Option<String> {
+        let file = text(
+            self,
+            "(SELECT file FROM pragma_database_list WHERE name = 'main')",
+        )?;
+        Some(match file.is_empty() {
+            false => file,
+            true => {
+                use std::hash::BuildHasher;
+                static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let salt = std::hash::RandomState::new().hash_one(n);
+                format!("memory {} {n} {salt:x}", std::process::id())
+            }
+        })
+    }
+
+    /// One statement on `sqlite_master`: the tables declaring a collation, whose
+    /// CREATE TABLE is parsed for columns collated other than `BINARY`.
+    fn __inexact_columns(&mut self) -> Option<Vec<(String, String)>> {
+        let joined = text(
+            self,
+            "coalesce((SELECT group_concat(sql, char(30)) FROM sqlite_master \
+             WHERE type = 'table' AND sql LIKE '%collate%'), '')",
+        )?;
+        Some(joined.split('\u{1e}').flat_map(collated_columns).collect())
+    }
+}
+
+/// The `(table, column)` pairs of a CREATE TABLE whose columns are collated
+/// other than by bytes (SQLite's `BINARY`); all of its columns when it does not
+/// parse (widening is safe).
+#[cfg(feature = "sqlite")]
+fn collated_columns(create: &str) -> Vec<(String, String)> {
+    use sqlparser::ast::{ColumnOption, Statement};
+    let parsed =
+        sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::SQLiteDialect {}, create);
+    let Ok(Some(Statement::CreateTable(table))) = parsed.map(|mut s| s.pop()) else {
+        return Vec::new();
+    };
+    let Some(name) = crate::deps::last_ident(&table.name) else {
+        return Vec::new();
+    };
+    let collated = |c: &&sqlparser::ast::ColumnDef| {
+        c.options.iter().any(|o| match &o.option {
+            ColumnOption::Collation(collation) => {
+                !collation.to_string().eq_ignore_ascii_case("binary")
+            }
+            _ => false,
+        })
+    };
+    let column = |c: &sqlparser::ast::ColumnDef| (name.to_lowercase(), c.name.value.to_lowercase());
+    table.columns.iter().filter(collated).map(column).collect()
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::collated_columns;
+
+    #[test]
+    fn sqlite_collations_other_than_binary_are_found() {
+        let create = "CREATE TABLE Users (id INTEGER PRIMARY KEY, Email TEXT COLLATE NOCASE, \
+                      code TEXT COLLATE BINARY, name TEXT COLLATE rtrim)";
+        assert_eq!(
+            collated_columns(create),
+            [
+                ("users".into(), "email".into()),
+                ("users".into(), "name".into())
+            ]
+        );
+    }
+}
