@@ -2,7 +2,7 @@
 //! physical limits measured in the same run.
 //!
 //! ```text
-//! cargo run --release --example bench -- [--json] [--compare] [--scaling] [--throughput] [--local] [--report DIR]
+//! cargo run --release --example bench -- [--json] [--compare] [--scaling] [--throughput] [--local] [--large] [--report DIR]
 //! ```
 //!
 //! Needs PostgreSQL (`DATABASE_URL`, default `postgres://postgres@127.0.0.1/test`)
@@ -18,6 +18,10 @@
 //! `local_news_lag` (from another handle's save returning until this one stops
 //! serving its copy: the cross-process staleness window) and, with
 //! `--throughput`, local-tier reads/s;
+//! `--large` (also part of the full run) times hits of 1k- and 50k-row results,
+//! automatic (`auto_hit_*`) and `.cache()` (`cached_hit_*`), next to the uncached
+//! load (`db_load_*`), and runs nothing else (`LARGE_ONLY=auto|cached|db` times
+//! only that one, for perf);
 //! profiling aids: `--cpu` (CPU µs per hit, plain GET, plain MGET, fetch20 hit, GET of
 //! its size and decoding it), `--gets-only`,
 //! `--saves-only`, `--throughput-only` (one phase, for perf/strace);
@@ -32,7 +36,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use cacheops::store::LocalTier;
-use cacheops::{Cacheable, CachedQueryDsl, Cacheops, Config};
+use cacheops::{Cacheable, CachedConnection, CachedQueryDsl, Cacheops, Config};
 use diesel::connection::{InstrumentationEvent, SimpleConnection};
 use diesel::dsl;
 use diesel::prelude::*;
@@ -59,6 +63,39 @@ struct Article {
     category_id: i32,
     title: String,
     published: bool,
+    views: i32,
+}
+
+diesel::table! {
+    wide_rows (id) {
+        id -> Integer,
+        grp -> Integer,
+        code -> BigInt,
+        name -> Text,
+        email -> Text,
+        note -> Nullable<Text>,
+        flag -> Bool,
+        score -> Double,
+        created -> BigInt,
+        views -> Integer,
+    }
+}
+
+/// A row of `--large`'s table: ten columns, three of them text (one NULL in four
+/// rows), about 120 bytes cached.
+#[derive(Debug, PartialEq, Queryable, Identifiable, Cacheable, Serialize, Deserialize)]
+#[diesel(table_name = wide_rows)]
+#[cacheops(app = "bench", ops = "all", timeout = 3600)]
+struct Wide {
+    id: i32,
+    grp: i32,
+    code: i64,
+    name: String,
+    email: String,
+    note: Option<String>,
+    flag: bool,
+    score: f64,
+    created: i64,
     views: i32,
 }
 
@@ -119,6 +156,25 @@ const SCHEMA: &str = "
         title VARCHAR(200) NOT NULL, published BOOL NOT NULL, views INT NOT NULL);
     CREATE INDEX ON articles (category_id);";
 
+/// `--large`'s table, created only when that phase runs (filling it takes a while).
+const WIDE_SCHEMA: &str = "
+    CREATE TABLE wide_rows (id SERIAL PRIMARY KEY, grp INT NOT NULL, code BIGINT NOT NULL,
+        name TEXT NOT NULL, email TEXT NOT NULL, note TEXT, flag BOOL NOT NULL,
+        score FLOAT8 NOT NULL, created BIGINT NOT NULL, views INT NOT NULL);
+    INSERT INTO wide_rows (grp, code, name, email, note, flag, score, created, views)
+    SELECT i % 100, i * 7919, 'name number ' || i, 'user' || i || '@example.com',
+        CASE WHEN i % 4 = 0 THEN NULL ELSE 'a note about row ' || i || ' of the table' END,
+        i % 2 = 0, i * 0.5, 1700000000 + i, i % 1000
+    FROM generate_series(1, 50000) i;
+    ANALYZE wide_rows;";
+
+/// `--large`'s result sizes, each with its keys: automatic hit, `.cache()` hit,
+/// uncached load.
+const LARGE: [(i32, [&str; 3]); 2] = [
+    (1_000, ["auto_hit_1k", "cached_hit_1k", "db_load_1k"]),
+    (50_000, ["auto_hit_50k", "cached_hit_50k", "db_load_50k"]),
+];
+
 /// The peer's "fetch 20": one category's published articles, newest first.
 type Fetch20 = dsl::Limit<
     dsl::Order<
@@ -144,8 +200,7 @@ struct Bench {
 
 impl Bench {
     fn setup() -> Result<Bench, Box<dyn Error>> {
-        let db = std::env::var("DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1/test".into());
+        let db = database_url();
         let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
         let (n_cat, n_art) = (env_num("N_CAT", 100), env_num("N_ART", 10_000));
         let mut conn = PgConnection::establish(&db)?;
@@ -414,6 +469,61 @@ impl Bench {
         self.record("invalidate_row", t);
     }
 
+    /// `--large`: hits of large results (1k and 50k rows of `wide_rows`) served
+    /// automatically (a `CachedConnection`, raw rows), by `.cache()` (typed rows)
+    /// and the same load uncached, taking turns in one loop. Fewer repetitions
+    /// than the other phases: a 50k-row load takes tens of ms.
+    fn large(&mut self) {
+        self.conn.batch_execute(WIDE_SCHEMA).unwrap();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let mut auto = self.cached_connection(seen.clone());
+        // Each path leaves the allocator in a state the next one sees: profile
+        // one alone with `LARGE_ONLY=auto|cached|db` (the others then read 0).
+        let only = std::env::var("LARGE_ONLY")
+            .ok()
+            .and_then(|v| ["auto", "cached", "db"].iter().position(|p| *p == v));
+        for (rows, [auto_key, cached_key, db_key]) in LARGE {
+            let load = || {
+                wide_rows::table
+                    .filter(wide_rows::id.le(rows))
+                    .order(wide_rows::id)
+            };
+            let cached = |conn: &mut PgConnection| {
+                let q = load().cache().using(&self.cache);
+                q.load::<Wide>(conn).unwrap()
+            };
+            // Fills both entries, and checks that both paths read the same rows.
+            let first = load().load::<Wide>(&mut auto).unwrap();
+            assert_eq!(first, cached(&mut self.conn));
+            seen.store(0, Ordering::Relaxed);
+            let reps = (self.reps * 500 / rows as usize).clamp(10, 200);
+            let [a, c, d] = timed_each(reps, |_, k| match k {
+                _ if only.is_some_and(|o| o != k) => {}
+                0 => drop(load().load::<Wide>(&mut auto).unwrap()),
+                1 => drop(cached(&mut self.conn)),
+                _ => drop(load().load::<Wide>(&mut self.conn).unwrap()),
+            });
+            assert_eq!(seen.load(Ordering::Relaxed), 0, "automatic hits ran SQL");
+            self.record(auto_key, a);
+            self.record(cached_key, c);
+            self.record(db_key, d);
+        }
+    }
+
+    /// A `CachedConnection` on the bench's schema and handle; `seen` counts the
+    /// statements it sends to the database.
+    fn cached_connection(&self, seen: Arc<AtomicUsize>) -> CachedConnection<PgConnection> {
+        let mut conn = PgConnection::establish(&database_url()).unwrap();
+        conn.batch_execute("SET search_path TO cacheops_bench")
+            .unwrap();
+        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+            if matches!(event, InstrumentationEvent::StartQuery { .. }) {
+                seen.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        CachedConnection::new(conn, self.cache.clone())
+    }
+
     /// `--scaling`: the same save with 1k, 10k and 100k queries of the table cached;
     /// invalidation is O(condition schemes), so it must stay flat.
     fn scaling(&mut self) {
@@ -461,8 +571,7 @@ impl Bench {
     /// the same number of threads doing plain GETs of the hit payload's size.
     fn throughput(&mut self, local: Option<&Cacheops>) -> Vec<(usize, f64, f64)> {
         let hot: Vec<i32> = self.ids[..200.min(self.ids.len())].to_vec();
-        let url = std::env::var("DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1/test".into());
+        let url = database_url();
         let mut probe = self.plain_redis().unwrap();
         let _: () = redis::cmd("PING").query(&mut probe).unwrap();
         let plain_gets = |_| {
@@ -680,6 +789,10 @@ fn hot_reads(db: &str, cache: &Cacheops, hot: &[i32]) -> impl FnMut(usize) + Sen
     }
 }
 
+fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1/test".into())
+}
+
 fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
@@ -759,6 +872,15 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
         return Ok(());
     }
+    if std::env::args().any(|a| a == "--large") {
+        // For profiling large hits: `perf record ... bench --large`.
+        bench.large();
+        bench.cache.invalidate_all()?;
+        for (key, p50, p99) in &bench.figures {
+            println!("{key:<24} {p50:>10.1} {p99:>10.1}");
+        }
+        return Ok(());
+    }
     bench.gets();
     if std::env::args().any(|a| a == "--cpu") {
         bench.cpu_per_op();
@@ -773,6 +895,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     bench.saves();
     let after_one_save = bench.granularity();
     bench.drop_rtt_keys()?;
+    bench.large();
     if std::env::args().any(|a| a == "--scaling") {
         bench.scaling();
     }

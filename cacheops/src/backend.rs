@@ -4,6 +4,8 @@
 //! SQL, its bind collector serialises the binds. A model's column values go through
 //! the same collector (see [`encode_value`]), so conditions and rows compare bytes.
 
+use std::num::NonZeroU32;
+
 use diesel::backend::Backend;
 use diesel::query_builder::{QueryBuilder, QueryFragment};
 use diesel::row::Row;
@@ -68,6 +70,12 @@ pub trait CacheBackend:
     /// The canonical value of a column as the database returned it in a row:
     /// equal to what [`encode_value`] gives for the same value.
     fn raw_value(raw: Option<<Self as Backend>::RawValue<'_>>) -> Result<Value>;
+
+    /// The type tag and bytes of a non-NULL value as the database returned it in
+    /// a row, borrowed: what automatic caching stores of each cell, with no
+    /// allocation of its own. An error on a backend that cannot replay rows
+    /// ([`CacheBackend::Replayed`]), which therefore never stores any.
+    fn raw_cell<'v>(raw: &<Self as Backend>::RawValue<'v>) -> Result<(NonZeroU32, &'v [u8])>;
 
     /// SQL and binds of a query fragment.
     fn render<Q: QueryFragment<Self> + ?Sized>(query: &Q) -> Result<Rendered> {
@@ -146,6 +154,10 @@ mod pg {
             })
         }
 
+        fn raw_cell<'v>(raw: &<Pg as Backend>::RawValue<'v>) -> Result<(NonZeroU32, &'v [u8])> {
+            Ok((raw.get_oid(), raw.as_bytes()))
+        }
+
         fn collect_binds<Q: QueryFragment<Self> + ?Sized>(query: &Q) -> Result<Vec<Value>> {
             let mut collector = RawBytesBindCollector::<Pg>::new();
             query
@@ -214,6 +226,15 @@ mod sqlite {
                 Some(_) => encode_value::<Sqlite, Text, _>(raw.read_text()),
                 None => encode_value::<Sqlite, Nullable<Text>, _>(&None::<String>),
             }
+        }
+
+        /// Never called: SQLite reads are not cached automatically (see
+        /// [`crate::NoReplay`]).
+        fn raw_cell<'v>(_: &<Sqlite as Backend>::RawValue<'v>) -> Result<(NonZeroU32, &'v [u8])> {
+            Err(Error::new(
+                ErrorKind::NotCacheable,
+                "SQLite rows cannot be replayed",
+            ))
         }
 
         fn collect_binds<Q: QueryFragment<Self> + ?Sized>(query: &Q) -> Result<Vec<Value>> {

@@ -101,8 +101,10 @@ pub(crate) fn query_key(
 
 /// The op name of raw-row entries (automatic caching through `CachedConnection`).
 /// Typed `.cached()` entries are keyed by the op's own name (`get`, `fetch`, ...),
-/// so an entry of one kind can never be read as the other.
-pub(crate) const RAW_ROWS_OP: &str = "rows";
+/// so an entry of one kind can never be read as the other. Its suffix is the
+/// raw-row payload's layout, bumped alone so that typed entries survive a change
+/// of it: `v2` keeps every cell in one buffer (`automatic/cells.rs`).
+pub(crate) const RAW_ROWS_OP: &str = "rows.v2";
 
 /// The key of a query cached as raw rows: no result-type shape, the rows describe
 /// themselves (names and type tags travel with them).

@@ -91,6 +91,12 @@ impl Report<'_> {
                 ));
             }
         }
+        for (_, [auto, _, db]) in super::LARGE {
+            if let (Some(a), Some(d)) = (p50(auto), p50(db)) {
+                let measured = format!("{a:.0} / {d:.0} = {:.2}×", a / d);
+                out.push((format!("`{auto}` < `{db}`"), measured, a < d));
+            }
+        }
         for (threads, cached, plain) in self.throughput {
             let share = cached / plain;
             let measured = format!("{cached:.0} / {plain:.0} = {:.0}%", 100.0 * share);

@@ -3,11 +3,12 @@
 //!
 //! A read is cached automatically when the op inferred from its SQL (`infer.rs`)
 //! is one its model's profile enables. Its result is stored as raw rows
-//! (`rows.rs`) and handed back to Diesel as rows of its own (`replay.rs`), so any
-//! Rust type Diesel deserialises the rows into reads the same entry. The
-//! read-through itself, race fence and failure handling included, is `.cached()`'s
-//! (`fill.rs`).
+//! (`rows.rs`, their cells in one buffer: `cells.rs`) and handed back to Diesel
+//! as rows of its own (`replay.rs`), so any Rust type Diesel deserialises the
+//! rows into reads the same entry. The read-through itself, race fence and
+//! failure handling included, is `.cached()`'s (`fill.rs`).
 
+mod cells;
 mod infer;
 mod replay;
 mod rows;

@@ -145,19 +145,20 @@ pub use pg::{ReplayedField, ReplayedRow};
 
 #[cfg(feature = "postgres")]
 mod pg {
+    use std::fmt;
     use std::sync::Arc;
 
     use diesel::pg::{Pg, PgValue};
 
-    use super::super::rows::{Bytes, Column};
+    use super::super::rows::Column;
     use super::*;
 
-    /// A row replayed from the cache: the column descriptions (shared by every row
-    /// of the result) and this row's cells.
-    #[derive(Debug, Clone)]
+    /// A row replayed from the cache: one row of a result shared by all of its
+    /// rows, so that replaying copies no cell.
+    #[derive(Clone)]
     pub struct ReplayedRow {
-        columns: Arc<[Column]>,
-        cells: Vec<Option<Bytes>>,
+        raw: Arc<RawRows>,
+        row: usize,
     }
 
     /// A field of a [`ReplayedRow`].
@@ -168,28 +169,44 @@ mod pg {
     }
 
     impl ReplayedRow {
-        /// The rows of `raw`, sharing its columns.
+        /// The rows of `raw`.
         fn all(raw: RawRows) -> Vec<ReplayedRow> {
-            let columns: Arc<[Column]> = raw.columns.into();
-            let row = |cells| ReplayedRow {
-                columns: columns.clone(),
-                cells,
+            let raw = Arc::new(raw);
+            let row = |row| ReplayedRow {
+                raw: raw.clone(),
+                row,
             };
-            raw.rows.into_iter().map(row).collect()
+            (0..raw.len()).map(row).collect()
+        }
+    }
+
+    /// This row's cells, not the whole result's.
+    impl fmt::Debug for ReplayedRow {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            let cells = (0..self.raw.columns.len()).map(|i| self.raw.cell(self.row, i));
+            f.debug_struct("ReplayedRow")
+                .field("columns", &self.raw.columns)
+                .field("cells", &cells.collect::<Vec<_>>())
+                .finish()
         }
     }
 
     impl RowSealed for ReplayedRow {}
 
+    // `#[inline]` on what Diesel calls once per field: its deserialisation is
+    // generic over the row, so it is compiled in the application's crate, where
+    // these would otherwise stay calls.
     impl RowIndex<usize> for ReplayedRow {
+        #[inline]
         fn idx(&self, idx: usize) -> Option<usize> {
-            (idx < self.columns.len()).then_some(idx)
+            (idx < self.raw.columns.len()).then_some(idx)
         }
     }
 
     impl RowIndex<&str> for ReplayedRow {
         fn idx(&self, name: &str) -> Option<usize> {
-            self.columns
+            self.raw
+                .columns
                 .iter()
                 .position(|c| c.name.as_deref() == Some(name))
         }
@@ -213,8 +230,9 @@ mod pg {
             Self: 'f;
         type InnerPartialRow = Self;
 
+        #[inline]
         fn field_count(&self) -> usize {
-            self.columns.len()
+            self.raw.columns.len()
         }
 
         fn get<'b, I>(&'b self, idx: I) -> Option<ReplayedField<'b>>
@@ -224,8 +242,8 @@ mod pg {
         {
             let idx = self.idx(idx)?;
             Some(ReplayedField {
-                column: self.columns.get(idx)?,
-                cell: self.cells.get(idx)?.as_ref().map(|b| &*b.0),
+                column: self.raw.columns.get(idx)?,
+                cell: self.raw.cell(self.row, idx)?,
             })
         }
 
@@ -235,11 +253,13 @@ mod pg {
     }
 
     impl<'f> Field<'f, Pg> for ReplayedField<'f> {
+        #[inline]
         fn field_name(&self) -> Option<&str> {
             self.column.name.as_deref()
         }
 
         /// A cell holding bytes always has a typed column: decoding checked it.
+        #[inline]
         fn value(&self) -> Option<PgValue<'_>> {
             let oid = self.column.oid.as_ref()?;
             Some(PgValue::new(self.cell?, oid))
