@@ -86,15 +86,13 @@ const VARIES: &[&str] = &[
     "timediff",
 ];
 
-/// Common built-in functions that are stable in both dialects (lower case): known
-/// without a catalog lookup.
-const STABLE: &[&str] = &[
+/// Aggregate functions, by lower-case name (PostgreSQL and SQLite).
+pub(crate) const AGGREGATES: &[&str] = &[
     "count",
     "sum",
     "avg",
     "min",
     "max",
-    "total",
     "bool_and",
     "bool_or",
     "every",
@@ -103,6 +101,12 @@ const STABLE: &[&str] = &[
     "json_agg",
     "jsonb_agg",
     "group_concat",
+    "total",
+];
+
+/// Other common built-in functions that are stable in both dialects (lower
+/// case): known, like [`AGGREGATES`], without a catalog lookup.
+const STABLE: &[&str] = &[
     "lower",
     "upper",
     "coalesce",
@@ -141,7 +145,6 @@ const STABLE: &[&str] = &[
     "rpad",
     "split_part",
     "position",
-    "md5",
     "encode",
     "decode",
     "hex",
@@ -173,7 +176,7 @@ const STABLE: &[&str] = &[
 /// What a function of this name does, when it is a known built-in.
 pub(crate) fn builtin(name: &str) -> Option<Volatility> {
     match name {
-        n if STABLE.contains(&n) => Some(Volatility::Stable),
+        n if STABLE.contains(&n) || AGGREGATES.contains(&n) => Some(Volatility::Stable),
         n if VARIES.contains(&n) => Some(Volatility::Varies),
         _ => None,
     }

@@ -260,27 +260,14 @@ impl Cacheops {
         if let Some(known) = functions::known(name, dialect) {
             return known;
         }
-        let memo = self
-            .inner
-            .functions
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(known) = memo.get(name) {
-            return *known;
-        }
-        drop(memo);
         let (schema, own) = functions::schema_and_name(name);
-        let Some(found) = lookup(schema, own) else {
-            return Volatility::MayWrite;
-        };
-        let judged = functions::from_catalog(found.iter().map(|(s, v)| (s.as_str(), v.as_str())));
-        let mut memo = self
-            .inner
-            .functions
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        memo.insert(name.to_string(), judged);
-        judged
+        let judged = remembered(&self.inner.functions, name.to_string(), || {
+            let found = lookup(schema, own)?;
+            Some(functions::from_catalog(
+                found.iter().map(|(s, v)| (s.as_str(), v.as_str())),
+            ))
+        });
+        judged.unwrap_or(Volatility::MayWrite)
     }
 
     /// Reads, once per session identity, which columns are collated other than by
@@ -332,22 +319,7 @@ impl Cacheops {
         table: &str,
         lookup: impl FnOnce() -> Option<bool>,
     ) -> bool {
-        let key = (identity, table.to_string());
-        let memo = self.inner.columns.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(known) = memo.get(&key) {
-            return *known;
-        }
-        drop(memo);
-        let Some(found) = lookup() else {
-            return false;
-        };
-        let mut memo = self
-            .inner
-            .columns
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        memo.insert(key, found);
-        found
+        remembered(&self.inner.columns, (identity, table.to_string()), lookup).unwrap_or(false)
     }
 
     /// The SQL and template remembered for the query type `id` (see
@@ -590,6 +562,23 @@ fn column_is_exact(table: &str, column: &str, value: &Value) -> bool {
             value.equality == Equality::Exact && model.is_none_or(|m| m.accepts(column, value))
         }
     }
+}
+
+/// The value `memo` holds for `key`, or the one `lookup` finds, then kept; a
+/// lookup that finds nothing is not kept (asked again next time).
+fn remembered<K: std::hash::Hash + Eq, V: Copy>(
+    memo: &RwLock<HashMap<K, V>>,
+    key: K,
+    lookup: impl FnOnce() -> Option<V>,
+) -> Option<V> {
+    if let Some(known) = memo.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Some(*known);
+    }
+    let found = lookup()?;
+    memo.write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, found);
+    Some(found)
 }
 
 fn not_cacheable(message: String) -> Error {

@@ -12,23 +12,10 @@ macro_rules! connection {
             use diesel::prelude::*;
 
             type Cached = CachedConnection<Conn>;
-
-            /// `conn` is dropped first: an open test transaction must end before
-            /// the context drops the test's schema.
-            struct Setup {
-                conn: Cached,
-                ctx: Ctx<$db>,
-                queries: QueryCounter,
-            }
+            type Setup = Wrapped<$db>;
 
             fn setup() -> Setup {
-                let mut ctx: Ctx<$db> = Ctx::new($store);
-                seed(&mut ctx.conn, 3, 4);
-                let queries = QueryCounter::default();
-                let mut inner: Conn = ctx.db.connect();
-                queries.instrument(&mut inner);
-                let conn = CachedConnection::new(inner, ctx.cache.clone());
-                Setup { conn, ctx, queries }
+                Wrapped::new($store, |conn| seed(conn, 3, 4))
             }
 
             /// Statements one plain UPDATE costs: PostgreSQL runs one rewritten
@@ -42,23 +29,23 @@ macro_rules! connection {
                 }
             }
 
-            impl Setup {
+            /// What the tests here do with a [`Setup`].
+            trait Steps {
+                fn counted<T>(&mut self, f: impl FnOnce(&mut Cached) -> T) -> (T, usize);
+                fn read(&mut self, c: i32) -> (Vec<Article>, usize);
+                fn read_categories(&mut self) -> usize;
+                fn warm(&mut self);
+            }
+
+            impl Steps for Setup {
                 /// Runs `f` on the connection; its result and the statements it ran.
                 fn counted<T>(&mut self, f: impl FnOnce(&mut Cached) -> T) -> (T, usize) {
-                    self.queries.take();
-                    let out = f(&mut self.conn);
-                    (out, self.queries.take())
+                    self.counted_with(|conn, _| f(conn))
                 }
 
                 /// Reads category `c` through the cache; the statements it ran.
                 fn read(&mut self, c: i32) -> (Vec<Article>, usize) {
-                    self.queries.take();
-                    let rows = in_category(c)
-                        .cache()
-                        .using(&self.ctx.cache)
-                        .load(&mut self.conn)
-                        .unwrap();
-                    (rows, self.queries.take())
+                    self.counted_with(|conn, h| in_category(c).cache().using(h).load(conn).unwrap())
                 }
 
                 fn read_categories(&mut self) -> usize {

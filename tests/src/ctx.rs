@@ -211,6 +211,45 @@ impl<D: TestDb> Drop for Ctx<D> {
 
 /// What a pool of a test's database connects to, and the statements each pooled
 /// connection runs first.
+/// A test context and a `CachedConnection` of its own on the test's database,
+/// whose statements are counted. `conn` is dropped first: an open transaction
+/// must end before the context drops the test's schema.
+pub struct Wrapped<D: TestDb>
+where
+    D::Conn: cacheops::CacheConnection,
+{
+    pub conn: cacheops::CachedConnection<D::Conn>,
+    pub ctx: Ctx<D>,
+    pub queries: QueryCounter,
+}
+
+impl<D: TestDb> Wrapped<D>
+where
+    D::Conn: cacheops::CacheConnection,
+{
+    /// A context on `store`, its database filled by `seed`, and the wrapper.
+    pub fn new(store: StoreKind, seed: impl FnOnce(&mut D::Conn)) -> Self {
+        let mut ctx: Ctx<D> = Ctx::new(store);
+        seed(&mut ctx.conn);
+        let queries = QueryCounter::default();
+        let mut inner = ctx.db.connect();
+        queries.instrument(&mut inner);
+        let conn = cacheops::CachedConnection::new(inner, ctx.cache.clone());
+        Wrapped { conn, ctx, queries }
+    }
+
+    /// Runs `f` on the connection and the handle: its result and the statements
+    /// it ran.
+    pub fn counted_with<T>(
+        &mut self,
+        f: impl FnOnce(&mut cacheops::CachedConnection<D::Conn>, &Cacheops) -> T,
+    ) -> (T, usize) {
+        self.queries.take();
+        let out = f(&mut self.conn, &self.ctx.cache);
+        (out, self.queries.take())
+    }
+}
+
 pub trait PoolTarget {
     fn pool_url(&self) -> String;
     fn pool_setup(&self) -> String;

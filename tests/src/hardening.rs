@@ -7,44 +7,31 @@ macro_rules! hardening {
         mod $name {
             use crate::ctx::*;
             use crate::fixtures::$blog::*;
-            use cacheops::{CachedConnection, CachedQueryDsl, Dialect};
+            use cacheops::{CachedQueryDsl, Dialect};
             use diesel::connection::SimpleConnection;
             use diesel::prelude::*;
 
-            type Cached = CachedConnection<Conn>;
-
-            /// `conn` is dropped first: an open transaction must end before the
-            /// context drops the test's schema.
-            struct Setup {
-                conn: Cached,
-                ctx: Ctx<$db>,
-                queries: QueryCounter,
-            }
+            type Setup = Wrapped<$db>;
 
             fn setup() -> Setup {
-                let mut ctx: Ctx<$db> = Ctx::new($store);
-                seed(&mut ctx.conn, 3, 4);
-                let queries = QueryCounter::default();
-                let mut inner: Conn = ctx.db.connect();
-                queries.instrument(&mut inner);
-                let conn = CachedConnection::new(inner, ctx.cache.clone());
-                Setup { conn, ctx, queries }
+                Wrapped::new($store, |conn| seed(conn, 3, 4))
             }
 
             fn dialect() -> Dialect {
                 <Backend as cacheops::CacheBackend>::DIALECT
             }
 
-            impl Setup {
+            /// What the tests here do with a [`Setup`].
+            trait Steps {
+                fn read(&mut self, c: i32) -> (Vec<Article>, usize);
+                fn invalidations(&self) -> u64;
+                fn raw(&mut self, sql: &str);
+            }
+
+            impl Steps for Setup {
                 /// Reads category `c` through the cache; the statements it ran.
                 fn read(&mut self, c: i32) -> (Vec<Article>, usize) {
-                    self.queries.take();
-                    let rows = in_category(c)
-                        .cache()
-                        .using(&self.ctx.cache)
-                        .load(&mut self.conn)
-                        .unwrap();
-                    (rows, self.queries.take())
+                    self.counted_with(|conn, h| in_category(c).cache().using(h).load(conn).unwrap())
                 }
 
                 fn invalidations(&self) -> u64 {

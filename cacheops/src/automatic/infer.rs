@@ -23,25 +23,8 @@ use sqlparser::ast::{BinaryOperator, Expr, GroupByExpr, Query, Select, SelectIte
 use crate::backend::Dialect;
 use crate::config::Ops;
 use crate::deps::{last_ident, main_table_of, norm, parse_one};
+use crate::functions::AGGREGATES;
 use crate::model::{model_of_table, ModelInfo};
-
-/// Aggregate functions, by lower-case name (PostgreSQL and SQLite).
-const AGGREGATES: &[&str] = &[
-    "count",
-    "sum",
-    "avg",
-    "min",
-    "max",
-    "bool_and",
-    "bool_or",
-    "every",
-    "string_agg",
-    "array_agg",
-    "json_agg",
-    "jsonb_agg",
-    "group_concat",
-    "total",
-];
 
 /// A read that may be cached automatically: its op and its model's table.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -30,7 +30,8 @@ use crate::runtime::Cacheops;
 /// runs:
 /// - writes made with the cacheops helpers invalidate granularly, as usual;
 /// - a plain INSERT or DELETE of one table through `execute()` runs with
-///   `RETURNING *` appended and invalidates exactly the rows it touched;
+///   `RETURNING *` (`RETURNING target.*` for `DELETE ... USING`) set on its parsed
+///   statement and invalidates exactly the rows it touched;
 /// - a plain UPDATE of one table through `execute()` (any filter, mass updates
 ///   included) is rewritten to return the old and the new state of every row it
 ///   changes, and invalidates both: a row moved from category 3 to 5 invalidates
@@ -40,7 +41,14 @@ use crate::runtime::Cacheops;
 ///   RETURNING, `get_result(s)`, an UPDATE of a table without a model on
 ///   PostgreSQL, `batch_execute`, `sql_query` it cannot parse) invalidates every
 ///   cached query of the tables it writes, and SQL it cannot analyse invalidates
-///   everything under the prefix.
+///   everything under the prefix, as does a statement calling a function that may
+///   write (a user-defined `VOLATILE` one, `SELECT f()` included);
+/// - transaction control sent as SQL (`BEGIN`, `SAVEPOINT`, `COMMIT`, ...) is
+///   followed like Diesel's own transactions; `LOCK`, `SET`, `SHOW`, `ANALYZE`,
+///   `VACUUM` and the like invalidate nothing.
+///
+/// A committed write returns `Ok` even when its invalidation cannot reach Redis
+/// (see [`Cacheops::on_missed_invalidation`]).
 ///
 /// Inside a transaction, invalidations wait for the outermost COMMIT and reads use
 /// the cache only until the transaction first writes. A miss there is stored only
@@ -79,7 +87,8 @@ use crate::runtime::Cacheops;
 ///
 /// The model is the main table's (first of the outermost FROM). Reads of tables
 /// without a model or profile, ops the profile leaves out, `just_enable` models
-/// (cached only through `.cached()`), locking reads (`FOR UPDATE`), reads inside a
+/// (cached only through `.cached()`), locking reads (`FOR UPDATE`), reads calling
+/// a function whose result varies (`random()`, `now()`, ...), reads inside a
 /// transaction once it has written, and the statements of `.cached()` calls and
 /// cacheops helpers go straight to the database. The entry holds the rows as the
 /// database sent them (names, type OIDs, bytes, NULLs), so every Rust type they are
@@ -363,7 +372,7 @@ impl<C: CacheConnection + LoadConnection> Connection for CachedConnection<C> {
         ))
     }
 
-    /// A plain INSERT or DELETE of one table runs with `RETURNING *` appended, so
+    /// A plain INSERT or DELETE of one table runs with `RETURNING *` set on it, so
     /// that exactly the rows it created or removed are invalidated (granular, no
     /// extra statement); other writes invalidate their tables.
     fn execute_returning_count<T>(&mut self, source: &T) -> QueryResult<usize>
