@@ -212,6 +212,11 @@ pub(crate) fn may_call(sql: &str) -> bool {
                     return true;
                 }
             }
+            // A quoted name before `(` is a call whatever it spells.
+            Token::Quoted => {
+                last = Some(b"\"");
+                continue;
+            }
             Token::Word(w) if is_keyword_call(w) => return true,
             Token::Word(w) => {
                 last = Some(w);
@@ -295,8 +300,10 @@ fn is_keyword_call(word: &[u8]) -> bool {
 }
 
 enum Token<'a> {
-    /// An unquoted word, or a quoted identifier's content.
+    /// An unquoted word.
     Word(&'a [u8]),
+    /// A quoted identifier.
+    Quoted,
     Open,
     Other,
 }
@@ -321,8 +328,7 @@ impl<'a> Words<'a> {
             }
             b'"' | b'`' => {
                 self.skip_past(b);
-                let end = self.at.saturating_sub(1).max(start + 1);
-                Token::Word(&self.bytes[start + 1..end])
+                Token::Quoted
             }
             b if b.is_ascii_whitespace() => return self.next(),
             b if is_word_byte(b) => {
@@ -413,7 +419,8 @@ pub(crate) fn schema_and_name(name: &str) -> (Option<&str>, &str) {
 /// known built-ins, and on SQLite every other function (application-defined, so
 /// unknown: it may write). `None`: ask PostgreSQL's catalog.
 pub(crate) fn known(name: &str, dialect: Dialect) -> Option<Volatility> {
-    builtin(name).or(match dialect {
+    let builtin_name = name.strip_prefix("pg_catalog.").unwrap_or(name);
+    builtin(builtin_name).or(match dialect {
         Dialect::Sqlite => Some(Volatility::MayWrite),
         Dialect::Postgres => None,
     })
@@ -456,6 +463,7 @@ mod tests {
         for sql in [
             "SELECT f(1)",
             "SELECT \"F\" (1)",
+            "SELECT \"select\"(1)",
             "SELECT * FROM s.f()",
             "SELECT a FROM t WHERE b = CURRENT_DATE",
             "select count(*) from t",
@@ -486,5 +494,9 @@ mod tests {
         assert_eq!(known("my_fn", Dialect::Sqlite), Some(Volatility::MayWrite));
         assert_eq!(known("my_fn", Dialect::Postgres), None);
         assert_eq!(known("random", Dialect::Postgres), Some(Volatility::Varies));
+        assert_eq!(
+            known("pg_catalog.now", Dialect::Postgres),
+            Some(Volatility::Varies)
+        );
     }
 }

@@ -135,19 +135,19 @@ impl<C: CacheConnection> CachedConnection<C> {
     }
 
     /// The session's hashed database identity, learned when unknown. When the
-    /// database cannot tell, a fresh one: entries are then this session's own.
+    /// database cannot tell, a fresh one each time: nothing read then is shared.
     fn identity(&mut self) -> u128 {
         if let Some(known) = self.tracked.identity {
             return known;
         }
-        let learned = match self.inner.__database_identity() {
-            Some(identity) => xxhash_rust::xxh3::xxh3_128(identity.as_bytes()),
-            None => {
-                use std::hash::BuildHasher;
-                let salt = std::hash::RandomState::new();
-                u128::from(salt.hash_one(std::process::id())) << 64 | u128::from(salt.hash_one(0))
-            }
+        let Some(identity) = self.inner.__database_identity() else {
+            // Not kept: asked again next time (an aborted transaction, say).
+            use std::hash::BuildHasher;
+            let salt = std::hash::RandomState::new();
+            return u128::from(salt.hash_one(std::process::id())) << 64
+                | u128::from(salt.hash_one(0));
         };
+        let learned = xxhash_rust::xxh3::xxh3_128(identity.as_bytes());
         self.tracked.identity = Some(learned);
         let handle = self.tracked.handle.clone();
         handle.learn_collations(learned, || self.inner.__inexact_columns());
