@@ -8,7 +8,8 @@
 //! Writers, each on its own `CachedConnection`, save articles through the helper,
 //! update them with plain Diesel (single rows and whole categories, moving rows
 //! between categories), insert and delete, some inside transactions that commit
-//! and some that roll back. A write is entered into the shared "truth" only once it
+//! and some that roll back (Diesel's, and raw `BEGIN` ... `COMMIT`/`ROLLBACK` sent
+//! as SQL). A write is entered into the shared "truth" only once it
 //! has returned (committed and invalidated). Readers read through the cache by
 //! primary key, by category, and counts; a read is stale when it shows an article
 //! older than the truth at the moment the read started, or misses one that the
@@ -221,7 +222,7 @@ fn write_some(
 ) {
     let id = 1 + dice.roll(ARTICLES);
     let to = dice.roll(CATEGORIES);
-    match dice.roll(6) {
+    match dice.roll(7) {
         0 => {
             // Through the helper (granular), on a row read FOR UPDATE in the same
             // transaction: a save of a row read earlier could lose another writer's
@@ -276,6 +277,25 @@ fn write_some(
                 }
             });
             if let Ok(rows) = result {
+                truth.enter(&rows, &[]);
+            }
+        }
+        5 => {
+            // A transaction begun and ended by raw SQL, committed or rolled back:
+            // its write must wait for the raw COMMIT, and what a reader in another
+            // connection caches meanwhile must not survive it.
+            let commit = dice.roll(2) == 0;
+            conn.batch_execute("BEGIN").unwrap();
+            let rows: Vec<Article> = diesel::update(articles::table.find(id))
+                .set((
+                    articles::version.eq(articles::version + 1),
+                    articles::category_id.eq(to),
+                ))
+                .get_results(conn)
+                .unwrap();
+            conn.batch_execute(if commit { "COMMIT" } else { "ROLLBACK" })
+                .unwrap();
+            if commit {
                 truth.enter(&rows, &[]);
             }
         }
