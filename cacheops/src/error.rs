@@ -170,6 +170,33 @@ impl From<diesel::result::Error> for Error {
     }
 }
 
+/// A cacheops error where Diesel expects its own, so that `?` works inside
+/// `conn.transaction(|conn| ...)` with `diesel::result::Error`: the database's
+/// error itself when it came from the database (a `DatabaseError` keeps its kind,
+/// constraint name and details; `NotFound` stays `NotFound`), anything else
+/// wrapped as a `QueryBuilderError` holding this error.
+///
+/// ```no_run
+/// # use diesel::prelude::*;
+/// # diesel::table! { tags (id) { id -> Integer, name -> Text } }
+/// # #[derive(Queryable, Insertable, Identifiable, AsChangeset, cacheops::Cacheable, serde::Serialize, serde::Deserialize)]
+/// # #[diesel(table_name = tags)]
+/// # #[cacheops(app = "blog")]
+/// # struct Tag { id: i32, name: String }
+/// # fn run(cache: &cacheops::Cacheops, conn: &mut PgConnection, tag: &Tag) -> QueryResult<()> {
+/// conn.transaction(|conn| {
+///     cache.insert::<Tag, _, _>(conn, tag)?;
+///     diesel::delete(tags::table.filter(tags::name.eq("old"))).execute(conn)?;
+///     Ok(())
+/// })
+/// # }
+/// ```
+impl From<Error> for diesel::result::Error {
+    fn from(e: Error) -> Self {
+        e.into_diesel()
+    }
+}
+
 impl From<redis::RedisError> for Error {
     fn from(e: redis::RedisError) -> Self {
         Error::new(ErrorKind::Redis, "redis error").with_source(e)

@@ -122,8 +122,8 @@ pub use connection::{CacheConnection, CachedConnection, CachedTransactionManager
 pub use error::{Error, ErrorKind, OptionalExtension, Result};
 pub use invalidate::{invalidate_all, invalidate_model, invalidate_obj, invalidate_table};
 pub use model::{
-    model_of_label, model_of_table, models, CacheRow, Cacheable, ColumnEquality, ModelInfo,
-    ProfileAttr,
+    model_of_label, model_of_table, models, models_of_table, CacheRow, Cacheable, ColumnEquality,
+    ModelInfo, ProfileAttr,
 };
 pub use query::{Cached, CachedQueryDsl};
 pub use runtime::{global, install, Cacheops};

@@ -157,6 +157,23 @@ impl ModelInfo {
         column.is_some() && column == family_of_tag(value.ty)
     }
 
+    /// Whether the model has `column`.
+    pub fn holds(&self, column: &str) -> bool {
+        self.column_index(column).is_some()
+    }
+
+    /// Whether this model says `column = value` may be decided by byte equality:
+    /// its own override, else the value's type and [`ModelInfo::accepts`].
+    pub fn decides_exact(&self, column: &str, value: &Value) -> bool {
+        match self.column_equality(column) {
+            ColumnEquality::Exact => true,
+            ColumnEquality::Inexact => false,
+            ColumnEquality::ByType => {
+                value.equality == crate::value::Equality::Exact && self.accepts(column, value)
+            }
+        }
+    }
+
     fn column_index(&self, column: &str) -> Option<usize> {
         self.columns
             .iter()
@@ -178,11 +195,31 @@ pub fn models() -> impl Iterator<Item = &'static ModelInfo> {
     inventory::iter::<&'static ModelInfo>.into_iter().copied()
 }
 
-/// The model of a table, if one is registered.
+/// The model of a table, if one is registered: the first by label when several
+/// row types read the table (see [`models_of_table`]).
 pub fn model_of_table(table: &str) -> Option<&'static ModelInfo> {
-    static BY_TABLE: LazyLock<HashMap<&'static str, &'static ModelInfo>> =
-        LazyLock::new(|| models().map(|m| (m.table, m)).collect());
-    BY_TABLE.get(table).copied()
+    models_of_table(table).first().copied()
+}
+
+/// Every model registered for a table, sorted by label: several row types may
+/// read one table (a partial `PostTitle { id, title }` beside `Post`). They share
+/// the table's profile (different profiles are refused when the table is first
+/// used), each column is described by the models that hold it, and a write
+/// through any of them invalidates by the columns it has (a row lacking a
+/// condition's column invalidates the whole table).
+pub fn models_of_table(table: &str) -> &'static [&'static ModelInfo] {
+    static BY_TABLE: LazyLock<HashMap<&'static str, Vec<&'static ModelInfo>>> =
+        LazyLock::new(|| {
+            let mut by_table: HashMap<&'static str, Vec<&'static ModelInfo>> = HashMap::new();
+            for model in models() {
+                by_table.entry(model.table).or_default().push(model);
+            }
+            by_table
+                .values_mut()
+                .for_each(|m| m.sort_by_key(|m| m.label));
+            by_table
+        });
+    BY_TABLE.get(table).map_or(&[], Vec::as_slice)
 }
 
 /// The model of a label (case-insensitive), if one is registered.

@@ -108,12 +108,14 @@ impl<'h, Q: AsQuery, C> Cached<'h, Q, C> {
     /// let titles: Vec<String> = articles::table
     ///     .select(articles::title)
     ///     .cache()
-    ///     .lock()
+    ///     .lock(true)
     ///     .load(conn)?;
     /// # Ok(()) }
     /// ```
-    pub fn lock(mut self) -> Self {
-        self.lock = true;
+    ///
+    /// Takes the flag, as [`crate::Options::lock`] and [`crate::CachedOptions::lock`] do.
+    pub fn lock(mut self, lock: bool) -> Self {
+        self.lock = lock;
         self
     }
 

@@ -7,7 +7,7 @@
 use std::any::TypeId;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::automatic::{infer, Read};
 use crate::backend::Dialect;
@@ -16,7 +16,7 @@ use crate::deps::{Deps, Policy, Template};
 use crate::error::{Error, ErrorKind, Result};
 use crate::functions::{self, Volatility};
 use crate::memo::{ByKey, ByTypeId, Memo};
-use crate::model::{model_of_table, ColumnEquality};
+use crate::model::{models_of_table, ModelInfo};
 use crate::registry::Target;
 use crate::stats::{Counted, Counters, ModelCounters, Stats};
 use crate::store::{CacheKey, MemoryStore, RedisStore, Store};
@@ -382,16 +382,38 @@ impl Cacheops {
     }
 
     fn resolve_profile(&self, table: &str) -> Result<(&'static str, Profile)> {
-        let model = model_of_table(table).ok_or_else(|| {
-            not_cacheable(format!("table `{table}` has no #[derive(Cacheable)] model"))
-        })?;
-        let profile = model.profile(&self.inner.config)?.ok_or_else(|| {
+        let models = models_of_table(table);
+        let Some(first) = models.first() else {
+            let message = format!("table `{table}` has no #[derive(Cacheable)] model");
+            return Err(not_cacheable(message));
+        };
+        let mut chosen: Option<(&ModelInfo, Profile)> = None;
+        for model in models {
+            let Some(profile) = model.profile(&self.inner.config)? else {
+                continue;
+            };
+            match chosen {
+                Some((other, theirs)) if theirs != profile => {
+                    return Err(Error::new(
+                        ErrorKind::Config,
+                        format!(
+                            "models `{}` and `{}` of table `{table}` have different cache profiles \
+                             ({theirs:?} and {profile:?}): one table has one profile, give them \
+                             the same #[cacheops(ops, timeout)] or set it on one of them only",
+                            other.label, model.label
+                        ),
+                    ));
+                }
+                _ => chosen = Some((model, profile)),
+            }
+        }
+        let (_, profile) = chosen.ok_or_else(|| {
             not_cacheable(format!(
                 "model `{}` has no cache profile: add #[cacheops(ops = ...)] or a matching Config::profile",
-                model.label
+                first.label
             ))
         })?;
-        Ok((model.table, profile))
+        Ok((first.table, profile))
     }
 
     /// Handles a store error: counted, then degraded (logged, `Ok`) or returned.
@@ -553,14 +575,16 @@ impl Cacheops {
     }
 }
 
+/// Whether `table.column = value` is decided by byte equality: by every model of
+/// the table that holds the column, else (no model holds it) by the value's type.
 fn column_is_exact(table: &str, column: &str, value: &Value) -> bool {
-    let model = model_of_table(table);
-    match model.map_or(ColumnEquality::ByType, |m| m.column_equality(column)) {
-        ColumnEquality::Exact => true,
-        ColumnEquality::Inexact => false,
-        ColumnEquality::ByType => {
-            value.equality == Equality::Exact && model.is_none_or(|m| m.accepts(column, value))
-        }
+    let mut holders = models_of_table(table)
+        .iter()
+        .filter(|m| m.holds(column))
+        .peekable();
+    match holders.peek() {
+        None => value.equality == Equality::Exact,
+        Some(_) => holders.all(|m| m.decides_exact(column, value)),
     }
 }
 
@@ -585,27 +609,53 @@ fn not_cacheable(message: String) -> Error {
     Error::new(ErrorKind::NotCacheable, message)
 }
 
-static GLOBAL: OnceLock<Cacheops> = OnceLock::new();
+/// The process-wide handle, and whether [`install`] put it there (rather than
+/// [`global`] from the environment, for want of one).
+static GLOBAL: RwLock<Option<(&'static Cacheops, bool)>> = RwLock::new(None);
 
-/// Installs the process-wide handle. Fails if one is installed already.
+/// Installs the process-wide handle. Fails if [`install`] was called already.
+///
+/// The order of `install` and [`global`] does not matter: when `global` (or
+/// something that uses it, such as [`crate::CachedConnection::establish`]) ran
+/// first and installed the environment's configuration, `install` replaces it for
+/// every later call. What took the first handle before keeps it (it lives on).
 ///
 /// ```
-/// cacheops::install(cacheops::Config::builder().url("memory://").build()).unwrap();
-/// assert!(cacheops::global().is_ok());
+/// let implicit = cacheops::global().unwrap(); // from the environment
+/// cacheops::install(cacheops::Config::builder().url("memory://").prefix("app").build()).unwrap();
+/// assert_eq!(cacheops::global().unwrap().config().prefix(), "app");
+/// assert!(cacheops::install(cacheops::Config::builder().build()).is_err(), "installed already");
+/// # let _ = implicit;
 /// ```
 pub fn install(config: Config) -> Result<()> {
     let handle = Cacheops::new(config)?;
-    GLOBAL
-        .set(handle)
-        .map_err(|_| Error::new(ErrorKind::Config, "cacheops is installed already"))
+    let mut global = GLOBAL.write().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, true)) = *global {
+        return Err(Error::new(
+            ErrorKind::Config,
+            "cacheops is installed already",
+        ));
+    }
+    if global.is_some() {
+        tracing::info!(
+            "cacheops: install() replaces the handle global() made from the environment"
+        );
+    }
+    *global = Some((Box::leak(Box::new(handle)), true));
+    Ok(())
 }
 
-/// The process-wide handle; installed from the environment ([`Config::from_env`])
-/// on first use if [`install`] was not called.
+/// The process-wide handle: the one [`install`]ed, else one made from the
+/// environment ([`Config::from_env`]) on first use (which a later `install`
+/// replaces).
 pub fn global() -> Result<&'static Cacheops> {
-    if let Some(handle) = GLOBAL.get() {
+    if let Some((handle, _)) = *GLOBAL.read().unwrap_or_else(|e| e.into_inner()) {
         return Ok(handle);
     }
     let handle = Cacheops::new(Config::from_env()?)?;
-    Ok(GLOBAL.get_or_init(|| handle))
+    let mut global = GLOBAL.write().unwrap_or_else(|e| e.into_inner());
+    // Another thread may have installed one meanwhile: it wins.
+    Ok(global
+        .get_or_insert_with(|| (Box::leak(Box::new(handle)), false))
+        .0)
 }

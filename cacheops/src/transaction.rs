@@ -109,6 +109,25 @@ impl Cacheops {
     /// })?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// The error type may be Diesel's, as with `Connection::transaction`
+    /// (cacheops' errors convert into it, keeping the database's own):
+    ///
+    /// ```no_run
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { tags (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Insertable, Identifiable, AsChangeset, cacheops::Cacheable, serde::Serialize, serde::Deserialize)]
+    /// # #[diesel(table_name = tags)]
+    /// # #[cacheops(app = "blog")]
+    /// # struct Tag { id: i32, name: String }
+    /// # fn run(cache: &cacheops::Cacheops, conn: &mut PgConnection, tag: &Tag) -> QueryResult<()> {
+    /// cache.transaction(conn, |conn| {
+    ///     cache.save(conn, tag)?;
+    ///     diesel::delete(tags::table.filter(tags::name.eq("old"))).execute(conn)?;
+    ///     Ok::<(), diesel::result::Error>(())
+    /// })
+    /// # }
+    /// ```
     pub fn transaction<C, T, E, F>(&self, conn: &mut C, f: F) -> std::result::Result<T, E>
     where
         C: Connection,

@@ -383,7 +383,7 @@ fn volatile_reads_are_not_cached_automatically() {
     assert_eq!(twice(&stable), 0, "a stable function's result is cached");
     let asked = |c: &mut CachedConnection<Conn>| {
         let q = articles::table.order(sql::<Integer>("random()")).limit(1);
-        let h = c.cache().clone();
+        let h = c.cache();
         q.cache().using(&h).load::<Article>(c).unwrap();
     };
     assert_eq!(twice(&asked), 0, "asked for explicitly, it is cached");

@@ -23,6 +23,8 @@ mod failures;
 #[cfg(test)]
 mod fragments;
 #[cfg(test)]
+mod friction;
+#[cfg(test)]
 mod hardening;
 #[cfg(test)]
 mod hooks;

@@ -1,5 +1,5 @@
 //! `#[cacheops::cached]` functions against real Redis, and stampede protection of
-//! cached queries (`.cache().lock()`) on every backend.
+//! cached queries (`.cache().lock(true)`) on every backend.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Barrier, LazyLock};
@@ -159,7 +159,7 @@ macro_rules! query_lock {
                     .collect()
             }
 
-            /// Every connection loads category 1 with `.lock()` at once.
+            /// Every connection loads category 1 with `.lock(true)` at once.
             fn stampede(ctx: &Ctx<$db>, conns: Vec<<$db as TestDb>::Conn>) -> Vec<Vec<Article>> {
                 let barrier = Barrier::new(conns.len());
                 std::thread::scope(|s| {
@@ -171,7 +171,7 @@ macro_rules! query_lock {
                                 barrier.wait();
                                 in_category(1)
                                     .cache()
-                                    .lock()
+                                    .lock(true)
                                     .using(cache)
                                     .load(&mut conn)
                                     .unwrap()

@@ -172,9 +172,24 @@ impl<C: CacheConnection> CachedConnection<C> {
         }
     }
 
-    /// The handle this connection invalidates through.
-    pub fn cache(&self) -> &Cacheops {
-        &self.tracked.handle
+    /// The handle this connection invalidates through: an owned, cheap clone (a
+    /// reference count), so that it can be used with the connection itself.
+    ///
+    /// ```no_run
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { tags (id) { id -> Integer, name -> Text } }
+    /// # #[derive(Queryable, Insertable, Identifiable, AsChangeset, cacheops::Cacheable, serde::Serialize, serde::Deserialize)]
+    /// # #[diesel(table_name = tags)]
+    /// # #[cacheops(app = "blog")]
+    /// # struct Tag { id: i32, name: String }
+    /// # use cacheops::CachedQueryDsl;
+    /// # fn run(conn: &mut cacheops::CachedConnection<PgConnection>, tag: &Tag) -> cacheops::Result<()> {
+    /// conn.cache().insert::<Tag, _, _>(conn, tag)?;
+    /// let all: Vec<Tag> = tags::table.cache().using(&conn.cache()).load(conn)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn cache(&self) -> Cacheops {
+        self.tracked.handle.clone()
     }
 
     /// The wrapped connection. Statements run on it directly are not seen.
