@@ -181,3 +181,37 @@ fn different_profiles_on_one_table_are_refused_by_name() {
         "{message}"
     );
 }
+
+/// `categories LEFT JOIN articles ... WHERE categories.id = $1`: a new article of
+/// another category leaves the entry alone; one of this category invalidates it.
+#[test]
+fn left_join_narrows_the_nullable_side_through_on() {
+    let mut ctx = setup();
+    let cache = ctx.cache.clone();
+    let read = |ctx: &mut Ctx<PgDb>| {
+        ctx.counted(|c, h| {
+            let q = categories::table
+                .left_join(articles::table)
+                .filter(categories::id.eq(1))
+                .select((categories::id, articles::id.nullable()));
+            q.cache()
+                .using(h)
+                .load::<(i32, Option<i32>)>(c)
+                .unwrap()
+                .len()
+        })
+    };
+    assert_eq!(read(&mut ctx), (3, 1));
+    cache
+        .insert::<Article, _, _>(&mut ctx.conn, &NewArticle::new(2, "elsewhere"))
+        .unwrap();
+    assert_eq!(
+        read(&mut ctx),
+        (3, 0),
+        "another category's article changes nothing"
+    );
+    cache
+        .insert::<Article, _, _>(&mut ctx.conn, &NewArticle::new(1, "here"))
+        .unwrap();
+    assert_eq!(read(&mut ctx), (4, 1));
+}

@@ -324,6 +324,30 @@ pub(super) fn project(formula: &Formula<Atom>, rel: u32) -> Formula<Leaf> {
     })
 }
 
+/// The relations a formula's terms name.
+pub(super) fn rels_of(formula: &Formula<Atom>) -> Vec<u32> {
+    let mut rels = Vec::new();
+    rels_into(formula, &mut rels);
+    rels
+}
+
+fn rels_into(formula: &Formula<Atom>, rels: &mut Vec<u32>) {
+    match formula {
+        Formula::Leaf(Atom::Is(key, _)) => rels.push(key.0),
+        Formula::Leaf(Atom::Same(a, b)) => rels.extend([a.0, b.0]),
+        Formula::And(items) | Formula::Or(items) => items.iter().for_each(|f| rels_into(f, rels)),
+        Formula::True | Formula::False => {}
+    }
+}
+
+/// The top-level conjuncts of a formula.
+pub(super) fn conjuncts(formula: &Formula<Atom>) -> &[Formula<Atom>] {
+    match formula {
+        Formula::And(items) => items,
+        other => std::slice::from_ref(other),
+    }
+}
+
 /// Relations that top-level conjuncts of `parts` (which are AND-ed) reject when
 /// NULL: `col = $n`, `col IN (..)`, `col = ANY($n)` and `a.x = b.y` are never true
 /// on a NULL column.

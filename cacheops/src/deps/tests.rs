@@ -647,6 +647,58 @@ fn left_join_with_null_rejecting_where_is_an_inner_join() {
 }
 
 #[test]
+fn left_join_nullable_side_is_narrowed_through_on_by_the_preserved_sides_where() {
+    let q = c::table.left_join(a::table).filter(c::id.eq(3));
+    assert_eq!(
+        pg(&q),
+        format!("articles: category_id={0}; categories: id={0}", i4(3))
+    );
+    // A condition on the nullable side that NULL rows meet does not stop it.
+    let q = c::table
+        .left_join(a::table)
+        .filter(c::id.eq(3))
+        .filter(a::title.is_null());
+    assert_eq!(
+        lite(&q),
+        format!("articles: category_id={0}; categories: id={0}", li(3))
+    );
+}
+
+#[test]
+fn left_join_widens_where_narrowing_is_not_sound() {
+    // An OR across the sides is no condition on the preserved row alone.
+    let q = c::table
+        .left_join(a::table)
+        .filter(c::id.eq(3).or(a::title.eq("x")));
+    assert_eq!(pg(&q), "articles: *; categories: *");
+    // FULL joins preserve both sides: nothing narrows.
+    let sql = "SELECT * FROM categories FULL JOIN articles ON articles.category_id = categories.id WHERE categories.id = $1";
+    assert_eq!(
+        deps_of(
+            sql,
+            Dialect::Postgres,
+            &[encode_value::<Pg, Integer, i32>(&3).unwrap()],
+            &Policy::default()
+        ),
+        "articles: *; categories: *"
+    );
+    // Two levels: the second nullable side is joined to the first, not pinned.
+    let sql = "SELECT * FROM categories LEFT JOIN articles ON articles.category_id = categories.id LEFT JOIN tags ON tags.article_id = articles.id WHERE categories.id = $1";
+    assert_eq!(
+        deps_of(
+            sql,
+            Dialect::Postgres,
+            &[encode_value::<Pg, Integer, i32>(&3).unwrap()],
+            &Policy::default()
+        ),
+        format!(
+            "articles: category_id={0}; categories: id={0}; tags: *",
+            i4(3)
+        )
+    );
+}
+
+#[test]
 fn left_join_then_inner_join() {
     let q = a::table
         .left_join(c::table)

@@ -291,6 +291,13 @@ impl Builder {
     /// A LEFT JOIN whose right side a top-level condition rejects when NULL (e.g.
     /// `WHERE right.x = $1`) returns no NULL-extended row: it is an inner join, and
     /// its ON condition joins the global ones.
+    ///
+    /// Otherwise the nullable side's rows matter only when ON joins them to a row
+    /// of the other side that passes WHERE: its own ON conditions, AND the
+    /// top-level conjuncts over relations every row comes from, narrow it
+    /// (`categories LEFT JOIN posts ON posts.category_id = categories.id WHERE
+    /// categories.id = $1` gives `posts.category_id = $1`). Conjuncts naming a
+    /// nullable side (`posts.x IS NULL`, an OR across the sides) are left out.
     fn record<'q>(&mut self, scope: &Scope<'q>, selection: Option<&'q Expr>, on: &[&'q Expr]) {
         let mut global: Vec<_> = selection
             .into_iter()
@@ -306,14 +313,26 @@ impl Builder {
             }
         }
         let global = Formula::all(global);
+        // Conjuncts over relations every row of the block comes from: true of the
+        // preserved row any nullable row is joined to.
+        let every_row = |id: u32| {
+            let rel = scope.rels.iter().find(|r| r.id == id);
+            rel.is_some_and(|r| matches!(r.state, State::Global) || inner(r))
+        };
+        let preserved: Vec<_> = dnf::conjuncts(&global)
+            .iter()
+            .filter(|f| dnf::rels_of(f).into_iter().all(every_row))
+            .cloned()
+            .collect();
         for rel in &scope.rels {
             let Some(table) = rel.table else { continue };
             let formula = match &rel.state {
                 State::Global => dnf::project(&global, rel.id),
                 State::Own(_) if inner(rel) => dnf::project(&global, rel.id),
                 State::Own(own) => {
-                    let own: Vec<_> = own.iter().map(|e| self.cond(e, scope)).collect();
-                    dnf::project(&Formula::all(own), rel.id)
+                    let own = own.iter().map(|e| self.cond(e, scope));
+                    let joined: Vec<_> = own.chain(preserved.iter().cloned()).collect();
+                    dnf::project(&Formula::all(joined), rel.id)
                 }
                 State::Any => Formula::True,
             };
