@@ -40,6 +40,8 @@ pub struct TableExplanation {
     /// Either the conjunctions (each: terms like `category_id = $1`, sorted), or why
     /// the table is not granular.
     pub conjunctions: Conjunctions,
+    /// For a table no usable condition narrows: why, for each place it is read.
+    pub why: Vec<String>,
 }
 
 /// A table's conjunctions, each a sorted list of rendered terms, or why there are none.
@@ -66,10 +68,28 @@ pub fn explain(sql: &str, dialect: Dialect) -> Result<Explanation> {
     let template = Template::parse(sql, dialect)?;
     let (columns, occurrences) = (template.columns(), template.occurrences());
     let explained = template.tables().iter().enumerate().map(|(i, table)| {
-        let formulas = occurrences.iter().filter(|(t, _)| *t == i).map(|(_, f)| f);
+        let of_table = || {
+            occurrences
+                .iter()
+                .zip(template.notes())
+                .filter(move |((t, _), _)| *t == i)
+        };
+        let conjunctions = table_conjunctions(of_table().map(|((_, f), _)| f), columns);
+        let unnarrowed = |((_, f), _): &(&(usize, Formula<Leaf>), &&str)| {
+            symbolic(f, columns).is_ok_and(|s| s.iter().any(BTreeSet::is_empty))
+        };
+        let mut why: Vec<String> = match conjunctions {
+            Err(Widening::NoUsableCondition) => of_table()
+                .filter(unnarrowed)
+                .map(|(_, why)| why.to_string())
+                .collect(),
+            _ => Vec::new(),
+        };
+        why.dedup();
         TableExplanation {
             table: table.to_string(),
-            conjunctions: table_conjunctions(formulas, columns),
+            conjunctions,
+            why,
         }
     });
     Ok(Explanation {
@@ -260,11 +280,15 @@ impl fmt::Display for TableExplanation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let conjs = match &self.conjunctions {
             Err(Widening::NoUsableCondition) => {
-                return writeln!(
+                writeln!(
                     f,
                     "table {}: any change (no usable condition narrows it)",
                     self.table
-                )
+                )?;
+                return self
+                    .why
+                    .iter()
+                    .try_for_each(|why| writeln!(f, "  because: {why}"));
             }
             Err(Widening::TooManyConjunctions) => {
                 return writeln!(
@@ -347,6 +371,24 @@ mod tests {
             conjs("SELECT * FROM a WHERE a.x = $1 AND a.y IN (SELECT b.y FROM b WHERE b.z > $2)");
         assert_eq!(got[0], ("a".to_string(), terms(&[&["x = $1"]])));
         assert_eq!(got[1], ("b".to_string(), Err(Widening::NoUsableCondition)));
+    }
+
+    #[test]
+    fn every_widened_table_says_why() {
+        let why = |sql: &str, table: &str| {
+            let e = explain(sql, Dialect::Postgres).unwrap();
+            e.tables.into_iter().find(|t| t.table == table).unwrap().why
+        };
+        let left = "SELECT * FROM categories LEFT JOIN posts ON posts.category_id = categories.id WHERE categories.name = 'x' OR posts.id = $1";
+        assert_eq!(why(left, "posts").len(), 1);
+        assert!(why(left, "posts")[0].contains("nullable side of a LEFT JOIN"));
+        let full = "SELECT * FROM a FULL JOIN b ON b.a_id = a.id WHERE a.id = $1";
+        assert!(why(full, "b")[0].contains("FULL"));
+        assert!(why("SELECT * FROM a WHERE x > $1", "a")[0].contains("no `column = value` term"));
+        assert!(
+            why("SELECT * FROM a WHERE a.id = $1", "a").is_empty(),
+            "granular"
+        );
     }
 
     #[test]

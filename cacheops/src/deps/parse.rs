@@ -51,6 +51,8 @@ pub struct Template {
     /// One formula per FROM item that is a table, sorted by table index. A table read
     /// several times depends on the union of its occurrences.
     pub(super) occurrences: Vec<(usize, Formula<Leaf>)>,
+    /// Per occurrence, in the same order, why it may not narrow its table.
+    pub(super) notes: Box<[&'static str]>,
     /// Binds used as `= ANY($n)`, decoded once per instantiation.
     pub(super) arrays: Box<[u32]>,
 }
@@ -88,6 +90,11 @@ impl Template {
     /// [`Template::tables`], for `explain.rs`.
     pub(super) fn occurrences(&self) -> &[(usize, Formula<Leaf>)] {
         &self.occurrences
+    }
+
+    /// Why each of [`Template::occurrences`] may not narrow its table.
+    pub(super) fn notes(&self) -> &[&'static str] {
+        &self.notes
     }
 
     /// The first table of the outermost FROM: the model a query is "about".

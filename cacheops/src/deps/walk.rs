@@ -55,8 +55,8 @@ enum State<'q> {
     Global,
     /// The nullable side of a LEFT JOIN: only its own ON conditions (see `join`).
     Own(Vec<&'q Expr>),
-    /// Nothing safely narrows it.
-    Any,
+    /// Nothing safely narrows it, for this reason.
+    Any(&'static str),
 }
 
 /// One FROM item of a SELECT block.
@@ -92,9 +92,14 @@ impl Scope<'_> {
     }
 }
 
-fn set_any(rels: &mut [Rel<'_>]) {
-    rels.iter_mut().for_each(|r| r.state = State::Any);
+fn set_any(rels: &mut [Rel<'_>], why: &'static str) {
+    rels.iter_mut().for_each(|r| r.state = State::Any(why));
 }
+
+/// Why a table of a block may not be narrowed, for `explain`.
+const NO_TERM: &str =
+    "no `column = value` term (=, IN, = ANY, IS NULL) of its WHERE or inner-join ON narrows it";
+const NULLABLE: &str = "the nullable side of a LEFT JOIN: only its ON terms, and WHERE terms on the rows ON joins it to, narrow it, and none gives it a value";
 
 /// The kinds of join whose effect on narrowing differs.
 enum JoinKind {
@@ -129,6 +134,8 @@ pub(super) struct Builder {
     tables: Interner,
     columns: Interner,
     occurrences: Vec<(usize, Formula<Leaf>)>,
+    /// Why each occurrence may not narrow its table, for `explain`.
+    notes: Vec<&'static str>,
     /// CTE names visible at the current point of the walk.
     ctes: Vec<String>,
     next_rel: u32,
@@ -227,6 +234,7 @@ impl Builder {
         if let Some(name) = name.filter(|n| !self.ctes.contains(n)) {
             let table = self.tables.intern(&name);
             self.occurrences.push((table, Formula::True));
+            self.notes.push("read whole (`TABLE t`, `IN t`)");
         }
     }
 
@@ -334,9 +342,16 @@ impl Builder {
                     let joined: Vec<_> = own.chain(preserved.iter().cloned()).collect();
                     dnf::project(&Formula::all(joined), rel.id)
                 }
-                State::Any => Formula::True,
+                State::Any(_) => Formula::True,
+            };
+            let why = match &rel.state {
+                State::Global => NO_TERM,
+                State::Own(_) if inner(rel) => NO_TERM,
+                State::Own(_) => NULLABLE,
+                State::Any(why) => why,
             };
             self.occurrences.push((table, formula));
+            self.notes.push(why);
         }
     }
 
@@ -391,13 +406,22 @@ impl Builder {
             JoinKind::Left if start + 1 == scope.rels.len() && inner.is_empty() => {
                 scope.rels[start].state = State::Own(cond.into_iter().collect());
             }
-            JoinKind::Left => set_any(&mut scope.rels[start..]),
+            JoinKind::Left => set_any(
+                &mut scope.rels[start..],
+                "the nullable side of a LEFT JOIN that is itself a join or a derived table",
+            ),
             JoinKind::Right => {
-                set_any(&mut scope.rels[first..start]);
+                set_any(
+                    &mut scope.rels[first..start],
+                    "the nullable side of a RIGHT JOIN",
+                );
                 *on = inner;
             }
             JoinKind::Other => {
-                set_any(&mut scope.rels[first..]);
+                set_any(
+                    &mut scope.rels[first..],
+                    "in a FULL (or other outer) join, whose rows all come out",
+                );
                 on.clear();
             }
         }
@@ -456,7 +480,7 @@ impl Builder {
             } => {
                 let start = scope.rels.len();
                 self.joined(table_with_joins, scope, &mut Vec::new())?;
-                set_any(&mut scope.rels[start..]);
+                set_any(&mut scope.rels[start..], "inside an aliased nested join");
                 self.push_rel(scope, Some(alias), String::new(), None);
             }
             _ => return self.function_factor(factor, scope),
@@ -661,15 +685,18 @@ impl Builder {
                 .for_each(|c| *c = column_ids[*c as usize] as u32);
             leaf.cols.sort_unstable();
         };
-        let mut occurrences: Vec<_> = self
+        let mut noted: Vec<_> = self
             .occurrences
             .into_iter()
-            .map(|(t, f)| (table_ids[t], f))
+            .zip(self.notes)
+            .map(|((t, f), why)| (table_ids[t], f, why))
             .collect();
-        for (_, formula) in &mut occurrences {
+        for (_, formula, _) in &mut noted {
             formula.for_each_leaf(&mut renumber);
         }
-        occurrences.sort_by_key(|(t, _)| *t);
+        noted.sort_by_key(|(t, _, _)| *t);
+        let notes = noted.iter().map(|(_, _, why)| *why).collect();
+        let occurrences = noted.into_iter().map(|(t, f, _)| (t, f)).collect();
         let main = main.and_then(|m| tables.iter().position(|t| **t == *m));
         arrays.sort_unstable();
         arrays.dedup();
@@ -678,6 +705,7 @@ impl Builder {
             main,
             columns,
             occurrences,
+            notes,
             arrays: arrays.into(),
         }
     }
