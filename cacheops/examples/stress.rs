@@ -214,6 +214,20 @@ fn write_once(
     truth.finished.fetch_add(1, Ordering::SeqCst);
 }
 
+/// A plain Diesel update of one row, moved to category `to`, version one up.
+fn move_row(
+    conn: &mut CachedConnection<PgConnection>,
+    id: i32,
+    to: i32,
+) -> QueryResult<Vec<Article>> {
+    diesel::update(articles::table.find(id))
+        .set((
+            articles::version.eq(articles::version + 1),
+            articles::category_id.eq(to),
+        ))
+        .get_results(conn)
+}
+
 fn write_some(
     conn: &mut CachedConnection<PgConnection>,
     cache: &Cacheops,
@@ -243,13 +257,7 @@ fn write_some(
         }
         1 => {
             // Plain Diesel, one row, moved between categories.
-            let rows: Vec<Article> = diesel::update(articles::table.find(id))
-                .set((
-                    articles::version.eq(articles::version + 1),
-                    articles::category_id.eq(to),
-                ))
-                .get_results(conn)
-                .unwrap();
+            let rows = move_row(conn, id, to).unwrap();
             truth.enter(&rows, &[]);
         }
         2 => {
@@ -265,12 +273,7 @@ fn write_some(
             // A transaction that commits or rolls back.
             let commit = dice.roll(2) == 0;
             let result = conn.transaction(|conn| {
-                let rows: Vec<Article> = diesel::update(articles::table.find(id))
-                    .set((
-                        articles::version.eq(articles::version + 1),
-                        articles::category_id.eq(to),
-                    ))
-                    .get_results(conn)?;
+                let rows = move_row(conn, id, to)?;
                 match commit {
                     true => Ok(rows),
                     false => Err(diesel::result::Error::RollbackTransaction),
@@ -286,13 +289,7 @@ fn write_some(
             // connection caches meanwhile must not survive it.
             let commit = dice.roll(2) == 0;
             conn.batch_execute("BEGIN").unwrap();
-            let rows: Vec<Article> = diesel::update(articles::table.find(id))
-                .set((
-                    articles::version.eq(articles::version + 1),
-                    articles::category_id.eq(to),
-                ))
-                .get_results(conn)
-                .unwrap();
+            let rows = move_row(conn, id, to).unwrap();
             conn.batch_execute(if commit { "COMMIT" } else { "ROLLBACK" })
                 .unwrap();
             if commit {
