@@ -46,6 +46,9 @@ use crate::value::Value;
 /// assert_eq!(Tag::INFO.column_equality("name"), cacheops::ColumnEquality::Inexact);
 /// ```
 ///
+/// Several row types may derive it on one table (a partial `PostTitle { id, title }`
+/// beside `Post`): see [`models_of_table`].
+///
 /// Unsupported shapes are compile errors: generic structs, enums, tuple structs,
 /// embedded fields, a primary key that is not a field, unknown attributes.
 ///

@@ -616,7 +616,7 @@ static GLOBAL: RwLock<Option<(&'static Cacheops, bool)>> = RwLock::new(None);
 /// Installs the process-wide handle. Fails if [`install`] was called already.
 ///
 /// The order of `install` and [`global`] does not matter: when `global` (or
-/// something that uses it, such as [`crate::CachedConnection::establish`]) ran
+/// something that uses it, such as `CachedConnection::establish` for pools) ran
 /// first and installed the environment's configuration, `install` replaces it for
 /// every later call. What took the first handle before keeps it (it lives on).
 ///
