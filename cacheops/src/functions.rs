@@ -184,14 +184,16 @@ pub(crate) fn builtin(name: &str) -> Option<Volatility> {
 
 /// What a function unknown to [`builtin`] does, from PostgreSQL's catalog:
 /// `provolatile` (`i`, `s`, `v`) of every function of that name, each with its
-/// schema. Built-in (`pg_catalog`) volatile functions write no table rows; any
-/// other volatile one may. No function of that name: it may be anything.
+/// schema. IMMUTABLE is stable; a STABLE function may read settings
+/// (`current_setting('app.tenant')`), so outside `pg_catalog` its result varies
+/// with the session; built-in (`pg_catalog`) volatile functions write no table
+/// rows; any other volatile one may. No function of that name: it may be anything.
 pub(crate) fn from_catalog<'a>(found: impl IntoIterator<Item = (&'a str, &'a str)>) -> Volatility {
     let judged = found
         .into_iter()
         .map(|(schema, volatile)| match (schema, volatile) {
-            (_, "i" | "s") => Volatility::Stable,
-            ("pg_catalog", _) => Volatility::Varies,
+            (_, "i") | ("pg_catalog", "s") => Volatility::Stable,
+            (_, "s") | ("pg_catalog", _) => Volatility::Varies,
             _ => Volatility::MayWrite,
         });
     judged.max().unwrap_or(Volatility::MayWrite)
@@ -199,37 +201,49 @@ pub(crate) fn from_catalog<'a>(found: impl IntoIterator<Item = (&'a str, &'a str
 
 /// Whether `sql` may call a function at all, told from its text without parsing
 /// (reads on the hot path skip the parse when it cannot): a word right before a
-/// `(` that is not a keyword opening a parenthesis, or a keyword function that
-/// takes none (`CURRENT_TIMESTAMP`). Errs towards "may".
+/// `(` that is not a reserved keyword opening a parenthesis, a name after a `.`
+/// or quoted, or a keyword function that takes none (`CURRENT_TIMESTAMP`). Text
+/// this rough scan could misread (comments, escaped or dollar-quoted strings,
+/// bracketed names) always "may": Diesel renders none of them. Errs towards "may".
 pub(crate) fn may_call(sql: &str) -> bool {
-    let bytes = sql.as_bytes();
-    let mut words = Words { bytes, at: 0 };
-    let mut last: Option<&[u8]> = None;
+    if hard_to_scan(sql) {
+        return true;
+    }
+    let mut words = Words {
+        bytes: sql.as_bytes(),
+        at: 0,
+    };
+    // The word right before the current token: `Some(None)` for a name that
+    // cannot be a keyword (quoted, or after a dot).
+    let mut last: Option<Option<&[u8]>> = None;
+    let mut after_dot = false;
     while let Some(token) = words.next() {
+        let dot = matches!(token, Token::Dot);
         match token {
-            Token::Open => {
-                if last.is_some_and(|w| !opens_without_call(w)) {
-                    return true;
-                }
+            Token::Open if last.is_some_and(|w| w.is_none_or(|w| !opens_without_call(w))) => {
+                return true;
             }
-            // A quoted name before `(` is a call whatever it spells.
-            Token::Quoted => {
-                last = Some(b"\"");
-                continue;
-            }
-            Token::Word(w) if is_keyword_call(w) => return true,
-            Token::Word(w) => {
-                last = Some(w);
-                continue;
-            }
-            Token::Other => {}
+            Token::Word(w) if is_keyword_call(w) && !after_dot => return true,
+            Token::Word(w) => last = Some((!after_dot).then_some(w)),
+            Token::Quoted => last = Some(None),
+            _ => last = None,
         }
-        last = None;
+        after_dot = dot;
     }
     false
 }
 
-/// Keywords that may stand before a parenthesis that is not a call.
+/// Text the rough scan of [`may_call`] could misread.
+fn hard_to_scan(sql: &str) -> bool {
+    let dollar_quote = sql
+        .as_bytes()
+        .windows(2)
+        .any(|w| w[0] == b'$' && !w[1].is_ascii_digit());
+    dollar_quote || sql.ends_with('$') || ["--", "/*", "\\", "["].iter().any(|m| sql.contains(m))
+}
+
+/// Reserved keywords that may stand before a parenthesis that is not a call
+/// (and that no function can be named unquoted).
 fn opens_without_call(word: &[u8]) -> bool {
     const KEYWORDS: &[&str] = &[
         "select",
@@ -241,39 +255,29 @@ fn opens_without_call(word: &[u8]) -> bool {
         "in",
         "on",
         "values",
-        "join",
         "as",
         "any",
         "all",
         "some",
-        "using",
-        "over",
-        "filter",
-        "lateral",
-        "by",
+        "case",
+        "when",
         "then",
         "else",
-        "when",
-        "case",
         "with",
-        "into",
-        "set",
+        "union",
+        "except",
+        "intersect",
+        "distinct",
+        "lateral",
+        "using",
         "returning",
         "limit",
         "offset",
         "having",
-        "is",
-        "like",
-        "ilike",
-        "between",
-        "union",
-        "except",
-        "intersect",
+        "into",
         "row",
         "exists",
-        "distinct",
-        "recursive",
-        "materialized",
+        "between",
     ];
     KEYWORDS
         .iter()
@@ -305,6 +309,7 @@ enum Token<'a> {
     /// A quoted identifier.
     Quoted,
     Open,
+    Dot,
     Other,
 }
 
@@ -317,11 +322,15 @@ struct Words<'a> {
 
 impl<'a> Words<'a> {
     fn next(&mut self) -> Option<Token<'a>> {
+        while self.bytes.get(self.at).is_some_and(u8::is_ascii_whitespace) {
+            self.at += 1;
+        }
         let b = *self.bytes.get(self.at)?;
         let start = self.at;
         self.at += 1;
         Some(match b {
             b'(' => Token::Open,
+            b'.' => Token::Dot,
             b'\'' => {
                 self.skip_past(b'\'');
                 Token::Other
@@ -330,7 +339,6 @@ impl<'a> Words<'a> {
                 self.skip_past(b);
                 Token::Quoted
             }
-            b if b.is_ascii_whitespace() => return self.next(),
             b if is_word_byte(b) => {
                 while self.bytes.get(self.at).copied().is_some_and(is_word_byte) {
                     self.at += 1;
@@ -464,6 +472,13 @@ mod tests {
             "SELECT f(1)",
             "SELECT \"F\" (1)",
             "SELECT \"select\"(1)",
+            "SELECT * FROM articles -- don't cache\nORDER BY random() LIMIT 1",
+            "SELECT /* purge user's data */ purge_user($1)",
+            "SELECT now/**/()",
+            "SELECT app.select(1)",
+            "SELECT filter(x) FROM t",
+            "SELECT $$it's$$, f(1)",
+            "SELECT E'a\\'b', f(1)",
             "SELECT * FROM s.f()",
             "SELECT a FROM t WHERE b = CURRENT_DATE",
             "select count(*) from t",
@@ -474,6 +489,7 @@ mod tests {
             r#"SELECT "t"."a" FROM "t" WHERE ("t"."b" = $1) AND ("t"."c" IN ($2, $3)) LIMIT $4"#,
             "SELECT a FROM t WHERE b = 'now()'",
             "SELECT EXISTS (SELECT 1 FROM t WHERE (a = 1))",
+            "SELECT a FROM t WHERE (b = $1) LIMIT $2 OFFSET $3",
         ] {
             assert!(!may_call(sql), "{sql}");
         }
@@ -482,8 +498,14 @@ mod tests {
     #[test]
     fn catalog_rows_judge_unknown_functions() {
         assert_eq!(
-            from_catalog([("public", "s"), ("public", "i")]),
+            from_catalog([("public", "i"), ("pg_catalog", "s")]),
             Volatility::Stable
+        );
+        let reads_settings = from_catalog([("public", "s")]);
+        assert_eq!(
+            reads_settings,
+            Volatility::Varies,
+            "a STABLE function may read settings"
         );
         assert_eq!(from_catalog([("pg_catalog", "v")]), Volatility::Varies);
         assert_eq!(

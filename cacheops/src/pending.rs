@@ -85,6 +85,21 @@ impl Queue {
         self.hooks.extend(child.hooks);
     }
 
+    /// Sends every invalidation of a transaction that ended without telling how
+    /// (a failed batch holding a COMMIT): the invalidations go out (widening is
+    /// safe), the after-commit hooks do not run (it may have rolled back).
+    pub(crate) fn settle_uncertain(self) {
+        if !self.hooks.is_empty() {
+            tracing::warn!(
+                hooks = self.hooks.len(),
+                "cacheops: a transaction ended by a failed statement; its on_commit hooks do not run"
+            );
+        }
+        for p in self.pending {
+            p.send_committed();
+        }
+    }
+
     /// Sends every invalidation of a committed transaction (a failure is reported
     /// by its handle, see [`Pending::send_committed`], never returned: the
     /// transaction has committed), then runs the hooks in the order they were

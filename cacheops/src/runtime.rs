@@ -81,7 +81,7 @@ type MissedHook = Arc<dyn Fn(&Error) + Send + Sync>;
 /// Columns compared by a collation other than bytes: conditions on them widen.
 #[derive(Default)]
 struct Collations {
-    /// Session identities whose catalog was read.
+    /// Databases whose catalog was read.
     scanned: std::collections::HashSet<u128>,
     /// `(table, column)`, lower case.
     columns: std::collections::HashSet<(String, String)>,
@@ -109,7 +109,8 @@ impl Missed {
 
     /// Whether reads of `deps` must bypass the cache.
     fn blocks(&self, deps: &Deps) -> bool {
-        self.all || deps.tables.iter().any(|(t, _)| self.tables.contains(&**t))
+        let owed = |t: &str| self.tables.contains(&t.to_ascii_lowercase());
+        self.all || deps.tables.iter().any(|(t, _)| owed(t))
     }
 }
 
@@ -260,6 +261,15 @@ impl Cacheops {
         if let Some(known) = functions::known(name, dialect) {
             return known;
         }
+        let memo = self
+            .inner
+            .functions
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(known) = memo.get(name) {
+            return *known;
+        }
+        drop(memo);
         let (schema, own) = functions::schema_and_name(name);
         let judged = remembered(&self.inner.functions, name.to_string(), || {
             let found = lookup(schema, own)?;
@@ -270,11 +280,12 @@ impl Cacheops {
         judged.unwrap_or(Volatility::MayWrite)
     }
 
-    /// Reads, once per session identity, which columns are collated other than by
-    /// bytes (`lookup` asks the catalog; a failed lookup is asked again next time).
+    /// Reads, once per database (`database`: its hashed name and server), which
+    /// columns are collated other than by bytes (`lookup` asks the catalog; a
+    /// failed lookup is asked again next time).
     pub(crate) fn learn_collations(
         &self,
-        identity: u128,
+        database: u128,
         lookup: impl FnOnce() -> Option<Vec<(String, String)>>,
     ) {
         let known = self
@@ -282,7 +293,7 @@ impl Cacheops {
             .collations
             .read()
             .unwrap_or_else(|e| e.into_inner());
-        if known.scanned.contains(&identity) {
+        if known.scanned.contains(&database) {
             return;
         }
         drop(known);
@@ -294,7 +305,7 @@ impl Cacheops {
             .collations
             .write()
             .unwrap_or_else(|e| e.into_inner());
-        known.scanned.insert(identity);
+        known.scanned.insert(database);
         known.columns.extend(found);
     }
 
@@ -305,10 +316,12 @@ impl Cacheops {
             .collations
             .read()
             .unwrap_or_else(|e| e.into_inner());
-        !known.columns.is_empty()
-            && known
-                .columns
-                .contains(&(table.to_ascii_lowercase(), column.to_ascii_lowercase()))
+        if known.columns.is_empty() {
+            return false;
+        }
+        let table = table.to_ascii_lowercase();
+        let has = |column: String| known.columns.contains(&(table.clone(), column));
+        has(column.to_ascii_lowercase()) || has("*".to_string())
     }
 
     /// Whether `table`, in the session of `identity`, has the columns `lookup`
@@ -466,7 +479,7 @@ impl Cacheops {
         let mut pending = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
         pending
             .tables
-            .extend(tables.into_iter().map(str::to_string));
+            .extend(tables.into_iter().map(str::to_ascii_lowercase));
         self.inner.has_pending.store(true, Ordering::Release);
         tracing::error!(tables = ?pending.tables, "cacheops: invalidation failed; these tables bypass the cache until it succeeds");
     }
@@ -539,7 +552,12 @@ impl Cacheops {
         if !self.inner.has_pending.load(Ordering::Acquire) {
             return true;
         }
-        let mut pending = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
+        // One reader retries at a time; the others bypass the cache meanwhile.
+        let mut pending = match self.inner.pending.try_lock() {
+            Ok(pending) => pending,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return false,
+        };
         let owed = pending.retry(&*self.inner.store);
         self.inner.has_pending.store(owed, Ordering::Release);
         !pending.blocks(deps)
@@ -576,14 +594,16 @@ impl Cacheops {
 }
 
 /// Whether `table.column = value` is decided by byte equality: by every model of
-/// the table that holds the column, else (no model holds it) by the value's type.
+/// the table that holds the column; by the value's type for a table without a
+/// model; never for a column the table's models do not describe.
 fn column_is_exact(table: &str, column: &str, value: &Value) -> bool {
-    let mut holders = models_of_table(table)
-        .iter()
-        .filter(|m| m.holds(column))
-        .peekable();
+    let models = models_of_table(table);
+    let mut holders = models.iter().filter(|m| m.holds(column)).peekable();
     match holders.peek() {
-        None => value.equality == Equality::Exact,
+        // No model: the value's type is all there is to go by.
+        None if models.is_empty() => value.equality == Equality::Exact,
+        // A column no model describes: its type is unknown, so it widens.
+        None => false,
         Some(_) => holders.all(|m| m.decides_exact(column, value)),
     }
 }

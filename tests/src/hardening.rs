@@ -203,17 +203,90 @@ macro_rules! hardening {
                 diesel::sql_query(call).execute(&mut s.conn).unwrap();
                 let (after, n) = s.read(1);
                 if dialect() == Dialect::Postgres {
-                    assert_eq!(n, 1, "the function's write invalidated");
+                    // The miss, and the session's identity learned again: a function
+                    // that may write may also have set the search path.
+                    assert_eq!(n, 2, "the function's write invalidated");
                     assert!(after.iter().zip(&before).all(|(a, b)| a.views == b.views + 1));
                 } else {
                     assert_eq!(n, 0, "built-in stable functions change nothing");
                 }
             }
 
+            #[test]
+            fn a_diesel_savepoint_rollback_keeps_the_raw_savepoint_beneath() {
+                let mut s = setup();
+                s.read(1);
+                s.conn
+                    .transaction(|c| {
+                        c.batch_execute("SAVEPOINT a")?;
+                        diesel::update(articles::table.filter(articles::category_id.eq(1)))
+                            .set(articles::views.eq(61))
+                            .execute(c)?;
+                        let undone: QueryResult<()> =
+                            c.transaction(|_| Err(diesel::result::Error::RollbackTransaction));
+                        assert!(undone.is_err());
+                        c.batch_execute("RELEASE a")
+                    })
+                    .unwrap();
+                let (rows, n) = s.read(1);
+                assert_eq!(n, 1, "the update under the raw savepoint was invalidated");
+                assert!(rows.iter().all(|a| a.views == 61));
+            }
+
+            #[test]
+            fn a_failed_batch_before_its_commit_keeps_the_transaction() {
+                if dialect() == Dialect::Postgres {
+                    return; // PostgreSQL aborts the block: its COMMIT rolls back.
+                }
+                let mut s = setup();
+                s.read(1);
+                s.raw("BEGIN; UPDATE articles SET views = 62 WHERE category_id = 1");
+                let failed = s.conn.batch_execute("INSERT INTO categories (id, name) VALUES (1, 'dup'); COMMIT");
+                assert!(failed.is_err(), "the INSERT fails before the COMMIT");
+                s.raw("COMMIT");
+                let (rows, n) = s.read(1);
+                assert_eq!(n, 1, "the COMMIT that came later invalidated");
+                assert!(rows.iter().all(|a| a.views == 62));
+            }
+
             // PostgreSQL only: SQLite has no catalog of functions (they may all
             // write) and no DELETE ... USING.
             pg_only! {
                 $blog,
+                #[test]
+                fn a_diesel_transaction_inside_a_raw_one_commits_it() {
+                    let mut s = setup();
+                    s.read(1);
+                    s.raw("BEGIN");
+                    // Diesel counts no level: its BEGIN is ignored, its COMMIT real.
+                    s.conn
+                        .transaction(|c| {
+                            diesel::update(articles::table.filter(articles::category_id.eq(1)))
+                                .set(articles::views.eq(63))
+                                .execute(c)
+                        })
+                        .unwrap();
+                    s.raw("ROLLBACK"); // nothing left to roll back
+                    let (rows, n) = s.read(1);
+                    assert_eq!(n, 1, "invalidated at Diesel's COMMIT");
+                    assert!(rows.iter().all(|a| a.views == 63));
+                }
+
+                #[test]
+                fn commit_and_chain_commits_then_begins() {
+                    let mut s = setup();
+                    s.read(1);
+                    let before = s.invalidations();
+                    s.raw("BEGIN; UPDATE articles SET views = 64 WHERE category_id = 1");
+                    s.raw("COMMIT AND CHAIN");
+                    assert!(s.invalidations() > before, "the first transaction committed");
+                    let before = s.invalidations();
+                    s.raw("UPDATE articles SET views = 65 WHERE category_id = 1");
+                    assert_eq!(s.invalidations(), before, "queued in the chained transaction");
+                    s.raw("COMMIT");
+                    assert!(s.read(1).0.iter().all(|a| a.views == 65));
+                }
+
             #[test]
             fn functions_are_judged_once_per_handle() {
                 let mut s = setup();
@@ -588,6 +661,18 @@ fn tenants_in_two_schemas_never_share_entries() {
     })
     .unwrap();
     assert_eq!(explicit(&mut on_a), 1, "and B again once it ended");
+    // A SET undone by a savepoint rollback: the session reads B again.
+    on_a.transaction(|c| {
+        c.transaction(|c| {
+            c.batch_execute(&format!("SET search_path TO {}", a.schema))?;
+            assert_eq!(explicit(c), 3);
+            QueryResult::<()>::Err(diesel::result::Error::RollbackTransaction)
+        })
+        .unwrap_err();
+        assert_eq!(explicit(c), 1, "the rollback undid the SET");
+        QueryResult::Ok(())
+    })
+    .unwrap();
     let _ = cache.invalidate_all();
 }
 

@@ -147,10 +147,14 @@ impl<C: CacheConnection> CachedConnection<C> {
             return u128::from(salt.hash_one(std::process::id())) << 64
                 | u128::from(salt.hash_one(0));
         };
-        let learned = xxhash_rust::xxh3::xxh3_128(identity.as_bytes());
+        let learned =
+            xxhash_rust::xxh3::xxh3_128(identity.as_bytes()) ^ self.tracked.private_salt();
         self.tracked.identity = Some(learned);
+        // Collations are the database's, whatever schemas a session reads.
+        let database = identity.split('\u{1f}').next().unwrap_or_default();
+        let database = xxhash_rust::xxh3::xxh3_128(database.as_bytes());
         let handle = self.tracked.handle.clone();
-        handle.learn_collations(learned, || self.inner.__inexact_columns());
+        handle.learn_collations(database, || self.inner.__inexact_columns());
         learned
     }
 
@@ -166,9 +170,14 @@ impl<C: CacheConnection> CachedConnection<C> {
 
     /// After a statement that ran: one that may have changed the session's
     /// database identity makes it learned again before the next cached read.
-    fn ran(&mut self, classified: &Classified) {
-        if classified.session {
+    fn ran(&mut self, classified: &Classified, calls: Volatility) {
+        // A function that may write may also set the search path (`set_config`).
+        let unknown = classified.effect == Effect::Unknown;
+        if classified.session || unknown || calls == Volatility::MayWrite {
             self.tracked.session_changed();
+        }
+        if classified.temp {
+            self.tracked.made_private();
         }
     }
 
@@ -202,13 +211,22 @@ impl<C: CacheConnection> CachedConnection<C> {
         record(&mut self.tracked, effect);
     }
 
+    /// A statement holding a COMMIT or ROLLBACK failed: the database is asked
+    /// whether the transaction is still open. If not (or it cannot tell), every
+    /// level ended, committed or not: what they owed is sent (widening is safe).
+    fn failed_end(&mut self) {
+        if self.inner.__transaction_open() != Some(true) {
+            self.tracked.end_all().settle_uncertain();
+        }
+    }
+
     /// After a statement failed: a failed COMMIT or ROLLBACK ended the transaction
     /// (its levels are dropped), and a batch may have committed some of its writes
     /// before the failing one (SQLite runs each in turn), so its writes are
     /// invalidated anyway; widening is safe.
     fn record_failed(&mut self, effect: Effect) {
         if effect.ends_transaction() {
-            self.keep_open_levels();
+            self.failed_end();
         }
         match effect {
             Effect::Steps(steps) => steps
@@ -272,10 +290,8 @@ impl<C: CacheConnection> CachedConnection<C> {
 
     /// Brings the frames in line with the levels the database still has open.
     fn keep_open_levels(&mut self) {
-        let status = C::TransactionManager::transaction_manager_status_mut(&mut self.inner);
-        if let Ok(depth) = status.transaction_depth() {
-            self.tracked
-                .keep_levels(depth.map_or(0, |d| d.get() as usize));
+        if let Some(depth) = diesel_depth::<C>(&mut self.inner) {
+            self.tracked.keep_levels(depth);
         }
     }
 }
@@ -359,10 +375,10 @@ impl<C: CacheConnection> SimpleConnection for CachedConnection<C> {
             true => Classified::read(),
             false => classified(query, <C::Backend as CacheBackend>::DIALECT),
         };
-        let effect = self.effect_of(&classified).0;
+        let (effect, calls) = self.effect_of(&classified);
         match self.inner.batch_execute(query) {
             Ok(()) => {
-                self.ran(&classified);
+                self.ran(&classified, calls);
                 self.record(effect);
                 Ok(())
             }
@@ -405,10 +421,10 @@ impl<C: CacheConnection + LoadConnection> Connection for CachedConnection<C> {
         let count = self.inner.execute_returning_count(source);
         match count {
             Ok(_) => {
-                self.ran(&classified);
+                self.ran(&classified, calls);
                 self.record(effect);
             }
-            Err(_) if effect.ends_transaction() => self.keep_open_levels(),
+            Err(_) if effect.ends_transaction() => self.failed_end(),
             Err(_) => {}
         }
         count
@@ -470,7 +486,7 @@ where
             }
             _ => None,
         };
-        self.ran(&classified);
+        self.ran(&classified, calls);
         if let Some(plan) = plan {
             let open = self.tracked.in_transaction();
             let (inner, reads_latest) = (&mut self.inner, &self.tracked.reads_latest);
@@ -503,6 +519,14 @@ where
     }
 }
 
+/// How many levels Diesel's transaction manager counts on `conn`; `None` when
+/// its status is broken (it cannot tell).
+fn diesel_depth<C: CacheConnection>(conn: &mut C) -> Option<usize> {
+    let status = C::TransactionManager::transaction_manager_status_mut(conn);
+    let depth = status.transaction_depth().ok()?;
+    Some(depth.map_or(0, |d| d.get() as usize))
+}
+
 /// The rows `C`'s backend replays from the cache.
 type Replayed<C> = <<C as Connection>::Backend as CacheBackend>::Replayed;
 
@@ -517,6 +541,8 @@ struct Classified {
     calls: Box<[String]>,
     /// It may change which database, user or schemas the session reads.
     session: bool,
+    /// It creates a temporary table: the session's names are its own from then on.
+    temp: bool,
 }
 
 impl Classified {
@@ -527,6 +553,7 @@ impl Classified {
             granular: None,
             calls: Box::default(),
             session: false,
+            temp: false,
         })
     }
 
@@ -544,6 +571,7 @@ impl Classified {
                 granular: None,
                 calls: Box::default(),
                 session: true,
+                temp: false,
             })
         });
         SESSION.clone()
@@ -554,7 +582,7 @@ fn classified(sql: &str, dialect: Dialect) -> Arc<Classified> {
     static MEMO: LazyLock<Memo<Arc<Classified>>> = LazyLock::new(Memo::default);
     // A read that cannot call a function is told by its text: it needs no memo,
     // and does not fill the memo with every distinct SELECT text.
-    if effect::reads_only(sql) && !functions::may_call(sql) {
+    if effect::reads_only(sql) && !functions::may_call(sql) && !effect::creates_temp(sql) {
         return match effect::changes_session(sql) {
             true => Classified::session(),
             false => Classified::read(),
@@ -563,12 +591,13 @@ fn classified(sql: &str, dialect: Dialect) -> Arc<Classified> {
     MEMO.get_or(sql, dialect, || {
         let analysis = effect::analyse(sql, dialect);
         let granular = touched::granular(sql, &analysis.effect, dialect);
-        let session = analysis.session || analysis.calls.iter().any(|c| c == "set_config");
+        let session = analysis.session || analysis.calls.iter().any(|c| c.ends_with("set_config"));
         Arc::new(Classified {
             effect: analysis.effect,
             granular,
             calls: analysis.calls.into(),
             session,
+            temp: analysis.temp,
         })
     })
 }
@@ -676,7 +705,8 @@ impl<C: CacheConnection + LoadConnection> TransactionManager<CachedConnection<C>
             conn.keep_open_levels();
             return Err(e);
         }
-        conn.tracked.committed().settle();
+        let depth = diesel_depth::<C>(&mut conn.inner).unwrap_or(0);
+        conn.tracked.committed(depth).settle();
         Ok(())
     }
 

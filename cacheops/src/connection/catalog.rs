@@ -42,13 +42,24 @@ impl CacheConnection for diesel::pg::PgConnection {
         )
     }
 
-    /// One statement: the database, user and `search_path` (as set: spelled
-    /// differently, two equal paths only keep separate entries).
+    /// One statement: the database and the server's address and port, then the
+    /// user and `search_path` (as set: spelled differently, two equal paths only
+    /// keep separate entries), separated by ASCII unit separators.
     fn __database_identity(&mut self) -> Option<String> {
         text(
             self,
-            "current_database() || chr(31) || current_user || chr(31) || current_setting('search_path')",
+            "current_database() || '@' || coalesce(host(inet_server_addr()), 'local') || ':' \
+             || current_setting('port') || chr(31) || current_user || chr(31) \
+             || current_setting('search_path')",
         )
+    }
+
+    /// Outside a transaction block every statement starts its own transaction;
+    /// inside one, `now()` is the block's start, earlier than the statement's.
+    /// An aborted block refuses the query: open too.
+    fn __transaction_open(&mut self) -> Option<bool> {
+        let probe = text(self, "(now() = statement_timestamp())::text");
+        Some(probe.as_deref() != Some("true"))
     }
 
     /// One statement on `pg_attribute`, once per table and handle.
@@ -142,31 +153,43 @@ impl CacheConnection for diesel::sqlite::SqliteConnection {
         })
     }
 
+    /// `BEGIN` fails inside a transaction; outside one it is rolled back at once.
+    fn __transaction_open(&mut self) -> Option<bool> {
+        use diesel::connection::SimpleConnection;
+        match self.batch_execute("BEGIN") {
+            Err(_) => Some(true),
+            Ok(()) => self.batch_execute("ROLLBACK").ok().map(|()| false),
+        }
+    }
+
     /// One statement on `sqlite_master`: the tables declaring a collation, whose
     /// CREATE TABLE is parsed for columns collated other than `BINARY`.
     fn __inexact_columns(&mut self) -> Option<Vec<(String, String)>> {
         let joined = text(
             self,
-            "coalesce((SELECT group_concat(sql, char(30)) FROM sqlite_master \
+            "coalesce((SELECT group_concat(name || char(31) || sql, char(30)) FROM sqlite_master \
              WHERE type = 'table' AND sql LIKE '%collate%'), '')",
         )?;
-        Some(joined.split('\u{1e}').flat_map(collated_columns).collect())
+        Some(
+            pairs(&joined)
+                .iter()
+                .flat_map(|(name, sql)| collated_columns(name, sql))
+                .collect(),
+        )
     }
 }
 
-/// The `(table, column)` pairs of a CREATE TABLE whose columns are collated
-/// other than by bytes (SQLite's `BINARY`); all of its columns when it does not
-/// parse (widening is safe).
+/// The `(table, column)` pairs of table `name`'s CREATE TABLE whose columns are
+/// collated other than by bytes (SQLite's `BINARY`); `(name, "*")`, every column,
+/// when it does not parse (widening is safe).
 #[cfg(feature = "sqlite")]
-fn collated_columns(create: &str) -> Vec<(String, String)> {
+fn collated_columns(name: &str, create: &str) -> Vec<(String, String)> {
     use sqlparser::ast::{ColumnOption, Statement};
+    let table = name.to_lowercase();
     let parsed =
         sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::SQLiteDialect {}, create);
-    let Ok(Some(Statement::CreateTable(table))) = parsed.map(|mut s| s.pop()) else {
-        return Vec::new();
-    };
-    let Some(name) = crate::deps::last_ident(&table.name) else {
-        return Vec::new();
+    let Ok(Some(Statement::CreateTable(created))) = parsed.map(|mut s| s.pop()) else {
+        return vec![(table, "*".to_string())];
     };
     let collated = |c: &&sqlparser::ast::ColumnDef| {
         c.options.iter().any(|o| match &o.option {
@@ -176,8 +199,13 @@ fn collated_columns(create: &str) -> Vec<(String, String)> {
             _ => false,
         })
     };
-    let column = |c: &sqlparser::ast::ColumnDef| (name.to_lowercase(), c.name.value.to_lowercase());
-    table.columns.iter().filter(collated).map(column).collect()
+    let column = |c: &sqlparser::ast::ColumnDef| (table.clone(), c.name.value.to_lowercase());
+    created
+        .columns
+        .iter()
+        .filter(collated)
+        .map(column)
+        .collect()
 }
 
 #[cfg(all(test, feature = "sqlite"))]
@@ -189,11 +217,17 @@ mod tests {
         let create = "CREATE TABLE Users (id INTEGER PRIMARY KEY, Email TEXT COLLATE NOCASE, \
                       code TEXT COLLATE BINARY, name TEXT COLLATE rtrim)";
         assert_eq!(
-            collated_columns(create),
+            collated_columns("Users", create),
             [
                 ("users".into(), "email".into()),
                 ("users".into(), "name".into())
             ]
+        );
+        let odd = collated_columns("odd", "CREATE TABLE odd (((");
+        assert_eq!(
+            odd,
+            [("odd".into(), "*".into())],
+            "every column when it does not parse"
         );
     }
 }

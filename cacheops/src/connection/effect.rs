@@ -106,16 +106,28 @@ pub(crate) struct Analysis {
     pub(crate) calls: Vec<String>,
     /// Whether it may change which database, user or schemas the session reads.
     pub(crate) session: bool,
+    /// Whether it creates a temporary table, which shadows a table of the same
+    /// name for this session only.
+    pub(crate) temp: bool,
 }
 
 /// The effect of `sql` and the functions it calls. A read that cannot call a
 /// function is told without parsing.
 pub(crate) fn analyse(sql: &str, dialect: Dialect) -> Analysis {
+    if prepares_transaction(sql) {
+        return Analysis {
+            effect: Effect::Steps(vec![Step::Commit]),
+            calls: Vec::new(),
+            session: false,
+            temp: false,
+        };
+    }
     if reads_only(sql) && !functions::may_call(sql) {
         return Analysis {
             effect: Effect::Read,
             calls: Vec::new(),
             session: changes_session(sql),
+            temp: creates_temp(sql),
         };
     }
     parsed(sql, dialect)
@@ -130,19 +142,53 @@ pub(crate) fn changes_session(sql: &str) -> bool {
     ) && names_identity(sql)
 }
 
+/// Whether a single statement creates a temporary table (`CREATE TEMP TABLE`,
+/// `CREATE LOCAL TEMPORARY TABLE`), told by its first words.
+pub(crate) fn creates_temp(sql: &str) -> bool {
+    let mut words = sql.split_whitespace().take(3);
+    let create = words
+        .next()
+        .is_some_and(|w| w.eq_ignore_ascii_case("create"));
+    let temp = |w: &str| w.eq_ignore_ascii_case("temp") || w.eq_ignore_ascii_case("temporary");
+    create && words.any(temp)
+}
+
 /// Whether `sql` mentions a setting the session's identity depends on (the
 /// schema search path, the role), or all of them (`RESET ALL`, `DISCARD ALL`).
 fn names_identity(sql: &str) -> bool {
     let lower = sql.to_ascii_lowercase();
-    ["search_path", "role", "authorization", "all"]
-        .iter()
-        .any(|word| lower.contains(word))
+    [
+        "search_path",
+        "schema",
+        "role",
+        "authorization",
+        "all",
+        "temp",
+    ]
+    .iter()
+    .any(|word| lower.contains(word))
 }
 
 /// Whether `sql` is one statement that changes no rows, told by its first keyword
 /// alone (no parsing).
 pub(crate) fn reads_only(sql: &str) -> bool {
-    first_keyword(sql).is_some_and(|word| READS.contains(&word.as_str())) && !sql.contains(';')
+    first_keyword(sql).is_some_and(|word| READS.contains(&word.as_str()))
+        && !sql.contains(';')
+        && !prepares_transaction(sql)
+}
+
+/// `PREPARE TRANSACTION 'id'` (two-phase commit): the transaction leaves the
+/// session, to be committed later from anywhere; its writes are invalidated then
+/// (before that commit: the only moment this session sees).
+fn prepares_transaction(sql: &str) -> bool {
+    let mut words = sql.split_whitespace();
+    let prepare = words
+        .next()
+        .is_some_and(|w| w.eq_ignore_ascii_case("prepare"));
+    prepare
+        && words
+            .next()
+            .is_some_and(|w| w.eq_ignore_ascii_case("transaction"))
 }
 
 /// The first word of the statement, upper-cased, past blanks, parentheses and comments.
@@ -172,14 +218,18 @@ fn parsed(sql: &str, dialect: Dialect) -> Analysis {
             effect: Effect::Unknown,
             calls: Vec::new(),
             session: true,
+            temp: creates_temp(sql),
         };
     };
     let calls = functions::called(&statements);
     let session = names_identity(sql)
-        && statements
-            .iter()
-            .any(|s| matches!(s, Statement::Set(_) | Statement::Discard { .. }));
-    let steps: Vec<Step> = statements.iter().map(step_of).collect();
+        && statements.iter().any(|s| {
+            matches!(
+                s,
+                Statement::Set(_) | Statement::Discard { .. } | Statement::Reset(_)
+            )
+        });
+    let steps: Vec<Step> = statements.iter().flat_map(steps_of).collect();
     let effect = if steps.iter().all(|s| matches!(s, Step::Write(_))) {
         merged(steps)
     } else {
@@ -187,10 +237,27 @@ fn parsed(sql: &str, dialect: Dialect) -> Analysis {
         let kept = steps.into_iter();
         Effect::Steps(kept.filter(|s| *s != Step::Write(Effect::Read)).collect())
     };
+    let temp = statements
+        .iter()
+        .any(|s| matches!(s, Statement::CreateTable(t) if t.temporary));
     Analysis {
         effect,
         calls,
         session,
+        temp,
+    }
+}
+
+/// One statement's step: transaction control, or its write effect.
+fn steps_of(statement: &Statement) -> Vec<Step> {
+    match statement {
+        // `AND CHAIN` opens a new transaction at once.
+        Statement::Commit { chain: true, .. } => vec![Step::Commit, Step::Begin],
+        Statement::Rollback {
+            chain: true,
+            savepoint: None,
+        } => vec![Step::Rollback, Step::Begin],
+        other => vec![step_of(other)],
     }
 }
 
@@ -280,6 +347,7 @@ fn written_by(statement: &Statement, tables: &mut Vec<String>) -> bool {
         | Statement::UNLISTEN { .. }
         | Statement::NOTIFY { .. }
         | Statement::Comment { .. }
+        | Statement::Reset(_)
         | Statement::Deallocate { .. } => true,
         Statement::CreateTable(_)
         | Statement::CreateIndex(_)
@@ -430,6 +498,12 @@ mod tests {
         assert_eq!(sqlite("BEGIN IMMEDIATE"), Effect::Steps(vec![Begin]));
         assert_eq!(sqlite("END TRANSACTION"), Effect::Steps(vec![Commit]));
         assert!(effect("BEGIN; COMMIT").ends_transaction());
+        assert_eq!(steps("ROLLBACK AND CHAIN"), [Rollback, Begin]);
+        assert_eq!(steps("PREPARE TRANSACTION 'x'"), [Commit]);
+        assert!(analyse("SELECT 1; RESET search_path", Dialect::Postgres).session);
+        assert!(analyse("SET SCHEMA 'b'", Dialect::Postgres).session);
+        assert!(!analyse("SET statement_timeout = 0", Dialect::Postgres).session);
+        assert!(analyse("CREATE TEMP TABLE t (a int)", Dialect::Postgres).temp);
         assert!(!effect("SAVEPOINT a").ends_transaction());
     }
 

@@ -75,6 +75,14 @@ pub trait CacheConnection: Connection<Backend: CacheBackend> {
         None
     }
 
+    /// Whether a transaction is open on the session, asked of the database after
+    /// a statement that may have ended one failed; `None` when it cannot tell.
+    /// Not public API.
+    #[doc(hidden)]
+    fn __transaction_open(&mut self) -> Option<bool> {
+        None
+    }
+
     /// Whether the table `table` (as written, maybe schema-qualified) has every
     /// column of `columns`; `None` when it cannot tell. Not public API.
     #[doc(hidden)]

@@ -35,6 +35,9 @@ pub struct Tracked {
     /// A statement inside the open transaction may have changed the identity
     /// (`SET LOCAL`, or a `SET` a rollback undoes): learn it again when it ends.
     identity_ends_with_transaction: bool,
+    /// Set once the session created a temporary table, which shadows tables of
+    /// the same name for it alone: mixed into its identity from then on.
+    private: Option<u128>,
 }
 
 /// How many nested scopes of one kind are open.
@@ -61,6 +64,8 @@ struct Frame {
     dirty: bool,
     /// The name of a savepoint begun by raw SQL (`SAVEPOINT name`).
     savepoint: Option<String>,
+    /// Begun by Diesel's transaction manager (counted in its depth), not by raw SQL.
+    diesel: bool,
 }
 
 impl std::fmt::Debug for Tracked {
@@ -82,6 +87,7 @@ impl Tracked {
             reads_latest: Cell::new(None),
             identity: None,
             identity_ends_with_transaction: false,
+            private: None,
         }
     }
 
@@ -90,6 +96,22 @@ impl Tracked {
     pub(crate) fn session_changed(&mut self) {
         self.identity = None;
         self.identity_ends_with_transaction |= self.in_transaction();
+    }
+
+    /// The session created a temporary table: no other session shares its names.
+    pub(crate) fn made_private(&mut self) {
+        if self.private.is_none() {
+            use std::hash::BuildHasher;
+            let salt = std::hash::RandomState::new();
+            self.private =
+                Some(u128::from(salt.hash_one(0u8)) << 64 | u128::from(salt.hash_one(1u8)));
+            self.identity = None;
+        }
+    }
+
+    /// What makes a private session's identity its own (0 for others).
+    pub(crate) fn private_salt(&self) -> u128 {
+        self.private.unwrap_or(0)
     }
 
     /// The outermost level ended (committed or rolled back).
@@ -129,11 +151,19 @@ impl Tracked {
         }
     }
 
+    /// A level Diesel's transaction manager began.
     pub(crate) fn begin(&mut self) {
+        self.push(Frame {
+            diesel: true,
+            ..Frame::default()
+        });
+    }
+
+    fn push(&mut self, frame: Frame) {
         if self.frames.is_empty() {
             self.reads_latest.set(None);
         }
-        self.frames.push(Frame::default());
+        self.frames.push(frame);
     }
 
     pub(crate) fn in_transaction(&self) -> bool {
@@ -158,9 +188,19 @@ impl Tracked {
         known
     }
 
+    /// Diesel's manager committed, leaving it at `depth` levels: a COMMIT (depth 0)
+    /// ended every level, raw ones included, and hands back what they owe; a
+    /// RELEASE merged the levels above its own into the one below.
+    pub(crate) fn committed(&mut self, depth: usize) -> Queue {
+        match self.diesel_level(depth) {
+            Some(level) => self.release_from(level),
+            None => Queue::default(),
+        }
+    }
+
     /// The innermost level committed: its queue to send if it was the outermost,
     /// else merged into the parent.
-    pub(crate) fn committed(&mut self) -> Queue {
+    fn pop_level(&mut self) -> Queue {
         let Some(frame) = self.frames.pop() else {
             return Queue::default();
         };
@@ -177,6 +217,17 @@ impl Tracked {
         }
     }
 
+    /// Where the levels Diesel's manager no longer counts start, once it counts
+    /// `depth`: 0 when it counts none (its COMMIT or ROLLBACK ended everything),
+    /// else the index of its `depth + 1`-th level (raw levels below stay).
+    fn diesel_level(&self, depth: usize) -> Option<usize> {
+        if depth == 0 {
+            return Some(0);
+        }
+        let mut diesel = self.frames.iter().enumerate().filter(|(_, f)| f.diesel);
+        diesel.nth(depth).map(|(i, _)| i)
+    }
+
     /// Follows a transaction control statement sent as SQL: what a raw `COMMIT`
     /// (or the `RELEASE` of SQLite's outermost savepoint) leaves owed, to settle.
     pub(crate) fn control(&mut self, step: &Step) -> Option<Queue> {
@@ -184,12 +235,14 @@ impl Tracked {
             // PostgreSQL ignores a BEGIN inside a transaction (with a warning).
             Step::Begin if self.in_transaction() => None,
             Step::Begin => {
-                self.begin();
+                self.push(Frame::default());
                 None
             }
             Step::Savepoint(name) => {
-                self.begin();
-                self.frames.last_mut()?.savepoint = Some(name.clone());
+                self.push(Frame {
+                    savepoint: Some(name.clone()),
+                    ..Frame::default()
+                });
                 None
             }
             Step::Release(name) => self.level_of(name).map(|i| self.release_from(i)),
@@ -201,11 +254,12 @@ impl Tracked {
                     savepoint,
                     ..Frame::default()
                 };
+                self.undone();
                 None
             }
             Step::Commit => Some(self.release_from(0)),
             Step::Rollback => {
-                self.keep_levels(0);
+                self.drop_from(0);
                 None
             }
             Step::Write(_) => None,
@@ -223,17 +277,37 @@ impl Tracked {
     fn release_from(&mut self, level: usize) -> Queue {
         let mut owed = Queue::default();
         while self.frames.len() > level {
-            owed = self.committed();
+            owed = self.pop_level();
         }
         owed
     }
 
-    /// Drops levels the database no longer has open (rolled back, or ended by a
-    /// failed COMMIT), with their queues.
+    /// The whole transaction ended: what every level owes.
+    pub(crate) fn end_all(&mut self) -> Queue {
+        self.release_from(0)
+    }
+
+    /// Diesel's manager rolled back (or failed to commit), leaving it at `depth`
+    /// levels: the levels it no longer counts are dropped, with their queues.
     pub(crate) fn keep_levels(&mut self, depth: usize) {
-        self.frames.truncate(depth);
-        if depth == 0 {
-            self.ended();
+        if let Some(level) = self.diesel_level(depth) {
+            self.drop_from(level);
+        }
+    }
+
+    /// Drops the levels from `level` up, with their queues.
+    fn drop_from(&mut self, level: usize) {
+        self.frames.truncate(level);
+        match level {
+            0 => self.ended(),
+            _ => self.undone(),
+        }
+    }
+
+    /// Part of the transaction was undone: a `SET` in it may be too.
+    fn undone(&mut self) {
+        if self.identity_ends_with_transaction {
+            self.identity = None;
         }
     }
 
