@@ -44,6 +44,7 @@
 //! | canonical values of binds and columns | `backend.rs`, `value.rs` | [`CacheBackend`], [`Value`], [`encode_value`] |
 //! | write helpers | `write.rs` | [`Cacheops::insert`], [`Cacheops::save`], [`Cacheops::update`], [`Cacheops::delete`] |
 //! | connections: which ones we read/write through; a wrapper that sees every statement; UPDATEs rewritten to return old and new rows | `connection/` | [`CacheConnection`], [`CachedConnection`] |
+//! | the change feed: outside writes (cascades, triggers, `psql`) invalidate through an outbox | [`feed`] | [`feed::install`], [`feed::apply_once`], [`Cacheops::start_change_feed`] |
 //! | what the functions a statement calls may do (built-ins by name, PostgreSQL's catalog) | `functions.rs` | |
 //! | automatic caching of ordinary reads through [`CachedConnection`]: op inference, raw rows, replayed rows | `automatic/` | [`CachedRow`], [`CachedCursor`], [`ReplayedRow`], [`NoReplay`] |
 //! | transactions on plain connections: invalidation after the outermost COMMIT, then after-commit hooks | `transaction.rs`, `pending.rs` | [`Cacheops::transaction`], [`on_commit`] |
@@ -88,6 +89,8 @@ mod config;
 mod connection;
 pub mod deps;
 mod error;
+#[cfg(feature = "postgres")]
+pub mod feed;
 mod fill;
 #[cfg(feature = "minijinja")]
 #[cfg_attr(docsrs, doc(cfg(feature = "minijinja")))]

@@ -21,6 +21,8 @@ mod connection;
 #[cfg(test)]
 mod failures;
 #[cfg(test)]
+mod feed;
+#[cfg(test)]
 mod fragments;
 #[cfg(test)]
 mod friction;

@@ -56,6 +56,36 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = SqlDialectArg::Postgres)]
         dialect: SqlDialectArg,
     },
+    /// The change feed (PostgreSQL): writes made outside cacheops invalidate too.
+    Feed {
+        /// The schema of the outbox.
+        #[arg(long, default_value = "cacheops")]
+        schema: String,
+        /// What to do.
+        #[command(subcommand)]
+        command: FeedCommand,
+    },
+}
+
+/// What `feed` does.
+#[derive(Debug, Clone, Subcommand)]
+pub enum FeedCommand {
+    /// Install the outbox and triggers on every table of the models registered
+    /// in Redis (or print the SQL with --dry-run).
+    Install {
+        /// Print the SQL, run nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Remove the triggers and the outbox (or print the SQL with --dry-run).
+    Uninstall {
+        /// Print the SQL, run nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Apply the outbox until stopped: a long-running consumer (reconnects on
+    /// failures; exits 2 only on a bad setting).
+    Run,
 }
 
 /// `--dialect`.

@@ -10,6 +10,7 @@
 //! cacheops-cli invalidate all                  # every key under our prefix (never FLUSHDB)
 //! cacheops-cli stats [--max-keys N] [--reset]  # hits/misses/invalidations per model, memory
 //! cacheops-cli explain 'SELECT ... WHERE "t"."c" = $1'   # or --query-file F, --dialect sqlite
+//! cacheops-cli feed install [--dry-run] | uninstall [--dry-run] | run   # the change feed
 //! ```
 //!
 //! Settings: `--redis-url` (else `CACHEOPS_REDIS_URL`, `REDIS_URL`), `--prefix`
@@ -33,6 +34,8 @@
 mod args;
 pub mod db;
 mod explain;
+#[cfg(feature = "postgres")]
+mod feed;
 mod invalidate;
 mod stats;
 
@@ -42,7 +45,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
-pub use args::{Args, Command, SqlDialectArg};
+pub use args::{Args, Command, FeedCommand, SqlDialectArg};
 
 /// Why the CLI failed: a message for stderr. Every failure exits with status 2.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,6 +158,12 @@ pub fn run(args: &Args, env: &dyn Fn(&str) -> Option<String>, out: &mut dyn Writ
             *dialect,
             out,
         ),
+        #[cfg(feature = "postgres")]
+        Command::Feed { schema, command } => feed::run(&settings, schema, command, out),
+        #[cfg(not(feature = "postgres"))]
+        Command::Feed { .. } => Err(CliError::new(
+            "the change feed needs the `postgres` feature",
+        )),
     }
 }
 

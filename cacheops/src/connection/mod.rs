@@ -20,6 +20,8 @@ use crate::backend::CacheBackend;
 pub use cached::{CachedConnection, CachedTransactionManager, SettlingCursor};
 pub(crate) use rewrite::{parse_update, Columns, UpdatePlan};
 pub(crate) use touched::{old_and_new, Typed};
+#[cfg(feature = "postgres")]
+pub(crate) use touched::{DecodeRow, Named};
 use tracked::Depth;
 pub use tracked::Tracked;
 

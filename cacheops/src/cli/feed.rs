@@ -1,0 +1,95 @@
+//! `cacheops-cli feed`: install, remove or run the change feed (see
+//! [`crate::feed`]) for the models the applications registered in Redis.
+
+use std::io::Write;
+
+use diesel::pg::PgConnection;
+use diesel::Connection;
+
+use super::args::FeedCommand;
+use super::{redis_connection, say, CliError, CliResult, Settings};
+use crate::feed;
+
+pub(super) fn run(
+    settings: &Settings,
+    schema: &str,
+    command: &FeedCommand,
+    out: &mut dyn Write,
+) -> CliResult {
+    let url = settings
+        .database_url
+        .as_deref()
+        .filter(|u| u.starts_with("postgres"))
+        .ok_or_else(|| {
+            CliError::new("the change feed needs a PostgreSQL --database-url (or DATABASE_URL)")
+        })?;
+    let mut conn = PgConnection::establish(url)
+        .map_err(|e| CliError::caused("cannot connect to the database", e))?;
+    match command {
+        FeedCommand::Install { dry_run } => {
+            install(settings, &mut conn, schema, *dry_run, false, out)
+        }
+        FeedCommand::Uninstall { dry_run } => {
+            install(settings, &mut conn, schema, *dry_run, true, out)
+        }
+        FeedCommand::Run => consume(settings, url, schema, out),
+    }
+}
+
+/// Prints or runs the install (or uninstall) SQL for the registered tables.
+fn install(
+    settings: &Settings,
+    conn: &mut PgConnection,
+    schema: &str,
+    dry_run: bool,
+    remove: bool,
+    out: &mut dyn Write,
+) -> CliResult {
+    let models = crate::registry::read(&mut redis_connection(settings)?, &settings.prefix)
+        .map_err(|e| CliError::caused("cannot read the model registry", e))?;
+    if models.is_empty() {
+        return Err(CliError::new(
+            "no model is registered under this prefix: start the application once (it publishes its models), or check --prefix",
+        ));
+    }
+    let names: Vec<&str> = models.iter().map(|m| m.table.as_str()).collect();
+    let plan = feed::plan_for(conn, schema, &names)
+        .map_err(|e| CliError::caused("cannot plan the feed", e))?;
+    for skipped in &plan.skipped {
+        say(out, format_args!("-- skipped {skipped}"))?;
+    }
+    let sql = match remove {
+        false => plan.sql,
+        true => feed::uninstall_sql(schema, &plan.tables),
+    };
+    if dry_run {
+        return say(out, sql.trim_end());
+    }
+    feed::apply_sql(conn, &sql).map_err(|e| CliError::caused("cannot apply the SQL", e))?;
+    let done = if remove {
+        "removed from"
+    } else {
+        "installed on"
+    };
+    say(
+        out,
+        format_args!("change feed {done} {} table(s)", plan.tables.len()),
+    )
+}
+
+/// Runs a consumer until the process is stopped.
+fn consume(settings: &Settings, url: &str, schema: &str, out: &mut dyn Write) -> CliResult {
+    let config = crate::Config::builder()
+        .url(settings.redis_url.clone())
+        .prefix(settings.prefix.clone())
+        .build();
+    let handle = crate::Cacheops::new(config).map_err(|e| CliError::caused("cannot start", e))?;
+    say(
+        out,
+        format_args!("applying the outbox {schema}.outbox; stop with a signal"),
+    )?;
+    let _ = out.flush();
+    let never = std::sync::atomic::AtomicBool::new(false);
+    feed::run(&handle, url, schema, &never);
+    Ok(())
+}

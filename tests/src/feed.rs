@@ -1,0 +1,254 @@
+//! The change feed (PostgreSQL): writes cacheops does not see (cascades,
+//! triggers, bare connections, TRUNCATE) invalidate once the outbox is applied.
+//! Each test first shows the entry served stale without the feed, then fresh.
+
+use crate::ctx::*;
+use crate::fixtures::pg::*;
+use cacheops::{feed, CachedConnection, CachedQueryDsl};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+
+/// A seeded schema with the feed installed, its outbox in the test's own schema
+/// (tests run in parallel), and foreign keys that cascade.
+fn setup() -> Ctx<PgDb> {
+    let mut ctx: Ctx<PgDb> = Ctx::new(StoreKind::Redis);
+    seed(&mut ctx.conn, 3, 3);
+    ctx.conn
+        .batch_execute(
+            "ALTER TABLE articles DROP CONSTRAINT articles_category_id_fkey, \
+             ADD FOREIGN KEY (category_id) REFERENCES categories (id) \
+             ON DELETE CASCADE ON UPDATE CASCADE",
+        )
+        .unwrap();
+    let plan = feed::install(&mut ctx.conn, &ctx.db.schema).unwrap();
+    assert!(
+        plan.tables.iter().any(|t| t.ends_with(".articles")),
+        "{:?}",
+        plan.tables
+    );
+    ctx
+}
+
+fn read(ctx: &mut Ctx<PgDb>, c: i32) -> (Vec<Article>, usize) {
+    let (rows, n) = ctx.counted(|conn, h| in_category(c).cache().using(h).load::<Article>(conn));
+    (rows.unwrap(), n)
+}
+
+fn apply(ctx: &mut Ctx<PgDb>) -> usize {
+    let schema = ctx.db.schema.clone();
+    let mut conn = ctx.db.connect();
+    feed::apply_once(&mut conn, &ctx.cache, &schema).unwrap()
+}
+
+fn outbox_len(ctx: &mut Ctx<PgDb>) -> i64 {
+    let sql = format!("(SELECT count(*) FROM {}.outbox)", ctx.db.schema);
+    diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&sql))
+        .get_result(&mut ctx.conn)
+        .unwrap()
+}
+
+#[test]
+fn a_cascading_delete_invalidates_the_children_granularly() {
+    let mut ctx = setup();
+    read(&mut ctx, 1);
+    read(&mut ctx, 2);
+    let mut conn = CachedConnection::new(ctx.db.connect(), ctx.cache.clone());
+    diesel::delete(categories::table.find(1))
+        .execute(&mut conn)
+        .unwrap();
+    let (stale, n) = read(&mut ctx, 1);
+    assert_eq!(
+        (stale.len(), n),
+        (3, 0),
+        "the cascade is not seen without the feed"
+    );
+    assert_eq!(apply(&mut ctx), 4, "the category and its three articles");
+    assert_eq!(read(&mut ctx, 1), (vec![], 1));
+    assert_eq!(
+        read(&mut ctx, 2).1,
+        0,
+        "another parent's children stay cached"
+    );
+    assert_eq!(outbox_len(&mut ctx), 0, "applied rows are deleted");
+}
+
+#[test]
+fn a_cascading_update_invalidates_old_and_new_parents() {
+    let mut ctx = setup();
+    read(&mut ctx, 2);
+    read(&mut ctx, 20);
+    ctx.conn
+        .batch_execute("UPDATE categories SET id = 20 WHERE id = 2")
+        .unwrap();
+    assert_eq!(read(&mut ctx, 2).0.len(), 3, "stale without the feed");
+    apply(&mut ctx);
+    assert_eq!(read(&mut ctx, 2), (vec![], 1));
+    assert_eq!(read(&mut ctx, 20).0.len(), 3);
+}
+
+#[test]
+fn bare_connections_truncate_and_writable_ctes_invalidate() {
+    let mut ctx = setup();
+    let (before, _) = read(&mut ctx, 1);
+    ctx.conn
+        .batch_execute(&format!(
+            "UPDATE articles SET title = 'psql' WHERE id = {}",
+            before[0].id
+        ))
+        .unwrap();
+    assert_eq!(read(&mut ctx, 1).0, before, "stale without the feed");
+    apply(&mut ctx);
+    assert_eq!(read(&mut ctx, 1).0[0].title, "psql");
+    ctx.conn
+        .batch_execute("WITH x AS (UPDATE articles SET views = 9 WHERE category_id = 1 RETURNING *) SELECT count(*) FROM x")
+        .unwrap();
+    apply(&mut ctx);
+    assert!(read(&mut ctx, 1).0.iter().all(|a| a.views == 9));
+    ctx.conn.batch_execute("TRUNCATE articles").unwrap();
+    assert_eq!(read(&mut ctx, 1).0.len(), 3, "stale without the feed");
+    apply(&mut ctx);
+    assert_eq!(read(&mut ctx, 1), (vec![], 1));
+}
+
+#[test]
+fn a_trigger_maintained_table_invalidates() {
+    let mut ctx = setup();
+    ctx.conn
+        .batch_execute(
+            "UPDATE categories SET name = '0'; \
+             CREATE FUNCTION count_article() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN UPDATE categories SET name = (name::int + 1)::text WHERE id = NEW.category_id; RETURN NULL; END $$; \
+             CREATE TRIGGER count_article AFTER INSERT ON articles FOR EACH ROW EXECUTE FUNCTION count_article()",
+        )
+        .unwrap();
+    apply(&mut ctx);
+    let name = |ctx: &mut Ctx<PgDb>| {
+        let (c, n) = ctx.counted(|conn, h| {
+            categories::table
+                .find(3)
+                .cache()
+                .using(h)
+                .first::<Category>(conn)
+        });
+        (c.unwrap().name, n)
+    };
+    assert_eq!(name(&mut ctx).0, "0");
+    let cache = ctx.cache.clone();
+    cache
+        .insert::<Article, _, _>(&mut ctx.conn, &NewArticle::new(3, "counted"))
+        .unwrap();
+    assert_eq!(
+        name(&mut ctx),
+        ("0".to_string(), 0),
+        "the trigger's write is not seen"
+    );
+    apply(&mut ctx);
+    assert_eq!(name(&mut ctx), ("1".to_string(), 1));
+}
+
+#[test]
+fn a_stopped_consumer_catches_up_and_several_share_the_outbox() {
+    let mut ctx = setup();
+    read(&mut ctx, 1);
+    let url = database_url_of(&ctx);
+    let (schema, cache) = (ctx.db.schema.clone(), ctx.cache.clone());
+    // Written while no consumer runs: the rows wait in the outbox.
+    ctx.conn
+        .batch_execute("UPDATE articles SET views = 5 WHERE category_id = 1")
+        .unwrap();
+    assert_eq!(outbox_len(&mut ctx), 3);
+    assert!(
+        read(&mut ctx, 1).0.iter().all(|a| a.views != 5),
+        "stale until applied"
+    );
+    let feeds = [
+        cache.start_change_feed(&url, &schema),
+        cache.start_change_feed(&url, &schema),
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while outbox_len(&mut ctx) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the consumers never caught up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(read(&mut ctx, 1).0.iter().all(|a| a.views == 5));
+    for views in 6..30 {
+        ctx.conn
+            .batch_execute(&format!(
+                "UPDATE articles SET views = {views} WHERE category_id = 1"
+            ))
+            .unwrap();
+    }
+    while outbox_len(&mut ctx) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the consumers never caught up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(read(&mut ctx, 1).0.iter().all(|a| a.views == 29));
+    drop(feeds);
+}
+
+/// The database URL of the test's schema, for a consumer's own connection.
+fn database_url_of(ctx: &Ctx<PgDb>) -> String {
+    crate::cli::pg_url(&ctx.db)
+}
+
+/// `cacheops-cli feed install --dry-run` prints the SQL for the models the
+/// application registered in Redis, `install` runs it, `uninstall` removes it.
+#[test]
+fn the_cli_installs_and_removes_the_feed() {
+    let ctx: Ctx<PgDb> = Ctx::new(StoreKind::Redis);
+    let (url, prefix) = (
+        database_url_of(&ctx),
+        ctx.cache.config().prefix().to_string(),
+    );
+    let redis = redis_url();
+    let feed = |args: &[&str]| {
+        let mut all = vec![
+            "--redis-url",
+            &redis,
+            "--prefix",
+            &prefix,
+            "--database-url",
+            &url,
+            "feed",
+            "--schema",
+        ];
+        all.push(&ctx.db.schema);
+        all.extend_from_slice(args);
+        crate::cli::cli(&all)
+    };
+    let dry = feed(&["install", "--dry-run"]).unwrap();
+    let on_articles = format!(
+        "AFTER INSERT OR UPDATE OR DELETE ON {}.articles",
+        ctx.db.schema
+    );
+    assert!(dry.contains(&on_articles), "{dry}");
+    assert!(dry.contains("-- skipped counters: no such table"), "{dry}");
+    let mut conn = ctx.db.connect();
+    let outbox = |conn: &mut PgConnection| {
+        let sql = format!(
+            "(SELECT to_regclass('{}.outbox') IS NOT NULL)",
+            ctx.db.schema
+        );
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&sql))
+            .get_result::<bool>(conn)
+            .unwrap()
+    };
+    assert!(!outbox(&mut conn), "a dry run changes nothing");
+    assert!(feed(&["install"])
+        .unwrap()
+        .contains("installed on 2 table(s)"));
+    assert!(outbox(&mut conn));
+    feed(&["uninstall"]).unwrap();
+    assert!(!outbox(&mut conn));
+    let no_db = crate::cli::cli(&["--redis-url", &redis, "--prefix", &prefix, "feed", "run"]);
+    assert!(no_db
+        .unwrap_err()
+        .message()
+        .contains("PostgreSQL --database-url"));
+}
