@@ -25,6 +25,8 @@
 //! profiling aids: `--cpu` (CPU µs per hit, plain GET, plain MGET, fetch20 hit, GET of
 //! its size and decoding it), `--gets-only`,
 //! `--saves-only`, `--throughput-only` (one phase, for perf/strace);
+//! `--feed` adds the change feed's cost on a save and its lag (`--feed-only`: that
+//! phase alone);
 //! `--report DIR` writes `DIR/bench.md` (the README's table) and `DIR/bench.png`
 //! (its chart) from the run. The README's figures come from
 //! `cargo run --release -p cacheops --example bench -- --compare --scaling --throughput --local --report docs`.
@@ -469,6 +471,64 @@ impl Bench {
         self.record("invalidate_row", t);
     }
 
+    /// `--feed`: the change feed's cost on a save (the same saves with and
+    /// without the triggers, by turns in rounds) and its lag: with a consumer
+    /// thread running, from a bare UPDATE's commit to its outbox row applied
+    /// (invalidated and deleted), polled on a connection of its own.
+    fn feed(&mut self) {
+        const OUTBOX: &str = "cacheops_bench_feed";
+        let mut objs: Vec<Article> = articles::table
+            .order(articles::id)
+            .limit(50)
+            .load(&mut self.conn)
+            .unwrap();
+        let (mut with, mut without) = (Vec::new(), Vec::new());
+        for round in 0..8 {
+            let on = round % 2 == 1;
+            match on {
+                true => drop(cacheops::feed::install(&mut self.conn, OUTBOX).unwrap()),
+                false => drop(cacheops::feed::uninstall(&mut self.conn, OUTBOX).unwrap()),
+            }
+            for obj in &mut objs {
+                obj.views += 1;
+                let t = micros(|| drop(self.cache.save(&mut self.conn, &*obj).unwrap()));
+                if on {
+                    with.push(t)
+                } else {
+                    without.push(t)
+                }
+            }
+        }
+        self.record("save_feed_off", percentiles(without));
+        self.record("save_feed_on", percentiles(with));
+        cacheops::feed::install(&mut self.conn, OUTBOX).unwrap();
+        let consumer = self.cache.start_change_feed(&database_url(), OUTBOX);
+        let mut probe = PgConnection::establish(&database_url()).unwrap();
+        let pending = format!("(SELECT count(*) FROM {OUTBOX}.outbox)");
+        let lags: Vec<f64> = (0..self.reps.min(300))
+            .map(|i| {
+                let id = self.ids[i % self.ids.len()];
+                diesel::update(articles::table.find(id))
+                    .set(articles::views.eq(articles::views + 1))
+                    .execute(&mut self.conn)
+                    .unwrap();
+                micros(|| {
+                    while diesel::select(dsl::sql::<diesel::sql_types::BigInt>(&pending))
+                        .get_result::<i64>(&mut probe)
+                        .unwrap()
+                        > 0
+                    {}
+                })
+            })
+            .collect();
+        self.record("feed_lag", percentiles(lags));
+        drop(consumer);
+        cacheops::feed::uninstall(&mut self.conn, OUTBOX).unwrap();
+        self.conn
+            .batch_execute(&format!("DROP SCHEMA {OUTBOX} CASCADE"))
+            .unwrap();
+    }
+
     /// `--large`: hits of large results (1k and 50k rows of `wide_rows`) served
     /// automatically (a `CachedConnection`, raw rows), by `.cache()` (typed rows)
     /// and the same load uncached, taking turns in one loop. Fewer repetitions
@@ -872,6 +932,13 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
         return Ok(());
     }
+    if std::env::args().any(|a| a == "--feed-only") {
+        bench.feed();
+        for (key, p50, p99) in &bench.figures {
+            println!("{key:<24} {p50:>10.1} {p99:>10.1}");
+        }
+        return Ok(());
+    }
     if std::env::args().any(|a| a == "--large") {
         // For profiling large hits: `perf record ... bench --large`.
         bench.large();
@@ -898,6 +965,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     bench.large();
     if std::env::args().any(|a| a == "--scaling") {
         bench.scaling();
+    }
+    if std::env::args().any(|a| a == "--feed") {
+        bench.feed();
     }
     let local = match std::env::args().any(|a| a == "--local") {
         true => Some(bench.local_tier()),

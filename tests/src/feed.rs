@@ -252,3 +252,21 @@ fn the_cli_installs_and_removes_the_feed() {
         .message()
         .contains("PostgreSQL --database-url"));
 }
+
+/// Outbox rows recorded before the table changed shape no longer read as its
+/// rows: the consumer widens to the whole table, and never drops them unapplied.
+#[test]
+fn rows_of_an_older_table_shape_widen_to_the_table() {
+    let mut ctx = setup();
+    read(&mut ctx, 1);
+    read(&mut ctx, 2);
+    ctx.conn
+        .batch_execute("UPDATE articles SET views = 3 WHERE category_id = 1")
+        .unwrap();
+    ctx.conn
+        .batch_execute("ALTER TABLE articles ADD COLUMN extra INT")
+        .unwrap();
+    assert_eq!(apply(&mut ctx), 3);
+    assert!(read(&mut ctx, 1).0.iter().all(|a| a.views == 3));
+    assert_eq!(read(&mut ctx, 2).1, 1, "the whole table was invalidated");
+}
