@@ -33,8 +33,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "support/outside_writes.rs"]
+mod outside_writes;
 #[path = "support/private_redis.rs"]
 mod private_redis;
+use outside_writes::OutsideWrites;
 use private_redis::PrivateRedis;
 
 use cacheops::store::LocalTier;
@@ -53,7 +56,16 @@ diesel::table! {
 }
 
 #[derive(
-    Debug, Clone, PartialEq, Queryable, Identifiable, AsChangeset, Cacheable, Serialize, Deserialize,
+    Debug,
+    Clone,
+    PartialEq,
+    Queryable,
+    QueryableByName,
+    Identifiable,
+    AsChangeset,
+    Cacheable,
+    Serialize,
+    Deserialize,
 )]
 #[diesel(table_name = articles)]
 #[cacheops(app = "stress", ops = "all", timeout = 600)]
@@ -65,6 +77,10 @@ pub struct Article {
 }
 
 const CATEGORIES: i32 = 8;
+/// Authors 1..=AUTHORS are deleted (their articles by cascade) by outside writers;
+/// rows cacheops' writers insert belong to author 0, never deleted, so that no
+/// foreign key check of theirs meets an author being deleted and put back.
+const AUTHORS: i32 = 8;
 const ARTICLES: i32 = 160;
 
 /// Options of one run.
@@ -78,6 +94,11 @@ pub struct Args {
     pub redis_restart: bool,
     /// A local tier in front of Redis.
     pub local: bool,
+    /// Writers on bare connections (no cacheops at all), moving rows and deleting
+    /// whole categories by cascade: seen through the change feed only.
+    pub outside_writers: usize,
+    /// Stop the change feed's consumer and start it again every second or so.
+    pub restart_feed: bool,
 }
 
 impl Args {
@@ -88,6 +109,8 @@ impl Args {
             writers: 2,
             redis_restart: std::env::args().any(|a| a == "--redis-restart"),
             local: std::env::args().any(|a| a == "--local"),
+            outside_writers: 0,
+            restart_feed: std::env::args().any(|a| a == "--restart-feed"),
         };
         let words: Vec<String> = std::env::args().collect();
         for pair in words.windows(2) {
@@ -96,6 +119,7 @@ impl Args {
                 "--seconds" => args.seconds = value() as u64,
                 "--readers" => args.readers = value(),
                 "--writers" => args.writers = value(),
+                "--outside-writers" => args.outside_writers = value(),
                 _ => {}
             }
         }
@@ -114,6 +138,9 @@ pub struct Report {
     pub hits: u64,
     pub stale_reads: u64,
     pub stale_after_quiesce: u64,
+    /// Outside writes: commit to applied by the feed, µs.
+    pub feed_lag_p50_us: f64,
+    pub feed_lag_p99_us: f64,
 }
 
 /// What every write that has returned left in the database: id → (category, version).
@@ -176,19 +203,93 @@ fn connect(cache: &Cacheops) -> CachedConnection<PgConnection> {
     CachedConnection::new(conn, cache.clone())
 }
 
-fn setup(cache: &Cacheops, truth: &Truth) {
+/// The schema of the change feed's outbox in `--outside-writers` runs.
+const FEED: &str = "cacheops_stress_feed";
+
+fn setup(cache: &Cacheops, truth: &Truth, feed: bool) {
     let mut conn = PgConnection::establish(&database_url()).unwrap();
     conn.batch_execute(&format!(
         "DROP SCHEMA IF EXISTS cacheops_stress CASCADE; CREATE SCHEMA cacheops_stress;
+         DROP SCHEMA IF EXISTS {FEED} CASCADE;
          SET search_path TO cacheops_stress;
-         CREATE TABLE articles (id SERIAL PRIMARY KEY, category_id INT NOT NULL, title TEXT NOT NULL, version INT NOT NULL);
-         INSERT INTO articles (category_id, title, version)
-           SELECT i % {CATEGORIES}, 'a' || i, 0 FROM generate_series(1, {ARTICLES}) i;"
+         CREATE TABLE authors (id INT PRIMARY KEY);
+         INSERT INTO authors SELECT generate_series(0, {AUTHORS});
+         CREATE TABLE articles (id SERIAL PRIMARY KEY, category_id INT NOT NULL, title TEXT NOT NULL,
+           version INT NOT NULL, author_id INT NOT NULL DEFAULT 0 REFERENCES authors (id) ON DELETE CASCADE);
+         INSERT INTO articles (category_id, title, version, author_id)
+           SELECT i % {CATEGORIES}, 'a' || i, 0, 1 + i % {AUTHORS} FROM generate_series(1, {ARTICLES}) i;"
     ))
     .unwrap();
+    if feed {
+        cacheops::feed::install(&mut conn, FEED).unwrap();
+    }
     cache.invalidate_all().unwrap();
     let rows: Vec<Article> = articles::table.load(&mut conn).unwrap();
     truth.enter(&rows, &[]);
+}
+
+/// An id read by raw SQL.
+#[derive(QueryableByName)]
+struct Id {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    id: i32,
+}
+
+/// One write on a bare connection (cacheops sees nothing of it): a row moved
+/// to another category, or an author deleted, their articles going by cascade
+/// (the author comes back at once, with as many new articles). Entered into the
+/// truth once the change feed has applied it.
+fn write_outside(
+    conn: &mut PgConnection,
+    truth: &Arc<Truth>,
+    outside: &OutsideWrites,
+    dice: &mut Dice,
+) {
+    truth.begun.fetch_add(1, Ordering::SeqCst);
+    let (id, to) = (1 + dice.roll(ARTICLES), dice.roll(CATEGORIES));
+    let done = conn.transaction::<_, diesel::result::Error, _>(|conn| match dice.roll(4) {
+        0 => {
+            // The author first: no row can join it meanwhile, so the rows read
+            // here are exactly those the cascade deletes.
+            let author = 1 + dice.roll(AUTHORS);
+            conn.batch_execute(&format!(
+                "SELECT id FROM authors WHERE id = {author} FOR UPDATE"
+            ))?;
+            let gone: Vec<i32> = diesel::sql_query(format!(
+                "SELECT id FROM articles WHERE author_id = {author} FOR UPDATE"
+            ))
+            .load::<Id>(conn)?
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+            conn.batch_execute(&format!(
+                "DELETE FROM authors WHERE id = {author}; INSERT INTO authors VALUES ({author})"
+            ))?;
+            // As many new rows (new ids) for the author: the table keeps its size.
+            let back: Vec<Article> = diesel::sql_query(format!(
+                "INSERT INTO articles (category_id, title, version, author_id) \
+                 SELECT {to}, 'back', 0, {author} FROM generate_series(1, {}) RETURNING *",
+                gone.len()
+            ))
+            .load(conn)?;
+            Ok((back, gone))
+        }
+        _ => Ok((move_row(conn, id, to)?, Vec::new())),
+    });
+    let last_seq = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
+        "(SELECT coalesce(max(seq), 0) FROM {FEED}.outbox)"
+    )))
+    .get_result::<i64>(conn);
+    let truth = truth.clone();
+    match (done, last_seq) {
+        (Ok((rows, gone)), Ok(seq)) => outside.committed(seq, move || {
+            truth.enter(&rows, &gone);
+            truth.finished.fetch_add(1, Ordering::SeqCst);
+        }),
+        _ => {
+            truth.finished.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
 
 /// A small deterministic generator, so runs need no extra crate.
@@ -215,11 +316,10 @@ fn write_once(
 }
 
 /// A plain Diesel update of one row, moved to category `to`, version one up.
-fn move_row(
-    conn: &mut CachedConnection<PgConnection>,
-    id: i32,
-    to: i32,
-) -> QueryResult<Vec<Article>> {
+fn move_row<C>(conn: &mut C, id: i32, to: i32) -> QueryResult<Vec<Article>>
+where
+    C: diesel::connection::LoadConnection<Backend = diesel::pg::Pg>,
+{
     diesel::update(articles::table.find(id))
         .set((
             articles::version.eq(articles::version + 1),
@@ -329,6 +429,9 @@ fn read_once(
     match dice.roll(3) {
         0 => {
             let ids: Vec<i32> = before.keys().copied().collect();
+            if ids.is_empty() {
+                return false;
+            }
             let id = ids[dice.roll(ids.len() as i32) as usize];
             let row = articles::table
                 .find(id)
@@ -465,7 +568,11 @@ pub fn run(args: &Args) -> Report {
     }
     let mut restarts = 0;
     let truth = Arc::new(Truth::default());
-    setup(&cache, &truth);
+    let feed = args.outside_writers > 0;
+    setup(&cache, &truth, feed);
+    let outside = OutsideWrites::default();
+    let consumer =
+        std::sync::Mutex::new(feed.then(|| cache.start_change_feed(&database_url(), FEED)));
     let stop = AtomicBool::new(false);
     // After each restart the writers pause, so that whatever the outage left in
     // Redis is exposed to the readers instead of being swept by the next write.
@@ -484,6 +591,40 @@ pub fn run(args: &Args) -> Report {
                     }
                     write_once(&mut conn, cache, truth, &mut dice);
                     writes.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        for w in 0..args.outside_writers {
+            let (truth, stop, writes, outside) = (&truth, &stop, &writes, &outside);
+            scope.spawn(move || {
+                let mut conn = PgConnection::establish(&database_url()).unwrap();
+                conn.batch_execute("SET search_path TO cacheops_stress")
+                    .unwrap();
+                let mut dice = Dice(0x2545_f491 + w as u64);
+                while !stop.load(Ordering::Relaxed) {
+                    write_outside(&mut conn, truth, outside, &mut dice);
+                    writes.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        if feed {
+            let (stop, outside, consumer, cache) = (&stop, &outside, &consumer, &cache);
+            let restart = args.restart_feed;
+            scope.spawn(move || {
+                let mut conn = PgConnection::establish(&database_url()).unwrap();
+                let mut since = Instant::now();
+                while !stop.load(Ordering::Relaxed) {
+                    outside.look(&mut conn, FEED);
+                    if restart && since.elapsed() > Duration::from_millis(1200) {
+                        let mut running = consumer.lock().unwrap();
+                        // Stopped, or started again: the outbox waits meanwhile.
+                        *running = match running.take() {
+                            Some(_stopped) => None,
+                            None => Some(cache.start_change_feed(&database_url(), FEED)),
+                        };
+                        since = Instant::now();
+                    }
+                    std::thread::sleep(Duration::from_micros(500));
                 }
             });
         }
@@ -523,6 +664,19 @@ pub fn run(args: &Args) -> Report {
         // through Redis again (and not through the degraded path).
         std::thread::sleep(Duration::from_millis(1500));
     }
+    if feed {
+        // The consumer (running again) applies what the outside writes left.
+        let mut running = consumer.lock().unwrap();
+        running.get_or_insert_with(|| cache.start_change_feed(&database_url(), FEED));
+        drop(running);
+        let mut conn = PgConnection::establish(&database_url()).unwrap();
+        let until = Instant::now() + Duration::from_secs(30);
+        while !outside.drained() && Instant::now() < until {
+            outside.look(&mut conn, FEED);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let (feed_lag_p50_us, feed_lag_p99_us) = outside.lag_percentiles();
     let report = Report {
         restarts,
         store_errors: cache.stats().errors,
@@ -532,7 +686,10 @@ pub fn run(args: &Args) -> Report {
         local_hits: cache.stats().local_hits,
         stale_reads: stale.load(Ordering::Relaxed),
         stale_after_quiesce: quiesce(&cache),
+        feed_lag_p50_us,
+        feed_lag_p99_us,
     };
+    drop(consumer);
     if private.is_none() {
         cache.invalidate_all().unwrap();
     }
@@ -544,8 +701,8 @@ fn main() {
     let args = Args::parse();
     let r = run(&args);
     println!(
-        "{{\"seconds\": {}, \"readers\": {}, \"writers\": {}, \"local\": {}, \"redis_restarts\": {}, \"store_errors_degraded\": {}, \"reads\": {}, \"writes\": {}, \"hits\": {}, \"local_hits\": {}, \"stale_reads\": {}, \"stale_after_quiesce\": {}}}",
-        args.seconds, args.readers, args.writers, args.local, r.restarts, r.store_errors, r.reads, r.writes, r.hits, r.local_hits, r.stale_reads, r.stale_after_quiesce
+        "{{\"seconds\": {}, \"readers\": {}, \"writers\": {}, \"outside_writers\": {}, \"restart_feed\": {}, \"local\": {}, \"redis_restarts\": {}, \"store_errors_degraded\": {}, \"reads\": {}, \"writes\": {}, \"hits\": {}, \"local_hits\": {}, \"stale_reads\": {}, \"stale_reads_beyond_lag\": {}, \"stale_after_quiesce\": {}, \"feed_lag_p50_us\": {:.0}, \"feed_lag_p99_us\": {:.0}}}",
+        args.seconds, args.readers, args.writers, args.outside_writers, args.restart_feed, args.local, r.restarts, r.store_errors, r.reads, r.writes, r.hits, r.local_hits, r.stale_reads, r.stale_reads, r.stale_after_quiesce, r.feed_lag_p50_us, r.feed_lag_p99_us
     );
     if r.stale_reads != 0 || r.stale_after_quiesce != 0 {
         std::process::exit(1);

@@ -13,6 +13,8 @@ fn short_stress_runs_see_no_stale_read_even_across_redis_restarts() {
         writers: 2,
         redis_restart: false,
         local: false,
+        outside_writers: 0,
+        restart_feed: false,
     };
     let report = stress::run(&args);
     assert!(report.reads > 100 && report.writes > 50, "{report:?}");
@@ -32,6 +34,22 @@ fn short_stress_runs_see_no_stale_read_even_across_redis_restarts() {
         report.restarts >= 1 && report.store_errors > 0,
         "{report:?}"
     );
+    assert_eq!(
+        (report.stale_reads, report.stale_after_quiesce),
+        (0, 0),
+        "{report:?}"
+    );
+    // Writers outside cacheops (bare connections, cascade deletes), seen through
+    // the change feed, whose consumer is stopped and started again.
+    let outside = stress::Args {
+        seconds: 4,
+        redis_restart: false,
+        outside_writers: 2,
+        restart_feed: true,
+        ..args.clone()
+    };
+    let report = stress::run(&outside);
+    assert!(report.feed_lag_p50_us > 0.0, "{report:?}");
     assert_eq!(
         (report.stale_reads, report.stale_after_quiesce),
         (0, 0),
