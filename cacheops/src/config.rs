@@ -116,6 +116,8 @@ pub struct Config {
     /// The hash of the database this handle's plain connections read (see
     /// [`ConfigBuilder::database`]); 0 when not given.
     pub(crate) database: u128,
+    /// A change-feed consumer to run with the handle: database URL, outbox schema.
+    pub(crate) change_feed: Option<(String, String)>,
 }
 
 impl Default for Config {
@@ -133,6 +135,7 @@ impl Default for Config {
             local_tier: None,
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
             database: 0,
+            change_feed: None,
         }
     }
 }
@@ -356,6 +359,19 @@ impl ConfigBuilder {
     /// cannot tell them apart: use a handle per tenant there.
     pub fn database(mut self, database: impl AsRef<str>) -> Self {
         self.0.database = xxhash_rust::xxh3::xxh3_128(database.as_ref().as_bytes());
+        self
+    }
+
+    /// Runs a change-feed consumer (see [`crate::feed`]) with every handle made
+    /// from this configuration, on a thread of its own, applying the outbox in
+    /// `schema` of the PostgreSQL database at `database_url`; it ends once the
+    /// handle and all its clones are dropped.
+    pub fn change_feed(
+        mut self,
+        database_url: impl Into<String>,
+        schema: impl Into<String>,
+    ) -> Self {
+        self.0.change_feed = Some((database_url.into(), schema.into()));
         self
     }
 

@@ -29,6 +29,16 @@ pub(crate) struct Prepared {
     pub(crate) template: Arc<Template>,
 }
 
+/// A [`Cacheops`] that does not keep it alive (for threads that must end with it).
+pub(crate) struct WeakCacheops(std::sync::Weak<Inner>);
+
+impl WeakCacheops {
+    /// The handle, while any clone of it lives.
+    pub(crate) fn upgrade(&self) -> Option<Cacheops> {
+        self.0.upgrade().map(|inner| Cacheops { inner })
+    }
+}
+
 /// A handle on one cache: cheap to clone, shared by threads.
 #[derive(Clone)]
 pub struct Cacheops {
@@ -184,9 +194,19 @@ impl Cacheops {
             columns: RwLock::default(),
             collations: RwLock::default(),
         };
-        Cacheops {
+        let handle = Cacheops {
             inner: Arc::new(inner),
+        };
+        #[cfg(feature = "postgres")]
+        if let Some((url, schema)) = handle.inner.config.change_feed.clone() {
+            crate::feed::spawn_weak(handle.downgrade(), url, schema);
         }
+        handle
+    }
+
+    /// A reference that does not keep the handle alive.
+    pub(crate) fn downgrade(&self) -> WeakCacheops {
+        WeakCacheops(Arc::downgrade(&self.inner))
     }
 
     /// The configuration this handle runs with.

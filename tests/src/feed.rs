@@ -270,3 +270,47 @@ fn rows_of_an_older_table_shape_widen_to_the_table() {
     assert!(read(&mut ctx, 1).0.iter().all(|a| a.views == 3));
     assert_eq!(read(&mut ctx, 2).1, 1, "the whole table was invalidated");
 }
+
+/// `ConfigBuilder::change_feed`: the handle runs its consumer, which ends once
+/// every clone of the handle is gone.
+#[test]
+fn a_configured_feed_runs_with_its_handle_and_ends_with_it() {
+    use cacheops::{Cacheops, Config, Ops, Profile};
+    let mut ctx = setup();
+    let all = Profile::new(Ops::ALL, std::time::Duration::from_secs(60));
+    let config = Config::builder()
+        .url(redis_url())
+        .prefix(unique("cacheops_feed_cfg"))
+        .profile("*.*", all)
+        .change_feed(database_url_of(&ctx), ctx.db.schema.clone())
+        .build();
+    let handle = Cacheops::new(config).unwrap();
+    let read = |ctx: &mut Ctx<PgDb>, h: &Cacheops| {
+        in_category(1)
+            .cache()
+            .using(h)
+            .load::<Article>(&mut ctx.conn)
+            .unwrap()
+    };
+    read(&mut ctx, &handle);
+    ctx.conn
+        .batch_execute("UPDATE articles SET views = 77 WHERE category_id = 1")
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !read(&mut ctx, &handle).iter().all(|a| a.views == 77) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the configured consumer never applied it"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _ = handle.invalidate_all();
+    drop(handle);
+    // The consumer sees the handle gone within its wait (a second at most).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    ctx.conn
+        .batch_execute("UPDATE articles SET views = 78 WHERE category_id = 1")
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(outbox_len(&mut ctx), 3, "no consumer is left");
+}

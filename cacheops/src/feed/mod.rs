@@ -202,26 +202,57 @@ const POLL: Duration = Duration::from_millis(5);
 /// outbox, waits for the triggers' notifications, reconnects after a failure (a
 /// second later). Logs what it does.
 pub fn run(handle: &Cacheops, database_url: &str, schema: &str, stop: &AtomicBool) {
-    while !stop.load(Ordering::Relaxed) {
-        if let Err(e) = run_connected(handle, database_url, schema, stop) {
+    run_with(&|| Some(handle.clone()), database_url, schema, stop);
+}
+
+/// [`run`] with the handle taken afresh for each batch, until `handle` gives none.
+fn run_with(handle: &dyn Fn() -> Option<Cacheops>, url: &str, schema: &str, stop: &AtomicBool) {
+    let live = || !stop.load(Ordering::Relaxed) && handle().is_some();
+    while live() {
+        if let Err(e) = run_connected(handle, url, schema, stop) {
             tracing::warn!(error = %e, "cacheops: change feed consumer failed; retrying in 1 s");
             std::thread::sleep(Duration::from_secs(1));
         }
     }
 }
 
-fn run_connected(handle: &Cacheops, url: &str, schema: &str, stop: &AtomicBool) -> Result<()> {
+fn run_connected(
+    handle: &dyn Fn() -> Option<Cacheops>,
+    url: &str,
+    schema: &str,
+    stop: &AtomicBool,
+) -> Result<()> {
     let mut conn = PgConnection::establish(url).map_err(|e| {
         Error::new(ErrorKind::Database, "change feed: cannot connect").with_source(e)
     })?;
     let listen = format!("LISTEN {}", install::quote(&install::channel(schema)));
     conn.batch_execute(&listen).map_err(db_error("listening"))?;
     while !stop.load(Ordering::Relaxed) {
-        if apply_once(&mut conn, handle, schema)? < BATCH {
+        // Held only while a batch is applied: the handle may go away between.
+        let Some(current) = handle() else {
+            return Ok(());
+        };
+        let applied = apply_once(&mut conn, &current, schema)?;
+        drop(current);
+        if applied < BATCH {
             wait(&mut conn, stop);
         }
     }
     Ok(())
+}
+
+/// Starts the consumer a [`crate::ConfigBuilder::change_feed`] asks for: it ends
+/// once every clone of the handle is gone.
+pub(crate) fn spawn_weak(handle: crate::runtime::WeakCacheops, url: String, schema: String) {
+    let spawned = std::thread::Builder::new()
+        .name("cacheops-feed".into())
+        .spawn(move || {
+            let never = AtomicBool::new(false);
+            run_with(&|| handle.upgrade(), &url, &schema, &never);
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cacheops: could not start the change feed consumer");
+    }
 }
 
 /// Waits for a notification (or a second, or `stop`).
