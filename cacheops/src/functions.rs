@@ -206,9 +206,6 @@ pub(crate) fn from_catalog<'a>(found: impl IntoIterator<Item = (&'a str, &'a str
 /// this rough scan could misread (comments, escaped or dollar-quoted strings,
 /// bracketed names) always "may": Diesel renders none of them. Errs towards "may".
 pub(crate) fn may_call(sql: &str) -> bool {
-    if hard_to_scan(sql) {
-        return true;
-    }
     let mut words = Words {
         bytes: sql.as_bytes(),
         at: 0,
@@ -223,6 +220,7 @@ pub(crate) fn may_call(sql: &str) -> bool {
             Token::Open if last.is_some_and(|w| w.is_none_or(|w| !opens_without_call(w))) => {
                 return true;
             }
+            Token::Hard => return true,
             Token::Word(w) if is_keyword_call(w) && !after_dot => return true,
             Token::Word(w) => last = Some((!after_dot).then_some(w)),
             Token::Quoted => last = Some(None),
@@ -231,15 +229,6 @@ pub(crate) fn may_call(sql: &str) -> bool {
         after_dot = dot;
     }
     false
-}
-
-/// Text the rough scan of [`may_call`] could misread.
-fn hard_to_scan(sql: &str) -> bool {
-    let dollar_quote = sql
-        .as_bytes()
-        .windows(2)
-        .any(|w| w[0] == b'$' && !w[1].is_ascii_digit());
-    dollar_quote || sql.ends_with('$') || ["--", "/*", "\\", "["].iter().any(|m| sql.contains(m))
 }
 
 /// Reserved keywords that may stand before a parenthesis that is not a call
@@ -310,6 +299,9 @@ enum Token<'a> {
     Quoted,
     Open,
     Dot,
+    /// Text this rough lexer could misread: a comment, an escape, a dollar
+    /// quote, a bracketed name.
+    Hard,
     Other,
 }
 
@@ -331,14 +323,17 @@ impl<'a> Words<'a> {
         Some(match b {
             b'(' => Token::Open,
             b'.' => Token::Dot,
-            b'\'' => {
-                self.skip_past(b'\'');
-                Token::Other
-            }
+            // An escape inside may end the string elsewhere than this lexer thinks.
+            b'\'' if self.skip_past(b'\'') => Token::Hard,
+            b'\'' => Token::Other,
             b'"' | b'`' => {
                 self.skip_past(b);
                 Token::Quoted
             }
+            b'\\' | b'[' => Token::Hard,
+            b'-' | b'/' if self.peek() == Some(if b == b'-' { b'-' } else { b'*' }) => Token::Hard,
+            // `$1` is a placeholder; `$$` or `$tag$` opens a dollar-quoted string.
+            b'$' if !self.peek().is_some_and(|n| n.is_ascii_digit()) => Token::Hard,
             b if is_word_byte(b) => {
                 while self.bytes.get(self.at).copied().is_some_and(is_word_byte) {
                     self.at += 1;
@@ -349,13 +344,21 @@ impl<'a> Words<'a> {
         })
     }
 
-    fn skip_past(&mut self, quote: u8) {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    /// Moves past the closing `quote`; whether a backslash came before it.
+    fn skip_past(&mut self, quote: u8) -> bool {
+        let mut escaped = false;
         while let Some(&b) = self.bytes.get(self.at) {
             self.at += 1;
             if b == quote {
-                return;
+                break;
             }
+            escaped |= b == b'\\';
         }
+        escaped
     }
 }
 

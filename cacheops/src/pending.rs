@@ -95,9 +95,7 @@ impl Queue {
                 "cacheops: a transaction ended by a failed statement; its on_commit hooks do not run"
             );
         }
-        for p in self.pending {
-            p.send_committed();
-        }
+        self.pending.into_iter().for_each(Pending::send_committed);
     }
 
     /// Sends every invalidation of a committed transaction (a failure is reported
@@ -106,9 +104,7 @@ impl Queue {
     /// registered. Invalidations go first so that a hook reading through the cache
     /// (or telling another process to) sees the committed data.
     pub(crate) fn settle(self) {
-        for p in self.pending {
-            p.send_committed();
-        }
+        self.pending.into_iter().for_each(Pending::send_committed);
         for hook in self.hooks {
             hook();
         }

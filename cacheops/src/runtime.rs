@@ -281,17 +281,8 @@ impl Cacheops {
         if let Some(known) = functions::known(name, dialect) {
             return known;
         }
-        let memo = self
-            .inner
-            .functions
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(known) = memo.get(name) {
-            return *known;
-        }
-        drop(memo);
         let (schema, own) = functions::schema_and_name(name);
-        let judged = remembered(&self.inner.functions, name.to_string(), || {
+        let judged = remembered(&self.inner.functions, name, || {
             let found = lookup(schema, own)?;
             Some(functions::from_catalog(
                 found.iter().map(|(s, v)| (s.as_str(), v.as_str())),
@@ -352,7 +343,7 @@ impl Cacheops {
         table: &str,
         lookup: impl FnOnce() -> Option<bool>,
     ) -> bool {
-        remembered(&self.inner.columns, (identity, table.to_string()), lookup).unwrap_or(false)
+        remembered(&self.inner.columns, &(identity, table.to_string()), lookup).unwrap_or(false)
     }
 
     /// The SQL and template remembered for the query type `id` (see
@@ -629,19 +620,24 @@ fn column_is_exact(table: &str, column: &str, value: &Value) -> bool {
 }
 
 /// The value `memo` holds for `key`, or the one `lookup` finds, then kept; a
-/// lookup that finds nothing is not kept (asked again next time).
-fn remembered<K: std::hash::Hash + Eq, V: Copy>(
+/// lookup that finds nothing is not kept (asked again next time). The key is
+/// copied only when a found value is kept.
+fn remembered<K, Q, V>(
     memo: &RwLock<HashMap<K, V>>,
-    key: K,
+    key: &Q,
     lookup: impl FnOnce() -> Option<V>,
-) -> Option<V> {
-    if let Some(known) = memo.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+) -> Option<V>
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: ToOwned<Owned = K> + std::hash::Hash + Eq + ?Sized,
+    V: Copy,
+{
+    if let Some(known) = memo.read().unwrap_or_else(|e| e.into_inner()).get(key) {
         return Some(*known);
     }
     let found = lookup()?;
-    memo.write()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key, found);
+    let mut memo = memo.write().unwrap_or_else(|e| e.into_inner());
+    memo.insert(key.to_owned(), found);
     Some(found)
 }
 

@@ -18,11 +18,7 @@ fn short_stress_runs_see_no_stale_read_even_across_redis_restarts() {
     };
     let report = stress::run(&args);
     assert!(report.reads > 100 && report.writes > 50, "{report:?}");
-    assert_eq!(
-        (report.stale_reads, report.stale_after_quiesce),
-        (0, 0),
-        "{report:?}"
-    );
+    assert_fresh(&report);
     // The same schema and prefix: the restart run follows, never overlaps.
     let args = stress::Args {
         seconds: 5,
@@ -34,11 +30,7 @@ fn short_stress_runs_see_no_stale_read_even_across_redis_restarts() {
         report.restarts >= 1 && report.store_errors > 0,
         "{report:?}"
     );
-    assert_eq!(
-        (report.stale_reads, report.stale_after_quiesce),
-        (0, 0),
-        "{report:?}"
-    );
+    assert_fresh(&report);
     // Writers outside cacheops (bare connections, cascade deletes), seen through
     // the change feed, whose consumer is stopped and started again.
     let outside = stress::Args {
@@ -50,11 +42,7 @@ fn short_stress_runs_see_no_stale_read_even_across_redis_restarts() {
     };
     let report = stress::run(&outside);
     assert!(report.feed_lag_p50_us > 0.0, "{report:?}");
-    assert_eq!(
-        (report.stale_reads, report.stale_after_quiesce),
-        (0, 0),
-        "{report:?}"
-    );
+    assert_fresh(&report);
     // The local tier in front, across restarts too.
     let args = stress::Args {
         local: true,
@@ -62,6 +50,11 @@ fn short_stress_runs_see_no_stale_read_even_across_redis_restarts() {
     };
     let report = stress::run(&args);
     assert!(report.local_hits > 0, "{report:?}");
+    assert_fresh(&report);
+}
+
+/// No read was stale, during the run or after it.
+fn assert_fresh(report: &stress::Report) {
     assert_eq!(
         (report.stale_reads, report.stale_after_quiesce),
         (0, 0),

@@ -40,6 +40,15 @@ fn apply(ctx: &mut Ctx<PgDb>) -> usize {
     feed::apply_once(&mut conn, &ctx.cache, &schema).unwrap()
 }
 
+/// Waits (10 s at most, else fails with `what`) until `done`.
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 fn outbox_len(ctx: &mut Ctx<PgDb>) -> i64 {
     let sql = format!("(SELECT count(*) FROM {}.outbox)", ctx.db.schema);
     diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&sql))
@@ -165,14 +174,9 @@ fn a_stopped_consumer_catches_up_and_several_share_the_outbox() {
         cache.start_change_feed(&url, &schema),
         cache.start_change_feed(&url, &schema),
     ];
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while outbox_len(&mut ctx) > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the consumers never caught up"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    eventually("the consumers never caught up", || {
+        outbox_len(&mut ctx) == 0
+    });
     assert!(read(&mut ctx, 1).0.iter().all(|a| a.views == 5));
     for views in 6..30 {
         ctx.conn
@@ -181,13 +185,9 @@ fn a_stopped_consumer_catches_up_and_several_share_the_outbox() {
             ))
             .unwrap();
     }
-    while outbox_len(&mut ctx) > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the consumers never caught up"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    eventually("the consumers never caught up", || {
+        outbox_len(&mut ctx) == 0
+    });
     assert!(read(&mut ctx, 1).0.iter().all(|a| a.views == 29));
     drop(feeds);
 }
@@ -296,14 +296,9 @@ fn a_configured_feed_runs_with_its_handle_and_ends_with_it() {
     ctx.conn
         .batch_execute("UPDATE articles SET views = 77 WHERE category_id = 1")
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !read(&mut ctx, &handle).iter().all(|a| a.views == 77) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the configured consumer never applied it"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    eventually("the configured consumer never applied it", || {
+        read(&mut ctx, &handle).iter().all(|a| a.views == 77)
+    });
     let _ = handle.invalidate_all();
     drop(handle);
     // The consumer sees the handle gone within its wait (a second at most).

@@ -11,14 +11,14 @@ use diesel::expression::QueryMetadata;
 use diesel::query_builder::{Query, QueryFragment, QueryId};
 use diesel::result::{ConnectionError, ConnectionResult, QueryResult};
 
-use super::effect::{self, Effect, Step};
+use super::effect::{self, Analysis, Effect, Step};
 use super::touched::{self, Granular};
 use super::tracked::Tracked;
 use super::CacheConnection;
 use crate::automatic::{self, CachedCursor, CachedRow, RawRows};
 use crate::backend::{CacheBackend, Dialect};
 use crate::fill::Storable;
-use crate::functions::{self, Volatility};
+use crate::functions::Volatility;
 use crate::memo::Memo;
 use crate::pending::{Owed, Pending};
 use crate::runtime::Cacheops;
@@ -142,10 +142,7 @@ impl<C: CacheConnection> CachedConnection<C> {
         }
         let Some(identity) = self.inner.__database_identity() else {
             // Not kept: asked again next time (an aborted transaction, say).
-            use std::hash::BuildHasher;
-            let salt = std::hash::RandomState::new();
-            return u128::from(salt.hash_one(std::process::id())) << 64
-                | u128::from(salt.hash_one(0));
+            return crate::store::unique();
         };
         let learned =
             xxhash_rust::xxh3::xxh3_128(identity.as_bytes()) ^ self.tracked.private_salt();
@@ -172,11 +169,12 @@ impl<C: CacheConnection> CachedConnection<C> {
     /// database identity makes it learned again before the next cached read.
     fn ran(&mut self, classified: &Classified, calls: Volatility) {
         // A function that may write may also set the search path (`set_config`).
-        let unknown = classified.effect == Effect::Unknown;
-        if classified.session || unknown || calls == Volatility::MayWrite {
+        let analysis = &classified.analysis;
+        let unknown = analysis.effect == Effect::Unknown;
+        if analysis.session || unknown || calls == Volatility::MayWrite {
             self.tracked.session_changed();
         }
-        if classified.temp {
+        if analysis.temp {
             self.tracked.made_private();
         }
     }
@@ -258,7 +256,7 @@ impl<C: CacheConnection> CachedConnection<C> {
     /// What the functions a statement calls may do (built-ins by name, others
     /// from the catalog, once per handle): the worst of them.
     fn calls(&mut self, classified: &Classified) -> Volatility {
-        if classified.calls.is_empty() {
+        if classified.analysis.calls.is_empty() {
             return Volatility::Stable;
         }
         let handle = self.tracked.handle.clone();
@@ -270,6 +268,7 @@ impl<C: CacheConnection> CachedConnection<C> {
             })
         };
         classified
+            .analysis
             .calls
             .iter()
             .map(&mut judge)
@@ -281,7 +280,7 @@ impl<C: CacheConnection> CachedConnection<C> {
     /// function that may write makes it a write of anything.
     fn effect_of(&mut self, classified: &Classified) -> (Effect, Volatility) {
         let calls = self.calls(classified);
-        let effect = classified.effect.clone();
+        let effect = classified.analysis.effect.clone();
         match calls {
             Volatility::MayWrite => (effect.with_unknown_writes(), calls),
             _ => (effect, calls),
@@ -535,25 +534,21 @@ type Replayed<C> = <<C as Connection>::Backend as CacheBackend>::Replayed;
 /// the database takes to run it).
 #[derive(Debug)]
 struct Classified {
-    effect: Effect,
+    /// Its effect, the functions it calls, what it does to the session.
+    analysis: Analysis,
     granular: Option<Granular>,
-    /// The functions it calls that are not known harmless.
-    calls: Box<[String]>,
-    /// It may change which database, user or schemas the session reads.
-    session: bool,
-    /// It creates a temporary table: the session's names are its own from then on.
-    temp: bool,
 }
 
 impl Classified {
     /// An effect known without looking at SQL (no granular way to run it).
     fn of(effect: Effect) -> Arc<Classified> {
+        Classified::shared(Analysis::of(effect))
+    }
+
+    fn shared(analysis: Analysis) -> Arc<Classified> {
         Arc::new(Classified {
-            effect,
+            analysis,
             granular: None,
-            calls: Box::default(),
-            session: false,
-            temp: false,
         })
     }
 
@@ -566,12 +561,10 @@ impl Classified {
     /// `SET`, `RESET` or `DISCARD`: no rows, but maybe the session's schemas.
     fn session() -> Arc<Classified> {
         static SESSION: LazyLock<Arc<Classified>> = LazyLock::new(|| {
-            Arc::new(Classified {
-                effect: Effect::Read,
-                granular: None,
-                calls: Box::default(),
+            let analysis = Analysis::of(Effect::Read);
+            Classified::shared(Analysis {
                 session: true,
-                temp: false,
+                ..analysis
             })
         });
         SESSION.clone()
@@ -582,23 +575,21 @@ fn classified(sql: &str, dialect: Dialect) -> Arc<Classified> {
     static MEMO: LazyLock<Memo<Arc<Classified>>> = LazyLock::new(Memo::default);
     // A read that cannot call a function is told by its text: it needs no memo,
     // and does not fill the memo with every distinct SELECT text.
-    if effect::reads_only(sql) && !functions::may_call(sql) && !effect::creates_temp(sql) {
-        return match effect::changes_session(sql) {
-            true => Classified::session(),
-            false => Classified::read(),
-        };
+    match effect::unparsed(sql) {
+        // A temporary table makes the session private: worked out below, once.
+        Some(read) if !read.temp => {
+            return match read.session {
+                true => Classified::session(),
+                false => Classified::read(),
+            }
+        }
+        _ => {}
     }
     MEMO.get_or(sql, dialect, || {
-        let analysis = effect::analyse(sql, dialect);
+        let mut analysis = effect::analyse(sql, dialect);
         let granular = touched::granular(sql, &analysis.effect, dialect);
-        let session = analysis.session || analysis.calls.iter().any(|c| c.ends_with("set_config"));
-        Arc::new(Classified {
-            effect: analysis.effect,
-            granular,
-            calls: analysis.calls.into(),
-            session,
-            temp: analysis.temp,
-        })
+        analysis.session |= analysis.calls.iter().any(|c| c.ends_with("set_config"));
+        Arc::new(Classified { analysis, granular })
     })
 }
 

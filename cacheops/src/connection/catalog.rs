@@ -143,13 +143,7 @@ impl CacheConnection for diesel::sqlite::SqliteConnection {
         )?;
         Some(match file.is_empty() {
             false => file,
-            true => {
-                use std::hash::BuildHasher;
-                static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-                let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let salt = std::hash::RandomState::new().hash_one(n);
-                format!("memory {} {n} {salt:x}", std::process::id())
-            }
+            true => format!("memory {:032x}", crate::store::unique()),
         })
     }
 

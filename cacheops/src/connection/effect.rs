@@ -112,39 +112,46 @@ pub(crate) struct Analysis {
 }
 
 /// The effect of `sql` and the functions it calls. A read that cannot call a
-/// function is told without parsing.
+/// function is told without parsing (see [`unparsed`]).
 pub(crate) fn analyse(sql: &str, dialect: Dialect) -> Analysis {
     if prepares_transaction(sql) {
-        return Analysis {
-            effect: Effect::Steps(vec![Step::Commit]),
+        return Analysis::of(Effect::Steps(vec![Step::Commit]));
+    }
+    unparsed(sql).unwrap_or_else(|| parsed(sql, dialect))
+}
+
+impl Analysis {
+    /// Just this effect: no calls, nothing about the session.
+    pub(crate) fn of(effect: Effect) -> Analysis {
+        Analysis {
+            effect,
             calls: Vec::new(),
             session: false,
             temp: false,
-        };
+        }
     }
-    if reads_only(sql) && !functions::may_call(sql) {
-        return Analysis {
-            effect: Effect::Read,
-            calls: Vec::new(),
-            session: changes_session(sql),
-            temp: creates_temp(sql),
-        };
-    }
-    parsed(sql, dialect)
 }
 
-/// Whether a single statement may change the session's database identity: a
-/// `SET`, `RESET` or `DISCARD` that names what the identity is made of.
-pub(crate) fn changes_session(sql: &str) -> bool {
-    matches!(
-        first_keyword(sql).as_deref(),
-        Some("SET" | "RESET" | "DISCARD")
-    ) && names_identity(sql)
+/// What one statement's text tells without parsing, when that is all there is:
+/// its first keyword says it changes no rows, and it calls no function. `None`:
+/// parse it. Every read through a `CachedConnection` asks this, so it looks at
+/// the text once for the keyword and once for calls.
+pub(crate) fn unparsed(sql: &str) -> Option<Analysis> {
+    let word = first_keyword(sql)?;
+    let read = READS.contains(&word.as_str()) && !sql.contains(';') && !functions::may_call(sql);
+    let mut analysis = read.then(|| Analysis::of(Effect::Read))?;
+    match word.as_str() {
+        "PREPARE" if prepares_transaction(sql) => return None,
+        "SET" | "RESET" | "DISCARD" => analysis.session = names_identity(sql),
+        "CREATE" => analysis.temp = creates_temp(sql),
+        _ => {}
+    }
+    Some(analysis)
 }
 
 /// Whether a single statement creates a temporary table (`CREATE TEMP TABLE`,
 /// `CREATE LOCAL TEMPORARY TABLE`), told by its first words.
-pub(crate) fn creates_temp(sql: &str) -> bool {
+fn creates_temp(sql: &str) -> bool {
     let mut words = sql.split_whitespace().take(3);
     let create = words
         .next()
@@ -167,14 +174,6 @@ fn names_identity(sql: &str) -> bool {
     ]
     .iter()
     .any(|word| lower.contains(word))
-}
-
-/// Whether `sql` is one statement that changes no rows, told by its first keyword
-/// alone (no parsing).
-pub(crate) fn reads_only(sql: &str) -> bool {
-    first_keyword(sql).is_some_and(|word| READS.contains(&word.as_str()))
-        && !sql.contains(';')
-        && !prepares_transaction(sql)
 }
 
 /// `PREPARE TRANSACTION 'id'` (two-phase commit): the transaction leaves the
@@ -215,10 +214,9 @@ fn parsed(sql: &str, dialect: Dialect) -> Analysis {
     };
     let Ok(statements) = Parser::parse_sql(sql_dialect, sql) else {
         return Analysis {
-            effect: Effect::Unknown,
-            calls: Vec::new(),
             session: true,
             temp: creates_temp(sql),
+            ..Analysis::of(Effect::Unknown)
         };
     };
     let calls = functions::called(&statements);

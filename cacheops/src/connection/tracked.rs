@@ -101,10 +101,7 @@ impl Tracked {
     /// The session created a temporary table: no other session shares its names.
     pub(crate) fn made_private(&mut self) {
         if self.private.is_none() {
-            use std::hash::BuildHasher;
-            let salt = std::hash::RandomState::new();
-            self.private =
-                Some(u128::from(salt.hash_one(0u8)) << 64 | u128::from(salt.hash_one(1u8)));
+            self.private = Some(crate::store::unique());
             self.identity = None;
         }
     }

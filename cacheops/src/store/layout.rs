@@ -440,12 +440,21 @@ pub(crate) fn unframe(mut values: Vec<Option<Vec<u8>>>) -> Option<Vec<u8>> {
 /// A fresh random stamp: 16 hex characters. Process-wide random keys hash a
 /// counter, so stamps never repeat within a process and differ between processes.
 pub(crate) fn new_stamp() -> String {
+    let mut out = String::with_capacity(16);
+    push_hex(&mut out, &fresh().to_be_bytes());
+    out
+}
+
+/// A random 128-bit value no other call in this or any process gives (see
+/// [`new_stamp`]): for identities that must be their holder's own.
+pub(crate) fn unique() -> u128 {
+    u128::from(fresh()) << 64 | u128::from(fresh())
+}
+
+fn fresh() -> u64 {
     static STATE: LazyLock<RandomState> = LazyLock::new(RandomState::new);
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut out = String::with_capacity(16);
-    push_hex(&mut out, &STATE.hash_one(n).to_be_bytes());
-    out
+    STATE.hash_one(COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// How long stamps live for values of `ttl`: long enough to outlive every value

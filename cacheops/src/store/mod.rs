@@ -24,6 +24,7 @@ use crate::error::Result;
 use crate::value::Value;
 
 pub(crate) use self::failure::{Doing, Phase};
+pub(crate) use self::layout::unique;
 pub(crate) use self::redis::open_connection;
 
 pub use self::local::LocalTier;
