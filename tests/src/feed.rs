@@ -230,15 +230,7 @@ fn the_cli_installs_and_removes_the_feed() {
     assert!(dry.contains(&on_articles), "{dry}");
     assert!(dry.contains("-- skipped counters: no such table"), "{dry}");
     let mut conn = ctx.db.connect();
-    let outbox = |conn: &mut PgConnection| {
-        let sql = format!(
-            "(SELECT to_regclass('{}.outbox') IS NOT NULL)",
-            ctx.db.schema
-        );
-        diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&sql))
-            .get_result::<bool>(conn)
-            .unwrap()
-    };
+    let outbox = |conn: &mut PgConnection| outbox_exists(conn, &ctx.db.schema);
     assert!(!outbox(&mut conn), "a dry run changes nothing");
     assert!(feed(&["install"])
         .unwrap()
@@ -308,4 +300,105 @@ fn a_configured_feed_runs_with_its_handle_and_ends_with_it() {
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(outbox_len(&mut ctx), 3, "no consumer is left");
+}
+
+/// A model's column the table lacks (renamed or dropped): the installer names
+/// it and installs nothing, the CLI exits with it, a dry run prints both.
+#[test]
+fn a_renamed_column_stops_the_install_with_its_name() {
+    let mut ctx: Ctx<PgDb> = Ctx::new(StoreKind::Redis);
+    ctx.conn
+        .batch_execute("ALTER TABLE articles RENAME COLUMN title TO headline")
+        .unwrap();
+    let err = feed::install(&mut ctx.conn, &ctx.db.schema).unwrap_err();
+    assert_eq!(err.kind(), cacheops::ErrorKind::Config);
+    let message = err.to_string();
+    assert!(
+        message.contains("column `title` of model blog.Article is not in the table"),
+        "{message}"
+    );
+    assert!(
+        !outbox_exists(&mut ctx.conn, &ctx.db.schema),
+        "nothing was installed"
+    );
+}
+
+/// An outbox of another version: `feed install` refuses it, a consumer stops at
+/// once with the reason and claims nothing; its rows stay for the right consumer.
+#[test]
+fn an_outbox_of_another_version_is_refused_and_kept() {
+    let mut ctx = setup();
+    ctx.conn
+        .batch_execute(&format!(
+            "UPDATE articles SET views = 9 WHERE category_id = 1; \
+             COMMENT ON TABLE {}.outbox IS 'cacheops change feed, outbox version 0'",
+            ctx.db.schema
+        ))
+        .unwrap();
+    let problems = feed::plan(&mut ctx.conn, &ctx.db.schema).unwrap().problems;
+    assert!(
+        problems[0].contains("another version of cacheops"),
+        "{problems:?}"
+    );
+    assert!(feed::install(&mut ctx.conn, &ctx.db.schema).is_err());
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let url = database_url_of(&ctx);
+    let err = feed::run(&ctx.cache, &url, &ctx.db.schema, &never).unwrap_err();
+    assert_eq!(err.kind(), cacheops::ErrorKind::Config);
+    assert!(err.to_string().contains("outbox version 0"), "{err}");
+    let consumer = ctx.cache.start_change_feed(&url, &ctx.db.schema);
+    eventually("the consumer goes on with a foreign outbox", || {
+        consumer.has_ended()
+    });
+    assert!(consumer.stop().is_err());
+    let (redis, prefix) = (redis_url(), ctx.cache.config().prefix().to_string());
+    let args = [
+        "--redis-url",
+        &redis,
+        "--prefix",
+        &prefix,
+        "--database-url",
+        &url,
+    ];
+    let schema = ["feed", "--schema", &ctx.db.schema, "run"];
+    let cli = crate::cli::cli(&[&args[..], &schema[..]].concat()).unwrap_err();
+    assert!(
+        cli.message().contains("another version"),
+        "{}",
+        cli.message()
+    );
+    assert_eq!(outbox_len(&mut ctx), 3, "no row was claimed");
+}
+
+/// Triggers capture whole rows: a table without a primary key is fed like any.
+#[test]
+fn a_table_without_a_primary_key_is_fed() {
+    let mut ctx = setup();
+    ctx.conn
+        .batch_execute("ALTER TABLE categories DROP CONSTRAINT categories_pkey CASCADE")
+        .unwrap();
+    let names = |ctx: &mut Ctx<PgDb>| {
+        let (rows, n) = ctx.counted(|conn, h| {
+            categories::table
+                .filter(categories::id.eq(2))
+                .cache()
+                .using(h)
+                .load::<Category>(conn)
+        });
+        (rows.unwrap()[0].name.clone(), n)
+    };
+    let before = names(&mut ctx).0;
+    let mut bare = ctx.db.connect();
+    bare.batch_execute("UPDATE categories SET name = 'renamed' WHERE id = 2")
+        .unwrap();
+    assert_eq!(names(&mut ctx), (before, 0), "stale without the feed");
+    assert_eq!(apply(&mut ctx), 1);
+    assert_eq!(names(&mut ctx).0, "renamed");
+}
+
+fn outbox_exists(conn: &mut PgConnection, schema: &str) -> bool {
+    let sql = format!("(SELECT to_regclass('{schema}.outbox') IS NOT NULL)");
+    diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&sql))
+        .get_result(conn)
+        .unwrap()
 }

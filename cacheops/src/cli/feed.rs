@@ -52,18 +52,24 @@ fn install(
             "no model is registered under this prefix: start the application once (it publishes its models), or check --prefix",
         ));
     }
-    let names: Vec<&str> = models.iter().map(|m| m.table.as_str()).collect();
-    let plan = feed::plan_for(conn, schema, &names)
+    let models: Vec<feed::Modelled> = models.iter().map(feed::Modelled::from).collect();
+    let plan = feed::plan_for(conn, schema, &models)
         .map_err(|e| CliError::caused("cannot plan the feed", e))?;
     for skipped in &plan.skipped {
         say(out, format_args!("-- skipped {skipped}"))?;
     }
     let sql = match remove {
-        false => plan.sql,
+        false => plan.sql.clone(),
         true => feed::uninstall_sql(schema, &plan.tables),
     };
     if dry_run {
-        return say(out, sql.trim_end());
+        say(out, sql.trim_end())?;
+    }
+    if !remove {
+        feed::refuse_problems(&plan).map_err(|e| CliError::new(e.to_string()))?;
+    }
+    if dry_run {
+        return Ok(());
     }
     feed::apply_sql(conn, &sql).map_err(|e| CliError::caused("cannot apply the SQL", e))?;
     let done = if remove {
@@ -90,6 +96,5 @@ fn consume(settings: &Settings, url: &str, schema: &str, out: &mut dyn Write) ->
     )?;
     let _ = out.flush();
     let never = std::sync::atomic::AtomicBool::new(false);
-    feed::run(&handle, url, schema, &never);
-    Ok(())
+    feed::run(&handle, url, schema, &never).map_err(|e| CliError::new(e.to_string()))
 }

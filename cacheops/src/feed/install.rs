@@ -21,7 +21,12 @@ use crate::error::{Error, ErrorKind, Result};
 /// The outbox's default schema.
 pub const DEFAULT_SCHEMA: &str = "cacheops";
 
-/// What [`plan`] found: the SQL to run and the tables it leaves out.
+/// The outbox's comment, naming the shape this version of cacheops writes and
+/// reads: an outbox made by another version is refused, never misread.
+pub const VERSION: &str = "cacheops change feed, outbox version 1";
+
+/// What [`plan`] found: the SQL to run, the tables it leaves out, and what stops
+/// it from being installed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     /// Statements, in order.
@@ -30,6 +35,41 @@ pub struct Plan {
     pub skipped: Vec<String>,
     /// Tables the triggers are installed on.
     pub tables: Vec<String>,
+    /// Why the feed must not be installed as it stands (a model's column the
+    /// table lacks, an outbox of another version); [`install`] refuses while
+    /// there is any.
+    pub problems: Vec<String>,
+}
+
+/// What the feed needs of a model: its label, table and columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Modelled {
+    /// `app.Model`.
+    pub label: String,
+    /// The table, as the model names it.
+    pub table: String,
+    /// The model's columns.
+    pub columns: Vec<String>,
+}
+
+impl From<&crate::model::ModelInfo> for Modelled {
+    fn from(m: &crate::model::ModelInfo) -> Modelled {
+        Modelled {
+            label: m.label.to_string(),
+            table: m.table.to_string(),
+            columns: m.columns.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+}
+
+impl From<&crate::registry::ModelEntry> for Modelled {
+    fn from(m: &crate::registry::ModelEntry) -> Modelled {
+        Modelled {
+            label: m.label.clone(),
+            table: m.table.clone(),
+            columns: m.columns.clone(),
+        }
+    }
 }
 
 /// The installation SQL for `tables` (as the database resolves them), with the
@@ -47,6 +87,7 @@ pub fn install_sql(schema: &str, tables: &[String]) -> String {
          \x20   new text,\n\
          \x20   at timestamptz NOT NULL DEFAULT clock_timestamp()\n\
          );\n\
+         COMMENT ON TABLE {s}.outbox IS {version};\n\
          CREATE OR REPLACE FUNCTION {s}.capture() RETURNS trigger LANGUAGE plpgsql AS $cacheops$\n\
          BEGIN\n\
          \x20   INSERT INTO {s}.outbox (tbl, name, op, old, new)\n\
@@ -58,6 +99,7 @@ pub fn install_sql(schema: &str, tables: &[String]) -> String {
          END\n\
          $cacheops$;\n",
         channel = literal(&channel(schema)),
+        version = literal(VERSION),
     );
     for table in tables {
         sql.push_str(&format!(
@@ -95,29 +137,119 @@ pub(crate) fn channel(schema: &str) -> String {
 }
 
 /// Which tables of this program's registered models `conn`'s database has (the
-/// rest skipped, each with the reason), and the installation SQL for them.
+/// rest skipped, each with the reason), what stands in the way, and the
+/// installation SQL.
 pub fn plan(conn: &mut PgConnection, schema: &str) -> Result<Plan> {
-    let names: Vec<&str> = crate::model::models().map(|m| m.table).collect();
-    plan_for(conn, schema, &names)
+    let models: Vec<Modelled> = crate::model::models().map(Modelled::from).collect();
+    plan_for(conn, schema, &models)
 }
 
-/// [`plan`] for the tables `names` (the CLI's come from the registry in Redis).
-pub fn plan_for(conn: &mut PgConnection, schema: &str, names: &[&str]) -> Result<Plan> {
-    let mut names = names.to_vec();
+/// [`plan`] for `models` (the CLI's come from the registry in Redis).
+pub fn plan_for(conn: &mut PgConnection, schema: &str, models: &[Modelled]) -> Result<Plan> {
+    let mut plan = Plan {
+        sql: String::new(),
+        skipped: Vec::new(),
+        tables: Vec::new(),
+        problems: Vec::new(),
+    };
+    if let Outbox::Other(found) = outbox(conn, schema)? {
+        plan.problems.push(other_version(schema, &found));
+    }
+    let mut names: Vec<&str> = models.iter().map(|m| m.table.as_str()).collect();
     names.sort_unstable();
     names.dedup();
-    let (mut tables, mut skipped) = (Vec::new(), Vec::new());
     for name in names {
-        match resolved(conn, name)? {
-            Some(table) => tables.push(table),
-            None => skipped.push(format!("{name}: no such table in this database")),
+        let Some(table) = resolved(conn, name)? else {
+            plan.skipped
+                .push(format!("{name}: no such table in this database"));
+            continue;
+        };
+        let present = columns(conn, &table)?;
+        for model in models.iter().filter(|m| m.table == name) {
+            plan.problems
+                .extend(missing_columns(model, &table, &present));
         }
+        plan.tables.push(table);
     }
-    Ok(Plan {
-        sql: install_sql(schema, &tables),
-        skipped,
-        tables,
+    plan.sql = install_sql(schema, &plan.tables);
+    Ok(plan)
+}
+
+/// A model's columns its table does not have, one problem each.
+fn missing_columns(model: &Modelled, table: &str, present: &[String]) -> Vec<String> {
+    model
+        .columns
+        .iter()
+        .filter(|c| !present.contains(c))
+        .map(|c| {
+            format!(
+                "{table}: column `{c}` of model {} is not in the table (renamed or dropped? \
+                 update the model or the table first)",
+                model.label
+            )
+        })
+        .collect()
+}
+
+fn other_version(schema: &str, found: &str) -> String {
+    format!(
+        "{}.outbox was made by another version of cacheops (its comment: {found:?}; this \
+         one reads {VERSION:?}): apply its rows with that version's consumer, then run \
+         `feed uninstall` and `feed install`",
+        quote(schema)
+    )
+}
+
+/// What the schema holds where the outbox belongs.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Outbox {
+    /// No outbox: the feed is not installed there.
+    Missing,
+    /// The outbox this version reads.
+    Current,
+    /// An outbox of another version, with its comment.
+    Other(String),
+}
+
+/// Finds the outbox of `schema` and tells its version by the table's comment.
+pub(crate) fn outbox(conn: &mut PgConnection, schema: &str) -> Result<Outbox> {
+    use diesel::sql_types::{Nullable, Text};
+    use diesel::RunQueryDsl;
+    let name = format!("{}.outbox", quote(schema));
+    let sql = diesel::dsl::sql::<(diesel::sql_types::Bool, Nullable<Text>)>("to_regclass(")
+        .bind::<Text, _>(&name)
+        .sql(") IS NOT NULL, obj_description(to_regclass(")
+        .bind::<Text, _>(&name)
+        .sql("), 'pg_class')");
+    let (exists, comment) = diesel::select(sql)
+        .get_result::<(bool, Option<String>)>(conn)
+        .map_err(|e| {
+            Error::new(ErrorKind::Database, "could not look up the outbox").with_source(e)
+        })?;
+    Ok(match (exists, comment) {
+        (false, _) => Outbox::Missing,
+        (true, Some(c)) if c == VERSION => Outbox::Current,
+        (true, c) => Outbox::Other(c.unwrap_or_default()),
     })
+}
+
+/// Fails with a clear [`ErrorKind::Config`] error unless `schema` holds the
+/// outbox this version reads: what a consumer checks before it claims a row.
+pub(crate) fn check_installed(conn: &mut PgConnection, schema: &str) -> Result<()> {
+    match outbox(conn, schema)? {
+        Outbox::Current => Ok(()),
+        Outbox::Missing => Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "change feed: no outbox in schema {}: run `cacheops-cli feed install` first",
+                quote(schema)
+            ),
+        )),
+        Outbox::Other(found) => Err(Error::new(
+            ErrorKind::Config,
+            format!("change feed: {}", other_version(schema, &found)),
+        )),
+    }
 }
 
 /// Runs `sql` (an install or uninstall script) in one transaction.
@@ -129,8 +261,23 @@ pub fn apply_sql(conn: &mut PgConnection, sql: &str) -> Result<()> {
 /// database has, in one transaction; the plan it ran.
 pub fn install(conn: &mut PgConnection, schema: &str) -> Result<Plan> {
     let plan = plan(conn, schema)?;
+    refuse_problems(&plan)?;
     run_in_transaction(conn, &plan.sql)?;
     Ok(plan)
+}
+
+/// An [`ErrorKind::Config`] error listing the plan's problems, if it has any.
+pub fn refuse_problems(plan: &Plan) -> Result<()> {
+    match plan.problems.is_empty() {
+        true => Ok(()),
+        false => Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "the change feed cannot be installed: {}",
+                plan.problems.join("; ")
+            ),
+        )),
+    }
 }
 
 /// Removes what [`install`] created.
@@ -163,6 +310,23 @@ fn resolved(conn: &mut PgConnection, name: &str) -> Result<Option<String>> {
     diesel::select(sql)
         .get_result::<Option<String>>(conn)
         .map_err(|e| Error::new(ErrorKind::Database, "could not look up a table").with_source(e))
+}
+
+/// The columns of `table` (schema-qualified and quoted), as the database names them.
+fn columns(conn: &mut PgConnection, table: &str) -> Result<Vec<String>> {
+    use diesel::sql_types::Text;
+    use diesel::RunQueryDsl;
+    let sql = diesel::dsl::sql::<diesel::sql_types::Array<Text>>(
+        "(SELECT coalesce(array_agg(attname::text), '{}') FROM pg_catalog.pg_attribute \
+         WHERE attrelid = to_regclass(",
+    )
+    .bind::<Text, _>(table)
+    .sql(") AND attnum > 0 AND NOT attisdropped)");
+    diesel::select(sql)
+        .get_result::<Vec<String>>(conn)
+        .map_err(|e| {
+            Error::new(ErrorKind::Database, "could not list a table's columns").with_source(e)
+        })
 }
 
 /// An identifier, double-quoted.

@@ -26,7 +26,8 @@ use diesel::pg::PgConnection;
 use diesel::row::{Field, Row};
 
 pub use install::{
-    apply_sql, install, install_sql, plan, plan_for, uninstall, uninstall_sql, Plan, DEFAULT_SCHEMA,
+    apply_sql, install, install_sql, plan, plan_for, refuse_problems, uninstall, uninstall_sql,
+    Modelled, Plan, DEFAULT_SCHEMA, VERSION,
 };
 
 use crate::connection::{DecodeRow, Named};
@@ -182,15 +183,37 @@ fn malformed(what: &str) -> Error {
 #[derive(Debug)]
 pub struct ChangeFeed {
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+impl ChangeFeed {
+    /// Whether the consumer has ended on its own: a fatal error (no outbox, or
+    /// one of another version), which [`ChangeFeed::stop`] returns.
+    pub fn has_ended(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Stops the consumer and waits for it; the fatal error it ended with, if any.
+    pub fn stop(mut self) -> Result<()> {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(ended)) => ended,
+            Some(Err(_)) => Err(Error::new(
+                ErrorKind::Config,
+                "change feed: the consumer thread panicked",
+            )),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Drop for ChangeFeed {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        let _ = self.finish();
     }
 }
 
@@ -199,21 +222,36 @@ impl Drop for ChangeFeed {
 const POLL: Duration = Duration::from_millis(5);
 
 /// Runs a consumer until `stop` is set: connects to `database_url`, applies the
-/// outbox, waits for the triggers' notifications, reconnects after a failure (a
-/// second later). Logs what it does.
-pub fn run(handle: &Cacheops, database_url: &str, schema: &str, stop: &AtomicBool) {
-    run_with(&|| Some(handle.clone()), database_url, schema, stop);
+/// outbox, waits for the triggers' notifications, reconnects after a transient
+/// failure (a second later). Logs what it does. Returns an
+/// [`ErrorKind::Config`] error, without claiming a row, when `schema` holds no
+/// outbox or one of another version: that needs an operator, not a retry.
+pub fn run(handle: &Cacheops, database_url: &str, schema: &str, stop: &AtomicBool) -> Result<()> {
+    run_with(&|| Some(handle.clone()), database_url, schema, stop)
 }
 
 /// [`run`] with the handle taken afresh for each batch, until `handle` gives none.
-fn run_with(handle: &dyn Fn() -> Option<Cacheops>, url: &str, schema: &str, stop: &AtomicBool) {
+fn run_with(
+    handle: &dyn Fn() -> Option<Cacheops>,
+    url: &str,
+    schema: &str,
+    stop: &AtomicBool,
+) -> Result<()> {
     let live = || !stop.load(Ordering::Relaxed) && handle().is_some();
     while live() {
-        if let Err(e) = run_connected(handle, url, schema, stop) {
-            tracing::warn!(error = %e, "cacheops: change feed consumer failed; retrying in 1 s");
-            std::thread::sleep(Duration::from_secs(1));
+        match run_connected(handle, url, schema, stop) {
+            Err(e) if e.kind() == ErrorKind::Config => {
+                tracing::error!(error = %e, "cacheops: change feed consumer stopped");
+                return Err(e);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cacheops: change feed consumer failed; retrying in 1 s");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Ok(()) => {}
         }
     }
+    Ok(())
 }
 
 fn run_connected(
@@ -225,6 +263,7 @@ fn run_connected(
     let mut conn = PgConnection::establish(url).map_err(|e| {
         Error::new(ErrorKind::Database, "change feed: cannot connect").with_source(e)
     })?;
+    install::check_installed(&mut conn, schema)?;
     let listen = format!("LISTEN {}", install::quote(&install::channel(schema)));
     conn.batch_execute(&listen).map_err(db_error("listening"))?;
     while !stop.load(Ordering::Relaxed) {
@@ -248,7 +287,8 @@ pub(crate) fn spawn_weak(handle: crate::runtime::WeakCacheops, url: String, sche
         .name("cacheops-feed".into())
         .spawn(move || {
             let never = AtomicBool::new(false);
-            run_with(&|| handle.upgrade(), &url, &schema, &never);
+            // A fatal error is logged by `run_with`; the application goes on.
+            let _ = run_with(&|| handle.upgrade(), &url, &schema, &never);
         });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cacheops: could not start the change feed consumer");
