@@ -364,8 +364,10 @@ impl ConfigBuilder {
 
     /// Runs a change-feed consumer (see [`crate::feed`]) with every handle made
     /// from this configuration, on a thread of its own, applying the outbox in
-    /// `schema` of the PostgreSQL database at `database_url`; it ends once the
-    /// handle and all its clones are dropped.
+    /// `schema` of the database at `database_url` (a `postgres://` URL, or a
+    /// SQLite path; for SQLite `schema` prefixes the outbox tables' names); it
+    /// ends once the handle and all its clones are dropped, or with a logged
+    /// error when the database holds no outbox of this version.
     pub fn change_feed(
         mut self,
         database_url: impl Into<String>,
@@ -428,5 +430,28 @@ mod tests {
         assert!(Config::from_vars(bad).is_err());
         let bad = |name: &str| (name == "CACHEOPS_MAX_VALUE_SIZE").then(|| "64MB".to_string());
         assert!(Config::from_vars(bad).is_err());
+    }
+}
+
+/// The database a URL names, by its scheme: `postgres://` / `postgresql://`, or
+/// SQLite (`sqlite://path`, or a path with no scheme).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DatabaseUrl<'a> {
+    /// A PostgreSQL URL, whole.
+    Postgres(&'a str),
+    /// A SQLite database's path.
+    Sqlite(&'a str),
+}
+
+impl DatabaseUrl<'_> {
+    /// What `url` names; `None` for another scheme.
+    pub(crate) fn parse(url: &str) -> Option<DatabaseUrl<'_>> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(DatabaseUrl::Postgres(url))
+        } else if let Some(path) = url.strip_prefix("sqlite://") {
+            Some(DatabaseUrl::Sqlite(path))
+        } else {
+            (!url.contains("://")).then_some(DatabaseUrl::Sqlite(url))
+        }
     }
 }

@@ -89,7 +89,7 @@ mod config;
 mod connection;
 pub mod deps;
 mod error;
-#[cfg(feature = "postgres")]
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub mod feed;
 mod fill;
 #[cfg(feature = "minijinja")]

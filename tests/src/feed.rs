@@ -242,7 +242,7 @@ fn the_cli_installs_and_removes_the_feed() {
     assert!(no_db
         .unwrap_err()
         .message()
-        .contains("PostgreSQL --database-url"));
+        .contains("needs a --database-url"));
 }
 
 /// Outbox rows recorded before the table changed shape no longer read as its
@@ -401,4 +401,166 @@ fn outbox_exists(conn: &mut PgConnection, schema: &str) -> bool {
     diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&sql))
         .get_result(conn)
         .unwrap()
+}
+
+/// The same feed on SQLite: another connection (or process) writing the file,
+/// cascades and triggers; the consumer polls.
+mod on_sqlite {
+    use super::eventually;
+    use crate::ctx::*;
+    use crate::fixtures::sqlite::*;
+    use cacheops::{feed, CachedConnection, CachedQueryDsl};
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
+
+    /// Foreign keys on (SQLite's are off per connection by default).
+    fn connect(ctx: &Ctx<SqliteDb>) -> SqliteConnection {
+        let mut conn = ctx.db.connect();
+        conn.batch_execute("PRAGMA foreign_keys = ON").unwrap();
+        conn
+    }
+
+    /// Seeded, with articles cascading from categories, and the feed installed.
+    fn setup() -> Ctx<SqliteDb> {
+        let mut ctx: Ctx<SqliteDb> = Ctx::new(StoreKind::Redis);
+        ctx.conn
+            .batch_execute(
+                "PRAGMA foreign_keys = ON; \
+                 CREATE TABLE articles_new (id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, \
+                 category_id INTEGER NOT NULL REFERENCES categories (id) ON DELETE CASCADE, \
+                 title VARCHAR(200) NOT NULL, published BOOLEAN NOT NULL DEFAULT 0, \
+                 views INTEGER NOT NULL DEFAULT 0, body TEXT, \
+                 created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, uid TEXT NOT NULL, \
+                 score DOUBLE NOT NULL DEFAULT 0); \
+                 DROP TABLE articles; ALTER TABLE articles_new RENAME TO articles;",
+            )
+            .unwrap();
+        seed(&mut ctx.conn, 3, 3);
+        let plan = feed::install(&mut ctx.conn, feed::DEFAULT_SCHEMA).unwrap();
+        assert_eq!(plan.tables, ["articles", "categories"], "{plan:?}");
+        ctx
+    }
+
+    fn read(ctx: &mut Ctx<SqliteDb>, c: i32) -> (Vec<Article>, usize) {
+        let (rows, n) =
+            ctx.counted(|conn, h| in_category(c).cache().using(h).load::<Article>(conn));
+        (rows.unwrap(), n)
+    }
+
+    fn apply(ctx: &mut Ctx<SqliteDb>) -> usize {
+        feed::apply_once(&mut connect(ctx), &ctx.cache, feed::DEFAULT_SCHEMA).unwrap()
+    }
+
+    #[test]
+    fn a_cascading_delete_invalidates_the_children_granularly() {
+        let mut ctx = setup();
+        read(&mut ctx, 1);
+        read(&mut ctx, 2);
+        let mut conn = CachedConnection::new(connect(&ctx), ctx.cache.clone());
+        diesel::delete(categories::table.find(1))
+            .execute(&mut conn)
+            .unwrap();
+        assert_eq!(read(&mut ctx, 1).0.len(), 3, "stale without the feed");
+        assert_eq!(apply(&mut ctx), 4, "the category and its three articles");
+        assert_eq!(read(&mut ctx, 1), (vec![], 1));
+        assert_eq!(
+            read(&mut ctx, 2).1,
+            0,
+            "another parent's children stay cached"
+        );
+        assert_eq!(apply(&mut ctx), 0, "applied rows are deleted");
+    }
+
+    /// Another connection updates, a trigger keeps a count, `DELETE FROM` empties
+    /// a table; a consumer started after the writes catches up, polling.
+    #[test]
+    fn outside_writes_and_triggers_reach_a_polling_consumer() {
+        let mut ctx = setup();
+        let mut other = connect(&ctx);
+        other
+            .batch_execute(
+                "UPDATE categories SET name = '0'; \
+                 CREATE TRIGGER count_article AFTER INSERT ON articles BEGIN \
+                 UPDATE categories SET name = CAST(name AS INTEGER) + 1 WHERE id = NEW.category_id; END;",
+            )
+            .unwrap();
+        apply(&mut ctx);
+        let (before, _) = read(&mut ctx, 1);
+        let name = |ctx: &mut Ctx<SqliteDb>| {
+            let (c, n) = ctx.counted(|conn, h| {
+                categories::table
+                    .find(3)
+                    .cache()
+                    .using(h)
+                    .first::<Category>(conn)
+            });
+            (c.unwrap().name, n)
+        };
+        assert_eq!(name(&mut ctx).0, "0");
+        let sql = format!(
+            "UPDATE articles SET title = 'other' WHERE id = {}",
+            before[0].id
+        );
+        other.batch_execute(&sql).unwrap();
+        let cache = ctx.cache.clone();
+        cache
+            .insert::<Article, _, _>(&mut ctx.conn, &NewArticle::new(3, "counted"))
+            .unwrap();
+        assert_eq!(read(&mut ctx, 1).0, before, "stale without the feed");
+        assert_eq!(
+            name(&mut ctx),
+            ("0".to_string(), 0),
+            "the trigger's write is not seen"
+        );
+        let consumer = ctx
+            .cache
+            .start_change_feed(&ctx.db.path, feed::DEFAULT_SCHEMA);
+        eventually("the consumer never caught up", || {
+            read(&mut ctx, 1).0[0].title == "other" && name(&mut ctx).0 == "1"
+        });
+        other.batch_execute("DELETE FROM articles").unwrap();
+        eventually("DELETE FROM never reached the cache", || {
+            read(&mut ctx, 2).0.is_empty()
+        });
+        assert!(!consumer.has_ended());
+        consumer.stop().unwrap();
+    }
+
+    /// The CLI plans and installs for a SQLite path; a consumer refuses a file
+    /// whose outbox is of another version.
+    #[test]
+    fn the_cli_installs_and_a_foreign_outbox_is_refused() {
+        let mut ctx: Ctx<SqliteDb> = Ctx::new(StoreKind::Redis);
+        let (redis, prefix) = (redis_url(), ctx.cache.config().prefix().to_string());
+        let path = ctx.db.path.clone();
+        let cli = |command: &str, dry: bool| {
+            let mut args = vec!["--redis-url", &redis, "--prefix", &prefix, "--database-url"];
+            args.extend([path.as_str(), "feed", command]);
+            if dry {
+                args.push("--dry-run");
+            }
+            crate::cli::cli(&args)
+        };
+        let dry = cli("install", true).unwrap();
+        assert!(dry.contains("AFTER DELETE ON \"articles\""), "{dry}");
+        assert!(cli("install", false)
+            .unwrap()
+            .contains("installed on 2 table(s)"));
+        ctx.conn
+            .batch_execute("UPDATE cacheops_outbox_version SET version = 'version 0'")
+            .unwrap();
+        let err = cli("run", false).unwrap_err();
+        assert!(
+            err.message().contains("another version"),
+            "{}",
+            err.message()
+        );
+        cli("uninstall", false).unwrap();
+        let left: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "(SELECT count(*) FROM sqlite_schema WHERE name LIKE 'cacheops%')",
+        ))
+        .get_result(&mut ctx.conn)
+        .unwrap();
+        assert_eq!(left, 0, "uninstall leaves nothing");
+    }
 }

@@ -14,6 +14,8 @@ use diesel::connection::{DefaultLoadingMode, LoadConnection};
 use diesel::row::{Field, Row};
 
 use super::{CliError, CliResult};
+use crate::config::DatabaseUrl;
+use crate::feed::quote;
 use crate::registry::ModelEntry;
 use crate::value::Value;
 
@@ -33,16 +35,20 @@ impl Database {
         use diesel::Connection;
         let failed =
             |e: diesel::ConnectionError| CliError::caused("cannot connect to the database", e);
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        match DatabaseUrl::parse(url) {
             #[cfg(feature = "postgres")]
-            return Ok(Database::Pg(
-                diesel::pg::PgConnection::establish(url).map_err(failed)?,
-            ));
-        } else if !url.contains("://") || url.starts_with("sqlite://") {
+            Some(DatabaseUrl::Postgres(url)) => {
+                return Ok(Database::Pg(
+                    diesel::pg::PgConnection::establish(url).map_err(failed)?,
+                ))
+            }
             #[cfg(feature = "sqlite")]
-            return Ok(Database::Sqlite(
-                diesel::sqlite::SqliteConnection::establish(sqlite_path(url)).map_err(failed)?,
-            ));
+            Some(DatabaseUrl::Sqlite(path)) => {
+                return Ok(Database::Sqlite(
+                    diesel::sqlite::SqliteConnection::establish(path).map_err(failed)?,
+                ))
+            }
+            _ => {}
         }
         Err(CliError::new(format!(
             "unsupported database URL `{url}` (this build reads postgres:// and SQLite paths)"
@@ -71,16 +77,6 @@ impl Database {
             CliError::caused(&format!("cannot read {} {}", model.label, id.join(",")), e)
         })
     }
-}
-
-#[cfg(feature = "sqlite")]
-fn sqlite_path(url: &str) -> &str {
-    url.strip_prefix("sqlite://").unwrap_or(url)
-}
-
-/// `"name"`, with inner quotes doubled: names come from the registry, not from SQL.
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// `SELECT "c1", "c2" FROM "t" WHERE "k1" = <p1> AND ...`, `placeholder(i)` giving

@@ -3,12 +3,10 @@
 
 use std::io::Write;
 
-use diesel::pg::PgConnection;
-use diesel::Connection;
-
 use super::args::FeedCommand;
+use super::db::Database;
 use super::{redis_connection, say, CliError, CliResult, Settings};
-use crate::feed;
+use crate::feed::{self, FeedConnection};
 
 pub(super) fn run(
     settings: &Settings,
@@ -19,27 +17,24 @@ pub(super) fn run(
     let url = settings
         .database_url
         .as_deref()
-        .filter(|u| u.starts_with("postgres"))
-        .ok_or_else(|| {
-            CliError::new("the change feed needs a PostgreSQL --database-url (or DATABASE_URL)")
-        })?;
-    let mut conn = PgConnection::establish(url)
-        .map_err(|e| CliError::caused("cannot connect to the database", e))?;
-    match command {
-        FeedCommand::Install { dry_run } => {
-            install(settings, &mut conn, schema, *dry_run, false, out)
-        }
-        FeedCommand::Uninstall { dry_run } => {
-            install(settings, &mut conn, schema, *dry_run, true, out)
-        }
-        FeedCommand::Run => consume(settings, url, schema, out),
+        .ok_or_else(|| CliError::new("the change feed needs a --database-url (or DATABASE_URL)"))?;
+    let (dry_run, remove) = match command {
+        FeedCommand::Install { dry_run } => (*dry_run, false),
+        FeedCommand::Uninstall { dry_run } => (*dry_run, true),
+        FeedCommand::Run => return consume(settings, url, schema, out),
+    };
+    match Database::connect(url)? {
+        #[cfg(feature = "postgres")]
+        Database::Pg(mut conn) => install(settings, &mut conn, schema, dry_run, remove, out),
+        #[cfg(feature = "sqlite")]
+        Database::Sqlite(mut conn) => install(settings, &mut conn, schema, dry_run, remove, out),
     }
 }
 
 /// Prints or runs the install (or uninstall) SQL for the registered tables.
 fn install(
     settings: &Settings,
-    conn: &mut PgConnection,
+    conn: &mut impl FeedConnection,
     schema: &str,
     dry_run: bool,
     remove: bool,
@@ -59,8 +54,8 @@ fn install(
         say(out, format_args!("-- skipped {skipped}"))?;
     }
     let sql = match remove {
-        false => plan.sql.clone(),
-        true => feed::uninstall_sql(schema, &plan.tables),
+        false => &plan.sql,
+        true => &plan.uninstall_sql,
     };
     if dry_run {
         say(out, sql.trim_end())?;
@@ -71,7 +66,7 @@ fn install(
     if dry_run {
         return Ok(());
     }
-    feed::apply_sql(conn, &sql).map_err(|e| CliError::caused("cannot apply the SQL", e))?;
+    feed::apply_sql(conn, sql).map_err(|e| CliError::caused("cannot apply the SQL", e))?;
     let done = if remove {
         "removed from"
     } else {

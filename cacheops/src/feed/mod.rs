@@ -1,36 +1,44 @@
-//! The change feed (PostgreSQL): writes the application does not make (cascades,
-//! triggers, `psql`, other services) invalidate too.
+//! The change feed: writes the application does not make (cascades, triggers,
+//! `psql`, other services) invalidate too. PostgreSQL and SQLite.
 //!
 //! Triggers installed by [`install`] record every committed row change of the
 //! tables of registered models in an outbox table, in the same transaction as the
 //! change; a consumer ([`apply_once`], [`ChangeFeed`], `cacheops-cli feed run`)
-//! claims outbox rows in order (`FOR UPDATE SKIP LOCKED`: several consumers share
-//! the work, none applies a row twice), invalidates the old and the new state of
-//! each row exactly as a write through cacheops would, and deletes the rows in the
-//! same transaction. If Redis fails, nothing is deleted: the rows wait for the
-//! next try. A consumer that was down finds them all on restart. Rows whose state
-//! no longer reads as the table's row type (the schema changed since) invalidate
-//! their whole table: the feed widens, it never skips.
+//! reads outbox rows in order, invalidates the old and the new state of each row
+//! exactly as a write through cacheops would, and only then deletes them. If
+//! Redis fails, nothing is deleted: the rows wait for the next try. A consumer
+//! that was down finds them all on restart. States that no longer read as the
+//! table's rows (the schema changed since) invalidate their whole table: the feed
+//! widens, it never skips.
+//!
+//! - PostgreSQL (`postgres.rs`): consumers claim rows with `FOR UPDATE SKIP
+//!   LOCKED` (several share the work, none applies a row twice) and wake on the
+//!   triggers' `NOTIFY`.
+//! - SQLite (`sqlite.rs`): consumers read, apply, then delete what they read in a
+//!   short write transaction (two consumers may apply a row twice, harmlessly; the
+//!   database's write lock is never held across Redis), and poll
+//!   `PRAGMA data_version`, which moves when another connection commits.
 //!
 //! The application's own writes are recorded too and invalidated a second time:
-//! harmless (a stamp deleted twice), and measured in the benchmark.
+//! harmless (a stamp deleted twice), and measured in the benchmark. Skipping them
+//! is not safe: the triggers cannot tell a statement cacheops invalidated from the
+//! cascade or trigger it set off in the same session.
 
-mod install;
+mod plan;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use diesel::connection::{Connection, LoadConnection, SimpleConnection};
-use diesel::pg::PgConnection;
-use diesel::row::{Field, Row};
+pub(crate) use plan::quote;
+pub use plan::{refuse_problems, Modelled, Plan, DEFAULT_SCHEMA, VERSION};
+#[cfg(feature = "postgres")]
+pub use postgres::{install_sql, uninstall_sql};
 
-pub use install::{
-    apply_sql, install, install_sql, plan, plan_for, refuse_problems, uninstall, uninstall_sql,
-    Modelled, Plan, DEFAULT_SCHEMA, VERSION,
-};
-
-use crate::connection::{DecodeRow, Named};
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::Cacheops;
 use crate::value::Value;
@@ -38,133 +46,134 @@ use crate::value::Value;
 /// Outbox rows one transaction of the consumer claims at most.
 pub const BATCH: usize = 1000;
 
-/// One claimed outbox row.
-struct Change {
-    seq: i64,
-    /// The table, schema-qualified and quoted (`"public"."articles"`).
-    tbl: String,
-    /// The table's name, as cacheops' stamps name it.
-    name: String,
-    truncate: bool,
-    old: Option<String>,
-    new: Option<String>,
+/// A database the change feed runs on: `PgConnection` or `SqliteConnection`
+/// (sealed).
+pub trait FeedConnection: sealed::Feed {}
+
+#[cfg(feature = "postgres")]
+impl FeedConnection for diesel::pg::PgConnection {}
+#[cfg(feature = "sqlite")]
+impl FeedConnection for diesel::sqlite::SqliteConnection {}
+
+pub(crate) mod sealed {
+    use std::sync::atomic::AtomicBool;
+
+    use super::{Modelled, Plan};
+    use crate::error::Result;
+    use crate::runtime::Cacheops;
+
+    /// What each database does for the feed; not nameable outside the crate.
+    pub trait Feed: diesel::Connection + Sized + 'static {
+        /// See [`super::plan_for`].
+        fn plan(&mut self, schema: &str, models: &[Modelled]) -> Result<Plan>;
+        /// Fails with a [`crate::ErrorKind::Config`] error unless the outbox of
+        /// `schema` is the one this version reads.
+        fn check_installed(&mut self, schema: &str) -> Result<()>;
+        /// See [`super::apply_once`].
+        fn apply_once(&mut self, handle: &Cacheops, schema: &str) -> Result<usize>;
+        /// Makes the connection ready to [`Feed::wait`] on.
+        fn listen(&mut self, schema: &str) -> Result<()>;
+        /// Waits for news of outbox rows (a second at most, or until `stop`).
+        fn wait(&mut self, stop: &AtomicBool);
+    }
 }
 
-/// Applies up to [`BATCH`] outbox rows of the feed in `schema` through `handle`,
-/// in one transaction of `conn`: claimed, invalidated, deleted. How many rows it
-/// applied; an error leaves every claimed row in the outbox.
-pub fn apply_once(conn: &mut PgConnection, handle: &Cacheops, schema: &str) -> Result<usize> {
-    conn.transaction::<_, Error, _>(|conn| {
-        let changes = claim(conn, schema)?;
-        for group in changes.chunk_by(|a, b| a.tbl == b.tbl) {
-            apply(conn, handle, group)?;
+/// Which tables of this program's registered models `conn`'s database has (the
+/// rest skipped, each with the reason), what stands in the way, and the SQL that
+/// installs and removes the feed.
+///
+/// ```no_run
+/// use cacheops::feed;
+/// use diesel::Connection;
+/// let mut conn = diesel::pg::PgConnection::establish("postgres://localhost/app")?;
+/// let plan = feed::plan(&mut conn, feed::DEFAULT_SCHEMA)?;
+/// println!("{}", plan.sql); // to review, or to paste into a Diesel migration
+/// feed::refuse_problems(&plan)?; // a model column the table lacks, a foreign outbox
+/// feed::install(&mut conn, feed::DEFAULT_SCHEMA)?;
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// ```
+pub fn plan<C: FeedConnection>(conn: &mut C, schema: &str) -> Result<Plan> {
+    let models: Vec<Modelled> = crate::model::models().map(Modelled::from).collect();
+    plan_for(conn, schema, &models)
+}
+
+/// [`plan`] for `models` (the CLI's come from the registry in Redis).
+pub fn plan_for<C: FeedConnection>(
+    conn: &mut C,
+    schema: &str,
+    models: &[Modelled],
+) -> Result<Plan> {
+    conn.plan(schema, models)
+}
+
+/// Installs the feed for every table of a registered model that `conn`'s
+/// database has, in one transaction; the plan it ran. Refuses a plan with
+/// problems ([`Plan::problems`]).
+pub fn install<C: FeedConnection>(conn: &mut C, schema: &str) -> Result<Plan> {
+    let plan = plan(conn, schema)?;
+    refuse_problems(&plan)?;
+    apply_sql(conn, &plan.sql)?;
+    Ok(plan)
+}
+
+/// Removes what [`install`] created (outbox rows not yet applied go with it: run
+/// a consumer first).
+pub fn uninstall<C: FeedConnection>(conn: &mut C, schema: &str) -> Result<Plan> {
+    let plan = plan(conn, schema)?;
+    apply_sql(conn, &plan.uninstall_sql)?;
+    Ok(plan)
+}
+
+/// Runs `sql` (an install or uninstall script) in one transaction.
+pub fn apply_sql<C: FeedConnection>(conn: &mut C, sql: &str) -> Result<()> {
+    conn.batch_execute(&format!("BEGIN;\n{sql}COMMIT;"))
+        .map_err(|e| {
+            let _ = conn.batch_execute("ROLLBACK");
+            Error::new(ErrorKind::Database, "installing the change feed failed").with_source(e)
+        })
+}
+
+/// Applies up to [`BATCH`] outbox rows of the feed in `schema` through `handle`:
+/// read, invalidated, deleted. How many rows it applied; an error leaves every
+/// row it read in the outbox.
+pub fn apply_once<C: FeedConnection>(
+    conn: &mut C,
+    handle: &Cacheops,
+    schema: &str,
+) -> Result<usize> {
+    conn.apply_once(handle, schema)
+}
+
+/// What one table's outbox rows invalidate.
+enum Invalidation {
+    /// These states of its rows, as `(column, value)` pairs.
+    Rows(Vec<Vec<(String, Value)>>),
+    /// The whole table: a TRUNCATE, or states that cannot be read.
+    Table,
+}
+
+/// `changes` in runs of one table (by `table`), each turned into its table's
+/// name and invalidation by `invalidation`.
+fn per_table<T>(
+    changes: &[T],
+    table: impl Fn(&T) -> &str,
+    mut invalidation: impl FnMut(&[T]) -> (String, Invalidation),
+) -> Vec<(String, Invalidation)> {
+    changes
+        .chunk_by(|a, b| table(a) == table(b))
+        .map(&mut invalidation)
+        .collect()
+}
+
+/// Sends each table's invalidation through `handle`.
+fn send(handle: &Cacheops, claimed: Vec<(String, Invalidation)>) -> Result<()> {
+    for (table, invalidation) in claimed {
+        match invalidation {
+            Invalidation::Rows(rows) => handle.send_named(&table, &rows)?,
+            Invalidation::Table => handle.send_table(&table)?,
         }
-        let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
-        delete(conn, schema, &seqs)?;
-        Ok(changes.len())
-    })
-}
-
-/// The oldest unclaimed outbox rows, locked for this transaction.
-fn claim(conn: &mut PgConnection, schema: &str) -> Result<Vec<Change>> {
-    let sql = format!(
-        "SELECT seq, tbl, name, op::text, old, new FROM {}.outbox ORDER BY seq LIMIT {BATCH} \
-         FOR UPDATE SKIP LOCKED",
-        install::quote(schema)
-    );
-    let query = diesel::sql_query(sql);
-    let mut changes = Vec::new();
-    let cursor = LoadConnection::<diesel::connection::DefaultLoadingMode>::load(conn, query);
-    for row in cursor.map_err(db_error("reading the outbox"))? {
-        let row = row.map_err(db_error("reading the outbox"))?;
-        changes.push(change(&row).ok_or_else(|| malformed("an outbox row"))?);
     }
-    Ok(changes)
-}
-
-fn change<'a>(row: &impl Row<'a, diesel::pg::Pg>) -> Option<Change> {
-    let text = |i: usize| -> Option<Option<String>> {
-        let field = row.get(i)?;
-        Some(
-            field
-                .value()
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
-        )
-    };
-    let seq = row
-        .get(0)?
-        .value()?
-        .as_bytes()
-        .try_into()
-        .ok()
-        .map(i64::from_be_bytes)?;
-    Some(Change {
-        seq,
-        tbl: text(1)??,
-        name: text(2)??,
-        truncate: text(3)?? == "T",
-        old: text(4)?,
-        new: text(5)?,
-    })
-}
-
-/// Invalidates the changes of one table: their rows' old and new states, or the
-/// whole table (a TRUNCATE, or states that no longer read as its row type).
-fn apply(conn: &mut PgConnection, handle: &Cacheops, changes: &[Change]) -> Result<()> {
-    let Some(first) = changes.first() else {
-        return Ok(());
-    };
-    if changes.iter().any(|c| c.truncate) {
-        return handle.send_table(&first.name);
-    }
-    let states: Vec<&str> = changes
-        .iter()
-        .flat_map(|c| c.old.iter().chain(&c.new))
-        .map(String::as_str)
-        .collect();
-    // A savepoint: a state that no longer casts must not abort the claim.
-    let rows =
-        conn.transaction::<_, diesel::result::Error, _>(|conn| typed(conn, &first.tbl, &states));
-    match rows {
-        Ok(rows) => handle.send_named(&first.name, &rows),
-        Err(e) => {
-            tracing::warn!(error = %e, table = %first.name, "cacheops: outbox rows do not read as the table's rows; invalidating it whole");
-            handle.send_table(&first.name)
-        }
-    }
-}
-
-/// The states (row texts) of `tbl`, cast back to its row type: `(column, value)`
-/// pairs in the table's own types.
-fn typed(
-    conn: &mut PgConnection,
-    tbl: &str,
-    states: &[&str],
-) -> diesel::QueryResult<Vec<Vec<(String, Value)>>> {
-    let sql = format!("SELECT (CAST(x AS {tbl})).* FROM unnest($1::text[]) AS x");
-    let query =
-        diesel::sql_query(sql).bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(states);
-    let mut rows = Vec::with_capacity(states.len());
-    for row in LoadConnection::<diesel::connection::DefaultLoadingMode>::load(conn, query)? {
-        rows.push(<Named as DecodeRow<diesel::pg::Pg>>::decode(&row?)?);
-    }
-    Ok(rows)
-}
-
-fn delete(conn: &mut PgConnection, schema: &str, seqs: &[i64]) -> Result<()> {
-    if seqs.is_empty() {
-        return Ok(());
-    }
-    use diesel::RunQueryDsl;
-    let sql = format!(
-        "DELETE FROM {}.outbox WHERE seq = ANY($1)",
-        install::quote(schema)
-    );
-    diesel::sql_query(sql)
-        .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(seqs)
-        .execute(conn)
-        .map(drop)
-        .map_err(db_error("deleting applied outbox rows"))
+    Ok(())
 }
 
 fn db_error(doing: &'static str) -> impl Fn(diesel::result::Error) -> Error {
@@ -217,15 +226,16 @@ impl Drop for ChangeFeed {
     }
 }
 
-/// How long a consumer waits between looks at an empty outbox; a NOTIFY from the
-/// triggers cuts the wait short at the next look.
+/// How long a consumer waits between looks at an empty outbox; news from the
+/// triggers (PostgreSQL) or of a commit (SQLite) cuts the wait short.
 const POLL: Duration = Duration::from_millis(5);
 
-/// Runs a consumer until `stop` is set: connects to `database_url`, applies the
-/// outbox, waits for the triggers' notifications, reconnects after a transient
-/// failure (a second later). Logs what it does. Returns an
-/// [`ErrorKind::Config`] error, without claiming a row, when `schema` holds no
-/// outbox or one of another version: that needs an operator, not a retry.
+/// Runs a consumer until `stop` is set: connects to `database_url` (a
+/// `postgres://` URL, or a SQLite path), applies the outbox, waits for news of
+/// more, reconnects after a transient failure (a second later). Logs what it
+/// does. Returns an [`ErrorKind::Config`] error, without claiming a row, when
+/// `schema` holds no outbox or one of another version: that needs an operator,
+/// not a retry.
 pub fn run(handle: &Cacheops, database_url: &str, schema: &str, stop: &AtomicBool) -> Result<()> {
     run_with(&|| Some(handle.clone()), database_url, schema, stop)
 }
@@ -254,27 +264,60 @@ fn run_with(
     Ok(())
 }
 
+/// Connects to `url` with the connection type its scheme names, then consumes.
 fn run_connected(
     handle: &dyn Fn() -> Option<Cacheops>,
     url: &str,
     schema: &str,
     stop: &AtomicBool,
 ) -> Result<()> {
-    let mut conn = PgConnection::establish(url).map_err(|e| {
-        Error::new(ErrorKind::Database, "change feed: cannot connect").with_source(e)
-    })?;
-    install::check_installed(&mut conn, schema)?;
-    let listen = format!("LISTEN {}", install::quote(&install::channel(schema)));
-    conn.batch_execute(&listen).map_err(db_error("listening"))?;
+    use crate::config::DatabaseUrl;
+    match DatabaseUrl::parse(url) {
+        #[cfg(feature = "postgres")]
+        Some(DatabaseUrl::Postgres(url)) => {
+            return consume(
+                connect::<diesel::pg::PgConnection>(url)?,
+                handle,
+                schema,
+                stop,
+            )
+        }
+        #[cfg(feature = "sqlite")]
+        Some(DatabaseUrl::Sqlite(path)) => {
+            let conn = connect::<diesel::sqlite::SqliteConnection>(path)?;
+            return consume(conn, handle, schema, stop);
+        }
+        _ => {}
+    }
+    Err(Error::new(
+        ErrorKind::Config,
+        format!("change feed: unsupported database URL `{url}` (postgres:// or a SQLite path)"),
+    ))
+}
+
+fn connect<C: FeedConnection>(url: &str) -> Result<C> {
+    C::establish(url)
+        .map_err(|e| Error::new(ErrorKind::Database, "change feed: cannot connect").with_source(e))
+}
+
+/// Applies the outbox batch after batch, waiting for news when it is drained.
+fn consume<C: FeedConnection>(
+    mut conn: C,
+    handle: &dyn Fn() -> Option<Cacheops>,
+    schema: &str,
+    stop: &AtomicBool,
+) -> Result<()> {
+    conn.check_installed(schema)?;
+    conn.listen(schema)?;
     while !stop.load(Ordering::Relaxed) {
         // Held only while a batch is applied: the handle may go away between.
         let Some(current) = handle() else {
             return Ok(());
         };
-        let applied = apply_once(&mut conn, &current, schema)?;
+        let applied = conn.apply_once(&current, schema)?;
         drop(current);
         if applied < BATCH {
-            wait(&mut conn, stop);
+            conn.wait(stop);
         }
     }
     Ok(())
@@ -292,21 +335,6 @@ pub(crate) fn spawn_weak(handle: crate::runtime::WeakCacheops, url: String, sche
         });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cacheops: could not start the change feed consumer");
-    }
-}
-
-/// Waits for a notification (or a second, or `stop`).
-fn wait(conn: &mut PgConnection, stop: &AtomicBool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(1);
-    while std::time::Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
-        // Only a query reads what the server sent; then notifications are pending.
-        if conn.batch_execute("").is_err() {
-            return;
-        }
-        if conn.notifications_iter().count() > 0 {
-            return;
-        }
-        std::thread::sleep(POLL);
     }
 }
 
