@@ -26,7 +26,7 @@ pub(super) struct Commands {
     channel: String,
     /// The first line of the news this store publishes: its own listener skips
     /// it, since the store applied the same news when it published it.
-    pub(super) origin: String,
+    origin: String,
 }
 
 /// What a lookup of one key sends, packed once per key and dependencies.
@@ -79,6 +79,11 @@ impl Commands {
     /// The news channel, for the local tier's listener.
     pub(super) fn channel(&self) -> &str {
         &self.channel
+    }
+
+    /// The origin line of this store's news, which its own listener skips.
+    pub(super) fn origin(&self) -> &str {
+        &self.origin
     }
 
     /// The lookup of `key` with `deps`.

@@ -123,7 +123,7 @@ impl RedisStoreBuilder {
         let commands = Commands::new(Layout::new(&self.prefix), news::new_origin());
         let local = self.local.map(|tier| Arc::new(Local::new(tier)));
         if let Some(local) = &local {
-            let (channel, origin) = (commands.channel().to_owned(), commands.origin.clone());
+            let (channel, origin) = (commands.channel().to_owned(), commands.origin().to_owned());
             news::listen(client.clone(), channel, origin, local);
         }
         Ok(RedisStore {
