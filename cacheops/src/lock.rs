@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::store::layout::new_stamp;
-use crate::store::{CacheKey, Store};
+use crate::store::{CacheKey, LockStore};
 
 /// Lock TTL of cached queries: the longest one caller computes alone before the
 /// others stop waiting for it.
@@ -30,7 +30,7 @@ pub(crate) const QUERY_LOCK_TTL: Duration = Duration::from_secs(5);
 const FIRST_PAUSE: Duration = Duration::from_millis(2);
 const MAX_PAUSE: Duration = Duration::from_millis(50);
 
-/// Where locks live: a [`Store`], or the file cache's directory.
+/// Where locks live: a [`LockStore`], or the file cache's directory.
 pub(crate) trait Locks {
     /// Takes the lock of `key` with `token` for `ttl` unless it is held.
     fn try_lock(&self, key: CacheKey, token: &str, ttl: Duration) -> Result<bool>;
@@ -38,13 +38,13 @@ pub(crate) trait Locks {
     fn unlock(&self, key: CacheKey, token: &str) -> Result<()>;
 }
 
-impl<S: Store + ?Sized> Locks for S {
+impl<S: LockStore + ?Sized> Locks for S {
     fn try_lock(&self, key: CacheKey, token: &str, ttl: Duration) -> Result<bool> {
-        Store::try_lock(self, key, token, ttl)
+        LockStore::try_lock(self, key, token, ttl)
     }
 
     fn unlock(&self, key: CacheKey, token: &str) -> Result<()> {
-        Store::unlock(self, key, token)
+        LockStore::unlock(self, key, token)
     }
 }
 
@@ -136,7 +136,7 @@ mod tests {
     use std::sync::{Barrier, Mutex};
 
     use super::*;
-    use crate::store::{MemoryStore, RedisStore};
+    use crate::store::{MemoryStore, QueryStore, RedisStore};
 
     /// A value slot standing in for the cache.
     struct Slot(Mutex<Option<u32>>);
@@ -147,7 +147,7 @@ mod tests {
         }
     }
 
-    fn stampede<S: Store>(store: &S, key: CacheKey) {
+    fn stampede<S: LockStore>(store: &S, key: CacheKey) {
         let slot = Slot(Mutex::new(None));
         let runs = AtomicUsize::new(0);
         let barrier = Barrier::new(8);
@@ -170,28 +170,28 @@ mod tests {
         assert_eq!(runs.load(Ordering::SeqCst), 1, "computed more than once");
     }
 
-    fn dead_holder<S: Store>(store: &S, key: CacheKey) {
+    fn dead_holder<S: LockStore>(store: &S, key: CacheKey) {
         let ttl = Duration::from_millis(200);
-        assert!(Store::try_lock(store, key, "dead", ttl).unwrap());
+        assert!(LockStore::try_lock(store, key, "dead", ttl).unwrap());
         let slot = Slot(Mutex::new(None));
         let got = compute_once(store, key, ttl, || slot.probe(), || Ok::<_, Error>(7));
         assert_eq!(got.unwrap(), 7);
         // The token of the dead holder no longer releases anything of ours.
-        Store::unlock(store, key, "dead").unwrap();
+        LockStore::unlock(store, key, "dead").unwrap();
     }
 
-    fn unlock_needs_the_token<S: Store>(store: &S, key: CacheKey) {
+    fn unlock_needs_the_token<S: LockStore>(store: &S, key: CacheKey) {
         let ttl = Duration::from_secs(5);
-        assert!(Store::try_lock(store, key, "a", ttl).unwrap());
-        assert!(!Store::try_lock(store, key, "b", ttl).unwrap());
-        Store::unlock(store, key, "b").unwrap();
+        assert!(LockStore::try_lock(store, key, "a", ttl).unwrap());
+        assert!(!LockStore::try_lock(store, key, "b", ttl).unwrap());
+        LockStore::unlock(store, key, "b").unwrap();
         assert!(
-            !Store::try_lock(store, key, "b", ttl).unwrap(),
+            !LockStore::try_lock(store, key, "b", ttl).unwrap(),
             "b released a's lock"
         );
-        Store::unlock(store, key, "a").unwrap();
-        assert!(Store::try_lock(store, key, "b", ttl).unwrap());
-        Store::unlock(store, key, "b").unwrap();
+        LockStore::unlock(store, key, "a").unwrap();
+        assert!(LockStore::try_lock(store, key, "b", ttl).unwrap());
+        LockStore::unlock(store, key, "b").unwrap();
     }
 
     fn redis() -> (RedisStore, Cleanup) {
@@ -255,7 +255,7 @@ mod tests {
         });
         assert!(panicked.is_err());
         assert!(
-            Store::try_lock(&store, 4, "next", QUERY_LOCK_TTL).unwrap(),
+            LockStore::try_lock(&store, 4, "next", QUERY_LOCK_TTL).unwrap(),
             "lock left behind"
         );
     }

@@ -19,7 +19,7 @@ use crate::memo::{ByKey, ByTypeId, Memo};
 use crate::model::{models_of_table, ModelInfo};
 use crate::registry::Target;
 use crate::stats::{Counted, Counters, ModelCounters, Stats};
-use crate::store::{CacheKey, MemoryStore, RedisStore, Store};
+use crate::store::{CacheKey, MemoryStore, QueryStore, RedisStore, Store};
 use crate::value::{Equality, Value};
 
 /// A query's SQL with its parsed template.
@@ -106,7 +106,7 @@ struct Missed {
 
 impl Missed {
     /// Retries what is owed; whether anything is still owed.
-    fn retry(&mut self, store: &dyn Store) -> bool {
+    fn retry(&mut self, store: &dyn QueryStore) -> bool {
         if self.all && store.invalidate_all().is_ok() {
             // Everything was dropped: the tables owe nothing more.
             self.all = false;

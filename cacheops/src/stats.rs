@@ -21,7 +21,9 @@ use std::time::Duration;
 use crate::deps::Deps;
 use crate::error::Result;
 use crate::model::model_of_table;
-use crate::store::{CacheKey, Doing, Fence, LocalStats, Phase, RowState, Store};
+use crate::store::{
+    CacheKey, Doing, Fence, LocalStats, LockStore, Phase, QueryStore, RowState, SimpleStore, Store,
+};
 
 /// Counters of one handle, as atomics.
 #[derive(Default)]
@@ -230,7 +232,7 @@ impl Counted {
     }
 }
 
-impl Store for Counted {
+impl QueryStore for Counted {
     /// A found value counts as a hit even in the rare case the caller then fails to
     /// decode it (and reads the database): the store did serve it.
     fn lookup(&self, key: CacheKey, deps: &Deps) -> Result<Option<Vec<u8>>> {
@@ -270,6 +272,12 @@ impl Store for Counted {
         self.inner.delete(key)
     }
 
+    fn local_tier(&self) -> Option<LocalStats> {
+        self.inner.local_tier()
+    }
+}
+
+impl SimpleStore for Counted {
     fn simple_get(&self, key: CacheKey) -> Result<Option<Vec<u8>>> {
         self.inner.simple_get(key)
     }
@@ -281,17 +289,15 @@ impl Store for Counted {
     fn simple_delete(&self, key: CacheKey) -> Result<()> {
         self.inner.simple_delete(key)
     }
+}
 
+impl LockStore for Counted {
     fn try_lock(&self, key: CacheKey, token: &str, ttl: Duration) -> Result<bool> {
         self.inner.try_lock(key, token, ttl)
     }
 
     fn unlock(&self, key: CacheKey, token: &str) -> Result<()> {
         self.inner.unlock(key, token)
-    }
-
-    fn local_tier(&self) -> Option<LocalStats> {
-        self.inner.local_tier()
     }
 }
 

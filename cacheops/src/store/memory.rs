@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::layout::{self, Layout, SENTINEL};
-use super::{CacheKey, Fence, RowState, Store};
+use super::{CacheKey, Fence, LockStore, QueryStore, RowState, SimpleStore};
 use crate::deps::{Deps, TableDeps};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -18,7 +18,7 @@ use crate::error::{Error, ErrorKind, Result};
 /// examples. Clones share the same data.
 ///
 /// ```
-/// use cacheops::store::{MemoryStore, Store};
+/// use cacheops::store::{MemoryStore, QueryStore};
 /// let store = MemoryStore::new("myapp");
 /// assert_eq!(store.lookup(1, &Default::default()).unwrap(), None);
 /// ```
@@ -129,7 +129,7 @@ impl MemoryStore {
     }
 }
 
-impl Store for MemoryStore {
+impl QueryStore for MemoryStore {
     fn lookup(&self, key: CacheKey, deps: &Deps) -> Result<Option<Vec<u8>>> {
         let value_key = self.layout.value_key(key);
         let now = Instant::now();
@@ -195,7 +195,9 @@ impl Store for MemoryStore {
         self.lock().map.remove(&self.layout.value_key(key));
         Ok(())
     }
+}
 
+impl SimpleStore for MemoryStore {
     fn simple_get(&self, key: CacheKey) -> Result<Option<Vec<u8>>> {
         let simple_key = self.layout.simple_key(key);
         Ok(self.lock().get(&simple_key, Instant::now()))
@@ -213,7 +215,9 @@ impl Store for MemoryStore {
         self.lock().map.remove(&self.layout.simple_key(key));
         Ok(())
     }
+}
 
+impl LockStore for MemoryStore {
     fn try_lock(&self, key: CacheKey, token: &str, ttl: Duration) -> Result<bool> {
         let now = Instant::now();
         let lock_key = self.layout.lock_key(key);

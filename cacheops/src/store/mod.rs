@@ -5,8 +5,25 @@
 //! served only while every stamp still exists unchanged. Invalidation deletes stamps;
 //! it never has to find the values. See `layout.rs` for the key names.
 //!
-//! A [`RedisStore`] may keep a [`LocalTier`] in front of Redis (`local.rs`), fed by
-//! the invalidation news every script publishes (`news.rs`).
+//! A store is three traits, one per concern, so that each part of cacheops asks
+//! only for what it uses:
+//!
+//! | trait | for | used by |
+//! |---|---|---|
+//! | [`QueryStore`] | the query cache: lookup, fence and store of cached values; invalidation | `.cached()`, `invalidate_*`, save hooks, transactions |
+//! | [`SimpleStore`] | the simple cache: plain values under a key | `cache.get/set/delete`, `#[cached]` |
+//! | [`LockStore`] | stampede locks | computing a missing value once among callers |
+//!
+//! [`Store`] is all three: the one bound a [`Cacheops`](crate::Cacheops) handle
+//! needs. A store of your own implements the three parts and is a [`Store`] by
+//! that alone. To call a method on a concrete store, import the trait that
+//! defines it (`use cacheops::store::QueryStore;`).
+//!
+//! The two stores here are [`MemoryStore`] (`memory.rs`) and [`RedisStore`]
+//! (`redis/`: its connection pool, scripts, commands and row invalidation each in
+//! a file of their own). A [`RedisStore`] may keep a [`LocalTier`] in front of
+//! Redis (`local.rs`), fed by the invalidation news every script publishes
+//! (`news.rs`).
 
 mod failure;
 pub(crate) mod layout;
@@ -65,9 +82,10 @@ pub struct LocalStats {
     pub ready: bool,
 }
 
-/// A backend for cached values and stamps. Both stores share the semantics:
-/// the same test bodies run on each.
-pub trait Store: Send + Sync + 'static {
+/// The query cache of a store: cached values guarded by stamps, and the
+/// invalidations that delete stamps. What `.cached()` queries, `invalidate_*` and
+/// the derive's save hooks use.
+pub trait QueryStore: Send + Sync + 'static {
     /// The cached payload of `key`, if present and every stamp of `deps` is
     /// unchanged since it was stored. One round trip.
     fn lookup(&self, key: CacheKey, deps: &Deps) -> Result<Option<Vec<u8>>>;
@@ -94,6 +112,15 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the cached value of `key` (not its stamps).
     fn delete(&self, key: CacheKey) -> Result<()>;
 
+    /// The local tier in front of this store, if it has one.
+    fn local_tier(&self) -> Option<LocalStats> {
+        None
+    }
+}
+
+/// The simple cache of a store: plain values under a key, with a timeout and no
+/// stamps (`cache.get/set/delete`, `#[cached]`).
+pub trait SimpleStore: Send + Sync + 'static {
     /// The simple cache's payload under `key` (`P:s:<hex>`), if present.
     fn simple_get(&self, key: CacheKey) -> Result<Option<Vec<u8>>>;
 
@@ -102,7 +129,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes the simple cache's payload under `key`.
     fn simple_delete(&self, key: CacheKey) -> Result<()>;
+}
 
+/// The stampede locks of a store: one caller computes a missing value while the
+/// others wait for it.
+pub trait LockStore: Send + Sync + 'static {
     /// Takes the stampede lock of `key` (`P:l:<hex>`) with `token` for `ttl`, unless
     /// it is held. Returns whether it was taken.
     fn try_lock(&self, key: CacheKey, token: &str, ttl: Duration) -> Result<bool>;
@@ -110,9 +141,15 @@ pub trait Store: Send + Sync + 'static {
     /// Releases the lock of `key` if `token` still holds it (a lock that expired
     /// and was taken by another caller is left alone).
     fn unlock(&self, key: CacheKey, token: &str) -> Result<()>;
-
-    /// The local tier in front of this store, if it has one.
-    fn local_tier(&self) -> Option<LocalStats> {
-        None
-    }
 }
+
+/// A whole backend for cached values and stamps: what a [`Cacheops`] handle
+/// needs ([`Cacheops::with_store`]). Implemented for every type that implements
+/// its three parts; both stores here share their semantics (the same test
+/// bodies run on each).
+///
+/// [`Cacheops`]: crate::Cacheops
+/// [`Cacheops::with_store`]: crate::Cacheops::with_store
+pub trait Store: QueryStore + SimpleStore + LockStore {}
+
+impl<S: QueryStore + SimpleStore + LockStore + ?Sized> Store for S {}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::layout::{self, Layout};
-use super::{CacheKey, MemoryStore, RedisStore, RowState, Store};
+use super::{CacheKey, MemoryStore, QueryStore, RedisStore, RowState};
 use crate::deps::{Conj, Deps, TableDeps};
 use crate::error::ErrorKind;
 use crate::value::{Equality, Value};
@@ -14,9 +14,9 @@ use crate::value::{Equality, Value};
 const REDIS_URL: &str = "redis://127.0.0.1:6379/";
 const TTL: Duration = Duration::from_secs(60);
 
-/// What the test bodies need beyond [`Store`]: raw key access to simulate
+/// What the test bodies need beyond [`QueryStore`]: raw key access to simulate
 /// eviction and corruption, and a second store over the same keys.
-trait Harness: Store + Sized {
+trait Harness: QueryStore + Sized {
     fn open(prefix: &str) -> Self;
     fn sibling(&self, prefix: &str) -> Self;
     fn layout(&self) -> &Layout;
@@ -78,7 +78,7 @@ impl Harness for RedisStore {
 }
 
 /// A store under a fresh prefix, emptied on drop (even when the test panics).
-struct Ctx<S: Store> {
+struct Ctx<S: QueryStore> {
     store: S,
     prefix: String,
 }
@@ -93,7 +93,7 @@ impl<S: Harness> Ctx<S> {
     }
 }
 
-impl<S: Store> Drop for Ctx<S> {
+impl<S: QueryStore> Drop for Ctx<S> {
     fn drop(&mut self) {
         let _ = self.store.invalidate_all();
     }
@@ -151,7 +151,7 @@ fn row<'a>(table: &'a str, columns: &[(&'a str, Value)]) -> RowState<'a> {
 }
 
 /// Fences, stores `payload` under `key` and checks it hits.
-fn cache<S: Store>(store: &S, key: CacheKey, deps: &Deps, payload: &[u8]) {
+fn cache<S: QueryStore>(store: &S, key: CacheKey, deps: &Deps, payload: &[u8]) {
     let fence = store.fence(deps, TTL).expect("fence");
     assert!(
         store.store(key, &fence, payload, TTL).expect("store"),
@@ -160,7 +160,7 @@ fn cache<S: Store>(store: &S, key: CacheKey, deps: &Deps, payload: &[u8]) {
     assert_eq!(hit(store, key, deps).as_deref(), Some(payload));
 }
 
-fn hit<S: Store>(store: &S, key: CacheKey, deps: &Deps) -> Option<Vec<u8>> {
+fn hit<S: QueryStore>(store: &S, key: CacheKey, deps: &Deps) -> Option<Vec<u8>> {
     store.lookup(key, deps).expect("lookup")
 }
 
