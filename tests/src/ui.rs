@@ -15,3 +15,9 @@ fn cached_attribute_errors() {
 fn cacheable_attribute_errors() {
     trybuild::TestCases::new().compile_fail("ui/cacheable/*.rs");
 }
+
+/// What the rules accept compiles (lifetime parameters).
+#[test]
+fn accepted_shapes_compile() {
+    trybuild::TestCases::new().pass("ui/pass/*.rs");
+}
