@@ -1,14 +1,26 @@
 //! Derive macros for [cacheops](https://docs.rs/cacheops).
 //!
 //! This crate only reads attributes and emits calls into the `cacheops` runtime;
-//! every decision (profiles, encoding, invalidation) is made there.
+//! every decision (profiles, encoding, invalidation) is made there. Where things
+//! are (as thiserror's `impl/`):
+//!
+//! | step | file |
+//! |---|---|
+//! | read attributes into plain structs | `attr/` (`model.rs`, `cached.rs`, `cached_as.rs`) |
+//! | collect every error with its span | `ctxt.rs` |
+//! | the function shapes `#[cached]` and `#[cached_as]` accept | `signature.rs` |
+//! | other checks of the item as a whole | `valid.rs` |
+//! | emit: each macro's steps, the shared body wrapper, each macro's output | `expand/` |
+//! | what an error expands to | `fallback.rs` |
 
 extern crate proc_macro;
 
 mod attr;
-mod cached;
-mod cached_as;
+mod ctxt;
 mod expand;
+mod fallback;
+mod signature;
+mod valid;
 
 use proc_macro::TokenStream;
 
@@ -23,7 +35,7 @@ pub fn derive_cacheable(input: TokenStream) -> TokenStream {
 /// arguments. See `cacheops::cached` (the attribute is documented there).
 #[proc_macro_attribute]
 pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
-    cached::expand(attr.into(), item.into()).into()
+    expand::function::<expand::CachedAttr>(attr.into(), item.into()).into()
 }
 
 /// Caches a function's result until the queries, objects or models it names
@@ -40,5 +52,5 @@ pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// The syntax is documented with the runtime function `cacheops::cached_as`.
 #[proc_macro_attribute]
 pub fn cached_as(attr: TokenStream, item: TokenStream) -> TokenStream {
-    cached_as::expand(attr.into(), item.into()).into()
+    expand::function::<expand::CachedAsAttr>(attr.into(), item.into()).into()
 }

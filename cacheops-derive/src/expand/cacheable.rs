@@ -1,34 +1,14 @@
-//! Emits the `Cacheable` and `CacheRow` impls: descriptions and calls into the
-//! `cacheops` runtime, nothing more.
+//! `#[derive(Cacheable)]`: the `Cacheable` and `CacheRow` impls, descriptions
+//! and calls into the `cacheops` runtime, nothing more.
 
+use crate::attr::model::{Field, Model};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
-use syn::DeriveInput;
 
-use crate::attr::{self, Model};
-
-/// The derive's output, or its errors plus a fallback impl so that one mistake
-/// does not cascade into errors at every use of the model.
-pub(crate) fn cacheable(input: &DeriveInput) -> TokenStream {
-    match attr::read(input) {
-        Ok(model) => {
-            let info = model_info(&model);
-            let row = cache_row(&model);
-            quote! { #info #row }
-        }
-        Err(errors) => {
-            let ident = &input.ident;
-            let error = errors.to_compile_error();
-            quote! {
-                #error
-                impl ::cacheops::Cacheable for #ident {
-                    const INFO: &'static ::cacheops::ModelInfo = &::cacheops::ModelInfo {
-                        label: "", table: "", primary_key: &[], columns: &[], equality: &[], sql_types: &[], profile: None,
-                    };
-                }
-            }
-        }
-    }
+pub(crate) fn emit(model: &Model) -> TokenStream {
+    let info = model_info(model);
+    let row = cache_row(model);
+    quote! { #info #row }
 }
 
 fn column_path(model: &Model, column: &syn::Ident) -> TokenStream {
@@ -112,7 +92,7 @@ fn profile(model: &Model) -> TokenStream {
 fn cache_row(model: &Model) -> TokenStream {
     let ident = &model.ident;
     let db = format_ident!("__DB");
-    let sql_type = |f: &attr::Field| {
+    let sql_type = |f: &Field| {
         let path = column_path(model, &f.column);
         quote! { <#path as ::cacheops::__private::diesel::Expression>::SqlType }
     };
