@@ -29,6 +29,13 @@ pub(crate) struct Prepared {
     pub(crate) template: Arc<Template>,
 }
 
+/// Work a module above the handle starts with every new handle (the change
+/// feed's configured consumer), registered with `inventory::submit!` so that the
+/// handle needs no knowledge of it.
+pub(crate) struct OnStart(pub(crate) fn(&Cacheops));
+
+inventory::collect!(OnStart);
+
 /// A [`Cacheops`] that does not keep it alive (for threads that must end with it).
 pub(crate) struct WeakCacheops(std::sync::Weak<Inner>);
 
@@ -197,9 +204,8 @@ impl Cacheops {
         let handle = Cacheops {
             inner: Arc::new(inner),
         };
-        #[cfg(feature = "postgres")]
-        if let Some((url, schema)) = handle.inner.config.change_feed.clone() {
-            crate::feed::spawn_weak(handle.downgrade(), url, schema);
+        for hook in inventory::iter::<OnStart> {
+            (hook.0)(&handle);
         }
         handle
     }

@@ -323,9 +323,17 @@ fn consume<C: FeedConnection>(
     Ok(())
 }
 
-/// Starts the consumer a [`crate::ConfigBuilder::change_feed`] asks for: it ends
-/// once every clone of the handle is gone.
-pub(crate) fn spawn_weak(handle: crate::runtime::WeakCacheops, url: String, schema: String) {
+inventory::submit!(crate::runtime::OnStart(start_configured));
+
+/// Starts the consumer a [`crate::ConfigBuilder::change_feed`] asks for, if any.
+fn start_configured(handle: &Cacheops) {
+    if let Some((url, schema)) = handle.config().change_feed.clone() {
+        spawn_weak(handle.downgrade(), url, schema);
+    }
+}
+
+/// Starts a consumer that ends once every clone of the handle is gone.
+fn spawn_weak(handle: crate::runtime::WeakCacheops, url: String, schema: String) {
     let spawned = std::thread::Builder::new()
         .name("cacheops-feed".into())
         .spawn(move || {
