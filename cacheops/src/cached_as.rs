@@ -24,15 +24,16 @@ use diesel::query_builder::{AsQuery, QueryFragment, QueryId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::analyse::analyse;
 use crate::backend::CacheBackend;
 use crate::codec;
 use crate::deps::{Conj, Deps, TableDeps};
 use crate::error::{Error, ErrorKind, Result};
-use crate::fill::{analyse, read_through, Plan};
-use crate::key::KeyHasher;
 use crate::model::{CacheRow, Cacheable, ColumnEquality, ModelInfo};
+use crate::protocol::key::KeyHasher;
+use crate::protocol::read_through::{read_through, Plan};
+use crate::protocol::shape::shape_of;
 use crate::runtime::{global, Cacheops};
-use crate::shape::shape_of;
 use crate::store::CacheKey;
 use crate::value::{Equality, Value};
 
@@ -350,10 +351,10 @@ impl Cacheops {
     /// Drops the cached result under `key` (e.g. from [`cached_as_key`] or a
     /// decorated function's `key(args)`); its dependencies are left alone.
     pub fn invalidate_key(&self, key: CacheKey) -> Result<()> {
-        self.count_invalidation();
-        match self.store().delete(key) {
+        self.core().tally.invalidated(None);
+        match self.core().store().delete(key) {
             Ok(()) => Ok(()),
-            Err(e) => self.store_failed(e, "invalidation"),
+            Err(e) => self.core().store_failed(e, "invalidation"),
         }
     }
 
@@ -392,7 +393,7 @@ where
     R: Serialize + DeserializeOwned,
 {
     let mut failed = None;
-    let result = read_through(handle, plan, || {
+    let result = read_through(handle.core(), plan, || {
         compute().map_err(|e| {
             failed = Some(e);
             Error::new(ErrorKind::Database, "the cached computation failed")

@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::store::LocalTier;
 
 /// The default maximum value size: 64 MiB. Far below Redis' default
 /// `proto-max-bulk-len` (512 MB), so a default server never refuses (and drops
@@ -453,5 +452,30 @@ impl DatabaseUrl<'_> {
         } else {
             (!url.contains("://")).then_some(DatabaseUrl::Sqlite(url))
         }
+    }
+}
+
+/// Options of the local tier: how much memory it may hold and how long an
+/// entry may live in it at most.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalTier {
+    pub(crate) max_bytes: u64,
+    pub(crate) max_ttl: Duration,
+}
+
+impl LocalTier {
+    /// A tier holding at most `max_bytes` of payloads (with bookkeeping), whose
+    /// entries live at most 60 s (and never past their value's own timeout).
+    pub fn new(max_bytes: u64) -> LocalTier {
+        LocalTier {
+            max_bytes,
+            max_ttl: Duration::from_secs(60),
+        }
+    }
+
+    /// The longest an entry may stay in the tier (default 60 s).
+    pub fn max_ttl(mut self, ttl: Duration) -> LocalTier {
+        self.max_ttl = ttl;
+        self
     }
 }

@@ -40,8 +40,8 @@ use crate::cached_as::{through, union, Sample};
 use crate::codec;
 use crate::deps::{Deps, TableDeps};
 use crate::error::{Error, Result};
-use crate::key::KeyHasher;
 use crate::model::Cacheable;
+use crate::protocol::key::KeyHasher;
 use crate::runtime::Cacheops;
 
 /// Marks the identity argument [`prepare`] inserts.

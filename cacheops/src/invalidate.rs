@@ -10,11 +10,10 @@
 //! itself restarts empty, every stamp is gone and nothing stale survives.
 
 use crate::backend::CacheBackend;
-use crate::error::{Error, Result};
-use crate::model::{CacheRow, Cacheable, ModelInfo};
+use crate::error::Result;
+use crate::model::{CacheRow, Cacheable};
+use crate::protocol::invalidate::{self, degraded, drop_all, send_rows, send_table};
 use crate::runtime::{global, Cacheops};
-use crate::store::RowState;
-use crate::value::Value;
 
 impl Cacheops {
     /// Invalidates every cached query whose conditions `obj`'s values match.
@@ -31,22 +30,9 @@ impl Cacheops {
             .iter()
             .map(CacheRow::row_values)
             .collect::<Result<Vec<_>>>()?;
-        self.degraded(self.send_values(M::INFO, values))
-    }
-
-    /// Invalidates rows given as values of every column of `model`, in order; a
-    /// failure is remembered (see [`Cacheops::remembered`]) and returned.
-    pub(crate) fn send_values(&self, model: &ModelInfo, rows: Vec<Vec<Value>>) -> Result<()> {
-        let rows: Vec<RowState<'_>> = rows
-            .into_iter()
-            .map(|values| RowState {
-                table: model.table,
-                columns: model.columns.iter().copied().zip(values).collect(),
-            })
-            .collect();
-        self.count_invalidation();
-        let sent = self.store().invalidate_rows(model.table, &rows);
-        self.remembered(sent, &[model.table])
+        let core = self.core();
+        let rows = invalidate::of_model(M::INFO, &values);
+        degraded(core, send_rows(core, M::INFO.table, &rows))
     }
 
     /// Invalidates every cached query that depends on model `M` at all.
@@ -56,33 +42,13 @@ impl Cacheops {
 
     /// Invalidates every cached query that depends on `table` at all.
     pub fn invalidate_table(&self, table: &str) -> Result<()> {
-        self.degraded(self.send_table(table))
-    }
-
-    /// [`Cacheops::invalidate_table`], with a failure remembered and returned.
-    pub(crate) fn send_table(&self, table: &str) -> Result<()> {
-        self.count_invalidation();
-        let sent = self.store().invalidate_table(table);
-        self.remembered(sent, &[table])
+        degraded(self.core(), send_table(self.core(), table))
     }
 
     /// Drops everything cached under this handle's prefix, and nothing else.
     /// An operator action: a failure is always returned, never degraded.
     pub fn invalidate_all(&self) -> Result<()> {
-        self.count_invalidation();
-        self.store().invalidate_all()
-    }
-
-    /// `sent`, after remembering a failure: reads of `tables` then bypass the
-    /// cache until a table-wide invalidation of them gets through.
-    pub(crate) fn remembered(&self, sent: Result<()>, tables: &[&str]) -> Result<()> {
-        sent.inspect_err(|_| self.invalidation_failed(tables.iter().copied()))
-    }
-
-    /// A failed invalidation the caller asked for: returned, or degraded (logged,
-    /// `Ok`) when the handle degrades on failure.
-    pub(crate) fn degraded(&self, sent: Result<()>) -> Result<()> {
-        sent.or_else(|e: Error| self.store_failed(e, "invalidation"))
+        drop_all(self.core())
     }
 }
 

@@ -79,9 +79,11 @@
 //! - `r2d2`: pools of [`CachedConnection`] through Diesel's `r2d2`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod analyse;
 mod automatic;
 mod backend;
 mod cached_as;
+mod catalog;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod codec;
@@ -91,23 +93,20 @@ pub mod deps;
 mod error;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub mod feed;
-mod fill;
 #[cfg(feature = "minijinja")]
 #[cfg_attr(docsrs, doc(cfg(feature = "minijinja")))]
 pub mod fragment;
-mod functions;
+
 mod invalidate;
-mod key;
-mod lock;
 mod memo;
 mod model;
 mod pending;
+mod protocol;
+mod publish;
 mod query;
 pub mod registry;
 mod runtime;
-mod shape;
 mod simple;
-mod stats;
 pub mod store;
 mod transaction;
 mod value;
@@ -128,10 +127,11 @@ pub use model::{
     model_of_label, model_of_table, models, models_of_table, CacheRow, Cacheable, ColumnEquality,
     ModelInfo, ProfileAttr,
 };
+pub use protocol::stats::{ModelStats, Stats};
 pub use query::{Cached, CachedQueryDsl};
 pub use runtime::{global, install, Cacheops};
+pub use runtime::{model_stats, stats};
 pub use simple::{cache, cached, CachedOptions, FnKey, SimpleCache};
-pub use stats::{model_stats, stats, ModelStats, Stats};
 pub use transaction::on_commit;
 pub use value::{pg_equality, Equality, Value};
 pub use write::Locked;

@@ -10,7 +10,6 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::sync::RwLock;
 
 use crate::backend::Dialect;
-use crate::store::CacheKey;
 
 /// Entries a map keeps before it starts over. Diesel's SQL texts are few (one per
 /// query shape), but hand-written SQL with its literals inlined, or the keys of
@@ -56,7 +55,7 @@ impl<K, V, S: Default> Default for Bounded<K, V, S> {
 /// A [`Bounded`] map by cache key. Cache keys are xxh3 digests already: their
 /// bits are their hash (no SipHash on a hit's path). Crafting keys that collide
 /// in those bits would only slow a map that never holds more than [`CAPACITY`].
-pub(crate) type ByKey<V> = Bounded<CacheKey, V, BuildHasherDefault<KeyBits>>;
+pub(crate) type ByKey<V> = Bounded<u128, V, BuildHasherDefault<KeyBits>>;
 
 /// A map by `TypeId` (ids are hashes too), for values kept per type.
 pub(crate) type ByTypeId<V> = HashMap<TypeId, V, BuildHasherDefault<KeyBits>>;

@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use crate::backend::CacheBackend;
-use crate::config::Profile;
-use crate::error::Result;
-use crate::value::Value;
+use crate::config::{Config, Profile};
+use crate::error::{Error, ErrorKind, Result};
+use crate::value::{Equality, Value};
 
 /// A model whose queries can be cached and whose rows invalidate them.
 ///
@@ -228,4 +228,81 @@ pub fn models_of_table(table: &str) -> &'static [&'static ModelInfo] {
 /// The model of a label (case-insensitive), if one is registered.
 pub fn model_of_label(label: &str) -> Option<&'static ModelInfo> {
     models().find(|m| m.label.eq_ignore_ascii_case(label))
+}
+
+/// Profiles by table, resolved once per handle: a hit must not parse profile
+/// strings.
+#[derive(Default)]
+pub(crate) struct Profiles {
+    by_table: std::sync::RwLock<std::collections::HashMap<&'static str, Profile>>,
+}
+
+impl Profiles {
+    /// The profile of the model stored in `table`; an error if the table has no
+    /// registered model or the model no profile.
+    pub(crate) fn of_table(&self, config: &Config, table: &str) -> Result<Profile> {
+        let known = self.by_table.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(profile) = known.get(table) {
+            return Ok(*profile);
+        }
+        drop(known);
+        let (model, profile) = resolve_profile(config, table)?;
+        let mut known = self.by_table.write().unwrap_or_else(|e| e.into_inner());
+        known.insert(model, profile);
+        Ok(profile)
+    }
+}
+
+fn resolve_profile(config: &Config, table: &str) -> Result<(&'static str, Profile)> {
+    let models = models_of_table(table);
+    let Some(first) = models.first() else {
+        let message = format!("table `{table}` has no #[derive(Cacheable)] model");
+        return Err(not_cacheable(message));
+    };
+    let mut chosen: Option<(&ModelInfo, Profile)> = None;
+    for model in models {
+        let Some(profile) = model.profile(config)? else {
+            continue;
+        };
+        match chosen {
+            Some((other, theirs)) if theirs != profile => {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "models `{}` and `{}` of table `{table}` have different cache profiles \
+                         ({theirs:?} and {profile:?}): one table has one profile, give them \
+                         the same #[cacheops(ops, timeout)] or set it on one of them only",
+                        other.label, model.label
+                    ),
+                ));
+            }
+            _ => chosen = Some((model, profile)),
+        }
+    }
+    let (_, profile) = chosen.ok_or_else(|| {
+        not_cacheable(format!(
+            "model `{}` has no cache profile: add #[cacheops(ops = ...)] or a matching Config::profile",
+            first.label
+        ))
+    })?;
+    Ok((first.table, profile))
+}
+
+fn not_cacheable(message: String) -> Error {
+    Error::new(ErrorKind::NotCacheable, message)
+}
+
+/// Whether `table.column = value` is decided by byte equality: by every model of
+/// the table that holds the column; by the value's type for a table without a
+/// model; never for a column the table's models do not describe.
+pub(crate) fn column_is_exact(table: &str, column: &str, value: &Value) -> bool {
+    let models = models_of_table(table);
+    let mut holders = models.iter().filter(|m| m.holds(column)).peekable();
+    match holders.peek() {
+        // No model: the value's type is all there is to go by.
+        None if models.is_empty() => value.equality == Equality::Exact,
+        // A column no model describes: its type is unknown, so it widens.
+        None => false,
+        Some(_) => holders.all(|m| m.decides_exact(column, value)),
+    }
 }

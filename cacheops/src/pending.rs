@@ -1,10 +1,9 @@
 //! Invalidations owed by a write, held until its transaction commits.
 
 use crate::error::Result;
-use crate::model::ModelInfo;
+use crate::protocol::invalidate;
+pub(crate) use crate::protocol::invalidate::Owed;
 use crate::runtime::Cacheops;
-use crate::store::RowState;
-use crate::value::Value;
 
 /// One invalidation a write owes, with the handle that will send it.
 pub(crate) struct Pending {
@@ -12,24 +11,12 @@ pub(crate) struct Pending {
     pub(crate) what: Owed,
 }
 
-/// What a write invalidates.
-pub(crate) enum Owed {
-    /// Rows of a model, each with every column in the model's order (helpers).
-    Rows(&'static ModelInfo, Vec<Vec<Value>>),
-    /// Rows of a table as the database returned them, `(column, value)` each.
-    Named(String, Vec<Vec<(String, Value)>>),
-    /// Everything that depends on these tables (writes it could not analyse finer).
-    Tables(Vec<String>),
-    /// Everything under the prefix (raw SQL it could not analyse at all).
-    All,
-}
-
 impl Pending {
     /// Sends the invalidation now; a failure is returned, or degraded when the
     /// handle degrades on failure (it is remembered either way).
     pub(crate) fn send(self) -> Result<()> {
-        let handle = self.handle.clone();
-        handle.degraded(self.send_remembered())
+        let core = self.handle.core();
+        invalidate::degraded(core, invalidate::send(core, self.what))
     }
 
     /// Sends the invalidation of a write that has committed. Its failure is not the
@@ -37,24 +24,9 @@ impl Pending {
     /// (inserting twice). The handle remembers what was missed (reads of it bypass
     /// the cache until it gets through), counts it and reports it to its hook.
     pub(crate) fn send_committed(self) {
-        let handle = self.handle.clone();
-        if let Err(e) = self.send_remembered() {
-            handle.missed_invalidation(e);
-        }
-    }
-
-    /// Sends everything owed (every table, even after one failed); what failed is
-    /// remembered by the handle, and the first failure returned.
-    fn send_remembered(self) -> Result<()> {
-        let handle = self.handle;
-        match self.what {
-            Owed::Rows(model, rows) => handle.send_values(model, rows),
-            Owed::Named(table, rows) => handle.send_named(&table, &rows),
-            Owed::Tables(tables) => {
-                let sent: Vec<Result<()>> = tables.iter().map(|t| handle.send_table(t)).collect();
-                sent.into_iter().collect()
-            }
-            Owed::All => handle.send_all(),
+        let core = self.handle.core();
+        if let Err(e) = invalidate::send(core, self.what) {
+            core.missed_invalidation(e);
         }
     }
 }
@@ -108,22 +80,5 @@ impl Queue {
         for hook in self.hooks {
             hook();
         }
-    }
-}
-
-impl Cacheops {
-    /// Invalidates rows given as `(column, value)` pairs of `table`; a failure is
-    /// remembered and returned.
-    pub(crate) fn send_named(&self, table: &str, rows: &[Vec<(String, Value)>]) -> Result<()> {
-        let states: Vec<RowState<'_>> = rows
-            .iter()
-            .map(|row| RowState {
-                table,
-                columns: row.iter().map(|(c, v)| (c.as_str(), v.clone())).collect(),
-            })
-            .collect();
-        self.count_invalidation();
-        let sent = self.store().invalidate_rows(table, &states);
-        self.remembered(sent, &[table])
     }
 }

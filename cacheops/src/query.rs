@@ -18,14 +18,16 @@ use diesel::connection::LoadConnection;
 use diesel::query_builder::{AsQuery, QueryFragment, QueryId};
 use diesel::query_dsl::methods::{LimitDsl, SelectDsl};
 use diesel::query_dsl::{LoadQuery, RunQueryDsl};
-use diesel::OptionalExtension;
+use diesel::{OptionalExtension, QueryResult};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::analyse::Call;
 use crate::config::Ops;
 use crate::connection::CacheConnection;
+use crate::connection::{explicitly, fills_may_store, reads_may_use_cache};
 use crate::error::Result;
-use crate::fill::{fill, Call};
+use crate::protocol::read_through::{read_through_storable, Storable};
 use crate::runtime::Cacheops;
 
 /// Extension methods that serve any Diesel query from the cache.
@@ -238,4 +240,31 @@ impl<'h, Q: AsQuery, C> Cached<'h, Q, C> {
         let call = self.call(Ops::AGGREGATE, "aggregate")?;
         fill(&call, conn, self.query.as_query(), |q, c| q.get_result(c))
     }
+}
+
+/// Runs `query` through the cache: `run` executes it on a miss.
+pub(crate) fn fill<C, Q, R>(
+    call: &Call<'_>,
+    conn: &mut C,
+    query: Q,
+    run: impl FnOnce(Q, &mut C) -> QueryResult<R>,
+) -> Result<R>
+where
+    C: CacheConnection,
+    Q: QueryFragment<C::Backend> + QueryId,
+    R: Serialize + DeserializeOwned + 'static,
+{
+    let plan = match reads_may_use_cache(conn) {
+        true => {
+            let identity = crate::connection::identity_of(call.handle, conn);
+            crate::analyse::plan::<C::Backend, Q, R>(call, identity, &query)?
+        }
+        false => None,
+    };
+    let storable = Storable::default();
+    read_through_storable(call.handle.core(), plan, &storable, || {
+        let result = explicitly(conn, |conn| run(query, conn))?;
+        storable.answer(|| fills_may_store(conn));
+        Ok(result)
+    })
 }

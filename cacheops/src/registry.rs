@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{models, ColumnEquality, ModelInfo};
-use crate::store::layout::Layout;
+use crate::protocol::layout::Layout;
 use crate::store::{open_connection, Doing, Phase};
 
 /// One model as the registry describes it.

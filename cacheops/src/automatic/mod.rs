@@ -9,20 +9,20 @@
 //! failure handling included, is `.cached()`'s (`fill.rs`).
 
 mod cells;
-mod infer;
+
 mod replay;
 mod rows;
 
 use diesel::query_builder::QueryFragment;
 use diesel::QueryResult;
 
+use crate::analyse::analyse_rendered;
 use crate::backend::CacheBackend;
 use crate::connection::Tracked;
 use crate::error::{Error, ErrorKind};
-use crate::fill::{analyse_rendered, read_through_storable, Plan, Storable};
-use crate::key::rows_key;
+use crate::protocol::key::rows_key;
+use crate::protocol::read_through::{read_through_storable, Plan, Storable};
 
-pub(crate) use infer::{infer, Read};
 pub(crate) use replay::Replay;
 pub use replay::{CachedCursor, CachedField, CachedRow, NoReplay};
 #[cfg(feature = "postgres")]
@@ -40,7 +40,7 @@ where
     if !DB::Replayed::POSSIBLE || !handle.config().enabled || !tracked.reads_may_be_automatic() {
         return None;
     }
-    let read = handle.read_of(&sql, DB::DIALECT)?;
+    let read = handle.sql().read_of(&sql, DB::DIALECT)?;
     // No profile means "not cached", as for a model without a pattern in django.
     let profile = handle.profile_of_table(&read.table).ok()?;
     if !profile.ops.contains(read.op) {
@@ -72,8 +72,10 @@ pub(crate) fn serve<DB: CacheBackend>(
     run: impl FnOnce(&Storable) -> crate::Result<RawRows>,
 ) -> QueryResult<Vec<DB::Replayed>> {
     let storable = Storable::default();
-    let raw = read_through_storable(&tracked.handle, Some(plan), &storable, || run(&storable))
-        .map_err(Error::into_diesel)?;
+    let raw = read_through_storable(tracked.handle.core(), Some(plan), &storable, || {
+        run(&storable)
+    })
+    .map_err(Error::into_diesel)?;
     DB::Replayed::replay(raw).ok_or_else(|| {
         Error::new(ErrorKind::NotCacheable, "this backend cannot replay rows").into_diesel()
     })

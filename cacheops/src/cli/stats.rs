@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use super::{redis_connection, say, CliError, CliResult, Settings};
+use crate::protocol::layout::Layout;
+use crate::protocol::stats::ModelStats;
 use crate::registry;
-use crate::stats::ModelStats;
-use crate::store::layout::Layout;
 
 /// Keys per SCAN step and per `MEMORY USAGE` pipeline.
 const BATCH: usize = 500;

@@ -17,10 +17,10 @@ use super::tracked::Tracked;
 use super::CacheConnection;
 use crate::automatic::{self, CachedCursor, CachedRow, RawRows};
 use crate::backend::{CacheBackend, Dialect};
-use crate::fill::Storable;
-use crate::functions::Volatility;
+use crate::deps::functions::Volatility;
 use crate::memo::Memo;
 use crate::pending::{Owed, Pending};
+use crate::protocol::read_through::Storable;
 use crate::runtime::Cacheops;
 
 /// A connection wrapper that invalidates after every write and tracks transactions.
@@ -142,7 +142,7 @@ impl<C: CacheConnection> CachedConnection<C> {
         }
         let Some(identity) = self.inner.__database_identity() else {
             // Not kept: asked again next time (an aborted transaction, say).
-            return crate::store::unique();
+            return crate::protocol::layout::unique();
         };
         let learned =
             xxhash_rust::xxh3::xxh3_128(identity.as_bytes()) ^ self.tracked.private_salt();
@@ -151,7 +151,9 @@ impl<C: CacheConnection> CachedConnection<C> {
         let database = identity.split('\u{1f}').next().unwrap_or_default();
         let database = xxhash_rust::xxh3::xxh3_128(database.as_bytes());
         let handle = self.tracked.handle.clone();
-        handle.learn_collations(database, || self.inner.__inexact_columns());
+        handle
+            .catalog()
+            .learn_collations(database, || self.inner.__inexact_columns());
         learned
     }
 
@@ -162,7 +164,9 @@ impl<C: CacheConnection> CachedConnection<C> {
         let identity = self.identity();
         let handle = self.tracked.handle.clone();
         let inner = &mut self.inner;
-        handle.has_columns(identity, table, || inner.__has_columns(table, columns))
+        handle
+            .catalog()
+            .has_columns(identity, table, || inner.__has_columns(table, columns))
     }
 
     /// After a statement that ran: one that may have changed the session's
@@ -263,7 +267,7 @@ impl<C: CacheConnection> CachedConnection<C> {
         let dialect = <C::Backend as CacheBackend>::DIALECT;
         let inner = &mut self.inner;
         let mut judge = |name: &String| {
-            handle.volatility(name, dialect, |schema, own| {
+            handle.catalog().volatility(name, dialect, |schema, own| {
                 inner.__catalog_functions(schema, own)
             })
         };
@@ -477,7 +481,7 @@ where
         // A read whose result varies from call to call is never cached unasked.
         let plan = match (&effect, sql, calls) {
             (Effect::Read, Some(sql), Volatility::Stable) => {
-                let identity = crate::key::identity(
+                let identity = crate::protocol::key::identity(
                     self.tracked.handle.config().database,
                     Some(self.identity()),
                 );

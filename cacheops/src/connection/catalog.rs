@@ -143,7 +143,7 @@ impl CacheConnection for diesel::sqlite::SqliteConnection {
         )?;
         Some(match file.is_empty() {
             false => file,
-            true => format!("memory {:032x}", crate::store::unique()),
+            true => format!("memory {:032x}", crate::protocol::layout::unique()),
         })
     }
 

@@ -8,8 +8,8 @@ use sqlparser::dialect::{Dialect as SqlDialect, PostgreSqlDialect, SQLiteDialect
 use sqlparser::parser::Parser;
 
 use crate::backend::Dialect;
+use crate::deps::functions;
 use crate::deps::last_ident;
-use crate::functions;
 
 /// The effect of one SQL text on the data.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -152,9 +152,9 @@ fn within<C: CacheConnection, T>(
 }
 
 /// The database identity of a call on `conn` through `handle` (see
-/// [`crate::key::identity`]).
+/// [`crate::protocol::key::identity`]).
 pub(crate) fn identity_of<C: CacheConnection>(handle: &crate::Cacheops, conn: &mut C) -> u128 {
-    crate::key::identity(handle.config().database, conn.__identity())
+    crate::protocol::key::identity(handle.config().database, conn.__identity())
 }
 
 /// Whether a miss on `conn` may store what it read. The race fence is read just

@@ -101,7 +101,7 @@ impl Tracked {
     /// The session created a temporary table: no other session shares its names.
     pub(crate) fn made_private(&mut self) {
         if self.private.is_none() {
-            self.private = Some(crate::store::unique());
+            self.private = Some(crate::protocol::layout::unique());
             self.identity = None;
         }
     }

@@ -10,8 +10,14 @@
 
 mod dnf;
 mod explain;
+pub(crate) mod functions;
+mod infer;
+mod memo;
 mod parse;
 mod walk;
+
+pub(crate) use infer::{infer, Read};
+pub(crate) use memo::{Prepared, SqlMemo};
 
 use std::sync::Arc;
 

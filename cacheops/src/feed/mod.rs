@@ -167,10 +167,12 @@ fn per_table<T>(
 
 /// Sends each table's invalidation through `handle`.
 fn send(handle: &Cacheops, claimed: Vec<(String, Invalidation)>) -> Result<()> {
+    use crate::protocol::invalidate::{named, send_rows, send_table};
+    let core = handle.core();
     for (table, invalidation) in claimed {
         match invalidation {
-            Invalidation::Rows(rows) => handle.send_named(&table, &rows)?,
-            Invalidation::Table => handle.send_table(&table)?,
+            Invalidation::Rows(rows) => send_rows(core, &table, &named(&table, &rows))?,
+            Invalidation::Table => send_table(core, &table)?,
         }
     }
     Ok(())

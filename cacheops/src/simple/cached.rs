@@ -11,8 +11,8 @@ use serde::Serialize;
 use super::{hash, SimpleCache};
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::key::KeyHasher;
-use crate::lock;
+use crate::protocol::key::KeyHasher;
+use crate::protocol::lock;
 
 /// Lock TTL of `cached` when [`CachedOptions::lock_timeout`] is not set.
 const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(5);

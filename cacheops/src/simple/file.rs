@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::store::layout::new_stamp;
+use crate::protocol::layout::new_stamp;
 use crate::store::CacheKey;
 
 /// Default timeout of a file cache.

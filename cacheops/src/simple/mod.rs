@@ -25,8 +25,8 @@ use serde::Serialize;
 
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
-use crate::key::KeyHasher;
-use crate::lock::Locks;
+use crate::protocol::key::KeyHasher;
+use crate::protocol::lock::Locks;
 use crate::runtime::{global, Cacheops};
 use crate::store::CacheKey;
 
@@ -202,7 +202,7 @@ impl SimpleCache {
             return;
         };
         match &self.backend {
-            Backend::Store(handle) => handle.not_stored(&error),
+            Backend::Store(handle) => handle.core().not_stored(&error),
             Backend::File(_) => tracing::warn!(%error, "cacheops: result returned, not cached"),
         }
     }
@@ -220,8 +220,8 @@ impl SimpleCache {
             Backend::Store(handle) if !handle.config().enabled => Ok(()),
             Backend::Store(handle) => {
                 let what = format_args!("the simple-cache value of {key:?}");
-                handle.check_size(payload.len(), what)?;
-                handle.store().simple_set(hash(key), &payload, ttl)
+                handle.core().check_size(payload.len(), what)?;
+                handle.core().store().simple_set(hash(key), &payload, ttl)
             }
             Backend::File(files) => files.write(key, hash(key), &payload, ttl),
         }
@@ -232,7 +232,7 @@ impl SimpleCache {
         match &self.backend {
             Backend::Store(handle) => degrade_write(
                 handle,
-                handle.store().simple_delete(hash(key)),
+                handle.core().store().simple_delete(hash(key)),
                 "simple cache delete",
             ),
             Backend::File(files) => files.remove(hash(key)),
@@ -252,7 +252,7 @@ impl SimpleCache {
     fn probe<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let value = self.lookup(key)?;
         if let Backend::Store(handle) = &self.backend {
-            handle.count_hit(value.is_some());
+            handle.core().tally.read(None, value.is_some());
         }
         Ok(value)
     }
@@ -287,14 +287,14 @@ impl SimpleCache {
 impl Locks for SimpleCache {
     fn try_lock(&self, key: CacheKey, token: &str, ttl: Duration) -> Result<bool> {
         match &self.backend {
-            Backend::Store(handle) => handle.store().try_lock(key, token, ttl),
+            Backend::Store(handle) => handle.core().store().try_lock(key, token, ttl),
             Backend::File(files) => files.try_lock(key, token, ttl),
         }
     }
 
     fn unlock(&self, key: CacheKey, token: &str) -> Result<()> {
         match &self.backend {
-            Backend::Store(handle) => handle.store().unlock(key, token),
+            Backend::Store(handle) => handle.core().store().unlock(key, token),
             Backend::File(files) => files.unlock(key, token),
         }
     }
@@ -310,9 +310,12 @@ fn read_store(handle: &Cacheops, key: CacheKey) -> Result<Option<Vec<u8>>> {
     if !handle.config().enabled {
         return Ok(None);
     }
-    match handle.store().simple_get(key) {
+    match handle.core().store().simple_get(key) {
         Ok(found) => Ok(found),
-        Err(e) => handle.store_failed(e, "simple cache read").map(|()| None),
+        Err(e) => handle
+            .core()
+            .store_failed(e, "simple cache read")
+            .map(|()| None),
     }
 }
 
@@ -320,7 +323,7 @@ fn read_store(handle: &Cacheops, key: CacheKey) -> Result<Option<Vec<u8>>> {
 /// error (a value too large) is the caller's to see.
 fn degrade_write(handle: &Cacheops, result: Result<()>, during: &str) -> Result<()> {
     match result {
-        Err(e) if e.is_redis() => handle.store_failed(e, during),
+        Err(e) if e.is_redis() => handle.core().store_failed(e, during),
         other => other,
     }
 }

@@ -10,9 +10,9 @@ use std::time::Duration;
 use super::{hash, CachedOptions, FnKey, SimpleCache};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind};
-use crate::lock::Locks;
+use crate::protocol::layout::new_stamp;
+use crate::protocol::lock::Locks;
 use crate::runtime::Cacheops;
-use crate::store::layout::new_stamp;
 
 /// A simple cache that cleans up after itself, and knows how to corrupt an entry.
 struct Fixture {
@@ -54,6 +54,7 @@ impl Fixture {
     fn corrupt(&self, key: &str, garbage: &[u8]) {
         match (&self.handle, &self.dir) {
             (Some(handle), _) => handle
+                .core()
                 .store()
                 .simple_set(hash(key), garbage, Duration::from_secs(60))
                 .unwrap(),

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::CacheKey;
+pub use crate::config::LocalTier;
 
 /// Past this many stamps with news, the whole tier is dropped instead of
 /// remembering more (bounds the news map; entries are bounded by moka).
@@ -35,31 +36,6 @@ const MAX_NEWS: usize = 100_000;
 
 /// Bookkeeping bytes charged per entry on top of its payload and stamps.
 const ENTRY_OVERHEAD: usize = 96;
-
-/// Options of the local tier: how much memory it may hold and how long an
-/// entry may live in it at most.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LocalTier {
-    pub(crate) max_bytes: u64,
-    pub(crate) max_ttl: Duration,
-}
-
-impl LocalTier {
-    /// A tier holding at most `max_bytes` of payloads (with bookkeeping), whose
-    /// entries live at most 60 s (and never past their value's own timeout).
-    pub fn new(max_bytes: u64) -> LocalTier {
-        LocalTier {
-            max_bytes,
-            max_ttl: Duration::from_secs(60),
-        }
-    }
-
-    /// The longest an entry may stay in the tier (default 60 s).
-    pub fn max_ttl(mut self, ttl: Duration) -> LocalTier {
-        self.max_ttl = ttl;
-        self
-    }
-}
 
 /// The identity of a stamp or value key in the tier: a hash of its name. Two
 /// keys sharing a hash only make news of one drop entries of both.

@@ -1,6 +1,6 @@
 //! In-process store: the semantics of the Redis store, for one process.
 //!
-//! The keys are those of [`super::layout`]; each method does what the matching
+//! The keys are those of [`crate::protocol::layout`]; each method does what the matching
 //! script in `lua/` does, under one lock. Expired keys are removed when touched and
 //! swept whenever the map has doubled since the last sweep.
 
@@ -8,10 +8,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::layout::{self, Layout, SENTINEL};
 use super::{CacheKey, Fence, LockStore, QueryStore, RowState, SimpleStore};
 use crate::deps::{Deps, TableDeps};
 use crate::error::{Error, ErrorKind, Result};
+use crate::protocol::layout::{self, Layout, SENTINEL};
 
 /// A store in this process's memory, with the same semantics as
 /// [`RedisStore`](super::RedisStore): for single-process programs, tests and

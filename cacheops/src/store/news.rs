@@ -35,7 +35,7 @@ const BACKOFF: [Duration; 4] = [
 
 /// A fresh origin line for one store.
 pub(crate) fn new_origin() -> String {
-    format!("@{}", super::layout::new_stamp())
+    format!("@{}", crate::protocol::layout::new_stamp())
 }
 
 /// The message of `origin` announcing `keys`.

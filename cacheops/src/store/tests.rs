@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::layout::{self, Layout};
 use super::{CacheKey, MemoryStore, QueryStore, RedisStore, RowState};
 use crate::deps::{Conj, Deps, TableDeps};
 use crate::error::ErrorKind;
+use crate::protocol::layout::{self, Layout};
 use crate::value::{Equality, Value};
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379/";

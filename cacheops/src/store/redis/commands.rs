@@ -12,7 +12,7 @@ use redis::{Cmd, Connection, ConnectionLike, FromRedisValue, Pipeline, RedisErro
 
 use super::scripts::{evalsha, with_script, FENCE, INVALIDATE, STORE, UNLOCK};
 use crate::deps::{Deps, TableDeps};
-use crate::store::layout::{self, EncodedRow, Layout};
+use crate::protocol::layout::{self, EncodedRow, Layout};
 use crate::store::local::{key_id, KeyId};
 use crate::store::{news, CacheKey, Fence};
 

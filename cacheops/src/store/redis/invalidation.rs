@@ -17,8 +17,8 @@ use redis::FromRedisValue;
 use super::scripts::{with_script, INVALIDATE};
 use super::RedisStore;
 use crate::error::Result;
+use crate::protocol::layout::{self, EncodedRow};
 use crate::store::failure::Doing;
-use crate::store::layout::{self, EncodedRow};
 
 /// Each table's schemes as last read (sorted, with the sentinel): row
 /// invalidations of the table use them, and check them where they delete.

@@ -1,4 +1,4 @@
-//! Redis store: the layout of [`super::layout`] in a Redis server, changed by the
+//! Redis store: the layout of [`crate::protocol::layout`] in a Redis server, changed by the
 //! scripts in `lua/` and by MULTI/EXEC transactions that read, where they write,
 //! what they relied on.
 //!
@@ -39,7 +39,6 @@ use self::invalidation::KnownSchemes;
 use self::pool::{Failure, Pool, PoolOptions};
 use self::scripts::{with_script, STORE, UNLOCK};
 use super::failure::Doing;
-use super::layout::{self, EncodedRow, Layout};
 use super::local::{key_id, Local, LocalTier, Ticket};
 use super::memory::check_rows;
 use super::news;
@@ -47,6 +46,7 @@ use super::{CacheKey, Fence, LocalStats, LockStore, QueryStore, RowState, Simple
 use crate::deps::Deps;
 use crate::error::{Error, ErrorKind, Result};
 use crate::memo::ByKey;
+use crate::protocol::layout::{self, EncodedRow, Layout};
 
 pub(crate) use self::pool::open_connection;
 

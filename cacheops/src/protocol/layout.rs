@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use xxhash_rust::xxh3::xxh3_128;
 
-use super::{CacheKey, RowState};
+use super::store::{CacheKey, RowState};
 use crate::deps::{Conj, Deps, TableDeps};
 use crate::value::Value;
 

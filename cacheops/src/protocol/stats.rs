@@ -1,29 +1,16 @@
-//! Counters: per handle ([`Stats`]) and per model ([`ModelStats`]).
-//!
-//! Per-model counters are kept by a thin wrapper around the handle's store
-//! ([`Counted`]): every cache lookup and every row or table invalidation passes
-//! through it with its tables, so the read path needs no extra argument and the
-//! counting costs a read lock and an atomic add. Each event is also a `tracing`
-//! event (target `cacheops::stats`: hits and misses at TRACE, invalidations at
-//! DEBUG).
-//!
-//! A background thread per Redis-backed handle publishes the per-model counters to
-//! the hash `P:stats` at most once per second (`HINCRBY` of what accumulated since
-//! the last flush, one pipeline), so `cacheops-cli stats` can show them; a hit
-//! never waits for it. The same thread publishes the model registry first (see
-//! `registry.rs`).
+//! Counters: per handle ([`Stats`]) and per model ([`ModelStats`]), counted in
+//! one place ([`Tally`]) by the read-through and the invalidations, once per
+//! call. Per-model counting costs a read lock and an atomic add per table. Each
+//! per-model event is also a `tracing` event (target `cacheops::stats`: hits and
+//! misses at TRACE, invalidations at DEBUG). `publish.rs` sends the per-model
+//! counters to Redis.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use crate::deps::Deps;
-use crate::error::Result;
 use crate::model::model_of_table;
-use crate::store::{
-    CacheKey, Doing, Fence, LocalStats, LockStore, Phase, QueryStore, RowState, SimpleStore, Store,
-};
 
 /// Counters of one handle, as atomics.
 #[derive(Default)]
@@ -218,214 +205,66 @@ impl ModelCounters {
     }
 }
 
-/// The handle's store, counting per table what passes through it.
-pub(crate) struct Counted {
-    pub(crate) inner: Box<dyn Store>,
-    pub(crate) counters: Arc<ModelCounters>,
+/// Every counter of one handle: the totals and the per-model ones.
+#[derive(Default)]
+pub(crate) struct Tally {
+    totals: Counters,
+    /// Shared with the stats publisher thread.
+    tables: Arc<ModelCounters>,
 }
 
-impl Counted {
-    fn count_tables(&self, deps: &Deps, event: Event) {
-        for (table, _) in &deps.tables {
-            self.counters.count(table, event);
-        }
-    }
-}
-
-impl QueryStore for Counted {
-    /// A found value counts as a hit even in the rare case the caller then fails to
-    /// decode it (and reads the database): the store did serve it.
-    fn lookup(&self, key: CacheKey, deps: &Deps) -> Result<Option<Vec<u8>>> {
-        let found = self.inner.lookup(key, deps)?;
-        let event = if found.is_some() {
-            Event::Hit
-        } else {
-            Event::Miss
+impl Tally {
+    /// A read through the cache: a hit or a miss, of every table of `deps` too
+    /// (`None`: a read that bypassed the cache, counted in the totals only).
+    pub(crate) fn read(&self, deps: Option<&Deps>, hit: bool) {
+        let (total, event) = match hit {
+            true => (&self.totals.hits, Event::Hit),
+            false => (&self.totals.misses, Event::Miss),
         };
-        self.count_tables(deps, event);
-        Ok(found)
-    }
-
-    fn fence(&self, deps: &Deps, ttl: Duration) -> Result<Fence> {
-        self.inner.fence(deps, ttl)
-    }
-
-    fn store(&self, key: CacheKey, fence: &Fence, payload: &[u8], ttl: Duration) -> Result<bool> {
-        self.inner.store(key, fence, payload, ttl)
-    }
-
-    fn invalidate_rows(&self, table: &str, rows: &[RowState<'_>]) -> Result<()> {
-        self.counters.count(table, Event::Invalidation);
-        self.inner.invalidate_rows(table, rows)
-    }
-
-    fn invalidate_table(&self, table: &str) -> Result<()> {
-        self.counters.count(table, Event::Invalidation);
-        self.inner.invalidate_table(table)
-    }
-
-    fn invalidate_all(&self) -> Result<()> {
-        self.inner.invalidate_all()
-    }
-
-    fn delete(&self, key: CacheKey) -> Result<()> {
-        self.inner.delete(key)
-    }
-
-    fn local_tier(&self) -> Option<LocalStats> {
-        self.inner.local_tier()
-    }
-}
-
-impl SimpleStore for Counted {
-    fn simple_get(&self, key: CacheKey) -> Result<Option<Vec<u8>>> {
-        self.inner.simple_get(key)
-    }
-
-    fn simple_set(&self, key: CacheKey, payload: &[u8], ttl: Duration) -> Result<()> {
-        self.inner.simple_set(key, payload, ttl)
-    }
-
-    fn simple_delete(&self, key: CacheKey) -> Result<()> {
-        self.inner.simple_delete(key)
-    }
-}
-
-impl LockStore for Counted {
-    fn try_lock(&self, key: CacheKey, token: &str, ttl: Duration) -> Result<bool> {
-        self.inner.try_lock(key, token, ttl)
-    }
-
-    fn unlock(&self, key: CacheKey, token: &str) -> Result<()> {
-        self.inner.unlock(key, token)
-    }
-}
-
-/// Sends the pending per-model counts to `target`'s `P:stats` in one pipeline; on
-/// failure they stay pending for the next flush.
-pub(crate) fn flush(
-    counters: &ModelCounters,
-    con: &mut redis::Connection,
-    target: &crate::registry::Target,
-) -> Result<()> {
-    let pending = counters.take_pending();
-    if pending.is_empty() {
-        return Ok(());
-    }
-    let mut pipe = redis::pipe();
-    let stats_key = target.stats_key();
-    for (field, n) in &pending {
-        pipe.hincr(&stats_key, field, *n).ignore();
-    }
-    pipe.exec(con).map_err(|e| {
-        counters.restore_pending(&pending);
-        Doing::PUBLISH_STATS.failed(e, Phase::Command(target.timeout))
-    })
-}
-
-/// How often the publisher flushes.
-const FLUSH_EVERY: Duration = Duration::from_secs(1);
-
-/// Starts the publisher thread of a Redis-backed handle: it publishes the model
-/// registry once, then flushes the counters every second. Once the handle is gone
-/// (the thread holds the last reference) it flushes one last time and ends.
-/// Failures are logged and retried; they never reach the application.
-pub(crate) fn spawn_publisher(target: crate::registry::Target, counters: Arc<ModelCounters>) {
-    let spawned = std::thread::Builder::new()
-        .name("cacheops-stats".into())
-        .spawn(move || publisher_loop(&target, &counters));
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "cacheops: could not start the stats publisher");
-    }
-}
-
-fn publisher_loop(target: &crate::registry::Target, counters: &Arc<ModelCounters>) {
-    let mut con = None;
-    let mut registry_published = false;
-    loop {
-        if !registry_published {
-            registry_published = attempt(target, &mut con, "publishing the model registry", |c| {
-                crate::registry::publish(c, target)
-            });
-        }
-        std::thread::sleep(FLUSH_EVERY);
-        let last = Arc::strong_count(counters) == 1;
-        attempt(target, &mut con, "publishing stats", |c| {
-            flush(counters, c, target)
-        });
-        if last {
-            return;
-        }
-    }
-}
-
-/// Runs `f` on the publisher's connection (opened if needed). A failure is logged
-/// at DEBUG (Redis being down is reported by the cache itself) and drops the
-/// connection, which may be out of step.
-fn attempt(
-    target: &crate::registry::Target,
-    con: &mut Option<redis::Connection>,
-    what: &str,
-    f: impl FnOnce(&mut redis::Connection) -> Result<()>,
-) -> bool {
-    match target.connection(con).and_then(f) {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::debug!(error = %e, "cacheops: {what} failed; will retry");
-            *con = None;
-            false
-        }
-    }
-}
-
-impl crate::Cacheops {
-    /// Starts the thread that publishes the registry and the counters of this
-    /// handle to Redis (a no-op for other stores).
-    pub(crate) fn start_publisher(&self) {
-        let (counters, target) = self.model_counters();
-        if let Some(target) = target {
-            spawn_publisher(target.clone(), counters.clone());
+        total.fetch_add(1, Ordering::Relaxed);
+        for (table, _) in deps.map_or(&[][..], |d| &d.tables[..]) {
+            self.tables.count(table, event);
         }
     }
 
-    /// Counters per model label since this handle was made (see [`ModelStats`]).
-    ///
-    /// ```
-    /// let cache = cacheops::Cacheops::new(cacheops::Config::builder().url("memory://").build())?;
-    /// assert!(cache.model_stats().is_empty());
-    /// # Ok::<(), cacheops::Error>(())
-    /// ```
-    pub fn model_stats(&self) -> BTreeMap<String, ModelStats> {
-        self.model_counters().0.snapshot()
+    /// An invalidation sent, of `table` if it names one.
+    pub(crate) fn invalidated(&self, table: Option<&str>) {
+        self.totals.invalidations.fetch_add(1, Ordering::Relaxed);
+        if let Some(table) = table {
+            self.tables.count(table, Event::Invalidation);
+        }
     }
 
-    /// Publishes every compiled-in model to Redis now (the handle also does it by
-    /// itself shortly after it is made). A no-op for non-Redis stores.
-    pub fn publish_registry(&self) -> Result<()> {
-        let Some(target) = self.model_counters().1 else {
-            return Ok(());
-        };
-        crate::registry::publish(target.connection(&mut None)?, target)
+    /// A fill the store refused: an invalidation landed while the SQL ran.
+    pub(crate) fn refused(&self) {
+        self.totals.refused.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Sends the per-model counts not yet published to Redis now, instead of
-    /// within the next second. A no-op for non-Redis stores.
-    pub fn publish_stats(&self) -> Result<()> {
-        let (counters, Some(target)) = self.model_counters() else {
-            return Ok(());
-        };
-        flush(counters, target.connection(&mut None)?, target)
+    /// A store error.
+    pub(crate) fn error(&self) {
+        self.totals.errors.fetch_add(1, Ordering::Relaxed);
     }
-}
 
-/// [`crate::Cacheops::stats`] of the process-wide handle.
-pub fn stats() -> Result<Stats> {
-    Ok(crate::global()?.stats())
-}
+    /// An invalidation a committed write missed (also a store error).
+    pub(crate) fn missed(&self) {
+        self.error();
+        self.totals.missed.fetch_add(1, Ordering::Relaxed);
+    }
 
-/// [`crate::Cacheops::model_stats`] of the process-wide handle.
-pub fn model_stats() -> Result<BTreeMap<String, ModelStats>> {
-    Ok(crate::global()?.model_stats())
+    /// A value not stored for its size.
+    pub(crate) fn too_large(&self) {
+        self.totals.too_large.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The totals now.
+    pub(crate) fn snapshot(&self) -> Stats {
+        self.totals.snapshot()
+    }
+
+    /// The per-model counters.
+    pub(crate) fn tables(&self) -> &Arc<ModelCounters> {
+        &self.tables
+    }
 }
 
 #[cfg(test)]

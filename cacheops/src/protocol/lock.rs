@@ -19,8 +19,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::store::layout::new_stamp;
-use crate::store::{CacheKey, LockStore};
+use crate::protocol::layout::new_stamp;
+use crate::protocol::store::{CacheKey, LockStore};
 
 /// Lock TTL of cached queries: the longest one caller computes alone before the
 /// others stop waiting for it.

@@ -22,8 +22,8 @@ use sqlparser::ast::{BinaryOperator, Expr, GroupByExpr, Query, Select, SelectIte
 
 use crate::backend::Dialect;
 use crate::config::Ops;
+use crate::deps::functions::AGGREGATES;
 use crate::deps::{last_ident, main_table_of, norm, parse_one};
-use crate::functions::AGGREGATES;
 use crate::model::{model_of_table, ModelInfo};
 
 /// A read that may be cached automatically: its op and its model's table.

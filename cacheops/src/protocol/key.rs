@@ -10,7 +10,7 @@
 
 use xxhash_rust::xxh3::xxh3_128;
 
-use crate::store::CacheKey;
+use crate::protocol::store::CacheKey;
 use crate::value::Value;
 
 /// Bumped whenever the payload or key format changes: old entries are then

@@ -1,0 +1,116 @@
+//! What the protocol runs on: the store, the counters, the failure state and the
+//! settings a read or an invalidation needs. A handle owns one.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::protocol::failures::Failures;
+use crate::protocol::stats::Tally;
+use crate::protocol::store::Store;
+
+/// A test hook run on every fill between the SQL and the store.
+pub(crate) type FillHook = Arc<dyn Fn() + Send + Sync>;
+
+/// The store and the state shared by every read and invalidation of a handle.
+pub(crate) struct Core {
+    store: Box<dyn Store>,
+    pub(crate) tally: Tally,
+    pub(crate) failures: Failures,
+    degrade_on_failure: bool,
+    max_value_size: usize,
+    /// Whether a too-large value was logged at WARN yet: the next ones are logged
+    /// at DEBUG, since the same result is too large on every miss.
+    too_large_warned: AtomicBool,
+    fill_hook: RwLock<Option<FillHook>>,
+}
+
+impl Core {
+    /// A core on `store` with the configuration's failure and size settings.
+    pub(crate) fn new(store: Box<dyn Store>, config: &crate::config::Config) -> Core {
+        Core {
+            store,
+            tally: Tally::default(),
+            failures: Failures::default(),
+            degrade_on_failure: config.degrade_on_failure,
+            max_value_size: config.max_value_size,
+            too_large_warned: AtomicBool::new(false),
+            fill_hook: RwLock::default(),
+        }
+    }
+
+    pub(crate) fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    /// Handles a store error: counted, then degraded (logged, `Ok`) or returned.
+    pub(crate) fn store_failed(&self, error: Error, during: &str) -> Result<()> {
+        self.tally.error();
+        if self.degrade_on_failure {
+            tracing::warn!(error = %error, "cacheops: {during} failed, using the database");
+            return Ok(());
+        }
+        Err(error)
+    }
+
+    /// Checks that a payload of `len` bytes, `what` (e.g. "a cached value"), is
+    /// at most the maximum value size: a larger one is counted in
+    /// [`crate::Stats::too_large`] and is an [`ErrorKind::TooLarge`] error.
+    pub(crate) fn check_size(&self, len: usize, what: std::fmt::Arguments<'_>) -> Result<()> {
+        let max = self.max_value_size;
+        if len <= max {
+            return Ok(());
+        }
+        self.tally.too_large();
+        let message = format!(
+            "not storing {what}: its encoding of {len} bytes is over the maximum value size ({max} bytes)"
+        );
+        Err(Error::new(ErrorKind::TooLarge, message).with_hint(
+            "raise max_value_size (Config::max_value_size or CACHEOPS_MAX_VALUE_SIZE), \
+             or cache less (fewer rows or columns)",
+        ))
+    }
+
+    /// A computed result that could not be stored (too large, not encodable, or
+    /// the store failed) is returned all the same: the database answered, and the
+    /// next read computes it again. The failure is logged, and a store error
+    /// counted in [`crate::Stats::errors`].
+    pub(crate) fn not_stored(&self, error: &Error) {
+        if error.is_redis() {
+            self.tally.error();
+        }
+        let quiet = error.is_too_large() && self.too_large_warned.swap(true, Ordering::Relaxed);
+        match quiet {
+            true => tracing::debug!(%error, "cacheops: result returned, not cached"),
+            false => tracing::warn!(%error, "cacheops: result returned, not cached"),
+        }
+    }
+
+    /// Reports an invalidation a committed write owed and could not send (see
+    /// [`Failures::missed`]), and counts it.
+    pub(crate) fn missed_invalidation(&self, error: Error) {
+        self.tally.missed();
+        self.failures.missed(error);
+    }
+
+    /// Whether reads of `deps` may use the cache (see
+    /// [`Failures::retry_then_may_read`]).
+    pub(crate) fn may_read(&self, deps: &crate::deps::Deps) -> bool {
+        self.failures.retry_then_may_read(self.store(), deps)
+    }
+
+    pub(crate) fn set_fill_hook(&self, hook: Option<FillHook>) {
+        *self.fill_hook.write().unwrap_or_else(|e| e.into_inner()) = hook;
+    }
+
+    pub(crate) fn run_fill_hook(&self) {
+        let hook = self
+            .fill_hook
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The read-through algorithm every cached computation goes through.
+//!
+//! Hit: one round trip. Miss: the dependency stamps are read (or created)
+//! *before* the computation runs, and the result is stored only if they are all
+//! unchanged afterwards. An invalidation that lands while it runs therefore
+//! refuses the fill, which closes the read-miss-then-stale-write race. The fence
+//! vouches only for a computation that reads the data committed when it runs; one
+//! that read an older snapshot reports it (see [`Storable`]) and its result is
+//! served but not stored.
+//!
+//! A computed result is never lost to the cache: one over the maximum value size
+//! is not sent, and one the store fails to take (Redis down, or refusing a value
+//! over its `proto-max-bulk-len`) is logged and counted; both are returned. Each
+//! call is counted once (hit or miss, per table too) in the handle's tally.
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::core::Core;
+use super::lock::{self, QUERY_LOCK_TTL};
+use super::store::{CacheKey, Fence};
+use crate::codec;
+use crate::deps::Deps;
+use crate::error::Result;
+
+/// What a cacheable computation resolved to: where its result lives, what it
+/// depends on, and for how long.
+pub(crate) struct Plan {
+    pub(crate) key: CacheKey,
+    /// Shared: a query's dependencies are a function of its key, kept per key.
+    pub(crate) deps: Arc<Deps>,
+    pub(crate) ttl: Duration,
+    /// Concurrent misses of `key` compute once; the others wait (see `lock.rs`).
+    pub(crate) lock: bool,
+}
+
+/// Whether a computed miss may be stored. The read-through asks for it just
+/// before computing a fill; the computation answers once it has run, `false` when
+/// it read a snapshot older than the fence taken before it (a REPEATABLE READ
+/// transaction, say). Asked only then, so that a hit or an uncached read never
+/// pays for finding out.
+#[derive(Debug, Default)]
+pub(crate) struct Storable {
+    asked: Cell<bool>,
+    refused: Cell<bool>,
+}
+
+impl Storable {
+    /// Records the computation's answer, found by `may_store`, if it was asked.
+    pub(crate) fn answer(&self, may_store: impl FnOnce() -> bool) {
+        if self.asked.get() {
+            self.refused.set(!may_store());
+        }
+    }
+
+    fn ask(&self) {
+        self.asked.set(true);
+    }
+
+    fn refused(&self) -> bool {
+        self.refused.get()
+    }
+}
+
+/// The read-through algorithm for any computation with a plan: serve the cached
+/// result if its stamps are intact, else fence, compute, and store unless an
+/// invalidation landed meanwhile. `None` (or a plan whose tables have a pending
+/// invalidation) computes without the cache.
+pub(crate) fn read_through<R>(
+    core: &Core,
+    plan: Option<Plan>,
+    compute: impl FnOnce() -> Result<R>,
+) -> Result<R>
+where
+    R: Serialize + DeserializeOwned,
+{
+    read_through_storable(core, plan, &Storable::default(), compute)
+}
+
+/// [`read_through`] for a computation that tells, through `storable`, whether
+/// its result may be stored.
+pub(crate) fn read_through_storable<R>(
+    core: &Core,
+    plan: Option<Plan>,
+    storable: &Storable,
+    compute: impl FnOnce() -> Result<R>,
+) -> Result<R>
+where
+    R: Serialize + DeserializeOwned,
+{
+    let plan = match plan {
+        Some(plan) if core.may_read(&plan.deps) => plan,
+        _ => return uncached(core, None, compute),
+    };
+    match core.store().lookup(plan.key, &plan.deps) {
+        Ok(Some(bytes)) => {
+            if let Some(value) = codec::decode(&bytes) {
+                core.tally.read(Some(&plan.deps), true);
+                return Ok(value);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            core.store_failed(e, "cache read")?;
+            return uncached(core, None, compute);
+        }
+    }
+    if plan.lock {
+        return locked_fill(core, compute, &plan, storable);
+    }
+    fill_miss(core, compute, &plan, storable)
+}
+
+/// A miss under stampede protection: one caller fills through the fence, the
+/// others are served the value it stored (read, like any hit, with its stamps
+/// checked) or fill through the fence themselves after the bounded wait.
+fn locked_fill<R>(
+    core: &Core,
+    compute: impl FnOnce() -> Result<R>,
+    plan: &Plan,
+    storable: &Storable,
+) -> Result<R>
+where
+    R: Serialize + DeserializeOwned,
+{
+    let probe = || {
+        let found = core.store().lookup(plan.key, &plan.deps)?;
+        let value = found.and_then(|bytes| codec::decode(&bytes));
+        if value.is_some() {
+            core.tally.read(Some(&plan.deps), true);
+        }
+        Ok(value)
+    };
+    let fill = || fill_miss(core, compute, plan, storable);
+    lock::compute_once(core.store(), plan.key, QUERY_LOCK_TTL, probe, fill)
+}
+
+fn fill_miss<R: Serialize>(
+    core: &Core,
+    compute: impl FnOnce() -> Result<R>,
+    plan: &Plan,
+    storable: &Storable,
+) -> Result<R> {
+    let fence = match core.store().fence(&plan.deps, plan.ttl) {
+        Ok(fence) => fence,
+        Err(e) => {
+            core.store_failed(e, "cache fence")?;
+            return uncached(core, Some(&plan.deps), compute);
+        }
+    };
+    storable.ask();
+    let result = compute()?;
+    core.tally.read(Some(&plan.deps), false);
+    core.run_fill_hook();
+    if !storable.refused() {
+        if let Err(e) = store_fill(core, plan, &fence, &result) {
+            core.not_stored(&e);
+        }
+    }
+    Ok(result)
+}
+
+/// Stores a fill's result if it fits the maximum value size and the fence holds.
+fn store_fill<R: Serialize>(core: &Core, plan: &Plan, fence: &Fence, result: &R) -> Result<()> {
+    let payload = codec::encode(result)?;
+    core.check_size(payload.len(), format_args!("a cached value"))?;
+    if !core.store().store(plan.key, fence, &payload, plan.ttl)? {
+        core.tally.refused();
+    }
+    Ok(())
+}
+
+/// A read that does not use the cache: a miss (of `deps`' tables when it has a
+/// plan the cache could not serve).
+fn uncached<R>(core: &Core, deps: Option<&Deps>, compute: impl FnOnce() -> Result<R>) -> Result<R> {
+    core.tally.read(deps, false);
+    compute()
+}
