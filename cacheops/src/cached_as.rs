@@ -493,11 +493,6 @@ where
     global()?.cached_as(samples, site, args, options, compute)
 }
 
-/// [`Cacheops::invalidate_key`] on the process-wide handle.
-pub fn invalidate_key(key: CacheKey) -> Result<()> {
-    global()?.invalidate_key(key)
-}
-
 /// Items `#[cached_as]` expands to. Not public API.
 #[doc(hidden)]
 pub(crate) mod __macro;

@@ -13,7 +13,7 @@ use crate::error::{Error, ErrorKind, Result};
 /// the connection of) a value cacheops sends; far above any result worth caching,
 /// since a value that large costs Redis, single-threaded, tens of milliseconds
 /// to receive, send and free, and every hit as long to decode.
-pub const DEFAULT_MAX_VALUE_SIZE: usize = 64 << 20;
+pub(crate) const DEFAULT_MAX_VALUE_SIZE: usize = 64 << 20;
 
 /// The operations a profile caches automatically (a small bit set).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -333,7 +333,7 @@ impl ConfigBuilder {
     }
 
     /// The largest encoded value cacheops stores, in bytes (default
-    /// [`DEFAULT_MAX_VALUE_SIZE`], 64 MiB; env `CACHEOPS_MAX_VALUE_SIZE`). A
+    /// 64 MiB; env `CACHEOPS_MAX_VALUE_SIZE`). A
     /// computed result over it is returned to the caller and not stored, counted
     /// in [`Stats::too_large`](crate::Stats::too_large); an explicit
     /// [`SimpleCache::set`](crate::SimpleCache::set) of one fails with

@@ -27,34 +27,20 @@
 //! # Ok(()) }
 //! ```
 //!
-//! ## Where things are
-//! | concern | module | public items |
+//! ## Where things are: the layers, bottom up
+//! Each layer imports only its own and lower ones (`cacheops/layers.txt`, checked
+//! by `.ci/layers`; `ARCHITECTURE.md` says what each owns and why).
+//!
+//! | layer | modules | public items |
 //! |---|---|---|
-//! | configuration and profiles | `config.rs` | [`Config`], [`Profile`], [`Ops`] |
-//! | the handle: store, memo of parsed SQL, failure state | `runtime.rs` | [`Cacheops`], [`install`], [`global`], [`Stats`] |
-//! | `.cached()` and the [`Cached`] builder | `query.rs` | [`CachedQueryDsl`], [`Cached`] |
-//! | the read-through algorithm (one round trip per hit, race fence on miss) | `fill.rs` | |
-//! | SQL parsed once per text (templates, write classification, UPDATE rewrites) | `memo.rs` | |
-//! | cache keys and result-shape fingerprints | `key.rs`, `shape.rs` | |
-//! | MessagePack payloads | `codec.rs` | |
-//! | a query's dependencies (SQL → per-table conjunctions) | [`deps`] | [`deps::Template`], [`deps::Deps`] |
-//! | stamps and values in Redis or in process; Lua scripts | [`store`] | [`store::RedisStore`], [`store::MemoryStore`] |
-//! | the local tier in front of Redis, and the invalidation news that keeps it fresh | `store/local.rs`, `store/news.rs` | [`store::LocalTier`], [`store::LocalStats`] |
-//! | what `#[derive(Cacheable)]` generates; the model registry | `model.rs` | [`Cacheable`], [`CacheRow`], [`ModelInfo`] |
-//! | canonical values of binds and columns | `backend.rs`, `value.rs` | [`CacheBackend`], [`Value`], [`encode_value`] |
-//! | write helpers | `write.rs` | [`Cacheops::insert`], [`Cacheops::save`], [`Cacheops::update`], [`Cacheops::delete`] |
-//! | connections: which ones we read/write through; a wrapper that sees every statement; UPDATEs rewritten to return old and new rows | `connection/` | [`CacheConnection`], [`CachedConnection`] |
-//! | the change feed: outside writes (cascades, triggers, `psql`) invalidate through an outbox | [`feed`] | [`feed::install`], [`feed::apply_once`], [`Cacheops::start_change_feed`] |
-//! | what the functions a statement calls may do (built-ins by name, PostgreSQL's catalog) | `functions.rs` | |
-//! | automatic caching of ordinary reads through [`CachedConnection`]: op inference, raw rows, replayed rows | `automatic/` | [`CachedRow`], [`CachedCursor`], [`ReplayedRow`], [`NoReplay`] |
-//! | transactions on plain connections: invalidation after the outermost COMMIT, then after-commit hooks | `transaction.rs`, `pending.rs` | [`Cacheops::transaction`], [`on_commit`] |
-//! | manual invalidation | `invalidate.rs` | [`invalidate_obj`], [`invalidate_model`], [`invalidate_table`], [`invalidate_all`] |
-//! | time-only cache, `cached`, file backend | `simple/` | [`cache`], [`cached()`], [`SimpleCache`], [`FnKey`] |
-//! | function caching tied to data | `cached_as.rs` | [`cached_as()`], [`Sample`], [`Options`] |
-//! | template fragments (feature `minijinja`) | `fragment.rs` | `fragment::register` |
-//! | model registry, stats, the CLI | `registry.rs`, `stats.rs`, `cli/` | [`stats()`], [`model_stats`] |
-//! | stampede locks | `lock.rs` | [`CachedOptions::lock`], [`Cached::lock`] |
-//! | errors | `error.rs` | [`Error`], [`ErrorKind`], [`OptionalExtension`] |
+//! | 0 values, errors, settings, model descriptions | `error.rs`, `value.rs`, `codec.rs` (MessagePack), `config.rs`, `backend.rs` (canonical binds), `model.rs` (what the derive generates, profiles), `memo.rs` | [`Error`], [`ErrorKind`], [`Config`], [`Profile`], [`Ops`], [`Cacheable`], [`CacheRow`], [`CacheBackend`], [`Value`] |
+//! | 1 SQL analysis | [`deps`] (SQL → per-table conjunctions, templates, what a read is for automatic caching, what functions may do, memos), `catalog.rs` | [`deps::Template`], [`deps::Deps`], [`deps::explain`] |
+//! | 2 the cache protocol, no connection types | `protocol/`: keys and result shapes, the key/stamp layout, the store traits, the read-through with its fence, invalidation, failure state, counters, stampede locks | [`store::Store`], [`Stats`], [`ModelStats`] |
+//! | 3 stores | [`store`] (memory; Redis: pool, scripts, commands, row invalidation; the local tier and its news), [`registry`], `publish.rs` | [`store::RedisStore`], [`store::MemoryStore`], [`store::LocalTier`] |
+//! | 4 the handle | `runtime/` (a thin owner of configuration, core and memos; the process-wide handle; counters), `invalidate.rs` | [`Cacheops`], [`install`], [`global`], [`invalidate_obj`], [`invalidate_model`], [`invalidate_table`], [`invalidate_all`] |
+//! | 5 Diesel | `transaction.rs`, `pending.rs` (queues until the outermost COMMIT), `analyse.rs` (a query as the cache sees it), `automatic/`, `connection/` ([`CachedConnection`]), `query.rs` (`.cached()`), `write.rs` (helpers) | [`CachedQueryDsl`], [`Cached`], [`CachedConnection`], [`Cacheops::transaction`], [`on_commit`], [`Cacheops::save`] |
+//! | 6 extras | `simple/` (time-only cache, `#[cached]`, file backend), `cached_as.rs`, `fragment.rs` (feature `minijinja`), [`feed`] (outside writes through an outbox) | [`cache`], [`cached()`], [`cached_as()`], [`Sample`], [`feed::install`], [`Cacheops::start_change_feed`] |
+//! | 7 the operator CLI | `cli/` (run by `bin/cacheops-cli.rs`) | |
 //!
 //! ## How invalidation decides
 //! Every cached query depends, per table it reads, on an OR of conjunctions of
@@ -115,32 +101,42 @@ mod write;
 pub use automatic::{CachedCursor, CachedField, CachedRow, NoReplay};
 #[cfg(feature = "postgres")]
 pub use automatic::{ReplayedField, ReplayedRow};
-pub use backend::{encode_value, CacheBackend, Dialect, Rendered};
-pub use cached_as::{cached_as, cached_as_key, invalidate_key, Options, Sample};
+pub use backend::{CacheBackend, Dialect};
+pub use cached_as::{cached_as, Options, Sample};
 pub use cacheops_derive::cached_as;
 pub use cacheops_derive::Cacheable;
-pub use config::{Config, ConfigBuilder, Ops, Profile, DEFAULT_MAX_VALUE_SIZE};
+pub use config::{Config, ConfigBuilder, Ops, Profile};
 pub use connection::{CacheConnection, CachedConnection, CachedTransactionManager, SettlingCursor};
 pub use error::{Error, ErrorKind, OptionalExtension, Result};
 pub use invalidate::{invalidate_all, invalidate_model, invalidate_obj, invalidate_table};
-pub use model::{
-    model_of_label, model_of_table, models, models_of_table, CacheRow, Cacheable, ColumnEquality,
-    ModelInfo, ProfileAttr,
-};
+pub use model::{models_of_table, CacheRow, Cacheable, ModelInfo};
 pub use protocol::stats::{ModelStats, Stats};
 pub use query::{Cached, CachedQueryDsl};
 pub use runtime::{global, install, Cacheops};
 pub use runtime::{model_stats, stats};
 pub use simple::{cache, cached, CachedOptions, FnKey, SimpleCache};
 pub use transaction::on_commit;
-pub use value::{pg_equality, Equality, Value};
-pub use write::Locked;
+pub use value::Value;
 
-/// Items the derive macro's output refers to. Not public API.
+/// What an application writes daily: `use cacheops::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        cached, cached_as, on_commit, Cacheable, CachedConnection, CachedOptions, CachedQueryDsl,
+        Cacheops, Config, Error, FnKey, Ops, OptionalExtension, Profile, Result, Sample,
+    };
+}
+
+/// Items the derive macros' output refers to. Not public API: no stability
+/// promise, may change in any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::backend::encode_value;
     pub use crate::cached_as::__macro::*;
+    pub use crate::cached_as::cached_as_key;
     pub use crate::connection::Tracked;
+    pub use crate::model::{ColumnEquality, ProfileAttr};
+    pub use crate::protocol::store::CacheKey;
+    pub use crate::write::Locked;
     pub use diesel;
     pub use inventory;
 }

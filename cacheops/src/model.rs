@@ -1,7 +1,7 @@
 //! What `#[derive(Cacheable)]` generates, and the registry of models it publishes.
 //!
 //! The derive only describes the model (label, table, columns, profile) and encodes
-//! its column values through [`crate::encode_value`]; every decision is made here
+//! its column values through [`crate::backend::encode_value`]; every decision is made here
 //! and in the rest of the runtime.
 
 use std::collections::HashMap;
@@ -194,13 +194,13 @@ impl ModelInfo {
 inventory::collect!(&'static ModelInfo);
 
 /// Every model compiled into this program, as `#[derive(Cacheable)]` registered them.
-pub fn models() -> impl Iterator<Item = &'static ModelInfo> {
+pub(crate) fn models() -> impl Iterator<Item = &'static ModelInfo> {
     inventory::iter::<&'static ModelInfo>.into_iter().copied()
 }
 
 /// The model of a table, if one is registered: the first by label when several
 /// row types read the table (see [`models_of_table`]).
-pub fn model_of_table(table: &str) -> Option<&'static ModelInfo> {
+pub(crate) fn model_of_table(table: &str) -> Option<&'static ModelInfo> {
     models_of_table(table).first().copied()
 }
 
@@ -223,11 +223,6 @@ pub fn models_of_table(table: &str) -> &'static [&'static ModelInfo] {
             by_table
         });
     BY_TABLE.get(table).map_or(&[], Vec::as_slice)
-}
-
-/// The model of a label (case-insensitive), if one is registered.
-pub fn model_of_label(label: &str) -> Option<&'static ModelInfo> {
-    models().find(|m| m.label.eq_ignore_ascii_case(label))
 }
 
 /// Profiles by table, resolved once per handle: a hit must not parse profile

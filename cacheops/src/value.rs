@@ -35,7 +35,7 @@ impl Value {
 }
 
 /// Equality class of a PostgreSQL built-in type OID. Unknown and custom OIDs are inexact.
-pub fn pg_equality(oid: u32) -> Equality {
+pub(crate) fn pg_equality(oid: u32) -> Equality {
     match oid {
         // bool, bytea, "char", name, int8, int2, int4, text, oid, varchar, date,
         // time, timestamp, timestamptz, uuid

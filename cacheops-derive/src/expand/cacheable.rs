@@ -29,9 +29,9 @@ fn model_info(model: &Model) -> TokenStream {
         quote! { <#path as ::cacheops::__private::diesel::Column>::NAME }
     });
     let equality = model.fields.iter().map(|f| match f.exact {
-        Some(true) => quote! { ::cacheops::ColumnEquality::Exact },
-        Some(false) => quote! { ::cacheops::ColumnEquality::Inexact },
-        None => quote! { ::cacheops::ColumnEquality::ByType },
+        Some(true) => quote! { ::cacheops::__private::ColumnEquality::Exact },
+        Some(false) => quote! { ::cacheops::__private::ColumnEquality::Inexact },
+        None => quote! { ::cacheops::__private::ColumnEquality::ByType },
     });
     let sql_types = model.fields.iter().map(|f| {
         let path = column_path(model, &f.column);
@@ -86,7 +86,7 @@ fn profile(model: &Model) -> TokenStream {
         Some(secs) => quote! { ::core::option::Option::Some(#secs) },
         None => quote! { ::core::option::Option::None },
     };
-    quote! { ::core::option::Option::Some(::cacheops::ProfileAttr { ops: #ops, timeout: #timeout }) }
+    quote! { ::core::option::Option::Some(::cacheops::__private::ProfileAttr { ops: #ops, timeout: #timeout }) }
 }
 
 fn cache_row(model: &Model) -> TokenStream {
@@ -105,7 +105,7 @@ fn cache_row(model: &Model) -> TokenStream {
     });
     let values = model.fields.iter().map(|f| {
         let (member, st) = (&f.member, sql_type(f));
-        quote! { ::cacheops::encode_value::<#db, #st, _>(&self.#member)? }
+        quote! { ::cacheops::__private::encode_value::<#db, #st, _>(&self.#member)? }
     });
     quote! {
         impl<#db> ::cacheops::CacheRow<#db> for #ident

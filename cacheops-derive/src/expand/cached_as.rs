@@ -128,7 +128,7 @@ fn key_expr(func: &ItemFn, params: &[&Param], options: &TokenStream, inside: boo
         ReturnType::Type(_, ty) => quote! { <#ty as ::cacheops::__private::FnResult>::Ok },
         ReturnType::Default => quote! { () },
     };
-    quote! { ::cacheops::cached_as_key::<#ok, _>(#site, &(#(&#idents,)*), &#options) }
+    quote! { ::cacheops::__private::cached_as_key::<#ok, _>(#site, &(#(&#idents,)*), &#options) }
 }
 
 fn samples(attr: &CachedAsAttr) -> TokenStream {
@@ -200,7 +200,7 @@ fn module(func: &ItemFn, params: &[&Param], bodies: &Bodies) -> TokenStream {
             use super::*;
 
             #[doc = #doc_key]
-            pub fn key #generics (#(#decls),*) -> ::cacheops::Result<::cacheops::store::CacheKey> #where_clause {
+            pub fn key #generics (#(#decls),*) -> ::cacheops::Result<::cacheops::__private::CacheKey> #where_clause {
                 #key
             }
 

@@ -6,7 +6,7 @@
 //!   what the bind collector sends for the same value; the value's type OID comes
 //!   with it. (Custom types get a stand-in OID in the application; conjunction keys
 //!   hold only the bytes, so the OID does not matter for matching.)
-//! - SQLite: each value is re-encoded through [`crate::encode_value`] as its storage
+//! - SQLite: each value is re-encoded through [`crate::backend::encode_value`] as its storage
 //!   class (integer, real, text, blob, NULL), which is exactly the normalised form
 //!   the application's binds take.
 
