@@ -17,10 +17,10 @@ use diesel::query_builder::QueryFragment;
 use diesel::QueryResult;
 
 use crate::backend::CacheBackend;
-use crate::connection::Tracked;
 use crate::error::{Error, ErrorKind};
 use crate::fill::{analyse_rendered, read_through_storable, Plan, Storable};
 use crate::key::rows_key;
+use crate::runtime::Cacheops;
 
 pub(crate) use infer::{infer, Read};
 pub(crate) use replay::Replay;
@@ -30,14 +30,22 @@ pub use replay::{ReplayedField, ReplayedRow};
 pub(crate) use rows::RawRows;
 
 /// Where and for how long the read `query` (rendered as `sql`) is cached
-/// automatically; `None` when it goes straight to the database.
-pub(crate) fn plan<DB, Q>(tracked: &Tracked, identity: u128, sql: String, query: &Q) -> Option<Plan>
+/// automatically; `None` when it goes straight to the database. `eligible` is
+/// the connection's verdict (no helper or explicit call runs the read, no open
+/// level has written): passed in rather than read off the connection's tracking,
+/// so that automatic caching needs nothing of the connection layer above it.
+pub(crate) fn plan<DB, Q>(
+    handle: &Cacheops,
+    eligible: bool,
+    identity: u128,
+    sql: String,
+    query: &Q,
+) -> Option<Plan>
 where
     DB: CacheBackend,
     Q: QueryFragment<DB> + ?Sized,
 {
-    let handle = &tracked.handle;
-    if !DB::Replayed::POSSIBLE || !handle.config().enabled || !tracked.reads_may_be_automatic() {
+    if !DB::Replayed::POSSIBLE || !handle.config().enabled || !eligible {
         return None;
     }
     let read = handle.read_of(&sql, DB::DIALECT)?;
@@ -67,12 +75,12 @@ where
 /// says whether they may be stored) and stored. A database error is returned as
 /// the database returned it.
 pub(crate) fn serve<DB: CacheBackend>(
-    tracked: &Tracked,
+    handle: &Cacheops,
     plan: Plan,
     run: impl FnOnce(&Storable) -> crate::Result<RawRows>,
 ) -> QueryResult<Vec<DB::Replayed>> {
     let storable = Storable::default();
-    let raw = read_through_storable(&tracked.handle, Some(plan), &storable, || run(&storable))
+    let raw = read_through_storable(handle, Some(plan), &storable, || run(&storable))
         .map_err(Error::into_diesel)?;
     DB::Replayed::replay(raw).ok_or_else(|| {
         Error::new(ErrorKind::NotCacheable, "this backend cannot replay rows").into_diesel()

@@ -481,7 +481,8 @@ where
                     self.tracked.handle.config().database,
                     Some(self.identity()),
                 );
-                automatic::plan(&self.tracked, identity, sql, &source)
+                let eligible = self.tracked.reads_may_be_automatic();
+                automatic::plan(&self.tracked.handle, eligible, identity, sql, &source)
             }
             _ => None,
         };
@@ -497,7 +498,7 @@ where
                 storable.answer(|| Tracked::fills_may_store(open, reads_latest, inner));
                 Ok(rows)
             };
-            let rows = automatic::serve::<C::Backend>(&self.tracked, plan, run)?;
+            let rows = automatic::serve::<C::Backend>(&self.tracked.handle, plan, run)?;
             return Ok(SettlingCursor::new(
                 CachedCursor::Replayed(rows.into_iter()),
                 None,
