@@ -13,11 +13,15 @@ mod infer;
 mod replay;
 mod rows;
 
+use std::num::NonZeroU32;
+
+use diesel::backend::Backend;
 use diesel::query_builder::QueryFragment;
+use diesel::row::Row;
 use diesel::QueryResult;
 
 use crate::backend::CacheBackend;
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, Result};
 use crate::fill::{analyse_rendered, read_through_storable, Plan, Storable};
 use crate::key::rows_key;
 use crate::runtime::Cacheops;
@@ -28,6 +32,27 @@ pub use replay::{CachedCursor, CachedField, CachedRow, NoReplay};
 #[cfg(feature = "postgres")]
 pub use replay::{ReplayedField, ReplayedRow};
 pub(crate) use rows::RawRows;
+
+/// What automatic caching needs of a backend beyond [`CacheBackend`]: how to
+/// capture a row's cells and which rows replay them. Implemented (in `replay.rs`)
+/// for every backend [`CacheBackend`] is, so it costs a user nothing; it lives
+/// here rather than on [`CacheBackend`] so that the backend layer knows nothing
+/// of automatic caching.
+// Declared in mod.rs, not beside its impls in `replay.rs`: `rows.rs` captures
+// through `raw_cell` and `replay.rs` replays `RawRows`, so in either file the two
+// would import each other.
+pub trait ReplayBackend: CacheBackend {
+    /// Rows replayed from the cache by [`crate::CachedConnection`]'s automatic
+    /// caching: [`crate::ReplayedRow`] on PostgreSQL, the uninhabited
+    /// [`crate::NoReplay`] on SQLite (whose values cannot be rebuilt from bytes).
+    type Replayed: for<'a> Row<'a, Self> + Replay;
+
+    /// The type tag and bytes of a non-NULL value as the database returned it in
+    /// a row, borrowed: what automatic caching stores of each cell, with no
+    /// allocation of its own. An error on a backend that cannot replay rows
+    /// ([`ReplayBackend::Replayed`]), which therefore never stores any.
+    fn raw_cell<'v>(raw: &<Self as Backend>::RawValue<'v>) -> Result<(NonZeroU32, &'v [u8])>;
+}
 
 /// Where and for how long the read `query` (rendered as `sql`) is cached
 /// automatically; `None` when it goes straight to the database. `eligible` is
@@ -42,7 +67,7 @@ pub(crate) fn plan<DB, Q>(
     query: &Q,
 ) -> Option<Plan>
 where
-    DB: CacheBackend,
+    DB: ReplayBackend,
     Q: QueryFragment<DB> + ?Sized,
 {
     if !DB::Replayed::POSSIBLE || !handle.config().enabled || !eligible {
@@ -74,7 +99,7 @@ where
 /// The rows of a planned read: from the cache, or read to the end by `run` (which
 /// says whether they may be stored) and stored. A database error is returned as
 /// the database returned it.
-pub(crate) fn serve<DB: CacheBackend>(
+pub(crate) fn serve<DB: ReplayBackend>(
     handle: &Cacheops,
     plan: Plan,
     run: impl FnOnce(&Storable) -> crate::Result<RawRows>,

@@ -15,7 +15,7 @@ use super::effect::{self, Analysis, Effect, Step};
 use super::touched::{self, Granular};
 use super::tracked::Tracked;
 use super::CacheConnection;
-use crate::automatic::{self, CachedCursor, CachedRow, RawRows};
+use crate::automatic::{self, CachedCursor, CachedRow, RawRows, ReplayBackend};
 use crate::backend::{CacheBackend, Dialect};
 use crate::fill::Storable;
 use crate::functions::Volatility;
@@ -528,7 +528,7 @@ fn diesel_depth<C: CacheConnection>(conn: &mut C) -> Option<usize> {
 }
 
 /// The rows `C`'s backend replays from the cache.
-type Replayed<C> = <<C as Connection>::Backend as CacheBackend>::Replayed;
+type Replayed<C> = <<C as Connection>::Backend as ReplayBackend>::Replayed;
 
 /// What a statement does to the data, and how to run it so that it returns the
 /// rows it touches; worked out once per SQL text (parsing a write costs more than
