@@ -4,15 +4,11 @@
 //! SQL, its bind collector serialises the binds. A model's column values go through
 //! the same collector (see [`encode_value`]), so conditions and rows compare bytes.
 
-use std::num::NonZeroU32;
-
 use diesel::backend::Backend;
 use diesel::query_builder::{QueryBuilder, QueryFragment};
-use diesel::row::Row;
 use diesel::serialize::ToSql;
 use diesel::sql_types::HasSqlType;
 
-use crate::automatic::Replay;
 use crate::error::{Error, ErrorKind, Result};
 use crate::value::Value;
 
@@ -50,11 +46,6 @@ pub trait CacheBackend:
     /// Appended to a SELECT to lock the rows it reads until the transaction ends.
     const ROW_LOCK: &'static str;
 
-    /// Rows replayed from the cache by [`crate::CachedConnection`]'s automatic
-    /// caching: [`crate::ReplayedRow`] on PostgreSQL, the uninhabited
-    /// [`crate::NoReplay`] on SQLite (whose values cannot be rebuilt from bytes).
-    type Replayed: for<'a> Row<'a, Self> + Replay;
-
     /// The canonical binds of a query fragment.
     fn collect_binds<Q: QueryFragment<Self> + ?Sized>(query: &Q) -> Result<Vec<Value>>;
 
@@ -70,12 +61,6 @@ pub trait CacheBackend:
     /// The canonical value of a column as the database returned it in a row:
     /// equal to what [`encode_value`] gives for the same value.
     fn raw_value(raw: Option<<Self as Backend>::RawValue<'_>>) -> Result<Value>;
-
-    /// The type tag and bytes of a non-NULL value as the database returned it in
-    /// a row, borrowed: what automatic caching stores of each cell, with no
-    /// allocation of its own. An error on a backend that cannot replay rows
-    /// ([`CacheBackend::Replayed`]), which therefore never stores any.
-    fn raw_cell<'v>(raw: &<Self as Backend>::RawValue<'v>) -> Result<(NonZeroU32, &'v [u8])>;
 
     /// SQL and binds of a query fragment.
     fn render<Q: QueryFragment<Self> + ?Sized>(query: &Q) -> Result<Rendered> {
@@ -134,7 +119,6 @@ mod pg {
         const NAME: &'static str = "pg";
         const DIALECT: Dialect = Dialect::Postgres;
         const ROW_LOCK: &'static str = " FOR UPDATE";
-        type Replayed = crate::automatic::ReplayedRow;
 
         fn raw_value(raw: Option<diesel::pg::PgValue<'_>>) -> Result<Value> {
             Ok(match raw {
@@ -152,10 +136,6 @@ mod pg {
                     }
                 }
             })
-        }
-
-        fn raw_cell<'v>(raw: &<Pg as Backend>::RawValue<'v>) -> Result<(NonZeroU32, &'v [u8])> {
-            Ok((raw.get_oid(), raw.as_bytes()))
         }
 
         fn collect_binds<Q: QueryFragment<Self> + ?Sized>(query: &Q) -> Result<Vec<Value>> {
@@ -210,7 +190,6 @@ mod sqlite {
         const NAME: &'static str = "sqlite";
         const DIALECT: Dialect = Dialect::Sqlite;
         const ROW_LOCK: &'static str = "";
-        type Replayed = crate::automatic::NoReplay;
 
         /// Re-encoded by storage class through the application's own encoder.
         fn raw_value(raw: Option<diesel::sqlite::SqliteValue<'_, '_, '_>>) -> Result<Value> {
@@ -226,15 +205,6 @@ mod sqlite {
                 Some(_) => encode_value::<Sqlite, Text, _>(raw.read_text()),
                 None => encode_value::<Sqlite, Nullable<Text>, _>(&None::<String>),
             }
-        }
-
-        /// Never called: SQLite reads are not cached automatically (see
-        /// [`crate::NoReplay`]).
-        fn raw_cell<'v>(_: &<Sqlite as Backend>::RawValue<'v>) -> Result<(NonZeroU32, &'v [u8])> {
-            Err(Error::new(
-                ErrorKind::NotCacheable,
-                "SQLite rows cannot be replayed",
-            ))
         }
 
         fn collect_binds<Q: QueryFragment<Self> + ?Sized>(query: &Q) -> Result<Vec<Value>> {

@@ -13,15 +13,19 @@ mod cells;
 mod replay;
 mod rows;
 
+use std::num::NonZeroU32;
+
+use diesel::backend::Backend;
 use diesel::query_builder::QueryFragment;
+use diesel::row::Row;
 use diesel::QueryResult;
 
 use crate::analyse::analyse_rendered;
 use crate::backend::CacheBackend;
-use crate::connection::Tracked;
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::key::rows_key;
 use crate::protocol::read_through::{read_through_storable, Plan, Storable};
+use crate::runtime::Cacheops;
 
 pub(crate) use replay::Replay;
 pub use replay::{CachedCursor, CachedField, CachedRow, NoReplay};
@@ -29,15 +33,44 @@ pub use replay::{CachedCursor, CachedField, CachedRow, NoReplay};
 pub use replay::{ReplayedField, ReplayedRow};
 pub(crate) use rows::RawRows;
 
+/// What automatic caching needs of a backend beyond [`CacheBackend`]: how to
+/// capture a row's cells and which rows replay them. Implemented (in `replay.rs`)
+/// for every backend [`CacheBackend`] is, so it costs a user nothing; it lives
+/// here rather than on [`CacheBackend`] so that the backend layer knows nothing
+/// of automatic caching.
+// Declared in mod.rs, not beside its impls in `replay.rs`: `rows.rs` captures
+// through `raw_cell` and `replay.rs` replays `RawRows`, so in either file the two
+// would import each other.
+pub trait ReplayBackend: CacheBackend {
+    /// Rows replayed from the cache by [`crate::CachedConnection`]'s automatic
+    /// caching: [`crate::ReplayedRow`] on PostgreSQL, the uninhabited
+    /// [`crate::NoReplay`] on SQLite (whose values cannot be rebuilt from bytes).
+    type Replayed: for<'a> Row<'a, Self> + Replay;
+
+    /// The type tag and bytes of a non-NULL value as the database returned it in
+    /// a row, borrowed: what automatic caching stores of each cell, with no
+    /// allocation of its own. An error on a backend that cannot replay rows
+    /// ([`ReplayBackend::Replayed`]), which therefore never stores any.
+    fn raw_cell<'v>(raw: &<Self as Backend>::RawValue<'v>) -> Result<(NonZeroU32, &'v [u8])>;
+}
+
 /// Where and for how long the read `query` (rendered as `sql`) is cached
-/// automatically; `None` when it goes straight to the database.
-pub(crate) fn plan<DB, Q>(tracked: &Tracked, identity: u128, sql: String, query: &Q) -> Option<Plan>
+/// automatically; `None` when it goes straight to the database. `eligible` is
+/// the connection's verdict (no helper or explicit call runs the read, no open
+/// level has written): passed in rather than read off the connection's tracking,
+/// so that automatic caching needs nothing of the connection layer above it.
+pub(crate) fn plan<DB, Q>(
+    handle: &Cacheops,
+    eligible: bool,
+    identity: u128,
+    sql: String,
+    query: &Q,
+) -> Option<Plan>
 where
-    DB: CacheBackend,
+    DB: ReplayBackend,
     Q: QueryFragment<DB> + ?Sized,
 {
-    let handle = &tracked.handle;
-    if !DB::Replayed::POSSIBLE || !handle.config().enabled || !tracked.reads_may_be_automatic() {
+    if !DB::Replayed::POSSIBLE || !handle.config().enabled || !eligible {
         return None;
     }
     let read = handle.sql().read_of(&sql, DB::DIALECT)?;
@@ -66,16 +99,14 @@ where
 /// The rows of a planned read: from the cache, or read to the end by `run` (which
 /// says whether they may be stored) and stored. A database error is returned as
 /// the database returned it.
-pub(crate) fn serve<DB: CacheBackend>(
-    tracked: &Tracked,
+pub(crate) fn serve<DB: ReplayBackend>(
+    handle: &Cacheops,
     plan: Plan,
     run: impl FnOnce(&Storable) -> crate::Result<RawRows>,
 ) -> QueryResult<Vec<DB::Replayed>> {
     let storable = Storable::default();
-    let raw = read_through_storable(tracked.handle.core(), Some(plan), &storable, || {
-        run(&storable)
-    })
-    .map_err(Error::into_diesel)?;
+    let raw = read_through_storable(handle.core(), Some(plan), &storable, || run(&storable))
+        .map_err(Error::into_diesel)?;
     DB::Replayed::replay(raw).ok_or_else(|| {
         Error::new(ErrorKind::NotCacheable, "this backend cannot replay rows").into_diesel()
     })

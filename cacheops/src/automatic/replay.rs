@@ -2,15 +2,19 @@
 //! the wrapped connection, or a row replayed from cached bytes.
 //!
 //! `LoadConnection` has one row type, so [`CachedRow`] is an enum of the two. A
-//! backend says how it replays through [`crate::CacheBackend`]'s `Replayed` type:
-//! [`ReplayedRow`] on PostgreSQL, the uninhabited [`NoReplay`] on SQLite, where the
-//! replayed variant therefore cannot exist.
+//! backend says how it replays through [`ReplayBackend`]'s `Replayed` type
+//! (implemented here): [`ReplayedRow`] on PostgreSQL, the uninhabited [`NoReplay`]
+//! on SQLite, where the replayed variant therefore cannot exist.
+
+use std::num::NonZeroU32;
 
 use diesel::backend::Backend;
 use diesel::row::{Field, PartialRow, Row, RowIndex, RowSealed};
 use diesel::QueryResult;
 
 use super::rows::RawRows;
+use super::ReplayBackend;
+use crate::error::Result;
 
 /// How a backend turns cached [`RawRows`] back into rows. Sealed.
 pub trait Replay: Sized {
@@ -153,6 +157,14 @@ mod pg {
     use super::super::rows::Column;
     use super::*;
 
+    impl ReplayBackend for Pg {
+        type Replayed = ReplayedRow;
+
+        fn raw_cell<'v>(raw: &<Pg as Backend>::RawValue<'v>) -> Result<(NonZeroU32, &'v [u8])> {
+            Ok((raw.get_oid(), raw.as_bytes()))
+        }
+    }
+
     /// A row replayed from the cache: one row of a result shared by all of its
     /// rows, so that replaying copies no cell.
     #[derive(Clone)]
@@ -287,6 +299,19 @@ impl Replay for NoReplay {
 
     fn replay(_: RawRows) -> Option<Vec<Self>> {
         None
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl ReplayBackend for diesel::sqlite::Sqlite {
+    type Replayed = NoReplay;
+
+    /// Never called: SQLite reads are not cached automatically (see [`NoReplay`]).
+    fn raw_cell<'v>(_: &<Self as Backend>::RawValue<'v>) -> Result<(NonZeroU32, &'v [u8])> {
+        Err(crate::Error::new(
+            crate::ErrorKind::NotCacheable,
+            "SQLite rows cannot be replayed",
+        ))
     }
 }
 

@@ -15,6 +15,7 @@ use diesel::QueryResult;
 use serde::{Deserialize, Serialize};
 
 use super::cells::Cells;
+use super::ReplayBackend;
 use crate::backend::CacheBackend;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -68,7 +69,7 @@ impl RawRows {
     /// Reads `cursor` to its end.
     pub(crate) fn capture<'r, DB, R>(cursor: impl Iterator<Item = QueryResult<R>>) -> Result<Self>
     where
-        DB: CacheBackend,
+        DB: ReplayBackend,
         R: Row<'r, DB>,
     {
         let mut raw = RawRows::default();
@@ -82,7 +83,7 @@ impl RawRows {
     /// Adds one row; the first one names the columns.
     fn push<'r, DB, R>(&mut self, row: &R) -> Result<()>
     where
-        DB: CacheBackend,
+        DB: ReplayBackend,
         R: Row<'r, DB>,
     {
         if self.rows == 0 {

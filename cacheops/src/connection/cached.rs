@@ -15,7 +15,7 @@ use super::effect::{self, Analysis, Effect, Step};
 use super::touched::{self, Granular};
 use super::tracked::Tracked;
 use super::CacheConnection;
-use crate::automatic::{self, CachedCursor, CachedRow, RawRows};
+use crate::automatic::{self, CachedCursor, CachedRow, RawRows, ReplayBackend};
 use crate::backend::{CacheBackend, Dialect};
 use crate::deps::functions::Volatility;
 use crate::memo::Memo;
@@ -485,7 +485,8 @@ where
                     self.tracked.handle.config().database,
                     Some(self.identity()),
                 );
-                automatic::plan(&self.tracked, identity, sql, &source)
+                let eligible = self.tracked.reads_may_be_automatic();
+                automatic::plan(&self.tracked.handle, eligible, identity, sql, &source)
             }
             _ => None,
         };
@@ -501,7 +502,7 @@ where
                 storable.answer(|| Tracked::fills_may_store(open, reads_latest, inner));
                 Ok(rows)
             };
-            let rows = automatic::serve::<C::Backend>(&self.tracked, plan, run)?;
+            let rows = automatic::serve::<C::Backend>(&self.tracked.handle, plan, run)?;
             return Ok(SettlingCursor::new(
                 CachedCursor::Replayed(rows.into_iter()),
                 None,
@@ -531,7 +532,7 @@ fn diesel_depth<C: CacheConnection>(conn: &mut C) -> Option<usize> {
 }
 
 /// The rows `C`'s backend replays from the cache.
-type Replayed<C> = <<C as Connection>::Backend as CacheBackend>::Replayed;
+type Replayed<C> = <<C as Connection>::Backend as ReplayBackend>::Replayed;
 
 /// What a statement does to the data, and how to run it so that it returns the
 /// rows it touches; worked out once per SQL text (parsing a write costs more than

@@ -15,7 +15,7 @@ mod tracked;
 use diesel::connection::{Connection, TransactionManager};
 use diesel::result::QueryResult;
 
-use crate::backend::CacheBackend;
+use crate::automatic::ReplayBackend;
 
 pub use cached::{CachedConnection, CachedTransactionManager, SettlingCursor};
 pub(crate) use rewrite::{parse_update, Columns, UpdatePlan};
@@ -31,7 +31,11 @@ pub use tracked::Tracked;
 /// for [`CachedConnection`]. A connection type of your own can opt in with an empty
 /// `impl CacheConnection for MyConnection {}`: cacheops then treats it like a plain
 /// connection (no cache inside transactions).
-pub trait CacheConnection: Connection<Backend: CacheBackend> {
+///
+/// Its backend is a [`crate::CacheBackend`]; the bound names automatic caching's
+/// extension of it, which every such backend implements, so that code generic over
+/// a `CacheConnection` can load through a [`CachedConnection`] of it.
+pub trait CacheConnection: Connection<Backend: ReplayBackend> {
     /// The transaction tracking of a connection that sees every statement;
     /// `None` for plain connections. Not public API.
     #[doc(hidden)]

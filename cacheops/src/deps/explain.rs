@@ -13,8 +13,9 @@ use std::fmt;
 use sqlparser::ast::{Expr, JoinConstraint, JoinOperator, SetExpr};
 use sqlparser::dialect::{Dialect as SqlDialect, PostgreSqlDialect, SQLiteDialect};
 
+use super::ast;
 use super::dnf::{self, ColKey, Formula, Leaf, Src};
-use super::parse::{self, Template};
+use super::template::Template;
 use crate::backend::Dialect;
 use crate::error::Result;
 
@@ -189,8 +190,7 @@ fn not_granular(sql: &str, dialect: Dialect) -> Vec<String> {
         Dialect::Sqlite => &SQLiteDialect {},
     };
     // The same tokens as the analysis: SQLite's `?` become `$n`, as in the terms.
-    let query =
-        parse::tokenize(sql, sql_dialect).and_then(|(t, _)| parse::parse_query(t, sql_dialect));
+    let query = ast::tokenize(sql, sql_dialect).and_then(|(t, _)| ast::parse_query(t, sql_dialect));
     let Ok(query) = query else {
         return Vec::new();
     };

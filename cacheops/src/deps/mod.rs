@@ -8,12 +8,15 @@
 //! depends on, the row's old or new values satisfy one of the conjunctions. Anything
 //! the analysis does not understand widens to "any change of that table".
 
+// Files form a chain, each using only those before it:
+// ast < dnf < template < walk < explain.
+mod ast;
 mod dnf;
 mod explain;
 pub(crate) mod functions;
 mod infer;
 mod memo;
-mod parse;
+mod template;
 mod walk;
 
 pub(crate) use infer::{infer, Read};
@@ -24,9 +27,9 @@ use std::sync::Arc;
 use crate::backend::Dialect;
 use crate::value::Value;
 
+pub(crate) use ast::{last_ident, main_table_of, norm, parse_one, sqlite_placeholder_number};
 pub use explain::{explain, Conjunctions, Explanation, TableExplanation, Widening};
-pub use parse::Template;
-pub(crate) use parse::{last_ident, main_table_of, norm, parse_one, sqlite_placeholder_number};
+pub use template::Template;
 
 /// `column = value`: one term of a conjunction. `value` may be NULL (`col IS NULL`).
 pub type Term = (Arc<str>, Value);

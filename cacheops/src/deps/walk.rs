@@ -1,6 +1,15 @@
-//! The walk over a parsed query: scopes, FROM items and joins, and the
-//! conditions each SELECT block puts on the tables it reads. `parse.rs` turns SQL
-//! into the AST and the walk's result into a [`super::Template`].
+//! SQL text → [`Template`]: the walk over a parsed query (scopes, FROM items and
+//! joins), which tables a query reads and, per FROM item, which conditions narrow
+//! the rows it reads. `ast.rs` turns SQL into the AST; [`Template::parse`] walks it
+//! and `Builder::finish` packs the result into a [`Template`].
+//!
+//! The walk covers SELECT statements: set operations, CTEs, derived tables, joins and
+//! subqueries anywhere in expressions. Every SELECT block is analysed on its own: a
+//! block's result depends only on the rows of its FROM tables that satisfy its own
+//! WHERE (and inner-join ON) conditions, so tables inside subqueries, EXISTS, UNION
+//! branches, CTEs and derived tables get the conditions of their own block, and
+//! everything a block does not understand widens. Conditions that mention another
+//! block's columns (correlated subqueries) are unknown there, which only widens.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,10 +20,35 @@ use sqlparser::ast::{
     SelectItem, SetExpr, TableAlias, TableFactor, TableWithJoins, With,
 };
 
+use super::ast::{last_ident, main_table_of, norm, parse_counted, unsupported, MAX_DEPTH};
 use super::dnf::{self, Atom, ColKey, Formula, Leaf, Src};
+use super::template::Template;
+use crate::backend::Dialect;
 use crate::error::Result;
 
-use super::parse::{last_ident, norm, unsupported, Template, MAX_DEPTH};
+// The entry point lives with the walk it drives rather than beside the struct, so
+// that `template.rs` needs nothing from the walk (an inherent impl may sit in any
+// module of the crate).
+impl Template {
+    /// Parses `sql` as rendered by Diesel for `dialect`.
+    ///
+    /// Only queries (SELECT, possibly with set operations and CTEs) are supported;
+    /// anything else, and SQL the analysis cannot cover, is an
+    /// [`ErrorKind::Sql`](crate::ErrorKind::Sql) error.
+    pub fn parse(sql: &str, dialect: Dialect) -> Result<Template> {
+        let (query, selects) = parse_counted(sql, dialect)?;
+        let mut builder = Builder::default();
+        builder.query(&query, false)?;
+        // A SELECT the walk never reached sits in an expression it does not descend
+        // into: its tables would be missed, so refuse rather than under-invalidate.
+        if builder.selects != selects {
+            return Err(unsupported(
+                "a subquery in a position the analysis does not cover",
+            ));
+        }
+        Ok(builder.finish(main_table_of(&query)))
+    }
+}
 
 /// Names ↔ dense ids, in first-seen order until [`Interner::sorted`].
 #[derive(Default)]

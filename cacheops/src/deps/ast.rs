@@ -1,15 +1,9 @@
-//! SQL text → [`Template`]: which tables a query reads and, per FROM item, which
-//! conditions narrow the rows it reads.
+//! SQL text → sqlparser AST, as the dependency analysis reads it: tokenizing (with
+//! SQLite's `?` renumbered), parsing one query under a nesting limit, identifier
+//! normalisation and the main table of a query.
 //!
-//! The walk covers SELECT statements: set operations, CTEs, derived tables, joins and
-//! subqueries anywhere in expressions. Every SELECT block is analysed on its own: a
-//! block's result depends only on the rows of its FROM tables that satisfy its own
-//! WHERE (and inner-join ON) conditions, so tables inside subqueries, EXISTS, UNION
-//! branches, CTEs and derived tables get the conditions of their own block, and
-//! everything a block does not understand widens. Conditions that mention another
-//! block's columns (correlated subqueries) are unknown there, which only widens.
-
-use std::sync::Arc;
+//! The bottom of `deps/`: it knows no [`super::Template`] and no walk, so every other
+//! file here may use it.
 
 use sqlparser::ast::{
     Cte, Ident, ObjectName, ObjectNamePart, Query, SetExpr, Statement, TableFactor,
@@ -19,12 +13,8 @@ use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
-use super::dnf::{self, Ctx, Formula, Leaf};
-use super::walk::Builder;
-use super::{Deps, Policy};
 use crate::backend::Dialect;
 use crate::error::{Error, ErrorKind, Result};
-use crate::value::{Equality, Value};
 
 /// Deeper nesting than this (of queries and expressions) is refused rather than
 /// risking the stack: our walk is recursive.
@@ -34,115 +24,6 @@ pub(super) const MAX_DEPTH: usize = 1000;
 /// `.filter()` in one more pair of parentheses, so a boxed query built in a loop
 /// goes deep; the parser grows its stack as needed (`recursive-protection`).
 const PARSER_DEPTH: usize = 400;
-
-/// The dependency structure of one SQL text, with binds still unknown.
-///
-/// Built once per distinct SQL text; [`Template::instantiate`] then only evaluates
-/// small precompiled formulas whose terms refer to bind indexes.
-#[derive(Debug)]
-pub struct Template {
-    /// Every table referenced, sorted by name.
-    pub(super) tables: Vec<Arc<str>>,
-    /// Index into `tables` of the first table of the outermost FROM.
-    pub(super) main: Option<usize>,
-    /// Every column named in a condition, sorted: ids are indexes, so ordering terms
-    /// by id orders them by name.
-    pub(super) columns: Vec<Arc<str>>,
-    /// One formula per FROM item that is a table, sorted by table index. A table read
-    /// several times depends on the union of its occurrences.
-    pub(super) occurrences: Vec<(usize, Formula<Leaf>)>,
-    /// Per occurrence, in the same order, why it may not narrow its table.
-    pub(super) notes: Box<[&'static str]>,
-    /// Binds used as `= ANY($n)`, decoded once per instantiation.
-    pub(super) arrays: Box<[u32]>,
-}
-
-impl Template {
-    /// Parses `sql` as rendered by Diesel for `dialect`.
-    ///
-    /// Only queries (SELECT, possibly with set operations and CTEs) are supported;
-    /// anything else, and SQL the analysis cannot cover, is an [`ErrorKind::Sql`] error.
-    pub fn parse(sql: &str, dialect: Dialect) -> Result<Template> {
-        let (query, selects) = parse_counted(sql, dialect)?;
-        let mut builder = Builder::default();
-        builder.query(&query, false)?;
-        // A SELECT the walk never reached sits in an expression it does not descend
-        // into: its tables would be missed, so refuse rather than under-invalidate.
-        if builder.selects != selects {
-            return Err(unsupported(
-                "a subquery in a position the analysis does not cover",
-            ));
-        }
-        Ok(builder.finish(main_table_of(&query)))
-    }
-
-    /// Every table the SQL references anywhere, sorted and deduplicated.
-    pub fn tables(&self) -> &[Arc<str>] {
-        &self.tables
-    }
-
-    /// Column names, by the ids formulas use, for `explain.rs`.
-    pub(super) fn columns(&self) -> &[Arc<str>] {
-        &self.columns
-    }
-
-    /// One formula per FROM item that is a table, with its index in
-    /// [`Template::tables`], for `explain.rs`.
-    pub(super) fn occurrences(&self) -> &[(usize, Formula<Leaf>)] {
-        &self.occurrences
-    }
-
-    /// Why each of [`Template::occurrences`] may not narrow its table.
-    pub(super) fn notes(&self) -> &[&'static str] {
-        &self.notes
-    }
-
-    /// The first table of the outermost FROM: the model a query is "about".
-    pub fn main_table(&self) -> Option<&str> {
-        self.main_table_name().map(|t| &**t)
-    }
-
-    /// [`Template::main_table`] as the shared name, so a hit need not copy it.
-    pub(crate) fn main_table_name(&self) -> Option<&Arc<str>> {
-        self.tables.get(self.main?)
-    }
-
-    /// The dependencies of one call with these binds.
-    ///
-    /// A NULL term (`col IS NULL`) carries a value with `bytes: None` and type tag 0;
-    /// it matches a row whose column is NULL, whatever the column's type.
-    pub fn instantiate(&self, binds: &[Value], policy: &Policy<'_>) -> Deps {
-        let arrays: Vec<(u32, Option<Vec<Value>>)> = self
-            .arrays
-            .iter()
-            .map(|n| (*n, array_elements(binds.get(*n as usize), policy)))
-            .collect();
-        let mut tables = Vec::with_capacity(self.tables.len());
-        for group in self.occurrences.chunk_by(|a, b| a.0 == b.0) {
-            let Some(table) = group.first().and_then(|(t, _)| self.tables.get(*t)) else {
-                continue;
-            };
-            let ctx = Ctx {
-                binds,
-                arrays: &arrays,
-                policy,
-                table,
-                columns: &self.columns,
-            };
-            let dnf = group.iter().try_fold(Vec::new(), |acc, (_, f)| {
-                dnf::or(acc, dnf::eval(f, &ctx)?, policy.max_conjunctions)
-            });
-            tables.push((table.clone(), dnf::finish(dnf, &self.columns)));
-        }
-        Deps { tables }
-    }
-}
-
-/// The elements of an array bind, when it is one and small enough to be granular.
-fn array_elements(bind: Option<&Value>, policy: &Policy<'_>) -> Option<Vec<Value>> {
-    let bind = bind.filter(|v| v.equality == Equality::PgArray)?;
-    dnf::decode_array(bind.bytes.as_deref()?, policy.max_in_values)
-}
 
 pub(super) fn sql_error(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::new(ErrorKind::Sql, format!("{what}: {e}")).with_source(e)
@@ -156,7 +37,7 @@ pub(super) fn unsupported(what: &str) -> Error {
 }
 
 /// `sql` parsed as one query, and the number of its SELECT keywords.
-fn parse_counted(sql: &str, dialect: Dialect) -> Result<(Box<Query>, usize)> {
+pub(super) fn parse_counted(sql: &str, dialect: Dialect) -> Result<(Box<Query>, usize)> {
     let sql_dialect: &dyn SqlDialect = match dialect {
         Dialect::Postgres => &PostgreSqlDialect {},
         Dialect::Sqlite => &SQLiteDialect {},
