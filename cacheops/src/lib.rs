@@ -47,7 +47,7 @@
 //! | the change feed: outside writes (cascades, triggers, `psql`) invalidate through an outbox | [`feed`] | [`feed::install`], [`feed::apply_once`], [`Cacheops::start_change_feed`] |
 //! | what the functions a statement calls may do (built-ins by name, PostgreSQL's catalog) | `functions.rs` | |
 //! | automatic caching of ordinary reads through [`CachedConnection`]: op inference, raw rows, replayed rows | `automatic/` | [`CachedRow`], [`CachedCursor`], [`ReplayedRow`], [`NoReplay`] |
-//! | transactions on plain connections: invalidation after the outermost COMMIT, then after-commit hooks | `transaction.rs`, `pending.rs` | [`Cacheops::transaction`], [`on_commit`] |
+//! | transactions on plain connections: invalidation after the outermost COMMIT, then after-commit hooks | `transaction/`, `pending.rs` | [`Cacheops::transaction`], [`on_commit`] |
 //! | manual invalidation | `invalidate.rs` | [`invalidate_obj`], [`invalidate_model`], [`invalidate_table`], [`invalidate_all`] |
 //! | time-only cache, `cached`, file backend | `simple/` | [`cache`], [`cached()`], [`SimpleCache`], [`FnKey`] |
 //! | function caching tied to data | `cached_as.rs` | [`cached_as()`], [`Sample`], [`Options`] |
@@ -121,7 +121,9 @@ pub use cached_as::{cached_as, cached_as_key, invalidate_key, Options, Sample};
 pub use cacheops_derive::cached_as;
 pub use cacheops_derive::Cacheable;
 pub use config::{Config, ConfigBuilder, Ops, Profile, DEFAULT_MAX_VALUE_SIZE};
-pub use connection::{CacheConnection, CachedConnection, CachedTransactionManager, SettlingCursor};
+pub use connection::{
+    on_commit, CacheConnection, CachedConnection, CachedTransactionManager, SettlingCursor,
+};
 pub use error::{Error, ErrorKind, OptionalExtension, Result};
 pub use invalidate::{invalidate_all, invalidate_model, invalidate_obj, invalidate_table};
 pub use model::{
@@ -132,7 +134,6 @@ pub use query::{Cached, CachedQueryDsl};
 pub use runtime::{global, install, Cacheops};
 pub use simple::{cache, cached, CachedOptions, FnKey, SimpleCache};
 pub use stats::{model_stats, stats, ModelStats, Stats};
-pub use transaction::on_commit;
 pub use value::{pg_equality, Equality, Value};
 pub use write::Locked;
 
