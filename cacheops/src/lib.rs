@@ -38,7 +38,7 @@
 //! | 2 the cache protocol, no connection types | `protocol/`: keys and result shapes, the key/stamp layout, the store traits, the read-through with its fence, invalidation, failure state, counters, stampede locks | [`store::Store`], [`Stats`], [`ModelStats`] |
 //! | 3 stores | [`store`] (memory; Redis: pool, scripts, commands, row invalidation; the local tier and its news), [`registry`], `publish.rs` | [`store::RedisStore`], [`store::MemoryStore`], [`store::LocalTier`] |
 //! | 4 the handle | `runtime/` (a thin owner of configuration, core and memos; the process-wide handle; counters), `invalidate.rs` | [`Cacheops`], [`install`], [`global`], [`invalidate_obj`], [`invalidate_model`], [`invalidate_table`], [`invalidate_all`] |
-//! | 5 Diesel | `transaction.rs`, `pending.rs` (queues until the outermost COMMIT), `analyse.rs` (a query as the cache sees it), `automatic/`, `connection/` ([`CachedConnection`]), `query.rs` (`.cached()`), `write.rs` (helpers) | [`CachedQueryDsl`], [`Cached`], [`CachedConnection`], [`Cacheops::transaction`], [`on_commit`], [`Cacheops::save`] |
+//! | 5 Diesel | `transaction/` (one stack of levels for both `CachedConnection` and `Cacheops::transaction`), `pending.rs` (queues until the outermost COMMIT), `analyse.rs` (a query as the cache sees it), `automatic/`, `connection/` ([`CachedConnection`]), `query.rs` (`.cached()`), `write.rs` (helpers) | [`CachedQueryDsl`], [`Cached`], [`CachedConnection`], [`Cacheops::transaction`], [`on_commit`], [`Cacheops::save`] |
 //! | 6 extras | `simple/` (time-only cache, `#[cached]`, file backend), `cached_as.rs`, `fragment.rs` (feature `minijinja`), [`feed`] (outside writes through an outbox) | [`cache`], [`cached()`], [`cached_as()`], [`Sample`], [`feed::install`], [`Cacheops::start_change_feed`] |
 //! | 7 the operator CLI | `cli/` (run by `bin/cacheops-cli.rs`) | |
 //!
@@ -106,7 +106,9 @@ pub use cached_as::{cached_as, Options, Sample};
 pub use cacheops_derive::cached_as;
 pub use cacheops_derive::Cacheable;
 pub use config::{Config, ConfigBuilder, Ops, Profile};
-pub use connection::{CacheConnection, CachedConnection, CachedTransactionManager, SettlingCursor};
+pub use connection::{
+    on_commit, CacheConnection, CachedConnection, CachedTransactionManager, SettlingCursor,
+};
 pub use error::{Error, ErrorKind, OptionalExtension, Result};
 pub use invalidate::{invalidate_all, invalidate_model, invalidate_obj, invalidate_table};
 pub use model::{models_of_table, CacheRow, Cacheable, ModelInfo};
@@ -115,7 +117,6 @@ pub use query::{Cached, CachedQueryDsl};
 pub use runtime::{global, install, Cacheops};
 pub use runtime::{model_stats, stats};
 pub use simple::{cache, cached, CachedOptions, FnKey, SimpleCache};
-pub use transaction::on_commit;
 pub use value::Value;
 
 /// What an application writes daily: `use cacheops::prelude::*;`.

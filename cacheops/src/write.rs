@@ -12,7 +12,7 @@
 //!
 //! Invalidation then costs one round trip per table. Inside
 //! [`Cacheops::transaction`] it waits for the outermost COMMIT (see
-//! `transaction.rs`). Inside a transaction cacheops does not manage (a plain
+//! `transaction/plain.rs`). Inside a transaction cacheops does not manage (a plain
 //! `conn.transaction`), it happens when the helper returns, before your COMMIT: a
 //! concurrent reader may then re-cache the old state, so prefer `Cacheops::transaction`.
 
@@ -34,8 +34,11 @@ use crate::connection::{
 };
 use crate::error::Result;
 use crate::memo::Memo;
-use crate::model::{CacheRow, Cacheable};
+use crate::model::{CacheRow, Cacheable, ModelInfo};
+use crate::pending::{Owed, Pending};
 use crate::runtime::Cacheops;
+use crate::transaction::{conn_id, in_transaction, plain_wrote};
+use crate::value::Value;
 
 impl Cacheops {
     /// Runs a statement whose `RETURNING` rows are every state it changed, and
@@ -64,7 +67,7 @@ impl Cacheops {
             .iter()
             .map(CacheRow::row_values)
             .collect::<Result<_>>()?;
-        self.after_write(conn, M::INFO, states)?;
+        after_write(self, conn, M::INFO, states)?;
         Ok(rows)
     }
 
@@ -117,7 +120,7 @@ impl Cacheops {
         M: CacheRow<C::Backend>,
     {
         let states = vec![old.row_values()?, new.row_values()?];
-        self.after_write(conn, M::INFO, states)?;
+        after_write(self, conn, M::INFO, states)?;
         Ok(new)
     }
 
@@ -137,6 +140,34 @@ impl Cacheops {
 }
 
 /// The SQL type of a model's row: its table's columns, as `RETURNING` gives them.
+/// Invalidates rows a helper wrote through `conn`: queued while `conn` is inside
+/// a transaction it tracks or inside [`Cacheops::transaction`], sent now otherwise.
+fn after_write<C: CacheConnection>(
+    handle: &Cacheops,
+    conn: &mut C,
+    model: &'static ModelInfo,
+    rows: Vec<Vec<Value>>,
+) -> Result<()> {
+    let pending = Pending {
+        handle: handle.clone(),
+        what: Owed::Rows(model, rows),
+    };
+    let unqueued = match conn.__tracked() {
+        Some(tracked) => tracked.wrote(pending),
+        None => plain_wrote(conn_id(conn), pending),
+    };
+    match unqueued {
+        // Inside a transaction cacheops does not manage: not committed yet, so
+        // a failure is the caller's to handle (its transaction may roll back).
+        Some(now) if in_transaction(conn) => now.send(),
+        Some(now) => {
+            now.send_committed();
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
 type RowType<M> = diesel::dsl::SqlTypeOf<<<M as HasTable>::Table as Table>::AllColumns>;
 
 /// The old and the new state of the one row `statement` (an UPDATE of `M`'s table

@@ -202,6 +202,8 @@ fn database_url_of(ctx: &Ctx<PgDb>) -> String {
 #[test]
 fn the_cli_installs_and_removes_the_feed() {
     let ctx: Ctx<PgDb> = Ctx::new(StoreKind::Redis);
+    // The CLI reads the models from Redis: publish them now, not within a second.
+    ctx.cache.publish_registry().unwrap();
     let (url, prefix) = (
         database_url_of(&ctx),
         ctx.cache.config().prefix().to_string(),
@@ -531,6 +533,7 @@ mod on_sqlite {
     #[test]
     fn the_cli_installs_and_a_foreign_outbox_is_refused() {
         let mut ctx: Ctx<SqliteDb> = Ctx::new(StoreKind::Redis);
+        ctx.cache.publish_registry().unwrap();
         let (redis, prefix) = (redis_url(), ctx.cache.config().prefix().to_string());
         let path = ctx.db.path.clone();
         let cli = |command: &str, dry: bool| {

@@ -16,6 +16,9 @@ use diesel::connection::{Connection, TransactionManager};
 use diesel::result::QueryResult;
 
 use crate::automatic::ReplayBackend;
+use crate::error::{Error, ErrorKind, Result};
+use crate::pending::Hook;
+use crate::transaction::{conn_id, in_transaction, plain_on_commit};
 
 pub use cached::{CachedConnection, CachedTransactionManager, SettlingCursor};
 pub(crate) use rewrite::{parse_update, Columns, UpdatePlan};
@@ -54,7 +57,7 @@ pub trait CacheConnection: Connection<Backend: ReplayBackend> {
     /// every statement) one begun by raw SQL. Not public API.
     #[doc(hidden)]
     fn __in_transaction(&mut self) -> bool {
-        crate::transaction::in_transaction(self)
+        in_transaction(self)
     }
 
     /// Whether each statement of the open transaction reads the data committed
@@ -122,7 +125,7 @@ pub trait CacheConnection: Connection<Backend: ReplayBackend> {
     /// public API.
     #[doc(hidden)]
     fn __fills_may_store(&mut self) -> bool {
-        !crate::transaction::in_transaction(self)
+        !in_transaction(self)
     }
 }
 
@@ -176,8 +179,61 @@ pub(crate) fn fills_may_store<C: CacheConnection>(conn: &mut C) -> bool {
 pub(crate) fn reads_may_use_cache<C: CacheConnection>(conn: &mut C) -> bool {
     match conn.__tracked() {
         Some(tracked) => tracked.reads_may_use_cache(),
-        None => !crate::transaction::in_transaction(conn),
+        None => !in_transaction(conn),
     }
+}
+
+/// Runs `hook` once the transaction open on `conn` has committed, after the
+/// transaction's invalidations were sent; at once when no transaction is open.
+///
+/// A hook registered in a savepoint that is rolled back never runs; one in a
+/// released savepoint waits for the outermost COMMIT. Hooks run in the order they
+/// were registered, even when an invalidation failed (the data is committed).
+///
+/// Works on a [`CachedConnection`] in any transaction, and on a plain connection
+/// inside [`Cacheops::transaction`](crate::Cacheops::transaction). A plain
+/// connection inside a transaction cacheops did not open gives an
+/// [`ErrorKind::Transaction`] error: its COMMIT cannot be seen, and running the
+/// hook now would run it before the data is visible.
+///
+/// ```no_run
+/// # use diesel::prelude::*;
+/// # fn run(conn: &mut cacheops::CachedConnection<PgConnection>) -> QueryResult<()> {
+/// conn.transaction(|conn| {
+///     diesel::sql_query("UPDATE articles SET views = 0").execute(conn)?;
+///     cacheops::on_commit(conn, || println!("committed and invalidated"))
+///         .map_err(|e| diesel::result::Error::QueryBuilderError(Box::new(e)))?;
+///     Ok(())
+/// })
+/// # }
+/// ```
+pub fn on_commit<C: CacheConnection>(
+    conn: &mut C,
+    hook: impl FnOnce() + Send + 'static,
+) -> Result<()> {
+    let hook: Hook = Box::new(hook);
+    let unqueued = match conn.__tracked() {
+        Some(tracked) => tracked.on_commit(hook),
+        None => plain_hook(conn, hook)?,
+    };
+    if let Some(hook) = unqueued {
+        hook();
+    }
+    Ok(())
+}
+
+/// [`on_commit`] on a plain connection: queued inside `Cacheops::transaction`,
+/// handed back outside any transaction, refused inside one cacheops did not open.
+fn plain_hook<C: CacheConnection>(conn: &mut C, hook: Hook) -> Result<Option<Hook>> {
+    let unqueued = plain_on_commit(conn_id(conn), hook);
+    if unqueued.is_some() && in_transaction(conn) {
+        return Err(Error::new(
+            ErrorKind::Transaction,
+            "on_commit on a plain connection inside a transaction cacheops did not \
+             open: use Cacheops::transaction or a CachedConnection",
+        ));
+    }
+    Ok(unqueued)
 }
 
 /// A cacheops error where Diesel expects its own.

@@ -1,24 +1,23 @@
-//! What a connection that sees every statement knows about its transaction:
-//! one frame per open level, each with the invalidations its writes owe and whether
-//! it has written (is dirty).
+//! What a connection that sees every statement knows about its transaction and
+//! session: its levels (the stack of [`crate::transaction`], with its rules), and
+//! what they change about reads.
 //!
-//! Rules (those of django-cacheops' transaction support): before the first write
-//! of a transaction, reads use the cache normally; once any level has written,
-//! reads bypass the cache entirely; invalidations run after the outermost COMMIT;
-//! a released savepoint merges its queue and dirty flag into its parent; a rolled
-//! back level drops both.
+//! Before the first write of a transaction, reads use the cache normally; once any
+//! level has written, reads bypass the cache entirely. Diesel's depths and the raw
+//! SQL control statements the connection sees are mapped onto the stack here.
 
 use std::cell::Cell;
 
 use super::effect::Step;
 use crate::pending::{Hook, Pending, Queue};
 use crate::runtime::Cacheops;
+use crate::transaction::{Frames, Opened};
 
 /// Per-connection transaction frames. Not public API.
 #[doc(hidden)]
 pub struct Tracked {
     pub(crate) handle: Cacheops,
-    frames: Vec<Frame>,
+    frames: Frames,
     /// Entered while a cacheops write helper runs its statements: the helper
     /// invalidates them itself, granularly.
     pub(crate) helper: Depth,
@@ -58,20 +57,10 @@ impl Depth {
     }
 }
 
-#[derive(Default)]
-struct Frame {
-    queue: Queue,
-    dirty: bool,
-    /// The name of a savepoint begun by raw SQL (`SAVEPOINT name`).
-    savepoint: Option<String>,
-    /// Begun by Diesel's transaction manager (counted in its depth), not by raw SQL.
-    diesel: bool,
-}
-
 impl std::fmt::Debug for Tracked {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tracked")
-            .field("depth", &self.frames.len())
+            .field("depth", &self.frames.depth())
             .field("dirty", &!self.reads_may_use_cache())
             .finish()
     }
@@ -81,7 +70,7 @@ impl Tracked {
     pub(crate) fn new(handle: Cacheops) -> Tracked {
         Tracked {
             handle,
-            frames: Vec::new(),
+            frames: Frames::default(),
             helper: Depth::default(),
             explicit: Depth::default(),
             reads_latest: Cell::new(None),
@@ -120,51 +109,36 @@ impl Tracked {
 
     /// Whether a read may use the cache: no open level has written.
     pub(crate) fn reads_may_use_cache(&self) -> bool {
-        !self.frames.iter().any(|f| f.dirty)
+        self.frames.clean()
     }
 
     /// Records a write's invalidation: queued (and the level marked dirty) inside a
     /// transaction; handed back to be sent now outside one.
     pub(crate) fn wrote(&mut self, pending: Pending) -> Option<Pending> {
-        match self.frames.last_mut() {
-            Some(frame) => {
-                frame.dirty = true;
-                frame.queue.push(pending);
-                None
-            }
-            None => Some(pending),
-        }
+        self.frames.wrote(pending)
     }
 
     /// Registers an after-commit hook: queued in the innermost level inside a
     /// transaction, handed back to run now outside one.
     pub(crate) fn on_commit(&mut self, hook: Hook) -> Option<Hook> {
-        match self.frames.last_mut() {
-            Some(frame) => {
-                frame.queue.push_hook(hook);
-                None
-            }
-            None => Some(hook),
-        }
+        self.frames.on_commit(hook)
     }
 
     /// A level Diesel's transaction manager began.
     pub(crate) fn begin(&mut self) {
-        self.push(Frame {
-            diesel: true,
-            ..Frame::default()
-        });
+        self.open(Opened::Diesel);
     }
 
-    fn push(&mut self, frame: Frame) {
-        if self.frames.is_empty() {
+    /// Opens a level; a new transaction asks again how its statements read.
+    fn open(&mut self, opened: Opened) {
+        if !self.frames.is_open() {
             self.reads_latest.set(None);
         }
-        self.frames.push(frame);
+        self.frames.open(opened);
     }
 
     pub(crate) fn in_transaction(&self) -> bool {
-        !self.frames.is_empty()
+        self.frames.is_open()
     }
 
     /// Whether a miss read now through `inner`, the connection this tracks, may
@@ -189,40 +163,10 @@ impl Tracked {
     /// ended every level, raw ones included, and hands back what they owe; a
     /// RELEASE merged the levels above its own into the one below.
     pub(crate) fn committed(&mut self, depth: usize) -> Queue {
-        match self.diesel_level(depth) {
-            Some(level) => self.release_from(level),
+        match self.frames.diesel_level(depth) {
+            Some(level) => self.commit_from(level),
             None => Queue::default(),
         }
-    }
-
-    /// The innermost level committed: its queue to send if it was the outermost,
-    /// else merged into the parent.
-    fn pop_level(&mut self) -> Queue {
-        let Some(frame) = self.frames.pop() else {
-            return Queue::default();
-        };
-        match self.frames.last_mut() {
-            Some(parent) => {
-                parent.dirty |= frame.dirty;
-                parent.queue.append(frame.queue);
-                Queue::default()
-            }
-            None => {
-                self.ended();
-                frame.queue
-            }
-        }
-    }
-
-    /// Where the levels Diesel's manager no longer counts start, once it counts
-    /// `depth`: 0 when it counts none (its COMMIT or ROLLBACK ended everything),
-    /// else the index of its `depth + 1`-th level (raw levels below stay).
-    fn diesel_level(&self, depth: usize) -> Option<usize> {
-        if depth == 0 {
-            return Some(0);
-        }
-        let mut diesel = self.frames.iter().enumerate().filter(|(_, f)| f.diesel);
-        diesel.nth(depth).map(|(i, _)| i)
     }
 
     /// Follows a transaction control statement sent as SQL: what a raw `COMMIT`
@@ -232,72 +176,58 @@ impl Tracked {
             // PostgreSQL ignores a BEGIN inside a transaction (with a warning).
             Step::Begin if self.in_transaction() => None,
             Step::Begin => {
-                self.push(Frame::default());
+                self.open(Opened::Raw);
                 None
             }
             Step::Savepoint(name) => {
-                self.push(Frame {
-                    savepoint: Some(name.clone()),
-                    ..Frame::default()
-                });
+                self.open(Opened::Savepoint(name.clone()));
                 None
             }
-            Step::Release(name) => self.level_of(name).map(|i| self.release_from(i)),
+            Step::Release(name) => self.frames.savepoint(name).map(|i| self.commit_from(i)),
             Step::RollbackTo(name) => {
-                let i = self.level_of(name)?;
-                self.frames.truncate(i + 1);
-                let savepoint = self.frames[i].savepoint.take();
-                self.frames[i] = Frame {
-                    savepoint,
-                    ..Frame::default()
-                };
+                let level = self.frames.savepoint(name)?;
+                self.frames.roll_back_to(level);
                 self.undone();
                 None
             }
-            Step::Commit => Some(self.release_from(0)),
+            Step::Commit => Some(self.commit_from(0)),
             Step::Rollback => {
-                self.drop_from(0);
+                self.roll_back_from(0);
                 None
             }
             Step::Write(_) => None,
         }
     }
 
-    /// The level of the innermost raw savepoint called `name`.
-    fn level_of(&self, name: &str) -> Option<usize> {
-        let named = |f: &Frame| f.savepoint.as_deref() == Some(name);
-        self.frames.iter().rposition(named)
-    }
-
     /// Commits every level from `level` up: what the outermost owes when `level`
     /// is 0, else nothing (merged into the level below).
-    fn release_from(&mut self, level: usize) -> Queue {
-        let mut owed = Queue::default();
-        while self.frames.len() > level {
-            owed = self.pop_level();
+    fn commit_from(&mut self, level: usize) -> Queue {
+        let closed = self.frames.commit_from(level);
+        if closed.ended {
+            self.ended();
         }
-        owed
+        closed.owed
     }
 
     /// The whole transaction ended: what every level owes.
     pub(crate) fn end_all(&mut self) -> Queue {
-        self.release_from(0)
+        self.commit_from(0)
     }
 
     /// Diesel's manager rolled back (or failed to commit), leaving it at `depth`
     /// levels: the levels it no longer counts are dropped, with their queues.
     pub(crate) fn keep_levels(&mut self, depth: usize) {
-        if let Some(level) = self.diesel_level(depth) {
-            self.drop_from(level);
+        if let Some(level) = self.frames.diesel_level(depth) {
+            self.roll_back_from(level);
         }
     }
 
     /// Drops the levels from `level` up, with their queues.
-    fn drop_from(&mut self, level: usize) {
-        self.frames.truncate(level);
-        match level {
-            0 => self.ended(),
-            _ => self.undone(),
+    fn roll_back_from(&mut self, level: usize) {
+        if self.frames.roll_back_from(level) {
+            self.ended();
+        } else {
+            self.undone();
         }
     }
 
