@@ -102,7 +102,7 @@ pub use automatic::{CachedCursor, CachedField, CachedRow, NoReplay};
 #[cfg(feature = "postgres")]
 pub use automatic::{ReplayedField, ReplayedRow};
 pub use backend::{CacheBackend, Dialect};
-pub use cached_as::{cached_as, Options, Sample};
+pub use cached_as::{cached_as, cached_as_key, Options, Sample};
 pub use cacheops_derive::cached_as;
 pub use cacheops_derive::Cacheable;
 pub use config::{Config, ConfigBuilder, Ops, Profile};
@@ -111,7 +111,7 @@ pub use connection::{
 };
 pub use error::{Error, ErrorKind, OptionalExtension, Result};
 pub use invalidate::{invalidate_all, invalidate_model, invalidate_obj, invalidate_table};
-pub use model::{models_of_table, CacheRow, Cacheable, ModelInfo};
+pub use model::{models_of_table, CacheRow, Cacheable, ColumnEquality, ModelInfo};
 pub use protocol::stats::{ModelStats, Stats};
 pub use query::{Cached, CachedQueryDsl};
 pub use runtime::{global, install, Cacheops};
@@ -133,9 +133,8 @@ pub mod prelude {
 pub mod __private {
     pub use crate::backend::encode_value;
     pub use crate::cached_as::__macro::*;
-    pub use crate::cached_as::cached_as_key;
     pub use crate::connection::Tracked;
-    pub use crate::model::{ColumnEquality, ProfileAttr};
+    pub use crate::model::ProfileAttr;
     pub use crate::protocol::store::CacheKey;
     pub use crate::write::Locked;
     pub use diesel;

@@ -29,9 +29,9 @@ fn model_info(model: &Model) -> TokenStream {
         quote! { <#path as ::cacheops::__private::diesel::Column>::NAME }
     });
     let equality = model.fields.iter().map(|f| match f.exact {
-        Some(true) => quote! { ::cacheops::__private::ColumnEquality::Exact },
-        Some(false) => quote! { ::cacheops::__private::ColumnEquality::Inexact },
-        None => quote! { ::cacheops::__private::ColumnEquality::ByType },
+        Some(true) => quote! { ::cacheops::ColumnEquality::Exact },
+        Some(false) => quote! { ::cacheops::ColumnEquality::Inexact },
+        None => quote! { ::cacheops::ColumnEquality::ByType },
     });
     let sql_types = model.fields.iter().map(|f| {
         let path = column_path(model, &f.column);

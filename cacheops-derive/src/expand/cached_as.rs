@@ -128,7 +128,7 @@ fn key_expr(func: &ItemFn, params: &[&Param], options: &TokenStream, inside: boo
         ReturnType::Type(_, ty) => quote! { <#ty as ::cacheops::__private::FnResult>::Ok },
         ReturnType::Default => quote! { () },
     };
-    quote! { ::cacheops::__private::cached_as_key::<#ok, _>(#site, &(#(&#idents,)*), &#options) }
+    quote! { ::cacheops::cached_as_key::<#ok, _>(#site, &(#(&#idents,)*), &#options) }
 }
 
 fn samples(attr: &CachedAsAttr) -> TokenStream {
