@@ -119,11 +119,22 @@ pub use runtime::{model_stats, stats};
 pub use simple::{cache, cached, CachedOptions, FnKey, SimpleCache};
 pub use value::Value;
 
-/// What an application writes daily: `use cacheops::prelude::*;`.
+/// What an application writes daily: `use cacheops::prelude::*;`, beside
+/// `diesel::prelude::*` (nothing in one shadows the other or std's prelude, so
+/// `Result`, `Error` and `OptionalExtension` stay `cacheops::`-qualified).
+///
+/// ```
+/// use cacheops::prelude::*;
+/// use diesel::prelude::*;
+///
+/// let cache = Cacheops::new(Config::builder().url("memory://").build())?;
+/// assert_eq!(cache.config().prefix(), "cacheops");
+/// # Ok::<_, cacheops::Error>(())
+/// ```
 pub mod prelude {
     pub use crate::{
         cached, cached_as, on_commit, Cacheable, CachedConnection, CachedOptions, CachedQueryDsl,
-        Cacheops, Config, Error, FnKey, Ops, OptionalExtension, Profile, Result, Sample,
+        Cacheops, Config, FnKey, Ops, Profile, Sample,
     };
 }
 
