@@ -70,7 +70,11 @@ mod automatic;
 mod backend;
 mod cached_as;
 mod catalog;
+// The operator CLI, the top layer: `bin/cacheops-cli.rs` only calls `cli::main`.
+// A module of the library (not of the binary) so that the integration tests drive
+// it in process; hidden, because it is not an API.
 #[cfg(feature = "cli")]
+#[doc(hidden)]
 pub mod cli;
 mod codec;
 mod config;
