@@ -38,7 +38,7 @@
 //! | 2 the cache protocol, no connection types | `protocol/`: keys and result shapes, the key/stamp layout, the store traits, the read-through with its fence, invalidation, failure state, counters, stampede locks | [`store::Store`], [`Stats`], [`ModelStats`] |
 //! | 3 stores | [`store`] (memory; Redis: pool, scripts, commands, row invalidation; the local tier and its news), [`registry`], `publish.rs` | [`store::RedisStore`], [`store::MemoryStore`], [`store::LocalTier`] |
 //! | 4 the handle | `runtime/` (a thin owner of configuration, core and memos; the process-wide handle; counters), `invalidate.rs` | [`Cacheops`], [`install`], [`global`], [`invalidate_obj`], [`invalidate_model`], [`invalidate_table`], [`invalidate_all`] |
-//! | 5 Diesel | `transaction/` (one stack of levels for both `CachedConnection` and `Cacheops::transaction`), `pending.rs` (queues until the outermost COMMIT), `analyse.rs` (a query as the cache sees it), `automatic/`, `connection/` ([`CachedConnection`]), `query.rs` (`.cached()`), `write.rs` (helpers) | [`CachedQueryDsl`], [`Cached`], [`CachedConnection`], [`Cacheops::transaction`], [`on_commit`], [`Cacheops::save`] |
+//! | 5 Diesel | `transaction/` (what each level owes, and one stack of levels for both `CachedConnection` and `Cacheops::transaction`: queued until the outermost COMMIT), `analyse.rs` (a query as the cache sees it), `automatic/`, `connection/` ([`CachedConnection`]), `query.rs` (`.cached()`), `write.rs` (helpers) | [`CachedQueryDsl`], [`Cached`], [`CachedConnection`], [`Cacheops::transaction`], [`on_commit`], [`Cacheops::save`] |
 //! | 6 extras | `simple/` (time-only cache, `#[cached]`, file backend), `cached_as.rs`, `fragment.rs` (feature `minijinja`), [`feed`] (outside writes through an outbox) | [`cache`], [`cached()`], [`cached_as()`], [`Sample`], [`feed::install`], [`Cacheops::start_change_feed`] |
 //! | 7 the operator CLI | `cli/` (run by `bin/cacheops-cli.rs`) | |
 //!
@@ -90,7 +90,6 @@ pub mod fragment;
 mod invalidate;
 mod memo;
 mod model;
-mod pending;
 mod protocol;
 mod publish;
 mod query;

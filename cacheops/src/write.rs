@@ -35,9 +35,9 @@ use crate::connection::{
 use crate::error::Result;
 use crate::memo::Memo;
 use crate::model::{CacheRow, Cacheable, ModelInfo};
-use crate::pending::{Owed, Pending};
 use crate::runtime::Cacheops;
 use crate::transaction::{conn_id, in_transaction, plain_wrote};
+use crate::transaction::{Owed, Pending};
 use crate::value::Value;
 
 impl Cacheops {

@@ -19,9 +19,9 @@ use crate::automatic::{self, CachedCursor, CachedRow, RawRows, ReplayBackend};
 use crate::backend::{CacheBackend, Dialect};
 use crate::deps::functions::Volatility;
 use crate::memo::Memo;
-use crate::pending::{Owed, Pending};
 use crate::protocol::read_through::Storable;
 use crate::runtime::Cacheops;
+use crate::transaction::{Owed, Pending};
 
 /// A connection wrapper that invalidates after every write and tracks transactions.
 ///

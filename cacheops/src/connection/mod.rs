@@ -17,7 +17,7 @@ use diesel::result::QueryResult;
 
 use crate::automatic::ReplayBackend;
 use crate::error::{Error, ErrorKind, Result};
-use crate::pending::Hook;
+use crate::transaction::Hook;
 use crate::transaction::{conn_id, in_transaction, plain_on_commit};
 
 pub use cached::{CachedConnection, CachedTransactionManager, SettlingCursor};

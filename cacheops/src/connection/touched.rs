@@ -26,7 +26,7 @@ use super::effect::{self, Effect};
 use super::rewrite::{self, Columns, UpdatePlan};
 use super::CacheConnection;
 use crate::backend::{CacheBackend, Dialect};
-use crate::pending::Owed;
+use crate::transaction::Owed;
 use crate::value::Value;
 
 /// A write [`super::CachedConnection`] can invalidate row by row.

@@ -9,9 +9,9 @@
 use std::cell::Cell;
 
 use super::effect::Step;
-use crate::pending::{Hook, Pending, Queue};
 use crate::runtime::Cacheops;
 use crate::transaction::{Frames, Opened};
+use crate::transaction::{Hook, Pending, Queue};
 
 /// Per-connection transaction frames. Not public API.
 #[doc(hidden)]

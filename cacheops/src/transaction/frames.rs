@@ -11,7 +11,7 @@
 //! and raw SQL onto it (`connection/tracked.rs`), and [`super::plain`] maps
 //! `Cacheops::transaction` scopes onto one stack per plain connection.
 
-use crate::pending::{Hook, Pending, Queue};
+use super::queue::{Hook, Pending, Queue};
 
 /// What opened a level: tells Diesel's levels from raw SQL ones, and names raw
 /// savepoints.

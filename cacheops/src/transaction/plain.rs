@@ -24,8 +24,8 @@ use std::collections::HashMap;
 use diesel::connection::{Connection, TransactionManager};
 
 use super::frames::{Frames, Opened};
+use super::queue::{Hook, Pending};
 use crate::error::Error;
-use crate::pending::{Hook, Pending};
 use crate::runtime::Cacheops;
 
 thread_local! {
