@@ -78,7 +78,7 @@ mod catalog;
 pub mod cli;
 mod codec;
 mod config;
-mod connection;
+pub mod connection;
 pub mod deps;
 mod error;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
@@ -101,17 +101,12 @@ mod transaction;
 mod value;
 mod write;
 
-pub use automatic::{CachedCursor, CachedField, CachedRow, NoReplay};
-#[cfg(feature = "postgres")]
-pub use automatic::{ReplayedField, ReplayedRow};
 pub use backend::{CacheBackend, Dialect};
 pub use cached_as::{cached_as, cached_as_key, Options, Sample};
 pub use cacheops_derive::cached_as;
 pub use cacheops_derive::Cacheable;
 pub use config::{Config, ConfigBuilder, Ops, Profile};
-pub use connection::{
-    on_commit, CacheConnection, CachedConnection, CachedTransactionManager, SettlingCursor,
-};
+pub use connection::{on_commit, CacheConnection, CachedConnection};
 pub use error::{Error, ErrorKind, OptionalExtension, Result};
 pub use invalidate::{invalidate_all, invalidate_model, invalidate_obj, invalidate_table};
 pub use model::{models_of_table, CacheRow, Cacheable, ColumnEquality, ModelInfo};

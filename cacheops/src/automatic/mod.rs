@@ -43,8 +43,8 @@ pub(crate) use rows::RawRows;
 // would import each other.
 pub trait ReplayBackend: CacheBackend {
     /// Rows replayed from the cache by [`crate::CachedConnection`]'s automatic
-    /// caching: [`crate::ReplayedRow`] on PostgreSQL, the uninhabited
-    /// [`crate::NoReplay`] on SQLite (whose values cannot be rebuilt from bytes).
+    /// caching: [`crate::connection::ReplayedRow`] on PostgreSQL, the uninhabited
+    /// [`crate::connection::NoReplay`] on SQLite (whose values cannot be rebuilt from bytes).
     type Replayed: for<'a> Row<'a, Self> + Replay;
 
     /// The type tag and bytes of a non-NULL value as the database returned it in

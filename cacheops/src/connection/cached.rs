@@ -99,7 +99,7 @@ use crate::transaction::{Owed, Pending};
 /// row-by-row loading mode), since the result is stored whole.
 ///
 /// On SQLite no read is cached automatically: Diesel cannot be handed a row rebuilt
-/// from bytes there (see [`crate::NoReplay`]); `.cached()` works as everywhere.
+/// from bytes there (see [`crate::connection::NoReplay`]); `.cached()` works as everywhere.
 ///
 /// ```no_run
 /// use cacheops::CachedConnection;

@@ -3,6 +3,10 @@
 //! [`CacheConnection`] is implemented for Diesel's own connections (and for
 //! [`CachedConnection`], which sees every statement): it tells the read path and the
 //! write helpers what the connection knows about its transaction.
+//!
+//! The types `CachedConnection`'s Diesel impls name (its transaction manager, its
+//! cursors, the rows automatic caching serves, and the backend trait it needs)
+//! are public here so they can be named; an application rarely writes them.
 
 mod cached;
 mod catalog;
@@ -15,11 +19,13 @@ mod tracked;
 use diesel::connection::{Connection, TransactionManager};
 use diesel::result::QueryResult;
 
-use crate::automatic::ReplayBackend;
 use crate::error::{Error, ErrorKind, Result};
 use crate::transaction::Hook;
 use crate::transaction::{conn_id, in_transaction, plain_on_commit};
 
+pub use crate::automatic::{CachedCursor, CachedField, CachedRow, NoReplay, ReplayBackend};
+#[cfg(feature = "postgres")]
+pub use crate::automatic::{ReplayedField, ReplayedRow};
 pub use cached::{CachedConnection, CachedTransactionManager, SettlingCursor};
 pub(crate) use rewrite::{parse_update, Columns, UpdatePlan};
 pub(crate) use touched::{old_and_new, Typed};

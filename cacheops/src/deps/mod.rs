@@ -64,7 +64,7 @@ pub struct Policy<'a> {
     pub max_in_values: usize,
     /// Whether `table.column = value` may be decided by byte equality; a term where
     /// it says no is unknown. Called for every scalar value (array elements one by
-    /// one). The default trusts the value's [`crate::value::Equality`]; the runtime
+    /// one). The default trusts the value's equality class; the runtime
     /// adds each model's per-column opt-ins and opt-outs.
     pub column_is_exact: &'a (dyn Fn(&str, &str, &Value) -> bool + Sync),
 }

@@ -165,7 +165,7 @@ impl Cacheops {
     /// otherwise would retry it. The handle itself stays safe: what the write
     /// touched bypasses the cache in this process until an invalidation of it gets
     /// through. Use the hook to alert, or to tell other processes (which cannot
-    /// know) to invalidate. [`Stats::missed_invalidations`] counts them.
+    /// know) to invalidate. [`crate::Stats::missed_invalidations`] counts them.
     ///
     /// ```
     /// let cache = cacheops::Cacheops::new(cacheops::Config::builder().url("memory://").build())?;
