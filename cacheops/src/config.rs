@@ -435,7 +435,7 @@ mod tests {
 /// The database a URL names, by its scheme: `postgres://` / `postgresql://`, or
 /// SQLite (`sqlite://path`, or a path with no scheme).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DatabaseUrl<'a> {
+pub enum DatabaseUrl<'a> {
     /// A PostgreSQL URL, whole.
     Postgres(&'a str),
     /// A SQLite database's path.
@@ -444,7 +444,7 @@ pub(crate) enum DatabaseUrl<'a> {
 
 impl DatabaseUrl<'_> {
     /// What `url` names; `None` for another scheme.
-    pub(crate) fn parse(url: &str) -> Option<DatabaseUrl<'_>> {
+    pub fn parse(url: &str) -> Option<DatabaseUrl<'_>> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Some(DatabaseUrl::Postgres(url))
         } else if let Some(path) = url.strip_prefix("sqlite://") {

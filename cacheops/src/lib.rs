@@ -40,7 +40,7 @@
 //! | 4 the handle | `runtime/` (a thin owner of configuration, core and memos; the process-wide handle; counters), `invalidate.rs` | [`Cacheops`], [`install`], [`global`], [`invalidate_obj`], [`invalidate_model`], [`invalidate_table`], [`invalidate_all`] |
 //! | 5 Diesel | `transaction/` (what each level owes, and one stack of levels for both `CachedConnection` and `Cacheops::transaction`: queued until the outermost COMMIT), `analyse.rs` (a query as the cache sees it), `automatic/`, `connection/` ([`CachedConnection`]), `query.rs` (`.cached()`), `write.rs` (helpers) | [`CachedQueryDsl`], [`Cached`], [`CachedConnection`], [`Cacheops::transaction`], [`on_commit`], [`Cacheops::save`] |
 //! | 6 extras | `simple/` (time-only cache, `#[cached]`, file backend), `cached_as.rs`, `fragment.rs` (feature `minijinja`), [`feed`] (outside writes through an outbox) | [`cache`], [`cached()`], [`cached_as()`], [`Sample`], [`feed::install`], [`Cacheops::start_change_feed`] |
-//! | 7 the operator CLI | `cli/` (run by `bin/cacheops-cli.rs`) | |
+//! | 7 the operator CLI | `bin/cacheops-cli/` (its own module tree, on the public API and `__private`) | |
 //!
 //! ## How invalidation decides
 //! Every cached query depends, per table it reads, on an OR of conjunctions of
@@ -70,12 +70,6 @@ mod automatic;
 mod backend;
 mod cached_as;
 mod catalog;
-// The operator CLI, the top layer: `bin/cacheops-cli.rs` only calls `cli::main`.
-// A module of the library (not of the binary) so that the integration tests drive
-// it in process; hidden, because it is not an API.
-#[cfg(feature = "cli")]
-#[doc(hidden)]
-pub mod cli;
 mod codec;
 mod config;
 pub mod connection;
@@ -142,8 +136,11 @@ pub mod prelude {
 pub mod __private {
     pub use crate::backend::encode_value;
     pub use crate::cached_as::__macro::*;
+    pub use crate::config::DatabaseUrl;
     pub use crate::connection::Tracked;
+    pub use crate::feed::quote;
     pub use crate::model::ProfileAttr;
+    pub use crate::protocol::layout::Layout;
     pub use crate::protocol::store::CacheKey;
     pub use crate::write::Locked;
     pub use diesel;

@@ -1,10 +1,10 @@
-//! `cacheops-cli`, driven in-process through `cacheops::cli::run` against real
+//! `cacheops-cli`, driven in-process through the binary's own `cli` modules (included by path) against real
 //! Redis and databases: each invalidate form invalidates what it says and nothing
 //! else (checked by counting the statements cached queries run again), bad input
 //! fails with status 2, stats show what the application counted, and the CLI's
 //! row encoding equals the application's.
 
-use cacheops::cli::{parse_args, run, CliError};
+use crate::cacheops_cli::{parse_args, run, CliError};
 
 use crate::ctx::{database_url, redis_url, PgDb, SqliteDb};
 
@@ -250,7 +250,8 @@ macro_rules! cli_tests {
                 for article in [first_of(&mut ctx, 1), b] {
                     let app = CacheRow::<Backend>::row_values(&article).unwrap();
                     let entry = ModelEntry::of(Article::INFO);
-                    let mut db = cacheops::cli::db::Database::connect(&$url(&ctx.db)).unwrap();
+                    let mut db =
+                        crate::cacheops_cli::db::Database::connect(&$url(&ctx.db)).unwrap();
                     let id = article.id.to_string();
                     let cli = db.read_row(&entry, &[&id]).unwrap().unwrap();
                     assert_eq!(app.len(), cli.len());

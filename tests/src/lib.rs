@@ -14,6 +14,11 @@ pub mod redis_server;
 mod automatic;
 #[cfg(test)]
 mod cached_as;
+/// The binary's own CLI modules, included by path so the tests drive it in
+/// process (they use only `cacheops`'s public and `__private` items).
+#[cfg(test)]
+#[path = "../../cacheops/src/bin/cacheops-cli/cli/mod.rs"]
+mod cacheops_cli;
 #[cfg(test)]
 mod cli;
 #[cfg(test)]

@@ -34,7 +34,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(crate) use plan::quote;
+#[doc(hidden)]
+pub use plan::quote;
 pub use plan::{refuse_problems, Modelled, Plan, DEFAULT_SCHEMA, VERSION};
 #[cfg(feature = "postgres")]
 pub use postgres::{install_sql, uninstall_sql};

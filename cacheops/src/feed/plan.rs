@@ -183,7 +183,7 @@ pub fn refuse_problems(plan: &Plan) -> Result<()> {
 
 /// An identifier, double-quoted (inner quotes doubled): table and column names
 /// come from models and the registry, never from SQL.
-pub(crate) fn quote(ident: &str) -> String {
+pub fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 

@@ -58,14 +58,14 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Key names of one prefix.
 #[derive(Clone, Debug)]
-pub(crate) struct Layout {
+pub struct Layout {
     prefix: String,
 }
 
 impl Layout {
     /// The layout under `prefix`; `{`, `}` and `%` in it are percent-escaped so
     /// they cannot end a hash tag early.
-    pub(crate) fn new(prefix: &str) -> Layout {
+    pub fn new(prefix: &str) -> Layout {
         let mut escaped = String::with_capacity(prefix.len());
         for c in prefix.chars() {
             match c {
@@ -77,7 +77,7 @@ impl Layout {
     }
 
     /// The (escaped) prefix.
-    pub(crate) fn prefix(&self) -> &str {
+    pub fn prefix(&self) -> &str {
         &self.prefix
     }
 
@@ -178,7 +178,7 @@ impl Layout {
 
     /// Whether `key` is one of this prefix's keys (and not of a prefix that merely
     /// starts with ours, such as `P:x` for `P`).
-    pub(crate) fn owns(&self, key: &str) -> bool {
+    pub fn owns(&self, key: &str) -> bool {
         if let Some(rest) = key.strip_prefix(&self.prefix) {
             let hashed = [":q:", ":s:", ":l:"]
                 .iter()
@@ -201,7 +201,7 @@ impl Layout {
     }
 
     /// SCAN patterns that cover [`Layout::owns`] (a superset; filter with it).
-    pub(crate) fn scan_patterns(&self) -> [String; 2] {
+    pub fn scan_patterns(&self) -> [String; 2] {
         let mut glob = String::with_capacity(self.prefix.len());
         for c in self.prefix.chars() {
             if matches!(c, '*' | '?' | '[' | ']' | '\\') {

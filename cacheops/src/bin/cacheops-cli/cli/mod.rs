@@ -18,7 +18,7 @@
 //! `postgres://...`, or an SQLite path / `sqlite://path`).
 //!
 //! Labels resolve through the registry every Redis-backed handle publishes when it
-//! starts (see [`crate::registry`]); the CLI needs no access to the application's
+//! starts (see [`cacheops::registry`]); the CLI needs no access to the application's
 //! types. A row is read with every column of its model and invalidated in the
 //! application's canonical encoding (see [`db`]), so it reaches exactly the cached
 //! queries its current values match. Without a database the CLI cannot know the
@@ -32,7 +32,7 @@
 //! invalidation), with the reason on stderr.
 
 mod args;
-pub mod db;
+pub(crate) mod db;
 mod explain;
 #[cfg(feature = "postgres")]
 mod feed;
@@ -45,34 +45,36 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
-pub use args::{Args, Command, FeedCommand, SqlDialectArg};
+pub(crate) use args::{Args, Command, SqlDialectArg};
 
 /// Why the CLI failed: a message for stderr. Every failure exits with status 2.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CliError {
+pub(crate) struct CliError {
     message: String,
 }
 
 impl CliError {
     /// A failure with this message.
-    pub fn new(message: impl Into<String>) -> CliError {
+    pub(crate) fn new(message: impl Into<String>) -> CliError {
         CliError {
             message: message.into(),
         }
     }
 
     /// A failure of `what`, caused by `error`.
-    pub fn caused(what: &str, error: impl fmt::Display) -> CliError {
+    pub(crate) fn caused(what: &str, error: impl fmt::Display) -> CliError {
         CliError::new(format!("{what}: {error}"))
     }
 
     /// The message printed on stderr.
-    pub fn message(&self) -> &str {
+    // Read by the integration tests, which include these files.
+    #[allow(dead_code)]
+    pub(crate) fn message(&self) -> &str {
         &self.message
     }
 
     /// The exit status: always 2.
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         2
     }
 }
@@ -86,22 +88,22 @@ impl fmt::Display for CliError {
 impl std::error::Error for CliError {}
 
 /// The result of a command.
-pub type CliResult<T = ()> = std::result::Result<T, CliError>;
+pub(crate) type CliResult<T = ()> = std::result::Result<T, CliError>;
 
 /// Settings every command shares, after flags and environment are merged.
 #[derive(Clone, Debug)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// `--redis-url`, else `CACHEOPS_REDIS_URL`, else `REDIS_URL`, else the default.
-    pub redis_url: String,
+    pub(crate) redis_url: String,
     /// `--prefix`, else `CACHEOPS_PREFIX`, else `cacheops`.
-    pub prefix: String,
+    pub(crate) prefix: String,
     /// `--database-url`, else `DATABASE_URL`.
-    pub database_url: Option<String>,
+    pub(crate) database_url: Option<String>,
 }
 
 impl Settings {
     /// Merges the flags with the environment `env` reads.
-    pub fn resolve(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Settings {
+    pub(crate) fn resolve(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Settings {
         let redis_url = args
             .redis_url
             .clone()
@@ -121,7 +123,9 @@ impl Settings {
 }
 
 /// The binary's entry point: process arguments and environment, stdout, stderr.
-pub fn main() -> ExitCode {
+// The tests, which include these files, drive `run` instead.
+#[cfg_attr(test, allow(dead_code))]
+pub(crate) fn main() -> ExitCode {
     let env = |name: &str| std::env::var(name).ok();
     let args = match Args::try_parse() {
         Ok(args) => args,
@@ -140,7 +144,11 @@ pub fn main() -> ExitCode {
 }
 
 /// Runs one command with settings from `args` and `env`, writing its report to `out`.
-pub fn run(args: &Args, env: &dyn Fn(&str) -> Option<String>, out: &mut dyn Write) -> CliResult {
+pub(crate) fn run(
+    args: &Args,
+    env: &dyn Fn(&str) -> Option<String>,
+    out: &mut dyn Write,
+) -> CliResult {
     let settings = Settings::resolve(args, env);
     match &args.command {
         Command::Invalidate { target, model_wide } => {
@@ -168,7 +176,9 @@ pub fn run(args: &Args, env: &dyn Fn(&str) -> Option<String>, out: &mut dyn Writ
 }
 
 /// Parses a command line (first item: the program name) as the binary does.
-pub fn parse_args<I, T>(args: I) -> CliResult<Args>
+// Called by the integration tests, which include these files; `main` parses its own.
+#[allow(dead_code)]
+pub(crate) fn parse_args<I, T>(args: I) -> CliResult<Args>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
@@ -184,6 +194,6 @@ fn say(out: &mut dyn Write, line: impl fmt::Display) -> CliResult {
 /// A Redis connection for a command, with a message naming the URL on failure.
 fn redis_connection(settings: &Settings) -> CliResult<redis::Connection> {
     let timeout = std::time::Duration::from_secs(2);
-    crate::registry::connect(&settings.redis_url, timeout)
+    cacheops::registry::connect(&settings.redis_url, timeout)
         .map_err(|e| CliError::caused(&format!("cannot reach Redis at {}", settings.redis_url), e))
 }

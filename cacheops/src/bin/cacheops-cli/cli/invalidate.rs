@@ -4,8 +4,8 @@ use std::io::Write;
 
 use super::db::Database;
 use super::{redis_connection, say, CliError, CliResult, Settings};
-use crate::registry::{self, ModelEntry};
-use crate::store::{QueryStore, RedisStore, RowState};
+use cacheops::registry::{self, ModelEntry};
+use cacheops::store::{QueryStore, RedisStore, RowState};
 
 /// What to invalidate, as the user named it.
 #[derive(Debug, PartialEq, Eq)]

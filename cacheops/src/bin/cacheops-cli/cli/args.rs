@@ -7,25 +7,25 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// Operator's tool for cacheops: invalidation, stats, dependency analysis.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "cacheops-cli", version)]
-pub struct Args {
+pub(crate) struct Args {
     /// Redis URL [env: CACHEOPS_REDIS_URL, REDIS_URL; default redis://127.0.0.1:6379]
     #[arg(long, global = true)]
-    pub redis_url: Option<String>,
+    pub(crate) redis_url: Option<String>,
     /// Key prefix the application uses [env: CACHEOPS_PREFIX; default cacheops]
     #[arg(long, global = true)]
-    pub prefix: Option<String>,
+    pub(crate) prefix: Option<String>,
     /// Database to read rows from: postgres://... or an SQLite path / sqlite://path
     /// [env: DATABASE_URL]
     #[arg(long, global = true)]
-    pub database_url: Option<String>,
+    pub(crate) database_url: Option<String>,
     /// What to do.
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 /// The commands.
 #[derive(Debug, Clone, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Invalidate `app.Model.<id>` (one row), `app.Model`, `app`, or `all` (every key
     /// under the prefix, and nothing else).
     Invalidate {
@@ -69,7 +69,7 @@ pub enum Command {
 
 /// What `feed` does.
 #[derive(Debug, Clone, Subcommand)]
-pub enum FeedCommand {
+pub(crate) enum FeedCommand {
     /// Install the outbox and triggers on every table of the models registered
     /// in Redis (or print the SQL with --dry-run).
     Install {
@@ -90,7 +90,7 @@ pub enum FeedCommand {
 
 /// `--dialect`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SqlDialectArg {
+pub(crate) enum SqlDialectArg {
     /// PostgreSQL: `$n` placeholders.
     Postgres,
     /// SQLite: `?` placeholders.

@@ -6,7 +6,7 @@
 //!   what the bind collector sends for the same value; the value's type OID comes
 //!   with it. (Custom types get a stand-in OID in the application; conjunction keys
 //!   hold only the bytes, so the OID does not matter for matching.)
-//! - SQLite: each value is re-encoded through [`crate::backend::encode_value`] as its storage
+//! - SQLite: each value is re-encoded through [`cacheops::__private::encode_value`] as its storage
 //!   class (integer, real, text, blob, NULL), which is exactly the normalised form
 //!   the application's binds take.
 
@@ -14,13 +14,13 @@ use diesel::connection::{DefaultLoadingMode, LoadConnection};
 use diesel::row::{Field, Row};
 
 use super::{CliError, CliResult};
-use crate::config::DatabaseUrl;
-use crate::feed::quote;
-use crate::registry::ModelEntry;
-use crate::value::Value;
+use cacheops::__private::quote;
+use cacheops::__private::DatabaseUrl;
+use cacheops::registry::ModelEntry;
+use cacheops::Value;
 
 /// A database the CLI can read from, chosen by the URL's scheme.
-pub enum Database {
+pub(crate) enum Database {
     /// `postgres://` or `postgresql://`.
     #[cfg(feature = "postgres")]
     Pg(diesel::pg::PgConnection),
@@ -31,7 +31,7 @@ pub enum Database {
 
 impl Database {
     /// Connects to `url`.
-    pub fn connect(url: &str) -> CliResult<Database> {
+    pub(crate) fn connect(url: &str) -> CliResult<Database> {
         use diesel::Connection;
         let failed =
             |e: diesel::ConnectionError| CliError::caused("cannot connect to the database", e);
@@ -57,7 +57,11 @@ impl Database {
 
     /// The current values of every column of `model` for the row whose primary key
     /// is `id` (given as text, one part per key column); `None` if no such row.
-    pub fn read_row(&mut self, model: &ModelEntry, id: &[&str]) -> CliResult<Option<Vec<Value>>> {
+    pub(crate) fn read_row(
+        &mut self,
+        model: &ModelEntry,
+        id: &[&str],
+    ) -> CliResult<Option<Vec<Value>>> {
         if id.len() != model.primary_key.len() {
             return Err(CliError::new(format!(
                 "malformed id: {} has {} primary key column(s) ({}), got {} value(s)",
@@ -101,17 +105,17 @@ fn select_row(model: &ModelEntry, placeholder: impl Fn(usize) -> String) -> Stri
 /// key column's own type (read from the catalog), so the primary key index is used
 /// and `034` finds row 34 of an integer key.
 #[cfg(feature = "postgres")]
-pub fn read_pg_row(
+pub(crate) fn read_pg_row(
     conn: &mut diesel::pg::PgConnection,
     model: &ModelEntry,
     id: &[&str],
-) -> crate::Result<Option<Vec<Value>>> {
+) -> cacheops::Result<Option<Vec<Value>>> {
     use diesel::sql_types::Text;
     let types = model
         .primary_key
         .iter()
         .map(|k| pg_column_type(conn, &model.table, k))
-        .collect::<crate::Result<Vec<String>>>()?;
+        .collect::<cacheops::Result<Vec<String>>>()?;
     let sql = select_row(model, |i| format!("${}::{}", i + 1, types[i]));
     let mut query = diesel::sql_query(sql).into_boxed::<diesel::pg::Pg>();
     for part in id {
@@ -124,20 +128,20 @@ pub fn read_pg_row(
     };
     (0..model.columns.len())
         .map(|i| pg_value(row.get(i)))
-        .collect::<crate::Result<Vec<_>>>()
+        .collect::<cacheops::Result<Vec<_>>>()
         .map(Some)
 }
 
 #[cfg(feature = "postgres")]
-fn pg_value<'a, F: Field<'a, diesel::pg::Pg>>(field: Option<F>) -> crate::Result<Value> {
-    use crate::backend::CacheBackend;
+fn pg_value<'a, F: Field<'a, diesel::pg::Pg>>(field: Option<F>) -> cacheops::Result<Value> {
+    use cacheops::CacheBackend;
     let field = field.ok_or_else(missing_column)?;
     diesel::pg::Pg::raw_value(field.value())
 }
 
-fn missing_column() -> crate::Error {
-    crate::Error::new(
-        crate::ErrorKind::Database,
+fn missing_column() -> cacheops::Error {
+    cacheops::Error::new(
+        cacheops::ErrorKind::Database,
         "the row has fewer columns than asked",
     )
 }
@@ -149,7 +153,7 @@ fn pg_column_type(
     conn: &mut diesel::pg::PgConnection,
     table: &str,
     column: &str,
-) -> crate::Result<String> {
+) -> cacheops::Result<String> {
     use diesel::sql_types::Text;
     use diesel::{OptionalExtension as _, RunQueryDsl as _};
     #[derive(diesel::QueryableByName)]
@@ -166,8 +170,8 @@ fn pg_column_type(
         .get_result::<Type>(conn)
         .optional()?;
     found.map(|t| t.ty).ok_or_else(|| {
-        crate::Error::new(
-            crate::ErrorKind::Database,
+        cacheops::Error::new(
+            cacheops::ErrorKind::Database,
             format!("no column {column} in table {table} (check the database URL and search_path)"),
         )
     })
@@ -176,11 +180,11 @@ fn pg_column_type(
 /// Reads one row from SQLite. Key values are bound as text: SQLite applies the key
 /// column's affinity, so `34` finds the integer 34.
 #[cfg(feature = "sqlite")]
-pub fn read_sqlite_row(
+pub(crate) fn read_sqlite_row(
     conn: &mut diesel::sqlite::SqliteConnection,
     model: &ModelEntry,
     id: &[&str],
-) -> crate::Result<Option<Vec<Value>>> {
+) -> cacheops::Result<Option<Vec<Value>>> {
     use diesel::sql_types::Text;
     let sql = select_row(model, |_| "?".to_string());
     let mut query = diesel::sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>();
@@ -195,7 +199,7 @@ pub fn read_sqlite_row(
     };
     (0..model.columns.len())
         .map(|i| sqlite_value(row.get(i)))
-        .collect::<crate::Result<Vec<_>>>()
+        .collect::<cacheops::Result<Vec<_>>>()
         .map(Some)
 }
 
@@ -203,8 +207,8 @@ pub fn read_sqlite_row(
 #[cfg(feature = "sqlite")]
 fn sqlite_value<'a, F: Field<'a, diesel::sqlite::Sqlite>>(
     field: Option<F>,
-) -> crate::Result<Value> {
-    use crate::backend::CacheBackend;
+) -> cacheops::Result<Value> {
+    use cacheops::CacheBackend;
     let field = field.ok_or_else(missing_column)?;
     diesel::sqlite::Sqlite::raw_value(field.value())
 }

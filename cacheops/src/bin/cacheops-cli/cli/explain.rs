@@ -4,9 +4,9 @@ use std::io::Write;
 use std::path::Path;
 
 use super::{say, CliError, CliResult, Settings, SqlDialectArg};
-use crate::backend::Dialect;
-use crate::deps::Explanation;
-use crate::registry::{self, ModelEntry};
+use cacheops::deps::Explanation;
+use cacheops::registry::{self, ModelEntry};
+use cacheops::Dialect;
 
 /// Prints the dependencies of one statement.
 pub(super) fn run(
@@ -26,7 +26,7 @@ pub(super) fn run(
         SqlDialectArg::Postgres => Dialect::Postgres,
         SqlDialectArg::Sqlite => Dialect::Sqlite,
     };
-    let explanation = crate::deps::explain(sql.trim(), dialect).map_err(|e| {
+    let explanation = cacheops::deps::explain(sql.trim(), dialect).map_err(|e| {
         CliError::caused("cannot analyse the SQL (such a query is never cached)", e)
     })?;
     write!(out, "{explanation}").map_err(|e| CliError::caused("cannot write the report", e))?;

@@ -1,12 +1,12 @@
 //! `cacheops-cli feed`: install, remove or run the change feed (see
-//! [`crate::feed`]) for the models the applications registered in Redis.
+//! [`cacheops::feed`]) for the models the applications registered in Redis.
 
 use std::io::Write;
 
 use super::args::FeedCommand;
 use super::db::Database;
 use super::{redis_connection, say, CliError, CliResult, Settings};
-use crate::feed::{self, FeedConnection};
+use cacheops::feed::{self, FeedConnection};
 
 pub(super) fn run(
     settings: &Settings,
@@ -40,7 +40,7 @@ fn install(
     remove: bool,
     out: &mut dyn Write,
 ) -> CliResult {
-    let models = crate::registry::read(&mut redis_connection(settings)?, &settings.prefix)
+    let models = cacheops::registry::read(&mut redis_connection(settings)?, &settings.prefix)
         .map_err(|e| CliError::caused("cannot read the model registry", e))?;
     if models.is_empty() {
         return Err(CliError::new(
@@ -80,11 +80,12 @@ fn install(
 
 /// Runs a consumer until the process is stopped.
 fn consume(settings: &Settings, url: &str, schema: &str, out: &mut dyn Write) -> CliResult {
-    let config = crate::Config::builder()
+    let config = cacheops::Config::builder()
         .url(settings.redis_url.clone())
         .prefix(settings.prefix.clone())
         .build();
-    let handle = crate::Cacheops::new(config).map_err(|e| CliError::caused("cannot start", e))?;
+    let handle =
+        cacheops::Cacheops::new(config).map_err(|e| CliError::caused("cannot start", e))?;
     say(
         out,
         format_args!("applying the outbox {schema}.outbox; stop with a signal"),

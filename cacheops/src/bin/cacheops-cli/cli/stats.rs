@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use super::{redis_connection, say, CliError, CliResult, Settings};
-use crate::protocol::layout::Layout;
-use crate::protocol::stats::ModelStats;
-use crate::registry;
+use cacheops::__private::Layout;
+use cacheops::registry;
+use cacheops::ModelStats;
 
 /// Keys per SCAN step and per `MEMORY USAGE` pipeline.
 const BATCH: usize = 500;
@@ -130,7 +130,7 @@ impl Memory {
 }
 
 /// SCANs the prefix's keys (at most `max_keys`) and sums their `MEMORY USAGE`.
-fn measure(con: &mut redis::Connection, prefix: &str, max_keys: usize) -> crate::Result<Memory> {
+fn measure(con: &mut redis::Connection, prefix: &str, max_keys: usize) -> cacheops::Result<Memory> {
     let layout = Layout::new(prefix);
     let mut memory = Memory::default();
     let extra = [registry::models_key(prefix), registry::stats_key(prefix)];
@@ -166,7 +166,7 @@ fn measure(con: &mut redis::Connection, prefix: &str, max_keys: usize) -> crate:
 }
 
 /// `MEMORY USAGE` of each key, in one pipeline; `None` for a key gone meanwhile.
-fn usage(con: &mut redis::Connection, keys: &[String]) -> crate::Result<Vec<Option<u64>>> {
+fn usage(con: &mut redis::Connection, keys: &[String]) -> cacheops::Result<Vec<Option<u64>>> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
