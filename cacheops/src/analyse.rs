@@ -28,7 +28,7 @@ pub(crate) struct Call<'h> {
     /// False when the call's ops exclude this op: straight to the database.
     pub(crate) enabled: bool,
     pub(crate) timeout: Option<Duration>,
-    /// Stampede protection: concurrent misses compute once (see `lock.rs`).
+    /// Stampede protection: concurrent misses compute once (see `protocol/lock.rs`).
     pub(crate) lock: bool,
 }
 

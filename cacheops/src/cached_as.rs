@@ -238,7 +238,7 @@ impl Options {
     }
 
     /// Stampede protection: when many callers miss at once, one computes and the
-    /// others wait for its result (bounded; see `lock.rs`).
+    /// others wait for its result (bounded; see `protocol/lock.rs`).
     pub fn lock(mut self, lock: bool) -> Options {
         self.lock = lock;
         self

@@ -1,7 +1,7 @@
 //! MessagePack encoding of cached results.
 //!
 //! Compact (positional) encoding: the key already fingerprints the result type's
-//! shape (`shape.rs`), so field names need not travel with every row. A payload
+//! shape (`protocol/shape.rs`), so field names need not travel with every row. A payload
 //! that fails to decode is reported as `None`: the caller treats it as a miss.
 
 use serde::de::DeserializeOwned;

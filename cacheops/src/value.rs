@@ -51,7 +51,7 @@ pub(crate) fn pg_equality(oid: u32) -> Equality {
 
 /// Kinds of values that compare by byte equality once canonical, whatever the
 /// exact type inside the kind: integers of every width (conjunction keys spell
-/// them as 8 bytes, see `store/layout.rs`), text and varchar, and so on.
+/// them as 8 bytes, see `protocol/layout.rs`), text and varchar, and so on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Family {
     Int,

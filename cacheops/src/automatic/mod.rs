@@ -1,12 +1,12 @@
 //! Automatic caching: ordinary Diesel reads through a [`crate::CachedConnection`]
 //! served from the cache, without `.cached()`.
 //!
-//! A read is cached automatically when the op inferred from its SQL (`infer.rs`)
+//! A read is cached automatically when the op inferred from its SQL (`deps/infer.rs`)
 //! is one its model's profile enables. Its result is stored as raw rows
 //! (`rows.rs`, their cells in one buffer: `cells.rs`) and handed back to Diesel
 //! as rows of its own (`replay.rs`), so any Rust type Diesel deserialises the
 //! rows into reads the same entry. The read-through itself, race fence and
-//! failure handling included, is `.cached()`'s (`fill.rs`).
+//! failure handling included, is `.cached()`'s (`protocol/read_through.rs`).
 
 mod cells;
 

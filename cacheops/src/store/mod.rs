@@ -3,7 +3,7 @@
 //! Every cached value depends on *stamps*: random tokens under keys derived from
 //! its dependencies. A value is stored together with a checksum of its stamps and is
 //! served only while every stamp still exists unchanged. Invalidation deletes stamps;
-//! it never has to find the values. See `layout.rs` for the key names.
+//! it never has to find the values. See `protocol/layout.rs` for the key names.
 //!
 //! A store is three traits, one per concern, so that each part of cacheops asks
 //! only for what it uses:
