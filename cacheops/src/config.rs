@@ -384,6 +384,20 @@ impl ConfigBuilder {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn database_urls_name_their_database() {
+        use super::DatabaseUrl::{Postgres, Sqlite};
+        let parse = super::DatabaseUrl::parse;
+        assert_eq!(parse("postgres://h/db"), Some(Postgres("postgres://h/db")));
+        assert_eq!(
+            parse("host=db dbname=app"),
+            Some(Postgres("host=db dbname=app"))
+        );
+        assert_eq!(parse("sqlite:///tmp/a.db"), Some(Sqlite("/tmp/a.db")));
+        assert_eq!(parse("/tmp/a.db"), Some(Sqlite("/tmp/a.db")));
+        assert_eq!(parse("mysql://h/db"), None);
+    }
+
     use super::*;
 
     #[test]
@@ -432,8 +446,9 @@ mod tests {
     }
 }
 
-/// The database a URL names, by its scheme: `postgres://` / `postgresql://`, or
-/// SQLite (`sqlite://path`, or a path with no scheme).
+/// The database a URL names, by its scheme: `postgres://` / `postgresql://` (or
+/// a libpq keyword string, `host=db dbname=app`), or SQLite (`sqlite://path`, or
+/// a path with no scheme and no `=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DatabaseUrl<'a> {
     /// A PostgreSQL URL, whole.
@@ -445,7 +460,9 @@ pub enum DatabaseUrl<'a> {
 impl DatabaseUrl<'_> {
     /// What `url` names; `None` for another scheme.
     pub fn parse(url: &str) -> Option<DatabaseUrl<'_>> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        // A libpq keyword string (`host=db dbname=app`) is PostgreSQL too.
+        let keywords = !url.contains("://") && url.contains('=');
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") || keywords {
             Some(DatabaseUrl::Postgres(url))
         } else if let Some(path) = url.strip_prefix("sqlite://") {
             Some(DatabaseUrl::Sqlite(path))

@@ -528,6 +528,26 @@ mod on_sqlite {
         consumer.stop().unwrap();
     }
 
+    /// `INSERT OR REPLACE` deletes the row it conflicts with without firing
+    /// delete triggers: the feed records that row all the same.
+    #[test]
+    fn a_replaced_row_invalidates_its_old_state() {
+        let mut ctx = setup();
+        let (before, _) = read(&mut ctx, 1);
+        let mut other = connect(&ctx);
+        other
+            .batch_execute(&format!(
+                "INSERT OR REPLACE INTO articles (id, category_id, title, uid) \
+                 VALUES ({}, 2, 'moved', 'u')",
+                before[0].id
+            ))
+            .unwrap();
+        assert_eq!(read(&mut ctx, 1).0, before, "stale without the feed");
+        apply(&mut ctx);
+        assert_eq!(read(&mut ctx, 1).0.len(), before.len() - 1);
+        assert!(read(&mut ctx, 2).0.iter().any(|a| a.title == "moved"));
+    }
+
     /// The CLI plans and installs for a SQLite path; a consumer refuses a file
     /// whose outbox is of another version.
     #[test]

@@ -27,9 +27,33 @@ use crate::error::Result;
 use crate::runtime::Cacheops;
 use crate::value::Value;
 
-/// The installation SQL for `tables` (each with its columns), with the outbox
-/// tables named after `prefix`.
-fn install_sql(prefix: &str, tables: &[(String, Vec<String>)]) -> String {
+/// Runs a one-row query of `char(31)`-joined names and splits them (none for NULL).
+macro_rules! joined {
+    ($conn:expr, $sql:expr, $doing:expr) => {
+        diesel::select($sql)
+            .get_result::<Option<String>>($conn)
+            .map_err(db_error($doing))
+            .map(|found| {
+                found.map_or_else(Vec::new, |j| {
+                    j.split('\u{1f}')
+                        .map(str::to_string)
+                        .collect::<Vec<String>>()
+                })
+            })
+    };
+}
+
+/// A table the triggers go on: its name, columns, and the column sets of its
+/// primary key and unique indexes (what `INSERT OR REPLACE` conflicts on).
+struct Covered {
+    table: String,
+    columns: Vec<String>,
+    keys: Vec<Vec<String>>,
+}
+
+/// The installation SQL for `tables`, with the outbox tables named after
+/// `prefix`.
+fn install_sql(prefix: &str, tables: &[Covered]) -> String {
     let (outbox, values, version) = names(prefix);
     let mut sql = format!(
         "CREATE TABLE IF NOT EXISTS {outbox} (seq INTEGER PRIMARY KEY AUTOINCREMENT, \
@@ -43,12 +67,58 @@ fn install_sql(prefix: &str, tables: &[(String, Vec<String>)]) -> String {
         index = quote(&format!("{prefix}_outbox_values_seq")),
         mark = literal(VERSION),
     );
-    for (table, columns) in tables {
+    for t in tables {
         for (op, event) in [("I", "INSERT"), ("U", "UPDATE"), ("D", "DELETE")] {
-            sql.push_str(&trigger_sql(prefix, table, columns, op, event));
+            sql.push_str(&trigger_sql(prefix, &t.table, &t.columns, op, event));
+        }
+        for event in ["INSERT", "UPDATE"] {
+            sql.push_str(&replaced_sql(prefix, t, event));
         }
     }
     sql
+}
+
+/// A `BEFORE` trigger recording, as deleted, the row an `INSERT` or `UPDATE`
+/// would conflict with on each unique key: `OR REPLACE` deletes it without
+/// firing delete triggers (unless `recursive_triggers` is on). `=` matches as
+/// the constraint does (NULLs never conflict), so at most one row per key.
+fn replaced_sql(prefix: &str, t: &Covered, event: &str) -> String {
+    let (outbox, values, _) = names(prefix);
+    let table = quote(&t.table);
+    let name = trigger_name(prefix, &t.table, &format!("replace_{event}"));
+    let mut body = String::new();
+    for key in &t.keys {
+        let on: Vec<String> = key
+            .iter()
+            .map(|c| format!("{table}.{q} = NEW.{q}", q = quote(c)))
+            .collect();
+        let on = on.join(" AND ");
+        let cells: Vec<String> = t
+            .columns
+            .iter()
+            .map(|c| {
+                format!(
+                    "SELECT 'o' AS side, {} AS col, {table}.{} AS val FROM {table} WHERE {on}",
+                    literal(c),
+                    quote(c)
+                )
+            })
+            .collect();
+        body.push_str(&format!(
+            "\x20   INSERT INTO {outbox} (tbl, op) SELECT {tbl}, 'D' FROM {table} WHERE {on} LIMIT 1;\n\
+             \x20   INSERT INTO {values} (seq, side, col, val) SELECT (SELECT max(seq) FROM {outbox}), v.* \
+             FROM ({union}) AS v;\n",
+            tbl = literal(&t.table),
+            union = cells.join(" UNION ALL "),
+        ));
+    }
+    if body.is_empty() {
+        return format!("DROP TRIGGER IF EXISTS {name};\n");
+    }
+    format!(
+        "DROP TRIGGER IF EXISTS {name};\n\
+         CREATE TRIGGER {name} BEFORE {event} ON {table} BEGIN\n{body}END;\n"
+    )
 }
 
 /// One trigger: the outbox row, then one values row per column and side.
@@ -92,21 +162,34 @@ fn trigger_name(prefix: &str, table: &str, event: &str) -> String {
     ))
 }
 
-/// The SQL that removes the triggers from `tables` and the outbox tables (rows
-/// not yet applied are lost with them: run the consumer first).
-fn uninstall_sql(prefix: &str, tables: &[String]) -> String {
+/// The SQL that removes `triggers` (every one the prefix installed, found in the
+/// schema: a trigger left on a table would fail its writes once the outbox is
+/// gone) and the outbox tables (rows not yet applied are lost with them: run the
+/// consumer first).
+fn uninstall_sql(prefix: &str, triggers: &[String]) -> String {
     let mut sql = String::new();
-    for table in tables {
-        for event in ["INSERT", "UPDATE", "DELETE"] {
-            let name = trigger_name(prefix, table, event);
-            sql.push_str(&format!("DROP TRIGGER IF EXISTS {name};\n"));
-        }
+    for name in triggers {
+        sql.push_str(&format!("DROP TRIGGER IF EXISTS {};\n", quote(name)));
     }
     let (outbox, values, version) = names(prefix);
     for t in [values, outbox, version] {
         sql.push_str(&format!("DROP TABLE IF EXISTS {t};\n"));
     }
     sql
+}
+
+/// The triggers a prefix installed, by name.
+fn installed_triggers(conn: &mut SqliteConnection, prefix: &str) -> Result<Vec<String>> {
+    let start = format!("{prefix}_capture_");
+    let sql = diesel::dsl::sql::<Nullable<Text>>(
+        "(SELECT group_concat(name, char(31)) FROM sqlite_schema WHERE type = 'trigger' \
+         AND substr(name, 1, length(",
+    )
+    .bind::<Text, _>(start.clone())
+    .sql(")) = ")
+    .bind::<Text, _>(start)
+    .sql(")");
+    joined!(conn, sql, "listing the feed's triggers")
 }
 
 /// The outbox's three tables, quoted: rows, their values, the version mark.
@@ -125,12 +208,31 @@ impl super::sealed::Feed for SqliteConnection {
             let present = columns(self, name)?;
             let found = (!present.is_empty()).then(|| (name.to_string(), present.clone()));
             if found.is_some() {
-                covered.push((name.to_string(), present));
+                let keys = unique_keys(self, name)?;
+                covered.push(Covered {
+                    table: name.to_string(),
+                    columns: present,
+                    keys,
+                });
             }
             plan.add(models, name, found);
         }
         plan.sql = install_sql(prefix, &covered);
-        plan.uninstall_sql = uninstall_sql(prefix, &plan.tables);
+        let mut triggers = installed_triggers(self, prefix)?;
+        for c in &covered {
+            for event in [
+                "insert",
+                "update",
+                "delete",
+                "replace_insert",
+                "replace_update",
+            ] {
+                triggers.push(format!("{prefix}_capture_{event}_{}", c.table));
+            }
+        }
+        triggers.sort_unstable();
+        triggers.dedup();
+        plan.uninstall_sql = uninstall_sql(prefix, &triggers);
         Ok(plan)
     }
 
@@ -300,19 +402,45 @@ fn outbox(conn: &mut SqliteConnection, prefix: &str) -> Result<Outbox> {
     Ok(Outbox::of(Some(mark)))
 }
 
-/// The columns of `table` in the main database; none when there is no such table.
+/// The columns of `table` in the main database, generated ones included; none
+/// when there is no such table.
 fn columns(conn: &mut SqliteConnection, table: &str) -> Result<Vec<String>> {
     let sql = diesel::dsl::sql::<Nullable<Text>>(
-        "(SELECT group_concat(name, char(31)) FROM pragma_table_info(",
+        "(SELECT group_concat(name, char(31)) FROM pragma_table_xinfo(",
     )
     .bind::<Text, _>(table)
-    .sql("))");
-    let joined = diesel::select(sql)
-        .get_result::<Option<String>>(conn)
-        .map_err(db_error("listing a table's columns"))?;
-    Ok(joined.map_or_else(Vec::new, |j| {
-        j.split('\u{1f}').map(str::to_string).collect()
-    }))
+    .sql(") WHERE hidden IN (0, 2, 3))");
+    joined!(conn, sql, "listing a table's columns")
+}
+
+/// The column sets `table`'s rows are unique by: its declared primary key, and
+/// each unique index on plain columns (one on an expression cannot be matched
+/// column by column and is left out).
+fn unique_keys(conn: &mut SqliteConnection, table: &str) -> Result<Vec<Vec<String>>> {
+    let pk = diesel::dsl::sql::<Nullable<Text>>(
+        "(SELECT group_concat(name, char(31)) FROM (SELECT name FROM pragma_table_info(",
+    )
+    .bind::<Text, _>(table)
+    .sql(") WHERE pk > 0 ORDER BY pk))");
+    let mut keys = vec![joined!(conn, pk, "reading a primary key")?];
+    let indexes = diesel::dsl::sql::<Nullable<Text>>(
+        "(SELECT group_concat(name, char(31)) FROM pragma_index_list(",
+    )
+    .bind::<Text, _>(table)
+    .sql(") WHERE \"unique\" = 1)");
+    for index in joined!(conn, indexes, "listing unique indexes")? {
+        let cols = diesel::dsl::sql::<Nullable<Text>>(
+            "(SELECT CASE WHEN count(name) = count(*) THEN group_concat(name, char(31)) END \
+             FROM pragma_index_info(",
+        )
+        .bind::<Text, _>(index)
+        .sql("))");
+        keys.push(joined!(conn, cols, "reading a unique index")?);
+    }
+    keys.retain(|k| !k.is_empty());
+    keys.sort_unstable();
+    keys.dedup();
+    Ok(keys)
 }
 
 #[cfg(test)]
@@ -321,10 +449,12 @@ mod tests {
 
     #[test]
     fn each_trigger_records_its_sides_of_every_column() {
-        let sql = install_sql(
-            "feed",
-            &[("posts".into(), vec!["id".into(), "ti\"tle".into()])],
-        );
+        let posts = Covered {
+            table: "posts".into(),
+            columns: vec!["id".into(), "ti\"tle".into()],
+            keys: vec![vec!["id".into()]],
+        };
+        let sql = install_sql("feed", &[posts]);
         assert!(
             sql.contains("CREATE TRIGGER \"feed_capture_update_posts\" AFTER UPDATE ON \"posts\"")
         );
@@ -336,7 +466,8 @@ mod tests {
             .next()
             .unwrap_or_default()
             .contains("NEW."));
-        let gone = uninstall_sql("feed", &["posts".into()]);
+        assert!(sql.contains("BEFORE INSERT ON \"posts\""), "{sql}");
+        let gone = uninstall_sql("feed", &["feed_capture_insert_posts".into()]);
         assert!(gone.contains("DROP TRIGGER IF EXISTS \"feed_capture_insert_posts\""));
         assert!(gone.ends_with("DROP TABLE IF EXISTS \"feed_outbox_version\";\n"));
     }

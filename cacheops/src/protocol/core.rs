@@ -96,7 +96,8 @@ impl Core {
     /// Whether reads of `deps` may use the cache (see
     /// [`Failures::retry_then_may_read`]).
     pub(crate) fn may_read(&self, deps: &crate::deps::Deps) -> bool {
-        self.failures.retry_then_may_read(self.store(), deps)
+        self.failures
+            .retry_then_may_read(self.store(), &self.tally, deps)
     }
 
     pub(crate) fn set_fill_hook(&self, hook: Option<FillHook>) {

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::deps::Deps;
 use crate::error::{Error, ErrorKind};
+use crate::protocol::stats::Tally;
 use crate::protocol::store::QueryStore;
 
 /// Told of every invalidation a committed write missed.
@@ -31,14 +32,19 @@ struct Owed {
 
 impl Owed {
     /// Retries what is owed; whether anything is still owed.
-    fn retry(&mut self, store: &dyn QueryStore) -> bool {
+    fn retry(&mut self, store: &dyn QueryStore, tally: &Tally) -> bool {
         if self.all && store.invalidate_all().is_ok() {
             // Everything was dropped: the tables owe nothing more.
             self.all = false;
             self.tables.clear();
         }
-        self.tables
-            .retain(|table| store.invalidate_table(table).is_err());
+        self.tables.retain(|table| {
+            let failed = store.invalidate_table(table).is_err();
+            if !failed {
+                tally.retried(table);
+            }
+            failed
+        });
         self.all || !self.tables.is_empty()
     }
 
@@ -72,7 +78,12 @@ impl Failures {
     /// Retries what is owed through `store` (one reader at a time; the others
     /// bypass the cache meanwhile), then tells whether reads of `deps` may use
     /// the cache: none of its tables is still owed.
-    pub(crate) fn retry_then_may_read(&self, store: &dyn QueryStore, deps: &Deps) -> bool {
+    pub(crate) fn retry_then_may_read(
+        &self,
+        store: &dyn QueryStore,
+        tally: &Tally,
+        deps: &Deps,
+    ) -> bool {
         if !self.any.load(Ordering::Acquire) {
             return true;
         }
@@ -81,7 +92,7 @@ impl Failures {
             Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return false,
         };
-        let still = owed.retry(store);
+        let still = owed.retry(store, tally);
         self.any.store(still, Ordering::Release);
         !owed.blocks(deps)
     }

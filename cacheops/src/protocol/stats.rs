@@ -235,6 +235,12 @@ impl Tally {
         }
     }
 
+    /// A table-wide invalidation owed since a failure got through on retry:
+    /// counted for its model (the totals count the invalidation that failed).
+    pub(crate) fn retried(&self, table: &str) {
+        self.tables.count(table, Event::Invalidation);
+    }
+
     /// A fill the store refused: an invalidation landed while the SQL ran.
     pub(crate) fn refused(&self) {
         self.totals.refused.fetch_add(1, Ordering::Relaxed);

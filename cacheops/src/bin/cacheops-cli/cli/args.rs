@@ -56,7 +56,7 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value_t = SqlDialectArg::Postgres)]
         dialect: SqlDialectArg,
     },
-    /// The change feed (PostgreSQL): writes made outside cacheops invalidate too.
+    /// The change feed (PostgreSQL, SQLite): writes made outside cacheops invalidate too.
     Feed {
         /// The schema of the outbox.
         #[arg(long, default_value = "cacheops")]

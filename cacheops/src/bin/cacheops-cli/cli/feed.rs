@@ -88,7 +88,7 @@ fn consume(settings: &Settings, url: &str, schema: &str, out: &mut dyn Write) ->
         cacheops::Cacheops::new(config).map_err(|e| CliError::caused("cannot start", e))?;
     say(
         out,
-        format_args!("applying the outbox {schema}.outbox; stop with a signal"),
+        format_args!("applying the change feed's outbox ({schema}); stop with a signal"),
     )?;
     let _ = out.flush();
     let never = std::sync::atomic::AtomicBool::new(false);

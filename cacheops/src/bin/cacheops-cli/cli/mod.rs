@@ -34,7 +34,7 @@
 mod args;
 pub(crate) mod db;
 mod explain;
-#[cfg(feature = "postgres")]
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod feed;
 mod invalidate;
 mod stats;
@@ -166,11 +166,11 @@ pub(crate) fn run(
             *dialect,
             out,
         ),
-        #[cfg(feature = "postgres")]
+        #[cfg(any(feature = "postgres", feature = "sqlite"))]
         Command::Feed { schema, command } => feed::run(&settings, schema, command, out),
-        #[cfg(not(feature = "postgres"))]
+        #[cfg(not(any(feature = "postgres", feature = "sqlite")))]
         Command::Feed { .. } => Err(CliError::new(
-            "the change feed needs the `postgres` feature",
+            "the change feed needs the `postgres` or `sqlite` feature",
         )),
     }
 }
