@@ -31,7 +31,7 @@ impl Cacheops {
             .map(CacheRow::row_values)
             .collect::<Result<Vec<_>>>()?;
         let core = self.core();
-        let rows = invalidate::of_model(M::INFO, &values);
+        let rows = invalidate::of_model(M::INFO, values);
         degraded(core, send_rows(core, M::INFO.table, &rows))
     }
 

@@ -47,7 +47,7 @@ impl Plan {
         &mut self,
         models: &[Modelled],
         name: &str,
-        found: Option<(String, Vec<String>)>,
+        found: Option<(String, &[String])>,
     ) {
         let Some((table, present)) = found else {
             self.skipped
@@ -56,7 +56,7 @@ impl Plan {
         };
         for model in models.iter().filter(|m| m.table == name) {
             self.problems
-                .extend(missing_columns(model, &table, &present));
+                .extend(missing_columns(model, &table, present));
         }
         self.tables.push(table);
     }

@@ -97,11 +97,13 @@ impl super::sealed::Feed for PgConnection {
         plan.problems
             .extend(outbox(self, schema)?.problem(&place(schema)));
         for name in table_names(models) {
-            let found = match resolved(self, name)? {
-                Some(table) => Some((table.clone(), columns(self, &table)?)),
-                None => None,
-            };
-            plan.add(models, name, found);
+            match resolved(self, name)? {
+                Some(table) => {
+                    let present = columns(self, &table)?;
+                    plan.add(models, name, Some((table, &present)));
+                }
+                None => plan.add(models, name, None),
+            }
         }
         plan.sql = install_sql(schema, &plan.tables);
         plan.uninstall_sql = uninstall_sql(schema, &plan.tables);

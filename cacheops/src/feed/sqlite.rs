@@ -83,7 +83,6 @@ fn install_sql(prefix: &str, tables: &[Covered]) -> String {
 /// firing delete triggers (unless `recursive_triggers` is on). `=` matches as
 /// the constraint does (NULLs never conflict), so at most one row per key.
 fn replaced_sql(prefix: &str, t: &Covered, event: &str) -> String {
-    let (outbox, values, _) = names(prefix);
     let table = quote(&t.table);
     let name = trigger_name(prefix, &t.table, &format!("replace_{event}"));
     let mut body = String::new();
@@ -92,25 +91,14 @@ fn replaced_sql(prefix: &str, t: &Covered, event: &str) -> String {
             .iter()
             .map(|c| format!("{table}.{q} = NEW.{q}", q = quote(c)))
             .collect();
-        let on = on.join(" AND ");
+        let from = format!(" FROM {table} WHERE {}", on.join(" AND "));
+        let row = format!("SELECT {}, 'D'{from} LIMIT 1", literal(&t.table));
         let cells: Vec<String> = t
             .columns
             .iter()
-            .map(|c| {
-                format!(
-                    "SELECT 'o' AS side, {} AS col, {table}.{} AS val FROM {table} WHERE {on}",
-                    literal(c),
-                    quote(c)
-                )
-            })
+            .map(|c| cell_sql("o", &table, c, &from))
             .collect();
-        body.push_str(&format!(
-            "\x20   INSERT INTO {outbox} (tbl, op) SELECT {tbl}, 'D' FROM {table} WHERE {on} LIMIT 1;\n\
-             \x20   INSERT INTO {values} (seq, side, col, val) SELECT (SELECT max(seq) FROM {outbox}), v.* \
-             FROM ({union}) AS v;\n",
-            tbl = literal(&t.table),
-            union = cells.join(" UNION ALL "),
-        ));
+        body.push_str(&record(prefix, &row, &cells));
     }
     if body.is_empty() {
         return format!("DROP TRIGGER IF EXISTS {name};\n");
@@ -123,35 +111,45 @@ fn replaced_sql(prefix: &str, t: &Covered, event: &str) -> String {
 
 /// One trigger: the outbox row, then one values row per column and side.
 fn trigger_sql(prefix: &str, table: &str, columns: &[String], op: &str, event: &str) -> String {
-    let (outbox, values, _) = names(prefix);
     let sides: &[(&str, &str)] = match op {
         "I" => &[("n", "NEW")],
         "U" => &[("o", "OLD"), ("n", "NEW")],
         _ => &[("o", "OLD")],
     };
-    let selects: Vec<String> = sides
+    let cells: Vec<String> = sides
         .iter()
-        .flat_map(|(side, row)| {
-            columns.iter().map(move |c| {
-                format!(
-                    "SELECT '{side}' AS side, {} AS col, {row}.{} AS val",
-                    literal(c),
-                    quote(c)
-                )
-            })
-        })
+        .flat_map(|(side, row)| columns.iter().map(move |c| cell_sql(side, row, c, "")))
         .collect();
+    let row = format!("VALUES ({}, '{op}')", literal(table));
     let name = trigger_name(prefix, table, event);
     format!(
         "DROP TRIGGER IF EXISTS {name};\n\
-         CREATE TRIGGER {name} AFTER {event} ON {t} BEGIN\n\
-         \x20   INSERT INTO {outbox} (tbl, op) VALUES ({tbl}, '{op}');\n\
-         \x20   INSERT INTO {values} (seq, side, col, val) SELECT (SELECT max(seq) FROM {outbox}), v.* \
-         FROM ({union}) AS v;\n\
-         END;\n",
+         CREATE TRIGGER {name} AFTER {event} ON {t} BEGIN\n{body}END;\n",
         t = quote(table),
-        tbl = literal(table),
-        union = selects.join(" UNION ALL "),
+        body = record(prefix, &row, &cells),
+    )
+}
+
+/// The two statements that record one change in a trigger: the outbox row
+/// (`row`: its `VALUES` or `SELECT`), then one values row per cell, numbered
+/// with that row's seq (the writer is alone, so it is the greatest).
+fn record(prefix: &str, row: &str, cells: &[String]) -> String {
+    let (outbox, values, _) = names(prefix);
+    format!(
+        "\x20   INSERT INTO {outbox} (tbl, op) {row};\n\
+         \x20   INSERT INTO {values} (seq, side, col, val) SELECT (SELECT max(seq) FROM {outbox}), v.* \
+         FROM ({}) AS v;\n",
+        cells.join(" UNION ALL ")
+    )
+}
+
+/// One recorded value: its side, the column's name, and `source.column`, read
+/// `rest` (a `FROM ... WHERE ...`, or nothing for `OLD`/`NEW`).
+fn cell_sql(side: &str, source: &str, column: &str, rest: &str) -> String {
+    format!(
+        "SELECT '{side}' AS side, {} AS col, {source}.{} AS val{rest}",
+        literal(column),
+        quote(column)
     )
 }
 
@@ -206,8 +204,9 @@ impl super::sealed::Feed for SqliteConnection {
         let mut covered = Vec::new();
         for name in table_names(models) {
             let present = columns(self, name)?;
-            let found = (!present.is_empty()).then(|| (name.to_string(), present.clone()));
-            if found.is_some() {
+            let found = (!present.is_empty()).then(|| (name.to_string(), &present[..]));
+            plan.add(models, name, found);
+            if !present.is_empty() {
                 let keys = unique_keys(self, name)?;
                 covered.push(Covered {
                     table: name.to_string(),
@@ -215,7 +214,6 @@ impl super::sealed::Feed for SqliteConnection {
                     keys,
                 });
             }
-            plan.add(models, name, found);
         }
         plan.sql = install_sql(prefix, &covered);
         let mut triggers = installed_triggers(self, prefix)?;

@@ -24,7 +24,7 @@ pub(crate) enum Owed {
 /// failed is remembered, and the first failure returned.
 pub(crate) fn send(core: &Core, owed: Owed) -> Result<()> {
     match owed {
-        Owed::Rows(model, rows) => send_rows(core, model.table, &of_model(model, &rows)),
+        Owed::Rows(model, rows) => send_rows(core, model.table, &of_model(model, rows)),
         Owed::Named(table, rows) => send_rows(core, &table, &named(&table, &rows)),
         Owed::Tables(tables) => {
             let sent: Vec<Result<()>> = tables.iter().map(|t| send_table(core, t)).collect();
@@ -34,18 +34,13 @@ pub(crate) fn send(core: &Core, owed: Owed) -> Result<()> {
     }
 }
 
-/// Rows given as values of every column of `model`, in order.
-pub(crate) fn of_model<'a>(model: &'a ModelInfo, rows: &'a [Vec<Value>]) -> Vec<RowState<'a>> {
-    let row = |values: &'a Vec<Value>| RowState {
+/// Rows given as values of every column of `model`, in order (moved, not copied).
+pub(crate) fn of_model(model: &'static ModelInfo, rows: Vec<Vec<Value>>) -> Vec<RowState<'static>> {
+    let row = |values: Vec<Value>| RowState {
         table: model.table,
-        columns: model
-            .columns
-            .iter()
-            .copied()
-            .zip(values.iter().cloned())
-            .collect(),
+        columns: model.columns.iter().copied().zip(values).collect(),
     };
-    rows.iter().map(row).collect()
+    rows.into_iter().map(row).collect()
 }
 
 /// Rows of `table` given as `(column, value)` pairs.
