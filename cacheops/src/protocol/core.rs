@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::failures::Failures;
+use crate::protocol::io::{Blocking, Io};
 use crate::protocol::stats::Tally;
 use crate::protocol::store::Store;
 
@@ -41,6 +42,11 @@ impl Core {
 
     pub(crate) fn store(&self) -> &dyn Store {
         &*self.store
+    }
+
+    /// The protocol's I/O on the blocking store.
+    pub(crate) fn blocking(&self) -> Blocking<'_> {
+        Blocking(&*self.store)
     }
 
     /// Handles a store error: counted, then degraded (logged, `Ok`) or returned.
@@ -95,9 +101,10 @@ impl Core {
 
     /// Whether reads of `deps` may use the cache (see
     /// [`Failures::retry_then_may_read`]).
-    pub(crate) fn may_read(&self, deps: &crate::deps::Deps) -> bool {
+    pub(crate) async fn may_read(&self, io: &impl Io, deps: &crate::deps::Deps) -> bool {
         self.failures
-            .retry_then_may_read(self.store(), &self.tally, deps)
+            .retry_then_may_read(io, &self.tally, deps)
+            .await
     }
 
     pub(crate) fn set_fill_hook(&self, hook: Option<FillHook>) {

@@ -1,8 +1,15 @@
 //! Sending invalidations: rows matched against cached conditions, whole tables,
 //! everything. A failure is remembered ([`Failures`](super::failures::Failures))
 //! so that what it names bypasses the cache until an invalidation gets through.
+//!
+//! Each function is `async` over the protocol's [`Io`], with a blocking twin of
+//! the same name without `_with`. An async caller that drops one before the store
+//! acknowledged it leaves what it names owed, exactly as if it had failed: the
+//! invalidation may or may not have reached the store, and reads of what it names
+//! bypass the cache until a retry gets through.
 
 use super::core::Core;
+use super::io::{block_on, Io};
 use super::store::RowState;
 use crate::error::{Error, Result};
 use crate::model::ModelInfo;
@@ -23,14 +30,25 @@ pub(crate) enum Owed {
 /// Sends everything `owed` names (every table, even after one failed); what
 /// failed is remembered, and the first failure returned.
 pub(crate) fn send(core: &Core, owed: Owed) -> Result<()> {
+    block_on(send_with(core, &core.blocking(), owed))
+}
+
+/// [`send`] through `io`.
+pub(crate) async fn send_with(core: &Core, io: &impl Io, owed: Owed) -> Result<()> {
     match owed {
-        Owed::Rows(model, rows) => send_rows(core, model.table, &of_model(model, rows)),
-        Owed::Named(table, rows) => send_rows(core, &table, &named(&table, &rows)),
-        Owed::Tables(tables) => {
-            let sent: Vec<Result<()>> = tables.iter().map(|t| send_table(core, t)).collect();
-            sent.into_iter().collect()
+        Owed::Rows(model, rows) => {
+            send_rows_with(core, io, model.table, &of_model(model, rows)).await
         }
-        Owed::All => send_all(core),
+        Owed::Named(table, rows) => send_rows_with(core, io, &table, &named(&table, &rows)).await,
+        Owed::Tables(tables) => {
+            let mut sent = Ok(());
+            for table in &tables {
+                let result = send_table_with(core, io, table).await;
+                sent = sent.and(result);
+            }
+            sent
+        }
+        Owed::All => send_all_with(core, io).await,
     }
 }
 
@@ -55,30 +73,81 @@ pub(crate) fn named<'a>(table: &'a str, rows: &'a [Vec<(String, Value)>]) -> Vec
 /// Invalidates every cached value whose conditions one of `rows` (of `table`)
 /// matches; a failure is remembered and returned.
 pub(crate) fn send_rows(core: &Core, table: &str, rows: &[RowState<'_>]) -> Result<()> {
+    block_on(send_rows_with(core, &core.blocking(), table, rows))
+}
+
+/// [`send_rows`] through `io`.
+pub(crate) async fn send_rows_with(
+    core: &Core,
+    io: &impl Io,
+    table: &str,
+    rows: &[RowState<'_>],
+) -> Result<()> {
     core.tally.invalidated(Some(table));
-    let sent = core.store().invalidate_rows(table, rows);
+    let unsent = Unsent::Table(core, table);
+    let sent = io.invalidate_rows(table, rows).await;
+    unsent.sent();
     remembered(core, sent, table)
 }
 
 /// Invalidates everything that depends on `table`; a failure is remembered and
 /// returned.
 pub(crate) fn send_table(core: &Core, table: &str) -> Result<()> {
+    block_on(send_table_with(core, &core.blocking(), table))
+}
+
+/// [`send_table`] through `io`.
+pub(crate) async fn send_table_with(core: &Core, io: &impl Io, table: &str) -> Result<()> {
     core.tally.invalidated(Some(table));
-    let sent = core.store().invalidate_table(table);
+    let unsent = Unsent::Table(core, table);
+    let sent = io.invalidate_table(table).await;
+    unsent.sent();
     remembered(core, sent, table)
 }
 
 /// Drops everything under the prefix, and nothing else (an operator's action:
 /// a failure is returned, not remembered).
 pub(crate) fn drop_all(core: &Core) -> Result<()> {
+    block_on(drop_all_with(core, &core.blocking()))
+}
+
+/// [`drop_all`] through `io`.
+pub(crate) async fn drop_all_with(core: &Core, io: &impl Io) -> Result<()> {
     core.tally.invalidated(None);
-    core.store().invalidate_all()
+    io.invalidate_all().await
 }
 
 /// [`drop_all`] for a write that may have changed anything: a failure is
 /// remembered (nothing is served until it gets through) and returned.
-pub(crate) fn send_all(core: &Core) -> Result<()> {
-    drop_all(core).inspect_err(|_| core.failures.owe_all())
+pub(crate) async fn send_all_with(core: &Core, io: &impl Io) -> Result<()> {
+    let unsent = Unsent::All(core);
+    let sent = drop_all_with(core, io).await;
+    unsent.sent();
+    sent.inspect_err(|_| core.failures.owe_all())
+}
+
+/// What an invalidation in flight names: owed if it is dropped before the store
+/// answered (an async caller's future dropped at its await).
+enum Unsent<'a> {
+    Table(&'a Core, &'a str),
+    All(&'a Core),
+}
+
+impl Unsent<'_> {
+    /// The store answered: the caller remembers a failure itself.
+    fn sent(self) {
+        // Holds only references: forgetting it leaks nothing.
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Unsent<'_> {
+    fn drop(&mut self) {
+        match self {
+            Unsent::Table(core, table) => core.failures.owe_tables([*table]),
+            Unsent::All(core) => core.failures.owe_all(),
+        }
+    }
 }
 
 /// `sent`, after remembering a failure: reads of `table` then bypass the cache

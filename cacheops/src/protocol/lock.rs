@@ -15,12 +15,12 @@
 //! would have served anyway. A store error while locking degrades to computing
 //! without the lock: the lock saves work, it never guards correctness.
 
-use std::thread;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::protocol::layout::new_stamp;
-use crate::protocol::store::{CacheKey, LockStore};
+use crate::protocol::store::CacheKey;
 
 /// Lock TTL of cached queries: the longest one caller computes alone before the
 /// others stop waiting for it.
@@ -30,102 +30,117 @@ pub(crate) const QUERY_LOCK_TTL: Duration = Duration::from_secs(5);
 const FIRST_PAUSE: Duration = Duration::from_millis(2);
 const MAX_PAUSE: Duration = Duration::from_millis(50);
 
-/// Where locks live: a [`LockStore`], or the file cache's directory.
-pub(crate) trait Locks {
+/// Where locks live, and how a waiter waits: a store through the protocol's
+/// [`Io`](super::io::Io), or the file cache's directory.
+pub(crate) trait Locks: Sync {
     /// Takes the lock of `key` with `token` for `ttl` unless it is held.
-    fn try_lock(&self, key: CacheKey, token: &str, ttl: Duration) -> Result<bool>;
+    fn try_lock(
+        &self,
+        key: CacheKey,
+        token: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool>> + Send;
     /// Releases the lock of `key` if `token` holds it.
-    fn unlock(&self, key: CacheKey, token: &str) -> Result<()>;
-}
-
-impl<S: LockStore + ?Sized> Locks for S {
-    fn try_lock(&self, key: CacheKey, token: &str, ttl: Duration) -> Result<bool> {
-        LockStore::try_lock(self, key, token, ttl)
-    }
-
-    fn unlock(&self, key: CacheKey, token: &str) -> Result<()> {
-        LockStore::unlock(self, key, token)
-    }
+    fn unlock(&self, key: CacheKey, token: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Releases the lock from a destructor, where nothing can be awaited (see
+    /// [`Io::unlock_later`](super::io::Io::unlock_later)).
+    fn unlock_later(&self, key: CacheKey, token: String);
+    /// Waits `pause` between two polls.
+    fn pause(&self, pause: Duration) -> impl Future<Output = ()> + Send;
 }
 
 /// Computes the value of `key` once among concurrent callers.
 ///
 /// `probe` looks the value up in the cache (`Ok(None)` on a miss; an error stops the
-/// waiting); `compute` computes and stores it. Returns what `compute` returned, or
-/// what `probe` found while waiting.
-pub(crate) fn compute_once<L, T, E>(
+/// waiting); `compute` computes and stores it, and is not polled unless this
+/// caller computes. Returns what `compute` returned, or what `probe` found while
+/// waiting. A holder dropped (or panicking) while it computes releases its lock
+/// through [`Locks::unlock_later`].
+pub(crate) async fn compute_once<L, T, E, P>(
     locks: &L,
     key: CacheKey,
     ttl: Duration,
-    mut probe: impl FnMut() -> Result<Option<T>>,
-    compute: impl FnOnce() -> std::result::Result<T, E>,
+    mut probe: impl FnMut() -> P,
+    compute: impl Future<Output = std::result::Result<T, E>>,
 ) -> std::result::Result<T, E>
 where
     L: Locks + ?Sized,
+    P: Future<Output = Result<Option<T>>>,
 {
     let token = new_stamp();
     let deadline = Instant::now() + ttl.saturating_mul(2);
     let mut pause = FIRST_PAUSE;
     loop {
-        match locks.try_lock(key, &token, ttl) {
-            Ok(true) => return holder(locks, key, &token, probe, compute),
+        match locks.try_lock(key, &token, ttl).await {
+            Ok(true) => return holder(locks, key, token, probe, compute).await,
             Ok(false) => {}
-            Err(e) => return alone(&e, "taking the lock", compute),
+            Err(e) => return alone(&e, "taking the lock", compute).await,
         }
         if Instant::now() >= deadline {
             tracing::warn!("cacheops: gave up waiting for another caller's value; computing it");
-            return compute();
+            return compute.await;
         }
-        thread::sleep(pause);
+        locks.pause(pause).await;
         pause = (pause * 2).min(MAX_PAUSE);
-        match probe() {
+        match probe().await {
             Ok(Some(value)) => return Ok(value),
             Ok(None) => {}
-            Err(e) => return alone(&e, "polling for the value", compute),
+            Err(e) => return alone(&e, "polling for the value", compute).await,
         }
     }
 }
 
-/// The lock holder: look once more, else compute; the guard releases the lock even
-/// when `compute` fails or panics.
-fn holder<L, T, E>(
+/// The lock holder: look once more, else compute, then release the lock; the
+/// guard releases it if `compute` panics or the future is dropped first.
+async fn holder<L, T, E, P>(
     locks: &L,
     key: CacheKey,
-    token: &str,
-    mut probe: impl FnMut() -> Result<Option<T>>,
-    compute: impl FnOnce() -> std::result::Result<T, E>,
+    token: String,
+    mut probe: impl FnMut() -> P,
+    compute: impl Future<Output = std::result::Result<T, E>>,
 ) -> std::result::Result<T, E>
 where
     L: Locks + ?Sized,
+    P: Future<Output = Result<Option<T>>>,
 {
-    let _guard = Guard { locks, key, token };
-    if let Ok(Some(value)) = probe() {
-        return Ok(value);
+    let mut guard = Guard {
+        locks,
+        key,
+        token: Some(token),
+    };
+    let result = match probe().await {
+        Ok(Some(value)) => Ok(value),
+        _ => compute.await,
+    };
+    if let Some(token) = guard.token.take() {
+        if let Err(e) = locks.unlock(key, &token).await {
+            // The lock expires on its own; waiters are delayed, not wrong.
+            tracing::warn!(error = %e, "cacheops: could not release a lock");
+        }
     }
-    compute()
+    result
 }
 
-fn alone<T, E>(
+async fn alone<T, E>(
     error: &Error,
     during: &str,
-    compute: impl FnOnce() -> std::result::Result<T, E>,
+    compute: impl Future<Output = std::result::Result<T, E>>,
 ) -> std::result::Result<T, E> {
     tracing::warn!(error = %error, "cacheops: {during} failed; computing without the lock");
-    compute()
+    compute.await
 }
 
-/// Releases a held lock when dropped.
+/// Releases a held lock when dropped before the holder released it.
 struct Guard<'a, L: Locks + ?Sized> {
     locks: &'a L,
     key: CacheKey,
-    token: &'a str,
+    token: Option<String>,
 }
 
 impl<L: Locks + ?Sized> Drop for Guard<'_, L> {
     fn drop(&mut self) {
-        if let Err(e) = self.locks.unlock(self.key, self.token) {
-            // The lock expires on its own; waiters are delayed, not wrong.
-            tracing::warn!(error = %e, "cacheops: could not release a lock");
+        if let Some(token) = self.token.take() {
+            self.locks.unlock_later(self.key, token);
         }
     }
 }
@@ -135,8 +150,25 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Barrier, Mutex};
 
+    use std::thread;
+
     use super::*;
-    use crate::store::{MemoryStore, QueryStore, RedisStore};
+    use crate::protocol::io::{block_on, Blocking};
+    use crate::store::{LockStore, MemoryStore, QueryStore, RedisStore, Store};
+
+    /// [`compute_once`] on a blocking store, with blocking closures.
+    fn once<T>(
+        store: &dyn Store,
+        key: CacheKey,
+        ttl: Duration,
+        probe: impl Fn() -> Result<Option<T>>,
+        compute: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        let probe = || std::future::ready(probe());
+        block_on(compute_once(&Blocking(store), key, ttl, probe, async {
+            compute()
+        }))
+    }
 
     /// A value slot standing in for the cache.
     struct Slot(Mutex<Option<u32>>);
@@ -147,7 +179,7 @@ mod tests {
         }
     }
 
-    fn stampede<S: LockStore>(store: &S, key: CacheKey) {
+    fn stampede<S: Store>(store: &S, key: CacheKey) {
         let slot = Slot(Mutex::new(None));
         let runs = AtomicUsize::new(0);
         let barrier = Barrier::new(8);
@@ -159,10 +191,9 @@ mod tests {
                         runs.fetch_add(1, Ordering::SeqCst);
                         thread::sleep(Duration::from_millis(100));
                         *slot.0.lock().unwrap() = Some(42);
-                        Ok::<_, Error>(42)
+                        Ok(42)
                     };
-                    let got =
-                        compute_once(store, key, Duration::from_secs(5), || slot.probe(), compute);
+                    let got = once(store, key, Duration::from_secs(5), || slot.probe(), compute);
                     assert_eq!(got.unwrap(), 42);
                 });
             }
@@ -170,11 +201,11 @@ mod tests {
         assert_eq!(runs.load(Ordering::SeqCst), 1, "computed more than once");
     }
 
-    fn dead_holder<S: LockStore>(store: &S, key: CacheKey) {
+    fn dead_holder<S: Store>(store: &S, key: CacheKey) {
         let ttl = Duration::from_millis(200);
         assert!(LockStore::try_lock(store, key, "dead", ttl).unwrap());
         let slot = Slot(Mutex::new(None));
-        let got = compute_once(store, key, ttl, || slot.probe(), || Ok::<_, Error>(7));
+        let got = once(store, key, ttl, || slot.probe(), || Ok(7));
         assert_eq!(got.unwrap(), 7);
         // The token of the dead holder no longer releases anything of ours.
         LockStore::unlock(store, key, "dead").unwrap();
@@ -249,7 +280,7 @@ mod tests {
         let store = MemoryStore::new("t");
         let panicked = std::panic::catch_unwind(|| {
             let probe = || Ok(None::<u32>);
-            compute_once(&store, 4, QUERY_LOCK_TTL, probe, || -> Result<u32> {
+            once(&store, 4, QUERY_LOCK_TTL, probe, || -> Result<u32> {
                 panic!("boom")
             })
         });
@@ -267,13 +298,7 @@ mod tests {
             .build()
             .unwrap();
         let slot = Slot(Mutex::new(None));
-        let got = compute_once(
-            &store,
-            1,
-            QUERY_LOCK_TTL,
-            || slot.probe(),
-            || Ok::<_, Error>(5),
-        );
+        let got = once(&store, 1, QUERY_LOCK_TTL, || slot.probe(), || Ok(5));
         assert_eq!(got.unwrap(), 5);
     }
 }

@@ -13,7 +13,8 @@
 //! over its `proto-max-bulk-len`) is logged and counted; both are returned. Each
 //! call is counted once (hit or miss, per table too) in the handle's tally.
 
-use std::cell::Cell;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::core::Core;
+use super::io::{block_on, Io};
 use super::lock::{self, QUERY_LOCK_TTL};
 use super::store::{CacheKey, Fence};
 use crate::codec;
@@ -42,34 +44,37 @@ pub(crate) struct Plan {
 /// before computing a fill; the computation answers once it has run, `false` when
 /// it read a snapshot older than the fence taken before it (a REPEATABLE READ
 /// transaction, say). Asked only then, so that a hit or an uncached read never
-/// pays for finding out.
+/// pays for finding out. Atomic, so that an async computation holding it is `Send`.
 #[derive(Debug, Default)]
 pub(crate) struct Storable {
-    asked: Cell<bool>,
-    refused: Cell<bool>,
+    asked: AtomicBool,
+    refused: AtomicBool,
 }
 
 impl Storable {
+    /// Whether the read-through asked (a fill is being computed): the answer is
+    /// then to be found and given with [`Storable::answer`].
+    pub(crate) fn asked(&self) -> bool {
+        self.asked.load(Ordering::Relaxed)
+    }
+
     /// Records the computation's answer, found by `may_store`, if it was asked.
     pub(crate) fn answer(&self, may_store: impl FnOnce() -> bool) {
-        if self.asked.get() {
-            self.refused.set(!may_store());
+        if self.asked() {
+            self.refused.store(!may_store(), Ordering::Relaxed);
         }
     }
 
     fn ask(&self) {
-        self.asked.set(true);
+        self.asked.store(true, Ordering::Relaxed);
     }
 
     fn refused(&self) -> bool {
-        self.refused.get()
+        self.refused.load(Ordering::Relaxed)
     }
 }
 
-/// The read-through algorithm for any computation with a plan: serve the cached
-/// result if its stamps are intact, else fence, compute, and store unless an
-/// invalidation landed meanwhile. `None` (or a plan whose tables have a pending
-/// invalidation) computes without the cache.
+/// [`read_through_with`] for a blocking computation on the handle's blocking store.
 pub(crate) fn read_through<R>(
     core: &Core,
     plan: Option<Plan>,
@@ -92,11 +97,36 @@ pub(crate) fn read_through_storable<R>(
 where
     R: Serialize + DeserializeOwned,
 {
+    let io = core.blocking();
+    block_on(read_through_with(core, &io, plan, storable, async {
+        compute()
+    }))
+}
+
+/// The read-through algorithm for any computation with a plan: serve the cached
+/// result if its stamps are intact, else fence, compute, and store unless an
+/// invalidation landed meanwhile. `None` (or a plan whose tables have a pending
+/// invalidation) computes without the cache. `compute` is not polled before the
+/// cache has missed.
+///
+/// Dropped at an await (async callers): before the fence, nothing happened; after
+/// it, the fill is simply not stored; the store itself is one atomic operation
+/// that either stored a value its fence vouched for or did nothing.
+pub(crate) async fn read_through_with<R>(
+    core: &Core,
+    io: &impl Io,
+    plan: Option<Plan>,
+    storable: &Storable,
+    compute: impl Future<Output = Result<R>>,
+) -> Result<R>
+where
+    R: Serialize + DeserializeOwned,
+{
     let plan = match plan {
-        Some(plan) if core.may_read(&plan.deps) => plan,
-        _ => return uncached(core, None, compute),
+        Some(plan) if core.may_read(io, &plan.deps).await => plan,
+        _ => return uncached(core, None, compute).await,
     };
-    match core.store().lookup(plan.key, &plan.deps) {
+    match io.lookup(plan.key, &plan.deps).await {
         Ok(Some(bytes)) => {
             if let Some(value) = codec::decode(&bytes) {
                 core.tally.read(Some(&plan.deps), true);
@@ -106,58 +136,60 @@ where
         Ok(None) => {}
         Err(e) => {
             core.store_failed(e, "cache read")?;
-            return uncached(core, None, compute);
+            return uncached(core, None, compute).await;
         }
     }
     if plan.lock {
-        return locked_fill(core, compute, &plan, storable);
+        return locked_fill(core, io, compute, &plan, storable).await;
     }
-    fill_miss(core, compute, &plan, storable)
+    fill_miss(core, io, compute, &plan, storable).await
 }
 
 /// A miss under stampede protection: one caller fills through the fence, the
 /// others are served the value it stored (read, like any hit, with its stamps
 /// checked) or fill through the fence themselves after the bounded wait.
-fn locked_fill<R>(
+async fn locked_fill<R>(
     core: &Core,
-    compute: impl FnOnce() -> Result<R>,
+    io: &impl Io,
+    compute: impl Future<Output = Result<R>>,
     plan: &Plan,
     storable: &Storable,
 ) -> Result<R>
 where
     R: Serialize + DeserializeOwned,
 {
-    let probe = || {
-        let found = core.store().lookup(plan.key, &plan.deps)?;
+    let probe = || async {
+        let found = io.lookup(plan.key, &plan.deps).await?;
         let value = found.and_then(|bytes| codec::decode(&bytes));
         if value.is_some() {
             core.tally.read(Some(&plan.deps), true);
         }
         Ok(value)
     };
-    let fill = || fill_miss(core, compute, plan, storable);
-    lock::compute_once(core.store(), plan.key, QUERY_LOCK_TTL, probe, fill)
+    let fill = fill_miss(core, io, compute, plan, storable);
+    lock::compute_once(io, plan.key, QUERY_LOCK_TTL, probe, fill).await
 }
 
-fn fill_miss<R: Serialize>(
+async fn fill_miss<R: Serialize>(
     core: &Core,
-    compute: impl FnOnce() -> Result<R>,
+    io: &impl Io,
+    compute: impl Future<Output = Result<R>>,
     plan: &Plan,
     storable: &Storable,
 ) -> Result<R> {
-    let fence = match core.store().fence(&plan.deps, plan.ttl) {
+    let fence = match io.fence(&plan.deps, plan.ttl).await {
         Ok(fence) => fence,
         Err(e) => {
             core.store_failed(e, "cache fence")?;
-            return uncached(core, Some(&plan.deps), compute);
+            return uncached(core, Some(&plan.deps), compute).await;
         }
     };
     storable.ask();
-    let result = compute()?;
+    let result = compute.await?;
     core.tally.read(Some(&plan.deps), false);
     core.run_fill_hook();
     if !storable.refused() {
-        if let Err(e) = store_fill(core, plan, &fence, &result) {
+        if let Err(e) = store_fill(core, io, plan, &fence, &result).await {
             core.not_stored(&e);
         }
     }
@@ -165,10 +197,16 @@ fn fill_miss<R: Serialize>(
 }
 
 /// Stores a fill's result if it fits the maximum value size and the fence holds.
-fn store_fill<R: Serialize>(core: &Core, plan: &Plan, fence: &Fence, result: &R) -> Result<()> {
+async fn store_fill<R: Serialize>(
+    core: &Core,
+    io: &impl Io,
+    plan: &Plan,
+    fence: &Fence,
+    result: &R,
+) -> Result<()> {
     let payload = codec::encode(result)?;
     core.check_size(payload.len(), format_args!("a cached value"))?;
-    if !core.store().store(plan.key, fence, &payload, plan.ttl)? {
+    if !io.store(plan.key, fence, &payload, plan.ttl).await? {
         core.tally.refused();
     }
     Ok(())
@@ -176,7 +214,11 @@ fn store_fill<R: Serialize>(core: &Core, plan: &Plan, fence: &Fence, result: &R)
 
 /// A read that does not use the cache: a miss (of `deps`' tables when it has a
 /// plan the cache could not serve).
-fn uncached<R>(core: &Core, deps: Option<&Deps>, compute: impl FnOnce() -> Result<R>) -> Result<R> {
+async fn uncached<R>(
+    core: &Core,
+    deps: Option<&Deps>,
+    compute: impl Future<Output = Result<R>>,
+) -> Result<R> {
     core.tally.read(deps, false);
-    compute()
+    compute.await
 }

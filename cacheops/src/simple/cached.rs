@@ -3,6 +3,7 @@
 
 use std::borrow::Borrow;
 use std::fmt::Write as _;
+use std::future::ready;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -11,6 +12,7 @@ use serde::Serialize;
 use super::{hash, SimpleCache};
 use crate::codec;
 use crate::error::{Error, Result};
+use crate::protocol::io::block_on;
 use crate::protocol::key::KeyHasher;
 use crate::protocol::lock;
 
@@ -179,16 +181,19 @@ impl SimpleCache {
         if let Some(value) = self.probe(key)? {
             return Ok(value);
         }
-        let fill = || {
+        let fill = async {
             let value = compute()?;
             self.keep(key, &value, options.timeout);
             Ok(value)
         };
-        if !options.lock {
-            return fill();
-        }
         let ttl = options.lock_timeout.unwrap_or(DEFAULT_LOCK_TTL);
-        lock::compute_once(self, hash(key), ttl, || self.lookup(key), fill)
+        block_on(async {
+            if !options.lock {
+                return fill.await;
+            }
+            let probe = || ready(self.lookup(key));
+            lock::compute_once(self, hash(key), ttl, probe, fill).await
+        })
     }
 }
 

@@ -17,6 +17,7 @@ mod file;
 #[cfg(test)]
 mod tests;
 
+use std::future::{ready, Future};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ use serde::Serialize;
 
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
+use crate::protocol::io::block_on;
 use crate::protocol::key::KeyHasher;
 use crate::protocol::lock::Locks;
 use crate::runtime::{global, Cacheops};
@@ -284,19 +286,38 @@ impl SimpleCache {
     }
 }
 
+/// The simple cache's locks are blocking: its callers are (`#[cached]` on an
+/// `async fn` goes through the handle's async store instead).
 impl Locks for SimpleCache {
-    fn try_lock(&self, key: CacheKey, token: &str, ttl: Duration) -> Result<bool> {
-        match &self.backend {
+    fn try_lock(
+        &self,
+        key: CacheKey,
+        token: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        ready(match &self.backend {
             Backend::Store(handle) => handle.core().store().try_lock(key, token, ttl),
             Backend::File(files) => files.try_lock(key, token, ttl),
+        })
+    }
+
+    fn unlock(&self, key: CacheKey, token: &str) -> impl Future<Output = Result<()>> + Send {
+        ready(match &self.backend {
+            Backend::Store(handle) => handle.core().store().unlock(key, token),
+            Backend::File(files) => files.unlock(key, token),
+        })
+    }
+
+    fn unlock_later(&self, key: CacheKey, token: String) {
+        if let Err(e) = block_on(self.unlock(key, &token)) {
+            // The lock expires on its own; waiters are delayed, not wrong.
+            tracing::warn!(error = %e, "cacheops: could not release a lock");
         }
     }
 
-    fn unlock(&self, key: CacheKey, token: &str) -> Result<()> {
-        match &self.backend {
-            Backend::Store(handle) => handle.core().store().unlock(key, token),
-            Backend::File(files) => files.unlock(key, token),
-        }
+    fn pause(&self, pause: Duration) -> impl Future<Output = ()> + Send {
+        std::thread::sleep(pause);
+        ready(())
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::{hash, CachedOptions, FnKey, SimpleCache};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind};
+use crate::protocol::io::block_on;
 use crate::protocol::layout::new_stamp;
 use crate::protocol::lock::Locks;
 use crate::runtime::Cacheops;
@@ -202,10 +203,8 @@ mod bodies {
 
     pub(super) fn dead_holder_is_outwaited(f: &Fixture) {
         let ttl = Duration::from_millis(200);
-        assert!(f
-            .cache
-            .try_lock(hash("orphan"), "dead holder", ttl)
-            .unwrap());
+        let taken = block_on(f.cache.try_lock(hash("orphan"), "dead holder", ttl));
+        assert!(taken.unwrap());
         let options = CachedOptions::new().lock(true).lock_timeout(ttl);
         let runs = AtomicUsize::new(0);
         thread::scope(|s| {
