@@ -32,6 +32,27 @@ pub(crate) struct Call<'h> {
     pub(crate) lock: bool,
 }
 
+impl Call<'_> {
+    /// The [`plan`] of this call's `query` when reads may use the cache now
+    /// (`may_use`), with the connection's `identity`, asked only then.
+    pub(crate) fn plan<DB, Q, R>(
+        &self,
+        may_use: bool,
+        identity: impl FnOnce() -> u128,
+        query: &Q,
+    ) -> Result<Option<Plan>>
+    where
+        DB: CacheBackend,
+        Q: QueryFragment<DB> + QueryId,
+        R: DeserializeOwned + 'static,
+    {
+        match may_use {
+            true => plan::<DB, Q, R>(self, identity(), query),
+            false => Ok(None),
+        }
+    }
+}
+
 /// Key, dependencies and timeout of a call; `None` when it must not be cached
 /// (caching off, op excluded, or SQL the analysis cannot read).
 pub(crate) fn plan<DB, Q, R>(call: &Call<'_>, identity: u128, query: &Q) -> Result<Option<Plan>>

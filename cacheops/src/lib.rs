@@ -86,7 +86,7 @@ mod memo;
 mod model;
 mod protocol;
 mod publish;
-mod query;
+pub mod query;
 pub mod registry;
 mod runtime;
 mod simple;
@@ -100,11 +100,15 @@ pub use cached_as::{cached_as, cached_as_key, Options, Sample};
 pub use cacheops_derive::cached_as;
 pub use cacheops_derive::Cacheable;
 pub use config::{Config, ConfigBuilder, Ops, Profile};
+#[cfg(feature = "async")]
+pub use connection::AsyncCacheConnection;
 pub use connection::{on_commit, CacheConnection, CachedConnection};
 pub use error::{Error, ErrorKind, OptionalExtension, Result};
 pub use invalidate::{invalidate_all, invalidate_model, invalidate_obj, invalidate_table};
 pub use model::{models_of_table, CacheRow, Cacheable, ColumnEquality, ModelInfo};
 pub use protocol::stats::{ModelStats, Stats};
+#[cfg(feature = "async")]
+pub use query::{AsyncCachedQueryDsl, CachedAsync};
 pub use query::{Cached, CachedQueryDsl};
 pub use runtime::{global, install, Cacheops};
 pub use runtime::{model_stats, stats};

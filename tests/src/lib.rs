@@ -38,6 +38,8 @@ mod hooks;
 #[cfg(test)]
 mod local_tier;
 #[cfg(test)]
+mod nonblocking;
+#[cfg(test)]
 mod scenarios;
 #[cfg(test)]
 mod simple;

@@ -12,6 +12,8 @@ mod cached;
 mod catalog;
 mod compat;
 mod effect;
+#[cfg(feature = "async")]
+mod nonblocking;
 mod rewrite;
 mod touched;
 mod tracked;
@@ -27,6 +29,8 @@ pub use crate::automatic::{CachedCursor, CachedField, CachedRow, NoReplay, Repla
 #[cfg(feature = "postgres")]
 pub use crate::automatic::{ReplayedField, ReplayedRow};
 pub use cached::{CachedConnection, CachedTransactionManager, SettlingCursor};
+#[cfg(feature = "async")]
+pub use nonblocking::AsyncCacheConnection;
 pub(crate) use rewrite::{parse_update, Columns, UpdatePlan};
 pub(crate) use touched::{old_and_new, Typed};
 #[cfg(feature = "postgres")]

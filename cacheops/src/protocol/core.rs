@@ -9,13 +9,26 @@ use crate::protocol::failures::Failures;
 use crate::protocol::io::{Blocking, Io};
 use crate::protocol::stats::Tally;
 use crate::protocol::store::Store;
+#[cfg(feature = "async")]
+use crate::protocol::{io_async::Async, store::AsyncStore};
 
 /// A test hook run on every fill between the SQL and the store.
 pub(crate) type FillHook = Arc<dyn Fn() + Send + Sync>;
 
+/// The stores a core runs on: the blocking one, and its async twin.
+pub(crate) struct Stores {
+    pub(crate) blocking: Box<dyn Store>,
+    #[cfg(feature = "async")]
+    pub(crate) nonblocking: Option<Arc<dyn AsyncStore>>,
+}
+
 /// The store and the state shared by every read and invalidation of a handle.
 pub(crate) struct Core {
     store: Box<dyn Store>,
+    /// The async twin of `store`, sharing its data; `None` for a store of the
+    /// user's that came without one.
+    #[cfg(feature = "async")]
+    async_store: Option<Arc<dyn AsyncStore>>,
     pub(crate) tally: Tally,
     pub(crate) failures: Failures,
     degrade_on_failure: bool,
@@ -28,9 +41,11 @@ pub(crate) struct Core {
 
 impl Core {
     /// A core on `store` with the configuration's failure and size settings.
-    pub(crate) fn new(store: Box<dyn Store>, config: &crate::config::Config) -> Core {
+    pub(crate) fn new(stores: Stores, config: &crate::config::Config) -> Core {
         Core {
-            store,
+            store: stores.blocking,
+            #[cfg(feature = "async")]
+            async_store: stores.nonblocking,
             tally: Tally::default(),
             failures: Failures::default(),
             degrade_on_failure: config.degrade_on_failure,
@@ -47,6 +62,20 @@ impl Core {
     /// The protocol's I/O on the blocking store.
     pub(crate) fn blocking(&self) -> Blocking<'_> {
         Blocking(&*self.store)
+    }
+
+    /// The protocol's I/O on the async store; an [`ErrorKind::Config`] error
+    /// when the handle has none.
+    #[cfg(feature = "async")]
+    pub(crate) fn nonblocking(&self) -> Result<Async<'_>> {
+        match &self.async_store {
+            Some(store) => Ok(Async(store)),
+            None => Err(Error::new(
+                ErrorKind::Config,
+                "this handle's store has no async twin: build the handle with \
+                 Cacheops::with_stores to use it from async code",
+            )),
+        }
     }
 
     /// Handles a store error: counted, then degraded (logged, `Ok`) or returned.

@@ -11,6 +11,8 @@ pub(crate) mod core;
 pub(crate) mod failures;
 pub(crate) mod invalidate;
 pub(crate) mod io;
+#[cfg(feature = "async")]
+pub(crate) mod io_async;
 pub(crate) mod key;
 pub(crate) mod layout;
 pub(crate) mod lock;

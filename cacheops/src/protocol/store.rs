@@ -112,3 +112,78 @@ pub trait LockStore: Send + Sync + 'static {
 pub trait Store: QueryStore + SimpleStore + LockStore {}
 
 impl<S: QueryStore + SimpleStore + LockStore + ?Sized> Store for S {}
+
+/// The future of an [`AsyncStore`] operation.
+#[cfg(feature = "async")]
+pub type StoreFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send + 'a>>;
+
+/// [`QueryStore`] for async callers: the same operations, with the same
+/// semantics, as futures that never block a thread.
+#[cfg(feature = "async")]
+pub trait AsyncQueryStore: Send + Sync + 'static {
+    /// [`QueryStore::lookup`].
+    fn lookup<'a>(&'a self, key: CacheKey, deps: &'a Deps) -> StoreFuture<'a, Option<Vec<u8>>>;
+    /// [`QueryStore::fence`].
+    fn fence<'a>(&'a self, deps: &'a Deps, ttl: Duration) -> StoreFuture<'a, Fence>;
+    /// [`QueryStore::store`].
+    fn store<'a>(
+        &'a self,
+        key: CacheKey,
+        fence: &'a Fence,
+        payload: &'a [u8],
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool>;
+    /// [`QueryStore::invalidate_rows`].
+    fn invalidate_rows<'a>(
+        &'a self,
+        table: &'a str,
+        rows: &'a [RowState<'a>],
+    ) -> StoreFuture<'a, ()>;
+    /// [`QueryStore::invalidate_table`].
+    fn invalidate_table<'a>(&'a self, table: &'a str) -> StoreFuture<'a, ()>;
+    /// [`QueryStore::invalidate_all`].
+    fn invalidate_all(&self) -> StoreFuture<'_, ()>;
+    /// [`QueryStore::delete`].
+    fn delete(&self, key: CacheKey) -> StoreFuture<'_, ()>;
+}
+
+/// [`SimpleStore`] for async callers.
+#[cfg(feature = "async")]
+pub trait AsyncSimpleStore: Send + Sync + 'static {
+    /// [`SimpleStore::simple_get`].
+    fn simple_get(&self, key: CacheKey) -> StoreFuture<'_, Option<Vec<u8>>>;
+    /// [`SimpleStore::simple_set`].
+    fn simple_set<'a>(
+        &'a self,
+        key: CacheKey,
+        payload: &'a [u8],
+        ttl: Duration,
+    ) -> StoreFuture<'a, ()>;
+    /// [`SimpleStore::simple_delete`].
+    fn simple_delete(&self, key: CacheKey) -> StoreFuture<'_, ()>;
+}
+
+/// [`LockStore`] for async callers.
+#[cfg(feature = "async")]
+pub trait AsyncLockStore: Send + Sync + 'static {
+    /// [`LockStore::try_lock`].
+    fn try_lock<'a>(
+        &'a self,
+        key: CacheKey,
+        token: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool>;
+    /// [`LockStore::unlock`].
+    fn unlock<'a>(&'a self, key: CacheKey, token: &'a str) -> StoreFuture<'a, ()>;
+}
+
+/// [`Store`] for async callers: what a handle's async path runs on. A handle
+/// on Redis or memory has one beside its blocking store (sharing its data); one
+/// on a store of your own gets one with
+/// [`Cacheops::with_stores`](crate::Cacheops::with_stores).
+#[cfg(feature = "async")]
+pub trait AsyncStore: AsyncQueryStore + AsyncSimpleStore + AsyncLockStore {}
+
+#[cfg(feature = "async")]
+impl<S: AsyncQueryStore + AsyncSimpleStore + AsyncLockStore + ?Sized> AsyncStore for S {}

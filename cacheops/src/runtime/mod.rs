@@ -19,7 +19,7 @@ use crate::config::{Config, Profile};
 use crate::deps::SqlMemo;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::Profiles;
-use crate::protocol::core::{Core, FillHook};
+use crate::protocol::core::{Core, FillHook, Stores};
 use crate::protocol::store::Store;
 use crate::registry::Target;
 use crate::store::{MemoryStore, RedisStore};
@@ -70,10 +70,20 @@ impl std::fmt::Debug for Cacheops {
 
 impl Cacheops {
     /// A handle on the store the configuration names (`redis://...` or `memory://`).
-    /// Connecting to Redis is lazy: this succeeds while Redis is down.
+    /// Connecting to Redis is lazy: this succeeds while Redis is down. With the
+    /// `async` feature the handle also has the store's async twin (sharing its
+    /// data), which the async path uses.
     pub fn new(config: Config) -> Result<Cacheops> {
-        let store: Box<dyn Store> = match config.url.split_once("://") {
-            Some(("memory", _)) => Box::new(MemoryStore::new(&config.prefix)),
+        match config.url.split_once("://") {
+            Some(("memory", _)) => {
+                let memory = MemoryStore::new(&config.prefix);
+                let stores = Stores {
+                    blocking: Box::new(memory.clone()),
+                    #[cfg(feature = "async")]
+                    nonblocking: Some(Arc::new(memory)),
+                };
+                Ok(Cacheops::build(config, stores, None))
+            }
             Some(("redis" | "rediss" | "unix" | "redis+unix", _)) => {
                 let mut builder = RedisStore::builder(&config.url)
                     .prefix(&config.prefix)
@@ -83,30 +93,66 @@ impl Cacheops {
                     builder = builder.local_tier(tier);
                 }
                 let store = builder.build()?;
+                let stores = Stores {
+                    #[cfg(feature = "async")]
+                    nonblocking: Some(Arc::new(store.async_twin())),
+                    blocking: Box::new(store),
+                };
                 // Only a handle on Redis publishes its registry and counters there.
                 let target = Target::of(&config);
-                let handle = Cacheops::build(config, Box::new(store), Some(target));
+                let handle = Cacheops::build(config, stores, Some(target));
                 handle.start_publisher();
-                return Ok(handle);
+                Ok(handle)
             }
-            _ => {
-                return Err(Error::new(
-                    ErrorKind::Config,
-                    format!("unsupported cache URL `{}`", config.url),
-                ))
-            }
-        };
-        Ok(Cacheops::with_store(config, store))
+            _ => Err(Error::new(
+                ErrorKind::Config,
+                format!("unsupported cache URL `{}`", config.url),
+            )),
+        }
     }
 
-    /// A handle on a store you built yourself.
+    /// A handle on a store you built yourself. Its async path (feature `async`)
+    /// needs an async store too: see [`Cacheops::with_stores`].
     pub fn with_store(config: Config, store: Box<dyn Store>) -> Cacheops {
-        Cacheops::build(config, store, None)
+        let stores = Stores {
+            blocking: store,
+            #[cfg(feature = "async")]
+            nonblocking: None,
+        };
+        Cacheops::build(config, stores, None)
     }
 
-    fn build(config: Config, store: Box<dyn Store>, publish: Option<Target>) -> Cacheops {
+    /// A handle on a blocking store and its async twin, both yours: they must
+    /// share their data (as [`RedisStore::async_twin`] does), since a write on
+    /// one path invalidates what the other cached.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cacheops::store::MemoryStore;
+    /// let memory = MemoryStore::new("app"); // clones share their data
+    /// let cache = cacheops::Cacheops::with_stores(
+    ///     cacheops::Config::builder().build(),
+    ///     Box::new(memory.clone()),
+    ///     Arc::new(memory),
+    /// );
+    /// # drop(cache);
+    /// ```
+    #[cfg(feature = "async")]
+    pub fn with_stores(
+        config: Config,
+        store: Box<dyn Store>,
+        async_store: Arc<dyn crate::store::AsyncStore>,
+    ) -> Cacheops {
+        let stores = Stores {
+            blocking: store,
+            nonblocking: Some(async_store),
+        };
+        Cacheops::build(config, stores, None)
+    }
+
+    fn build(config: Config, stores: Stores, publish: Option<Target>) -> Cacheops {
         let inner = Inner {
-            core: Core::new(store, &config),
+            core: Core::new(stores, &config),
             config,
             publish,
             sql: SqlMemo::default(),

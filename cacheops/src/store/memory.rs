@@ -240,6 +240,95 @@ impl LockStore for MemoryStore {
     }
 }
 
+/// The memory store for async callers: every operation is a short critical
+/// section, done when called, so each future is finished when it is returned.
+#[cfg(feature = "async")]
+mod nonblocking {
+    use std::future::ready;
+    use std::time::Duration;
+
+    use super::MemoryStore;
+    use crate::deps::Deps;
+    use crate::store::{
+        AsyncLockStore, AsyncQueryStore, AsyncSimpleStore, CacheKey, Fence, LockStore, QueryStore,
+        RowState, SimpleStore, StoreFuture,
+    };
+
+    impl AsyncQueryStore for MemoryStore {
+        fn lookup<'a>(&'a self, key: CacheKey, deps: &'a Deps) -> StoreFuture<'a, Option<Vec<u8>>> {
+            Box::pin(ready(QueryStore::lookup(self, key, deps)))
+        }
+
+        fn fence<'a>(&'a self, deps: &'a Deps, ttl: Duration) -> StoreFuture<'a, Fence> {
+            Box::pin(ready(QueryStore::fence(self, deps, ttl)))
+        }
+
+        fn store<'a>(
+            &'a self,
+            key: CacheKey,
+            fence: &'a Fence,
+            payload: &'a [u8],
+            ttl: Duration,
+        ) -> StoreFuture<'a, bool> {
+            Box::pin(ready(QueryStore::store(self, key, fence, payload, ttl)))
+        }
+
+        fn invalidate_rows<'a>(
+            &'a self,
+            table: &'a str,
+            rows: &'a [RowState<'a>],
+        ) -> StoreFuture<'a, ()> {
+            Box::pin(ready(QueryStore::invalidate_rows(self, table, rows)))
+        }
+
+        fn invalidate_table<'a>(&'a self, table: &'a str) -> StoreFuture<'a, ()> {
+            Box::pin(ready(QueryStore::invalidate_table(self, table)))
+        }
+
+        fn invalidate_all(&self) -> StoreFuture<'_, ()> {
+            Box::pin(ready(QueryStore::invalidate_all(self)))
+        }
+
+        fn delete(&self, key: CacheKey) -> StoreFuture<'_, ()> {
+            Box::pin(ready(QueryStore::delete(self, key)))
+        }
+    }
+
+    impl AsyncSimpleStore for MemoryStore {
+        fn simple_get(&self, key: CacheKey) -> StoreFuture<'_, Option<Vec<u8>>> {
+            Box::pin(ready(SimpleStore::simple_get(self, key)))
+        }
+
+        fn simple_set<'a>(
+            &'a self,
+            key: CacheKey,
+            payload: &'a [u8],
+            ttl: Duration,
+        ) -> StoreFuture<'a, ()> {
+            Box::pin(ready(SimpleStore::simple_set(self, key, payload, ttl)))
+        }
+
+        fn simple_delete(&self, key: CacheKey) -> StoreFuture<'_, ()> {
+            Box::pin(ready(SimpleStore::simple_delete(self, key)))
+        }
+    }
+
+    impl AsyncLockStore for MemoryStore {
+        fn try_lock<'a>(
+            &'a self,
+            key: CacheKey,
+            token: &'a str,
+            ttl: Duration,
+        ) -> StoreFuture<'a, bool> {
+            Box::pin(ready(LockStore::try_lock(self, key, token, ttl)))
+        }
+
+        fn unlock<'a>(&'a self, key: CacheKey, token: &'a str) -> StoreFuture<'a, ()> {
+            Box::pin(ready(LockStore::unlock(self, key, token)))
+        }
+    }
+}
+
 /// Rejects rows of another table than the one named: matching them against this
 /// table's schemes would invalidate the wrong keys and leave theirs stale.
 pub(crate) fn check_rows(table: &str, rows: &[RowState<'_>]) -> Result<()> {

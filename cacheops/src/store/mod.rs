@@ -35,6 +35,12 @@ mod tests;
 
 pub(crate) use self::failure::{Doing, Phase};
 pub(crate) use self::redis::open_connection;
+#[cfg(feature = "async")]
+pub use self::redis::AsyncRedisStore;
+#[cfg(feature = "async")]
+pub use crate::protocol::store::{
+    AsyncLockStore, AsyncQueryStore, AsyncSimpleStore, AsyncStore, StoreFuture,
+};
 pub use crate::protocol::store::{
     CacheKey, Fence, LocalStats, LockStore, QueryStore, RowState, SimpleStore, Store,
 };

@@ -4,13 +4,14 @@
 //! replies mean for the local tier.
 //!
 //! A lookup's command is packed once per key ([`LookupCmd`]): a hit then builds
-//! no key names and packs no command.
+//! no key names and packs no command. Nothing here touches a connection: the
+//! store sends what is built here through its link (`link.rs`).
 
 use std::sync::Arc;
 
-use redis::{Cmd, Connection, ConnectionLike, FromRedisValue, Pipeline, RedisError, RedisResult};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisResult, Value};
 
-use super::scripts::{evalsha, with_script, FENCE, INVALIDATE, STORE, UNLOCK};
+use super::scripts::{evalsha, FENCE, INVALIDATE, STORE, UNLOCK};
 use crate::deps::{Deps, TableDeps};
 use crate::protocol::layout::{self, EncodedRow, Layout};
 use crate::store::local::{key_id, KeyId};
@@ -41,28 +42,54 @@ pub(super) struct LookupCmd {
     mget_len: usize,
     /// The stamp keys and the value key, as the local tier knows them.
     pub(super) ids: Arc<[KeyId]>,
+    /// The MGET, and the MGET with the PTTL, as pipelines (the async link's).
+    #[cfg(feature = "async")]
+    mget: Cmd,
+    #[cfg(feature = "async")]
+    both: Pipeline,
 }
 
 impl LookupCmd {
-    /// Sends the MGET alone: the values of the value key and the stamps.
-    #[inline]
-    pub(super) fn mget(&self, con: &mut Connection) -> RedisResult<Vec<Option<Vec<u8>>>> {
-        con.req_packed_command(&self.packed[..self.mget_len])
-            .and_then(mget_values)
+    /// The MGET alone, packed.
+    pub(super) fn mget_packed(&self) -> &[u8] {
+        &self.packed[..self.mget_len]
     }
 
-    /// Sends the MGET and the PTTL in one round trip: the values, and the value's
-    /// remaining time to live in ms (negative if it has none).
-    pub(super) fn mget_pttl(
-        &self,
-        con: &mut Connection,
-    ) -> RedisResult<(Vec<Option<Vec<u8>>>, i64)> {
-        let mut replies = con.req_packed_commands(&self.packed, 0, 2)?.into_iter();
-        let (Some(values), Some(pttl)) = (replies.next(), replies.next()) else {
-            return Err(unexpected("a lookup's MGET and PTTL"));
-        };
-        Ok((mget_values(values)?, i64::from_redis_value(pttl)?))
+    /// The MGET and the PTTL, packed.
+    pub(super) fn packed(&self) -> &[u8] {
+        &self.packed
     }
+
+    /// The MGET, for a link that sends commands rather than packed bytes (the
+    /// async one).
+    #[cfg(feature = "async")]
+    pub(super) fn mget(&self) -> &Cmd {
+        &self.mget
+    }
+
+    /// The MGET and the PTTL as a pipeline, for the async link.
+    #[cfg(feature = "async")]
+    pub(super) fn mget_pttl(&self) -> &Pipeline {
+        &self.both
+    }
+}
+
+/// The values of the MGET alone: the value key's, then the stamps'.
+pub(super) fn mget_reply(reply: Value) -> RedisResult<Vec<Option<Vec<u8>>>> {
+    mget_values(reply)
+}
+
+/// The values of the MGET, and the value's remaining time to live in ms
+/// (negative if it has none).
+pub(super) fn mget_pttl_reply(reply: Value) -> RedisResult<(Vec<Option<Vec<u8>>>, i64)> {
+    let Value::Array(replies) = reply else {
+        return Err(unexpected("a lookup's MGET and PTTL"));
+    };
+    let mut replies = replies.into_iter();
+    let (Some(values), Some(pttl)) = (replies.next(), replies.next()) else {
+        return Err(unexpected("a lookup's MGET and PTTL"));
+    };
+    Ok((mget_values(values)?, i64::from_redis_value(pttl)?))
 }
 
 impl Commands {
@@ -98,14 +125,22 @@ impl Commands {
         });
         let mut packed = mget.get_packed_command();
         let mget_len = packed.len();
-        redis::cmd("PTTL")
-            .arg(value_key.as_str())
-            .write_packed_command(&mut packed);
+        let mut pttl = redis::cmd("PTTL");
+        pttl.arg(value_key.as_str());
+        pttl.write_packed_command(&mut packed);
         LookupCmd {
             deps: deps.clone(),
             packed: packed.into(),
             mget_len,
             ids: with_value_key(ids, &value_key),
+            #[cfg(feature = "async")]
+            both: {
+                let mut both = redis::pipe();
+                both.add_command(mget.clone()).add_command(pttl);
+                both
+            },
+            #[cfg(feature = "async")]
+            mget,
         }
     }
 
@@ -218,27 +253,24 @@ impl Commands {
         cmd
     }
 
-    /// SCANs for `pattern` and unlinks the keys this prefix owns.
-    pub(super) fn unlink_owned(&self, con: &mut Connection, pattern: &str) -> RedisResult<()> {
-        let mut cursor = 0u64;
-        loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(SCAN_BATCH)
-                .query(con)?;
-            let owned = |k: &&Vec<u8>| std::str::from_utf8(k).is_ok_and(|k| self.layout.owns(k));
-            let ours: Vec<&Vec<u8>> = keys.iter().filter(owned).collect();
-            if !ours.is_empty() {
-                redis::cmd("UNLINK").arg(ours).exec(con)?;
-            }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
+    /// One `SCAN` step for `pattern` from `cursor`.
+    pub(super) fn scan(&self, cursor: u64, pattern: &str) -> Cmd {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor).arg("MATCH").arg(pattern);
+        cmd.arg("COUNT").arg(SCAN_BATCH);
+        cmd
+    }
+
+    /// `UNLINK` of the keys of a SCAN step this prefix owns, if any.
+    pub(super) fn unlink_owned(&self, keys: &[Vec<u8>]) -> Option<Cmd> {
+        let owned = |k: &&Vec<u8>| std::str::from_utf8(k).is_ok_and(|k| self.layout.owns(k));
+        let ours: Vec<&Vec<u8>> = keys.iter().filter(owned).collect();
+        if ours.is_empty() {
+            return None;
         }
+        let mut cmd = redis::cmd("UNLINK");
+        cmd.arg(ours);
+        Some(cmd)
     }
 
     /// `GET` of the simple cache's `key`.
@@ -292,8 +324,7 @@ pub(super) fn with_value_key(mut ids: Vec<KeyId>, value_key: &str) -> Arc<[KeyId
 
 /// The values of an MGET reply, moved out of it in one pass (a hit's reply holds
 /// its payload: no copy, no conversion pass).
-fn mget_values(reply: redis::Value) -> RedisResult<Vec<Option<Vec<u8>>>> {
-    use redis::Value;
+fn mget_values(reply: Value) -> RedisResult<Vec<Option<Vec<u8>>>> {
     let items = match reply {
         Value::Array(items) => items,
         Value::ServerError(e) => return Err(e.into()),
@@ -310,13 +341,9 @@ fn mget_values(reply: redis::Value) -> RedisResult<Vec<Option<Vec<u8>>>> {
         .collect()
 }
 
-/// Sends the fence `pipe` and reads its stamps, `wanted` of them in all.
-pub(super) fn read_stamps(
-    con: &mut Connection,
-    pipe: &Pipeline,
-    wanted: usize,
-) -> RedisResult<Vec<Vec<u8>>> {
-    let stamps: Vec<Vec<Vec<u8>>> = with_script(con, &FENCE, pipe)?;
+/// The stamps of a fence's reply, `wanted` of them in all.
+pub(super) fn stamps_reply(reply: Value, wanted: usize) -> RedisResult<Vec<Vec<u8>>> {
+    let stamps: Vec<Vec<Vec<u8>>> = FromRedisValue::from_redis_value(reply)?;
     let stamps: Vec<Vec<u8>> = stamps.into_iter().flatten().collect();
     match stamps.len() == wanted {
         true => Ok(stamps),

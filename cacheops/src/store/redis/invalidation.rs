@@ -14,8 +14,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use redis::FromRedisValue;
 
-use super::scripts::{with_script, INVALIDATE};
-use super::RedisStore;
+use super::link::{typed, Body, Link};
+use super::scripts::INVALIDATE;
+use super::server::Server;
 use crate::error::Result;
 use crate::protocol::layout::{self, EncodedRow};
 use crate::store::failure::Doing;
@@ -47,28 +48,34 @@ impl KnownSchemes {
     }
 }
 
-impl RedisStore {
+impl<L: Link> Server<L> {
     /// Invalidates `rows` (not empty) of `table` the cheapest way that is exact.
-    pub(super) fn invalidate_encoded(&self, table: &str, rows: &[EncodedRow]) -> Result<()> {
-        if let Some(known) = self.schemes.get(table) {
-            if self.invalidate_known(table, &known, rows)? {
+    pub(super) async fn invalidate_encoded(&self, table: &str, rows: &[EncodedRow]) -> Result<()> {
+        if let Some(known) = self.shared.schemes.get(table) {
+            if self.invalidate_known(table, &known, rows).await? {
                 return Ok(());
             }
         }
         // Schemes not read yet, or changed since: what the first try deleted was
         // a subset of the script's deletes, which now finish the job.
-        self.invalidate_by_script(table, rows)
+        self.invalidate_by_script(table, rows).await
     }
 
     /// Invalidates `rows` of `table` by the schemes `known` for it, in one
     /// MULTI/EXEC that also reads the schemes as they are where it deletes: when
     /// they are the ones used, the deletes were exactly the script's, without the
     /// script's cost. Returns whether they were (or covered the whole table).
-    fn invalidate_known(&self, table: &str, known: &[String], rows: &[EncodedRow]) -> Result<bool> {
-        let dropped = self.commands.layout.dropped_by(table, known, rows);
-        let pipe = self.commands.invalidate_known(table, &dropped.keys);
+    async fn invalidate_known(
+        &self,
+        table: &str,
+        known: &[String],
+        rows: &[EncodedRow],
+    ) -> Result<bool> {
+        let commands = &self.shared.commands;
+        let dropped = commands.layout.dropped_by(table, known, rows);
+        let pipe = commands.invalidate_known(table, &dropped.keys);
         let doing = Doing::invalidate_rows(table);
-        let (mut current,): (Vec<String>,) = self.run(doing, |con| pipe.query(con))?;
+        let (mut current,): (Vec<String>,) = self.send(doing, Body::Pipe(&pipe), typed).await?;
         self.news(dropped.keys.iter().map(String::as_bytes));
         current.sort_unstable();
         Ok(dropped.whole_table || current == known)
@@ -76,22 +83,27 @@ impl RedisStore {
 
     /// Invalidates `rows` of `table` by `invalidate.lua`, which reads the schemes
     /// where it deletes, then keeps the schemes for the next invalidation.
-    fn invalidate_by_script(&self, table: &str, rows: &[EncodedRow]) -> Result<()> {
+    async fn invalidate_by_script(&self, table: &str, rows: &[EncodedRow]) -> Result<()> {
         // Only a local tier needs to know which keys the script deleted.
-        let keep_news = self.local.is_some();
-        let pipe = self.commands.invalidate_by_script(table, rows, keep_news);
-        let (dropped, mut schemes) = self.run(Doing::invalidate_rows(table), |con| {
-            let (reply, schemes): (redis::Value, Vec<String>) =
-                with_script(con, &INVALIDATE, &pipe)?;
+        let keep_news = self.shared.local.is_some();
+        let pipe = self
+            .shared
+            .commands
+            .invalidate_by_script(table, rows, keep_news);
+        let read = |reply| {
+            let (reply, schemes): (redis::Value, Vec<String>) = typed(reply)?;
             let dropped = match keep_news {
                 true => Vec::<Vec<u8>>::from_redis_value(reply)?,
                 false => Vec::new(),
             };
             Ok((dropped, schemes))
-        })?;
+        };
+        let doing = Doing::invalidate_rows(table);
+        let body = Body::Pipe(&pipe);
+        let (dropped, mut schemes) = self.send_script(doing, &INVALIDATE, body, read).await?;
         self.news(dropped.iter().map(Vec::as_slice));
         schemes.sort_unstable();
-        self.schemes.update(table, schemes);
+        self.shared.schemes.update(table, schemes);
         Ok(())
     }
 }

@@ -4,8 +4,11 @@
 //!
 //! | file | owns |
 //! |---|---|
-//! | `mod.rs` | [`RedisStore`], its builder, and the store traits, composed of the parts below and the local tier |
-//! | `pool.rs` | connections: checkout and checkin, connecting, failing fast while Redis is down |
+//! | `mod.rs` | [`RedisStore`] (and `AsyncRedisStore`, feature `async`), their builder, and the store traits |
+//! | `server.rs` | what each operation sends and what its reply means (for the local tier too), written once over a link |
+//! | `link.rs` | what a link to the server does: send one request, read its reply |
+//! | `pool.rs` | the blocking link: checkout and checkin, connecting, failing fast while Redis is down |
+//! | `multiplexed.rs` | the async link: one multiplexed tokio connection, reconnected when lost |
 //! | `scripts.rs` | the Lua scripts: EVALSHA, and loading them on NOSCRIPT |
 //! | `commands.rs` | every command sent (lookups packed once per key) and the parsing of replies |
 //! | `invalidation.rs` | row invalidation: client-side from known schemes, or by script |
@@ -25,28 +28,32 @@
 
 mod commands;
 mod invalidation;
+mod link;
+#[cfg(feature = "async")]
+mod multiplexed;
 mod pool;
 mod scripts;
+mod server;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(test)]
 use redis::{Connection, RedisResult};
 
-use self::commands::{read_stamps, with_value_key, Commands, LookupCmd};
-use self::invalidation::KnownSchemes;
-use self::pool::{Failure, Pool, PoolOptions};
-use self::scripts::{with_script, STORE, UNLOCK};
+use self::commands::Commands;
+use self::pool::{Pool, PoolOptions};
+use self::server::{Server, Shared};
+#[cfg(test)]
 use super::failure::Doing;
-use super::local::{key_id, Local, LocalTier, Ticket};
-use super::memory::check_rows;
+use super::local::{Local, LocalTier};
 use super::news;
 use super::{CacheKey, Fence, LocalStats, LockStore, QueryStore, RowState, SimpleStore};
 use crate::deps::Deps;
 use crate::error::{Error, ErrorKind, Result};
-use crate::memo::ByKey;
-use crate::protocol::layout::{self, EncodedRow, Layout};
+use crate::protocol::io::block_on;
+use crate::protocol::layout::Layout;
 
 pub(crate) use self::pool::open_connection;
 
@@ -127,11 +134,10 @@ impl RedisStoreBuilder {
             news::listen(client.clone(), channel, origin, local);
         }
         Ok(RedisStore {
-            pool: Pool::new(client, self.pool),
-            commands,
-            local,
-            lookups: ByKey::default(),
-            schemes: KnownSchemes::default(),
+            server: Server {
+                link: Pool::new(client, self.pool),
+                shared: Arc::new(Shared::new(commands, local)),
+            },
         })
     }
 }
@@ -145,20 +151,16 @@ impl RedisStoreBuilder {
 /// # Ok::<(), cacheops::Error>(())
 /// ```
 pub struct RedisStore {
-    pool: Pool,
-    commands: Commands,
-    local: Option<Arc<Local>>,
-    /// What a lookup of each key sends, built once (see [`LookupCmd`]).
-    lookups: ByKey<Arc<LookupCmd>>,
-    schemes: KnownSchemes,
+    server: Server<Pool>,
 }
 
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let options = &self.server.link.options;
         f.debug_struct("RedisStore")
-            .field("prefix", &self.commands.layout.prefix())
-            .field("connect_timeout", &self.pool.options.connect_timeout)
-            .field("io_timeout", &self.pool.options.io_timeout)
+            .field("prefix", &self.server.shared.commands.layout.prefix())
+            .field("connect_timeout", &options.connect_timeout)
+            .field("io_timeout", &options.io_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -182,207 +184,204 @@ impl RedisStore {
 
     #[cfg(test)]
     pub(crate) fn layout(&self) -> &Layout {
-        &self.commands.layout
+        &self.server.shared.commands.layout
     }
 
-    /// Runs `op` on a pooled connection (see `pool.rs`).
+    /// Runs `op` on a pooled connection (see `pool.rs`): the store's tests' raw
+    /// commands.
+    #[cfg(test)]
     pub(crate) fn run<T>(
         &self,
         doing: Doing<'_>,
         op: impl FnMut(&mut Connection) -> RedisResult<T>,
     ) -> Result<T> {
-        self.pool.run(doing, op).map_err(|failure| match failure {
-            Failure::Connect(e) => e,
-            Failure::Command(e) => {
-                // A script may have run and published news whose reply we lost:
-                // our listener skips our own news, so nothing local is trusted.
-                if let Some(local) = &self.local {
-                    local.drop_all();
-                }
-                e
-            }
-        })
-    }
-
-    /// Applies news of `keys` to the local tier at once: the writer's own reads
-    /// must not wait for the subscription to deliver it.
-    fn news<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>) {
-        if let Some(local) = &self.local {
-            local.news(keys);
-        }
-    }
-
-    fn ticket(&self) -> Option<(&Local, Ticket)> {
-        let local = self.local.as_deref()?;
-        Some((local, local.ticket()?))
-    }
-
-    /// The lookup command of `key` with `deps`, built the first time.
-    fn lookup_cmd(&self, key: CacheKey, deps: &Deps) -> Arc<LookupCmd> {
-        match self.lookups.get(&key) {
-            Some(cmd) if cmd.deps == *deps => cmd,
-            _ => {
-                let cmd = Arc::new(self.commands.lookup(key, deps));
-                self.lookups.insert(key, cmd.clone());
-                cmd
-            }
-        }
-    }
-
-    /// A Redis lookup whose hit the local tier keeps: the value's remaining TTL is
-    /// read in the same round trip, so the copy never outlives the original.
-    fn lookup_and_keep(
-        &self,
-        key: CacheKey,
-        cmd: &LookupCmd,
-        (local, ticket): (&Local, Ticket),
-    ) -> Result<Option<Vec<u8>>> {
-        let (values, pttl) = self.run(Doing::LOOKUP, |con| cmd.mget_pttl(con))?;
-        let found = layout::unframe(values);
-        if let (Some(payload), Ok(ms)) = (&found, u64::try_from(pttl)) {
-            let ttl = Duration::from_millis(ms);
-            local.keep(key, ticket, payload, cmd.ids.clone(), ttl);
-        }
-        Ok(found)
-    }
-
-    /// Deletes `keys` and publishes them as news, in one round trip.
-    fn delete_with_news(&self, doing: Doing<'_>, keys: &[String]) -> Result<()> {
-        let pipe = self.commands.delete_with_news(keys);
-        self.run(doing, |con| pipe.exec(con))?;
-        self.news(keys.iter().map(String::as_bytes));
-        Ok(())
+        self.server
+            .link
+            .run(doing, op)
+            .map_err(link::Failure::into_error)
     }
 }
 
 impl QueryStore for RedisStore {
     fn lookup(&self, key: CacheKey, deps: &Deps) -> Result<Option<Vec<u8>>> {
-        if let Some(found) = self.local.as_ref().and_then(|l| l.get(key)) {
-            return Ok(Some(found));
-        }
-        let ticket = self.ticket();
-        let cmd = self.lookup_cmd(key, deps);
-        if let Some(ticket) = ticket {
-            return self.lookup_and_keep(key, &cmd, ticket);
-        }
-        let values = self.run(Doing::LOOKUP, |con| cmd.mget(con))?;
-        Ok(layout::unframe(values))
+        block_on(self.server.lookup(key, deps))
     }
 
     fn fence(&self, deps: &Deps, ttl: Duration) -> Result<Fence> {
-        let mut fence = Fence {
-            keys: Vec::new(),
-            stamps: Vec::new(),
-        };
-        if deps.tables.is_empty() {
-            return Ok(fence);
-        }
-        let candidate = layout::new_stamp();
-        let args = (layout::millis(layout::stamp_ttl(ttl)), candidate.as_str());
-        let pipe = self.commands.fence(deps, args, &mut fence.keys);
-        let wanted = fence.keys.len();
-        fence.stamps = self.run(Doing::FENCE, |con| read_stamps(con, &pipe, wanted))?;
-        // A stamp equal to the candidate was created: its key was missing (maybe
-        // evicted, with no news), so local copies kept with the old one are dead.
-        let created = fence.keys.iter().zip(&fence.stamps);
-        self.news(
-            created
-                .filter(|(_, s)| **s == candidate.as_bytes())
-                .map(|(k, _)| k.as_bytes()),
-        );
-        Ok(fence)
+        block_on(self.server.fence(deps, ttl))
     }
 
     fn store(&self, key: CacheKey, fence: &Fence, payload: &[u8], ttl: Duration) -> Result<bool> {
-        let framed = layout::frame(fence.stamps.iter().map(Vec::as_slice), payload);
-        let doing = Doing::store(framed.len());
-        let value_key = self.commands.layout.value_key(key);
-        let cmd = self
-            .commands
-            .store(&value_key, fence, layout::millis(ttl), framed);
-        let ticket = self.ticket();
-        let stored: i64 = self.run(doing, |con| with_script(con, &STORE, &cmd))?;
-        if let (1, Some((local, ticket))) = (stored, ticket) {
-            let ids = fence.keys.iter().map(|k| key_id(k.as_bytes())).collect();
-            local.keep(key, ticket, payload, with_value_key(ids, &value_key), ttl);
-        }
-        Ok(stored == 1)
+        block_on(self.server.store(key, fence, payload, ttl))
     }
 
     fn invalidate_rows(&self, table: &str, rows: &[RowState<'_>]) -> Result<()> {
-        check_rows(table, rows)?;
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let rows: Vec<EncodedRow> = rows.iter().map(layout::encode_row).collect();
-        self.invalidate_encoded(table, &rows)
+        block_on(self.server.invalidate_rows(table, rows))
     }
 
     fn invalidate_table(&self, table: &str) -> Result<()> {
-        let layout = &self.commands.layout;
-        let keys = [
-            layout.table_key(table, "gen"),
-            layout.table_key(table, "all"),
-        ];
-        self.delete_with_news(Doing::invalidate_table(table), &keys)
+        block_on(self.server.invalidate_table(table))
     }
 
     fn invalidate_all(&self) -> Result<()> {
-        let patterns = self.commands.layout.scan_patterns();
-        let publish = self.commands.publish_all();
-        self.run(Doing::INVALIDATE_ALL, |con| {
-            patterns
-                .iter()
-                .try_for_each(|p| self.commands.unlink_owned(con, p))?;
-            publish.exec(con)
-        })?;
-        if let Some(local) = &self.local {
-            local.drop_all();
-        }
-        Ok(())
+        block_on(self.server.invalidate_all())
     }
 
     fn delete(&self, key: CacheKey) -> Result<()> {
-        let value_key = self.commands.layout.value_key(key);
-        self.delete_with_news(Doing::DELETE, &[value_key])
+        block_on(self.server.delete(key))
     }
 
     fn local_tier(&self) -> Option<LocalStats> {
-        self.local.as_ref().map(|local| LocalStats {
-            hits: local.hits(),
-            bytes: local.weighted_size(),
-            ready: local.is_listening(),
-        })
+        self.server.local_tier()
     }
 }
 
 impl SimpleStore for RedisStore {
     fn simple_get(&self, key: CacheKey) -> Result<Option<Vec<u8>>> {
-        let cmd = self.commands.simple_get(key);
-        self.run(Doing::SIMPLE_GET, |con| cmd.query(con))
+        block_on(self.server.simple_get(key))
     }
 
     fn simple_set(&self, key: CacheKey, payload: &[u8], ttl: Duration) -> Result<()> {
-        let cmd = self.commands.simple_set(key, payload, layout::millis(ttl));
-        self.run(Doing::simple_set(payload.len()), |con| cmd.exec(con))
+        block_on(self.server.simple_set(key, payload, ttl))
     }
 
     fn simple_delete(&self, key: CacheKey) -> Result<()> {
-        let cmd = self.commands.simple_delete(key);
-        self.run(Doing::SIMPLE_DELETE, |con| cmd.exec(con))
+        block_on(self.server.simple_delete(key))
     }
 }
 
 impl LockStore for RedisStore {
     fn try_lock(&self, key: CacheKey, token: &str, ttl: Duration) -> Result<bool> {
-        let cmd = self.commands.try_lock(key, token, layout::millis(ttl));
-        let taken: Option<String> = self.run(Doing::LOCK, |con| cmd.query(con))?;
-        Ok(taken.is_some())
+        block_on(self.server.try_lock(key, token, ttl))
     }
 
     fn unlock(&self, key: CacheKey, token: &str) -> Result<()> {
-        let cmd = self.commands.unlock(key, token);
-        self.run(Doing::UNLOCK, |con| with_script::<i64>(con, &UNLOCK, &cmd))?;
-        Ok(())
+        block_on(self.server.unlock(key, token))
+    }
+}
+
+/// The async twin of a [`RedisStore`]: the same keys, scripts, local tier and
+/// news origin, over one multiplexed tokio connection (see `multiplexed.rs`).
+/// Made with [`RedisStore::async_twin`]; a [`Cacheops`](crate::Cacheops) handle
+/// on Redis makes its own.
+#[cfg(feature = "async")]
+pub struct AsyncRedisStore {
+    server: Server<multiplexed::Multiplexed>,
+}
+
+#[cfg(feature = "async")]
+impl fmt::Debug for AsyncRedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncRedisStore")
+            .field("prefix", &self.server.shared.commands.layout.prefix())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "async")]
+impl RedisStore {
+    /// The async twin of this store, sharing its data in process (the local
+    /// tier, the schemes it knows). Does not connect: the twin connects on its
+    /// first operation, on the tokio runtime that runs it.
+    ///
+    /// ```
+    /// let store = cacheops::store::RedisStore::open("redis://127.0.0.1:6379/", "myapp")?;
+    /// let twin = store.async_twin();
+    /// # drop(twin);
+    /// # Ok::<(), cacheops::Error>(())
+    /// ```
+    pub fn async_twin(&self) -> AsyncRedisStore {
+        let pool = &self.server.link;
+        AsyncRedisStore {
+            server: Server {
+                link: multiplexed::Multiplexed::new(pool.client.clone(), pool.options),
+                shared: Arc::clone(&self.server.shared),
+            },
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+mod nonblocking {
+    use std::time::Duration;
+
+    use super::AsyncRedisStore;
+    use crate::deps::Deps;
+    use crate::store::{
+        AsyncLockStore, AsyncQueryStore, AsyncSimpleStore, CacheKey, Fence, RowState, StoreFuture,
+    };
+
+    impl AsyncQueryStore for AsyncRedisStore {
+        fn lookup<'a>(&'a self, key: CacheKey, deps: &'a Deps) -> StoreFuture<'a, Option<Vec<u8>>> {
+            Box::pin(self.server.lookup(key, deps))
+        }
+
+        fn fence<'a>(&'a self, deps: &'a Deps, ttl: Duration) -> StoreFuture<'a, Fence> {
+            Box::pin(self.server.fence(deps, ttl))
+        }
+
+        fn store<'a>(
+            &'a self,
+            key: CacheKey,
+            fence: &'a Fence,
+            payload: &'a [u8],
+            ttl: Duration,
+        ) -> StoreFuture<'a, bool> {
+            Box::pin(self.server.store(key, fence, payload, ttl))
+        }
+
+        fn invalidate_rows<'a>(
+            &'a self,
+            table: &'a str,
+            rows: &'a [RowState<'a>],
+        ) -> StoreFuture<'a, ()> {
+            Box::pin(self.server.invalidate_rows(table, rows))
+        }
+
+        fn invalidate_table<'a>(&'a self, table: &'a str) -> StoreFuture<'a, ()> {
+            Box::pin(self.server.invalidate_table(table))
+        }
+
+        fn invalidate_all(&self) -> StoreFuture<'_, ()> {
+            Box::pin(self.server.invalidate_all())
+        }
+
+        fn delete(&self, key: CacheKey) -> StoreFuture<'_, ()> {
+            Box::pin(self.server.delete(key))
+        }
+    }
+
+    impl AsyncSimpleStore for AsyncRedisStore {
+        fn simple_get(&self, key: CacheKey) -> StoreFuture<'_, Option<Vec<u8>>> {
+            Box::pin(self.server.simple_get(key))
+        }
+
+        fn simple_set<'a>(
+            &'a self,
+            key: CacheKey,
+            payload: &'a [u8],
+            ttl: Duration,
+        ) -> StoreFuture<'a, ()> {
+            Box::pin(self.server.simple_set(key, payload, ttl))
+        }
+
+        fn simple_delete(&self, key: CacheKey) -> StoreFuture<'_, ()> {
+            Box::pin(self.server.simple_delete(key))
+        }
+    }
+
+    impl AsyncLockStore for AsyncRedisStore {
+        fn try_lock<'a>(
+            &'a self,
+            key: CacheKey,
+            token: &'a str,
+            ttl: Duration,
+        ) -> StoreFuture<'a, bool> {
+            Box::pin(self.server.try_lock(key, token, ttl))
+        }
+
+        fn unlock<'a>(&'a self, key: CacheKey, token: &'a str) -> StoreFuture<'a, ()> {
+            Box::pin(self.server.unlock(key, token))
+        }
     }
 }

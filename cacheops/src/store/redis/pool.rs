@@ -1,5 +1,4 @@
-//! The Redis store's connections: blocking `redis::Connection`s kept in a small
-//! idle pool. An operation takes one (or connects) and gives it back unless the
+//! The blocking [`Link`]: `redis::Connection`s kept in a small idle pool. An operation takes one (or connects) and gives it back unless the
 //! connection may be out of step with the server (I/O error, timeout).
 //!
 //! Nothing connects before the first operation, so an application starts while
@@ -7,11 +6,13 @@
 //! (`retry_after`) instead of each waiting for the connect timeout. A new
 //! connection is checked with a PING (see [`open_connection`]).
 
+use std::future::{ready, Future};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use redis::{Connection, RedisError, RedisResult};
+use redis::{Connection, ConnectionLike, RedisError, RedisResult, Value};
 
+use super::link::{in_step, Body, Down, Failure, Link};
 use crate::error::Error;
 use crate::store::failure::{Doing, Phase};
 
@@ -39,22 +40,14 @@ impl Default for PoolOptions {
     }
 }
 
-/// Why [`Pool::run`] failed: the caller must know whether a command may have
-/// reached Redis (its effects, and any news it published, are then unknown).
-pub(super) enum Failure {
-    /// No connection: nothing was sent.
-    Connect(Error),
-    /// A command was sent and failed, or its reply was lost.
-    Command(Error),
-}
-
 /// Idle connections to one server, and the last failed connect.
 pub(super) struct Pool {
-    client: redis::Client,
+    pub(super) client: redis::Client,
     pub(super) options: PoolOptions,
     idle: Mutex<Vec<Connection>>,
-    /// Until when operations fail at once, with the error of the failed connect.
-    down_until: Mutex<Option<(Instant, RedisError)>>,
+    /// Held while connecting (see [`Down`]).
+    connecting: Mutex<()>,
+    down: Down,
 }
 
 impl Pool {
@@ -64,7 +57,8 @@ impl Pool {
             client,
             options,
             idle: Mutex::new(Vec::new()),
-            down_until: Mutex::new(None),
+            connecting: Mutex::new(()),
+            down: Down::default(),
         }
     }
 
@@ -98,7 +92,7 @@ impl Pool {
                     self.checkin(con);
                 }
                 let phase = Phase::Command(self.options.io_timeout);
-                Err(Failure::Command(doing.failed(e, phase)))
+                Err(Failure::of_command(e, |e| doing.failed(e, phase)))
             }
         }
     }
@@ -120,28 +114,14 @@ impl Pool {
 
     fn connect(&self, doing: Doing<'_>) -> Result<Connection, Error> {
         let options = &self.options;
-        let mut down_until = self
-            .down_until
+        let _one = self
+            .connecting
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some((until, e)) = &*down_until {
-            if Instant::now() < *until {
-                let phase = Phase::Waiting {
-                    connect: options.connect_timeout,
-                    retry_after: options.retry_after,
-                };
-                return Err(doing.failed(e.clone(), phase));
-            }
-        }
-        // Connecting under the lock: when Redis is down, one thread waits for the
-        // timeout and the others fail fast right after.
+        self.down.check(doing, options)?;
         let timeouts = (options.connect_timeout, options.io_timeout);
-        let con = open_connection(&self.client, timeouts).map_err(|e| {
-            *down_until = Some((Instant::now() + options.retry_after, e.clone()));
-            doing.failed(e, Phase::Connect(options.connect_timeout))
-        })?;
-        *down_until = None;
-        Ok(con)
+        let connected = open_connection(&self.client, timeouts);
+        self.down.record(connected, doing, options)
     }
 
     fn lock_idle(&self) -> MutexGuard<'_, Vec<Connection>> {
@@ -165,13 +145,25 @@ pub(crate) fn open_connection(
     Ok(con)
 }
 
-/// Whether the connection is still in step with the server after `e`: a server's
-/// error reply was read whole; an I/O error or timeout may leave a reply unread.
-fn in_step(e: &RedisError) -> bool {
-    matches!(
-        e.kind(),
-        redis::ErrorKind::Server(_)
-            | redis::ErrorKind::Extension
-            | redis::ErrorKind::UnexpectedReturnType
-    )
+impl Link for Pool {
+    fn send<T: Send>(
+        &self,
+        doing: Doing<'_>,
+        body: Body<'_>,
+        read: impl Fn(Value) -> RedisResult<T> + Send + Sync,
+    ) -> impl Future<Output = Result<T, Failure>> + Send {
+        ready(self.run(doing, |con| send_body(con, body).and_then(&read)))
+    }
+}
+
+/// Sends `body` on a blocking connection.
+fn send_body(con: &mut Connection, body: Body<'_>) -> RedisResult<Value> {
+    match body {
+        Body::Cmd(cmd) => cmd.query(con),
+        Body::Pipe(pipe) => pipe.query(con),
+        Body::Lookup(lookup, false) => con.req_packed_command(lookup.mget_packed()),
+        Body::Lookup(lookup, true) => con
+            .req_packed_commands(lookup.packed(), 0, 2)
+            .map(Value::Array),
+    }
 }

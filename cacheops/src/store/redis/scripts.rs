@@ -4,58 +4,67 @@
 
 use std::sync::LazyLock;
 
-use redis::{Cmd, Connection, RedisResult, Script, ServerErrorKind};
+use redis::{Cmd, RedisResult, Script, Value};
+
+use super::link::{Body, Failure, Link};
+use crate::store::failure::Doing;
+
+/// A script: its text, and the SHA it is run by.
+pub(super) struct Lua {
+    source: &'static str,
+    script: Script,
+}
+
+impl Lua {
+    fn new(source: &'static str) -> Lua {
+        Lua {
+            source,
+            script: Script::new(source),
+        }
+    }
+
+    /// `SCRIPT LOAD` of its text.
+    fn load(&self) -> Cmd {
+        let mut cmd = redis::cmd("SCRIPT");
+        cmd.arg("LOAD").arg(self.source);
+        cmd
+    }
+}
 
 /// Reads or creates a table's stamps and registers its schemes (`fence.lua`).
-pub(super) static FENCE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../lua/fence.lua")));
+pub(super) static FENCE: LazyLock<Lua> =
+    LazyLock::new(|| Lua::new(include_str!("../lua/fence.lua")));
 /// Stores a value if its stamps are unchanged (`store.lua`).
-pub(super) static STORE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../lua/store.lua")));
+pub(super) static STORE: LazyLock<Lua> =
+    LazyLock::new(|| Lua::new(include_str!("../lua/store.lua")));
 /// Deletes the conjunction keys that rows hit (`invalidate.lua`).
-pub(super) static INVALIDATE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../lua/invalidate.lua")));
+pub(super) static INVALIDATE: LazyLock<Lua> =
+    LazyLock::new(|| Lua::new(include_str!("../lua/invalidate.lua")));
 /// Releases a lock its token holds (`unlock.lua`).
-pub(super) static UNLOCK: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../lua/unlock.lua")));
+pub(super) static UNLOCK: LazyLock<Lua> =
+    LazyLock::new(|| Lua::new(include_str!("../lua/unlock.lua")));
 
 /// `EVALSHA <sha> <numkeys>`, ready for keys and arguments.
-pub(super) fn evalsha(script: &Script, numkeys: usize) -> Cmd {
+pub(super) fn evalsha(lua: &Lua, numkeys: usize) -> Cmd {
     let mut cmd = redis::cmd("EVALSHA");
-    cmd.arg(script.get_hash()).arg(numkeys);
+    cmd.arg(lua.script.get_hash()).arg(numkeys);
     cmd
 }
 
-/// Runs a command or pipeline of EVALSHAs of `script`, loading the script once if
+/// Sends a command or pipeline of EVALSHAs of `lua`, loading the script once if
 /// the server does not know it.
-pub(super) fn with_script<T: redis::FromRedisValue>(
-    con: &mut Connection,
-    script: &Script,
-    query: &impl Query,
-) -> RedisResult<T> {
-    match query.run(con) {
-        Err(e) if e.kind() == redis::ErrorKind::Server(ServerErrorKind::NoScript) => {
-            script.load(con)?;
-            query.run(con)
+pub(super) async fn with_script<L: Link, T: Send>(
+    link: &L,
+    doing: Doing<'_>,
+    lua: &Lua,
+    body: Body<'_>,
+    read: impl Fn(Value) -> RedisResult<T> + Send + Sync,
+) -> Result<T, Failure> {
+    match link.send(doing, body, &read).await {
+        Err(Failure::NoScript(_)) => {
+            link.send(doing, Body::Cmd(&lua.load()), |_| Ok(())).await?;
+            link.send(doing, body, &read).await
         }
         result => result,
-    }
-}
-
-/// A command or a pipeline: what [`with_script`] may have to send twice.
-pub(super) trait Query {
-    /// Sends it and reads the reply.
-    fn run<T: redis::FromRedisValue>(&self, con: &mut Connection) -> RedisResult<T>;
-}
-
-impl Query for Cmd {
-    fn run<T: redis::FromRedisValue>(&self, con: &mut Connection) -> RedisResult<T> {
-        self.query(con)
-    }
-}
-
-impl Query for redis::Pipeline {
-    fn run<T: redis::FromRedisValue>(&self, con: &mut Connection) -> RedisResult<T> {
-        self.query(con)
     }
 }

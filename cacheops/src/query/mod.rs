@@ -11,24 +11,27 @@
 //! dependencies, then one Redis round trip. On a miss: read the dependency stamps,
 //! run the SQL, store the result only if no stamp changed meanwhile.
 
+mod blocking;
+#[cfg(feature = "async")]
+mod nonblocking;
+
 use std::marker::PhantomData;
 use std::time::Duration;
 
 use diesel::connection::LoadConnection;
 use diesel::query_builder::{AsQuery, QueryFragment, QueryId};
-use diesel::query_dsl::methods::{LimitDsl, SelectDsl};
 use diesel::query_dsl::{LoadQuery, RunQueryDsl};
-use diesel::{OptionalExtension, QueryResult};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::analyse::Call;
 use crate::config::Ops;
 use crate::connection::CacheConnection;
-use crate::connection::{explicitly, fills_may_store, reads_may_use_cache};
 use crate::error::Result;
-use crate::protocol::read_through::{read_through_storable, Storable};
 use crate::runtime::Cacheops;
+
+#[cfg(feature = "async")]
+pub use nonblocking::{AsyncCachedQueryDsl, CachedAsync};
 
 /// Extension methods that serve any Diesel query from the cache.
 ///
@@ -51,14 +54,7 @@ use crate::runtime::Cacheops;
 pub trait CachedQueryDsl<C>: AsQuery + Sized {
     /// A builder to tune how this query is cached; see [`Cached`].
     fn cache(self) -> Cached<'static, Self, C> {
-        Cached {
-            query: self,
-            timeout: None,
-            ops: Ops::ALL,
-            lock: false,
-            handle: None,
-            conn: PhantomData,
-        }
+        Cached::new(self)
     }
 
     /// Loads every row through the cache: [`RunQueryDsl::load`], cached.
@@ -75,17 +71,43 @@ pub trait CachedQueryDsl<C>: AsQuery + Sized {
 impl<Q: AsQuery, C> CachedQueryDsl<C> for Q {}
 
 /// A query on its way to the cache, with per-call options.
+///
+/// `M` is how it runs: [`Blocking`] (from [`CachedQueryDsl::cache`], on Diesel's
+/// connections) or `Nonblocking` (from `AsyncCachedQueryDsl::cache_async`, on
+/// diesel-async's, feature `async`); the options are the same.
 #[must_use = "a cached query does nothing until it is loaded"]
-pub struct Cached<'h, Q, C> {
+pub struct Cached<'h, Q, C, M = Blocking> {
     query: Q,
     timeout: Option<Duration>,
     ops: Ops,
     lock: bool,
     handle: Option<&'h Cacheops>,
-    conn: PhantomData<fn(&mut C)>,
+    conn: PhantomData<fn(&mut C) -> M>,
 }
 
-impl<'h, Q: AsQuery, C> Cached<'h, Q, C> {
+/// A [`Cached`] query run by a blocking Diesel connection.
+#[derive(Debug)]
+pub enum Blocking {}
+
+/// A [`Cached`] query run by an async diesel-async connection (feature `async`).
+#[cfg(feature = "async")]
+#[derive(Debug)]
+pub enum Nonblocking {}
+
+impl<Q, C, M> Cached<'static, Q, C, M> {
+    fn new(query: Q) -> Self {
+        Cached {
+            query,
+            timeout: None,
+            ops: Ops::ALL,
+            lock: false,
+            handle: None,
+            conn: PhantomData,
+        }
+    }
+}
+
+impl<'h, Q: AsQuery, C, M> Cached<'h, Q, C, M> {
     /// How long this result lives, overriding the model's profile.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
@@ -127,7 +149,7 @@ impl<'h, Q: AsQuery, C> Cached<'h, Q, C> {
     }
 
     /// Uses this handle instead of the process-wide one.
-    pub fn using<'a>(self, handle: &'a Cacheops) -> Cached<'a, Q, C> {
+    pub fn using<'a>(self, handle: &'a Cacheops) -> Cached<'a, Q, C, M> {
         Cached {
             query: self.query,
             timeout: self.timeout,
@@ -138,7 +160,7 @@ impl<'h, Q: AsQuery, C> Cached<'h, Q, C> {
         }
     }
 
-    fn map<R: AsQuery>(self, f: impl FnOnce(Q) -> R) -> Cached<'h, R, C> {
+    fn map<R: AsQuery>(self, f: impl FnOnce(Q) -> R) -> Cached<'h, R, C, M> {
         Cached {
             query: f(self.query),
             timeout: self.timeout,
@@ -162,109 +184,4 @@ impl<'h, Q: AsQuery, C> Cached<'h, Q, C> {
             lock: self.lock,
         })
     }
-
-    /// Every row: `load`, cached (op `fetch`).
-    pub fn load<'q, T>(self, conn: &mut C) -> Result<Vec<T>>
-    where
-        C: CacheConnection + LoadConnection,
-        Q::Query: QueryFragment<C::Backend> + QueryId + RunQueryDsl<C> + LoadQuery<'q, C, T>,
-        T: Serialize + DeserializeOwned + 'static,
-    {
-        let call = self.call(Ops::FETCH, "fetch")?;
-        fill(&call, conn, self.query.as_query(), |q, c| q.load(c))
-    }
-
-    /// The first row of the query as it is: `get_result`, cached (op `get`).
-    /// No row is `Err` whose [`crate::Error::as_diesel`] is `NotFound`; see
-    /// [`crate::OptionalExtension`].
-    pub fn get_result<'q, T>(self, conn: &mut C) -> Result<T>
-    where
-        C: CacheConnection + LoadConnection,
-        Q::Query: QueryFragment<C::Backend> + QueryId + RunQueryDsl<C> + LoadQuery<'q, C, T>,
-        T: Serialize + DeserializeOwned + 'static,
-    {
-        let call = self.call(Ops::GET, "get")?;
-        let row = fill(&call, conn, self.query.as_query(), |q, c| {
-            q.get_result(c).optional()
-        })?;
-        row.ok_or_else(|| diesel::result::Error::NotFound.into())
-    }
-
-    /// `LIMIT 1`, then the row: `first`, cached (op `get`).
-    pub fn first<'q, T>(self, conn: &mut C) -> Result<T>
-    where
-        Q: LimitDsl,
-        Q::Output: AsQuery,
-        C: CacheConnection + LoadConnection,
-        <Q::Output as AsQuery>::Query:
-            QueryFragment<C::Backend> + QueryId + RunQueryDsl<C> + LoadQuery<'q, C, T>,
-        T: Serialize + DeserializeOwned + 'static,
-    {
-        self.map(|q| q.limit(1)).get_result(conn)
-    }
-
-    /// `SELECT COUNT(*)` of the query, cached (op `count`).
-    pub fn count<'q>(self, conn: &mut C) -> Result<i64>
-    where
-        Q: SelectDsl<diesel::dsl::count_star>,
-        Q::Output: AsQuery,
-        C: CacheConnection + LoadConnection,
-        <Q::Output as AsQuery>::Query:
-            QueryFragment<C::Backend> + QueryId + RunQueryDsl<C> + LoadQuery<'q, C, i64>,
-    {
-        let call = self.call(Ops::COUNT, "count")?;
-        let query = self.query.select(diesel::dsl::count_star()).as_query();
-        fill(&call, conn, query, |q, c| q.get_result(c))
-    }
-
-    /// `SELECT EXISTS (query)`, cached (op `exists`).
-    pub fn exists<'q>(self, conn: &mut C) -> Result<bool>
-    where
-        diesel::dsl::exists<Q>: diesel::Expression,
-        diesel::dsl::select<diesel::dsl::exists<Q>>:
-            AsQuery + QueryFragment<C::Backend> + QueryId + RunQueryDsl<C> + LoadQuery<'q, C, bool>,
-        C: CacheConnection + LoadConnection,
-    {
-        let call = self.call(Ops::EXISTS, "exists")?;
-        let query = diesel::select(diesel::dsl::exists(self.query));
-        fill(&call, conn, query, |q, c| q.get_result(c))
-    }
-
-    /// A single value, e.g. `select(max(col))`, cached (op `aggregate`).
-    pub fn aggregate<'q, T>(self, conn: &mut C) -> Result<T>
-    where
-        C: CacheConnection + LoadConnection,
-        Q::Query: QueryFragment<C::Backend> + QueryId + RunQueryDsl<C> + LoadQuery<'q, C, T>,
-        T: Serialize + DeserializeOwned + 'static,
-    {
-        let call = self.call(Ops::AGGREGATE, "aggregate")?;
-        fill(&call, conn, self.query.as_query(), |q, c| q.get_result(c))
-    }
-}
-
-/// Runs `query` through the cache: `run` executes it on a miss.
-pub(crate) fn fill<C, Q, R>(
-    call: &Call<'_>,
-    conn: &mut C,
-    query: Q,
-    run: impl FnOnce(Q, &mut C) -> QueryResult<R>,
-) -> Result<R>
-where
-    C: CacheConnection,
-    Q: QueryFragment<C::Backend> + QueryId,
-    R: Serialize + DeserializeOwned + 'static,
-{
-    let plan = match reads_may_use_cache(conn) {
-        true => {
-            let identity = crate::connection::identity_of(call.handle, conn);
-            crate::analyse::plan::<C::Backend, Q, R>(call, identity, &query)?
-        }
-        false => None,
-    };
-    let storable = Storable::default();
-    read_through_storable(call.handle.core(), plan, &storable, || {
-        let result = explicitly(conn, |conn| run(query, conn))?;
-        storable.answer(|| fills_may_store(conn));
-        Ok(result)
-    })
 }
