@@ -33,6 +33,8 @@ pub use cached::{CachedConnection, CachedTransactionManager, SettlingCursor};
 pub use nonblocking::AsyncCacheConnection;
 pub(crate) use rewrite::{parse_update, Columns, UpdatePlan};
 pub(crate) use touched::{old_and_new, Typed};
+#[cfg(feature = "async")]
+pub(crate) use nonblocking::old_and_new_async;
 #[cfg(feature = "postgres")]
 pub(crate) use touched::{DecodeRow, Named};
 use tracked::Depth;

@@ -1,8 +1,13 @@
 //! [`AsyncCacheConnection`]: the diesel-async connections cacheops reads and
 //! writes through (feature `async`).
 
+use diesel::query_builder::{QueryFragment, QueryId};
+use diesel::result::QueryResult;
 use diesel_async::{AsyncConnection, TransactionManager};
+use futures_util::StreamExt;
 
+use super::rewrite::UpdatePlan;
+use super::touched::{DecodeRow, OldAndNew, Pair, WithSql};
 use crate::automatic::ReplayBackend;
 
 /// A diesel-async connection cacheops can read and write through: the async
@@ -48,4 +53,82 @@ impl AsyncCacheConnection for diesel_async::AsyncPgConnection {}
 impl AsyncCacheConnection
     for diesel_async::sync_connection_wrapper::SyncConnectionWrapper<diesel::SqliteConnection>
 {
+}
+
+/// [`old_and_new`](super::old_and_new) on a diesel-async connection: the same
+/// statements (the rewrite of `rewrite.rs`), the same decoding.
+pub(crate) async fn old_and_new_async<C, T, D>(
+    conn: &mut C,
+    source: &T,
+    plan: &UpdatePlan,
+    open: bool,
+) -> QueryResult<OldAndNew<D::Out>>
+where
+    C: AsyncCacheConnection,
+    T: QueryFragment<C::Backend> + QueryId + Sync,
+    D: DecodeRow<C::Backend>,
+    D::Out: Send,
+{
+    match plan {
+        UpdatePlan::Paired(sql) => {
+            let pairs = load_all::<C, T, Pair<D>>(conn, source, sql).await?;
+            Ok(pairs.into_iter().unzip())
+        }
+        UpdatePlan::PreRead { pre_read, update } => {
+            if !open {
+                C::TransactionManager::begin_transaction(conn).await?;
+            }
+            let rows = pre_read_then_update::<C, T, D>(conn, source, pre_read, update).await;
+            match (open, rows) {
+                (true, rows) => rows,
+                (false, Ok(rows)) => C::TransactionManager::commit_transaction(conn)
+                    .await
+                    .map(|()| rows),
+                (false, Err(e)) => {
+                    // The statement's error says more than a failed ROLLBACK would.
+                    let _ = C::TransactionManager::rollback_transaction(conn).await;
+                    Err(e)
+                }
+            }
+        }
+    }
+}
+
+async fn pre_read_then_update<C, T, D>(
+    conn: &mut C,
+    source: &T,
+    pre_read: &str,
+    update: &str,
+) -> QueryResult<OldAndNew<D::Out>>
+where
+    C: AsyncCacheConnection,
+    T: QueryFragment<C::Backend> + QueryId + Sync,
+    D: DecodeRow<C::Backend>,
+    D::Out: Send,
+{
+    let old = load_all::<C, T, D>(conn, source, pre_read).await?;
+    let new = load_all::<C, T, D>(conn, source, update).await?;
+    Ok((old, new))
+}
+
+/// Every row of `source` run as `sql`, decoded by `D`.
+async fn load_all<C, T, D>(conn: &mut C, source: &T, sql: &str) -> QueryResult<Vec<D::Out>>
+where
+    C: AsyncCacheConnection,
+    T: QueryFragment<C::Backend> + QueryId + Sync,
+    D: DecodeRow<C::Backend>,
+    D::Out: Send,
+{
+    let prepare = D::NAMED_COLUMNS;
+    let rows = conn.load(WithSql {
+        sql,
+        source,
+        prepare,
+    });
+    let mut rows = std::pin::pin!(rows.await?);
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().await {
+        out.push(D::decode(&row?)?);
+    }
+    Ok(out)
 }

@@ -217,7 +217,7 @@ impl<DB: Backend, M: FromSqlRow<ST, DB>, ST> DecodeRow<DB> for Typed<M, ST> {
 }
 
 /// A row of [`UpdatePlan::Paired`]: the old state then the new, decoded by `D`.
-struct Pair<D>(PhantomData<D>);
+pub(crate) struct Pair<D>(PhantomData<D>);
 
 impl<DB: Backend, D: DecodeRow<DB>> DecodeRow<DB> for Pair<D> {
     const NAMED_COLUMNS: bool = D::NAMED_COLUMNS;
@@ -232,15 +232,15 @@ impl<DB: Backend, D: DecodeRow<DB>> DecodeRow<DB> for Pair<D> {
 }
 
 /// `source` sent as `sql`: a rewrite of its text with the same binds.
-struct WithSql<'a, T> {
-    sql: &'a str,
-    source: &'a T,
+pub(crate) struct WithSql<'a, T> {
+    pub(crate) sql: &'a str,
+    pub(crate) source: &'a T,
     /// Kept as a prepared statement, keyed by its SQL text and bind types (which
     /// fully define it). Diesel marks every UPDATE unsafe to cache because its
     /// *type* does not fix its SQL (skipped `None` fields); keyed by text, that
     /// does not matter, and parsing and planning the rewrite on every save cost
     /// PostgreSQL ~0.2 ms.
-    prepare: bool,
+    pub(crate) prepare: bool,
 }
 
 impl<T> Query for WithSql<'_, T> {

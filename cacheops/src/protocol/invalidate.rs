@@ -84,9 +84,9 @@ pub(crate) async fn send_rows_with(
     rows: &[RowState<'_>],
 ) -> Result<()> {
     core.tally.invalidated(Some(table));
-    let unsent = Unsent::Table(core, table);
+    let owing = Owing::Table(core, table);
     let sent = io.invalidate_rows(table, rows).await;
-    unsent.sent();
+    owing.settled();
     remembered(core, sent, table)
 }
 
@@ -99,9 +99,9 @@ pub(crate) fn send_table(core: &Core, table: &str) -> Result<()> {
 /// [`send_table`] through `io`.
 pub(crate) async fn send_table_with(core: &Core, io: &impl Io, table: &str) -> Result<()> {
     core.tally.invalidated(Some(table));
-    let unsent = Unsent::Table(core, table);
+    let owing = Owing::Table(core, table);
     let sent = io.invalidate_table(table).await;
-    unsent.sent();
+    owing.settled();
     remembered(core, sent, table)
 }
 
@@ -120,36 +120,38 @@ pub(crate) async fn drop_all_with(core: &Core, io: &impl Io) -> Result<()> {
 /// [`drop_all`] for a write that may have changed anything: a failure is
 /// remembered (nothing is served until it gets through) and returned.
 pub(crate) async fn send_all_with(core: &Core, io: &impl Io) -> Result<()> {
-    let unsent = Unsent::All(core);
+    let owing = Owing::All(core);
     let sent = drop_all_with(core, io).await;
-    unsent.sent();
+    owing.settled();
     sent.inspect_err(|_| core.failures.owe_all())
 }
 
-/// What an invalidation in flight names: owed if it is dropped before the store
-/// answered (an async caller's future dropped at its await).
-enum Unsent<'a> {
+/// What an invalidation in flight names, or a write whose invalidation is not
+/// sent or queued yet: owed if it is dropped before it is settled (an async
+/// caller's future dropped at an await, or a panic), so that a write the
+/// database may have committed never leaves a stale entry served here.
+pub(crate) enum Owing<'a> {
     Table(&'a Core, &'a str),
     All(&'a Core),
 }
 
-impl Unsent<'_> {
-    /// The store answered: the caller remembers a failure itself.
-    fn sent(self) {
+impl Owing<'_> {
+    /// The store answered, or the invalidation was queued: the caller handles a
+    /// failure itself.
+    pub(crate) fn settled(self) {
         // Holds only references: forgetting it leaks nothing.
         std::mem::forget(self);
     }
 }
 
-impl Drop for Unsent<'_> {
+impl Drop for Owing<'_> {
     fn drop(&mut self) {
         match self {
-            Unsent::Table(core, table) => core.failures.owe_tables([*table]),
-            Unsent::All(core) => core.failures.owe_all(),
+            Owing::Table(core, table) => core.failures.owe_tables([*table]),
+            Owing::All(core) => core.failures.owe_all(),
         }
     }
 }
-
 /// `sent`, after remembering a failure: reads of `table` then bypass the cache
 /// until a table-wide invalidation of it gets through.
 fn remembered(core: &Core, sent: Result<()>, table: &str) -> Result<()> {

@@ -29,6 +29,36 @@ impl Pending {
             core.missed_invalidation(e);
         }
     }
+
+    /// [`Pending::send`] on the handle's async store.
+    #[cfg(feature = "async")]
+    pub(crate) async fn send_async(self) -> Result<()> {
+        let core = self.handle.core();
+        invalidate::degraded(core, send_async(core, self.what).await)
+    }
+
+    /// [`Pending::send_committed`] on the handle's async store.
+    #[cfg(feature = "async")]
+    pub(crate) async fn send_committed_async(self) {
+        let core = self.handle.core();
+        if let Err(e) = send_async(core, self.what).await {
+            core.missed_invalidation(e);
+        }
+    }
+}
+
+/// Sends `what` on the async store. A handle without one (the helpers check
+/// before they write, so only by mistake) owes everything: nothing it cached is
+/// served until an invalidation gets through.
+#[cfg(feature = "async")]
+async fn send_async(core: &crate::protocol::core::Core, what: Owed) -> Result<()> {
+    match core.nonblocking() {
+        Ok(io) => invalidate::send_with(core, &io, what).await,
+        Err(e) => {
+            core.failures.owe_all();
+            Err(e)
+        }
+    }
 }
 
 /// A callback the user registered to run after the outermost COMMIT.

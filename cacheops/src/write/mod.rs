@@ -16,6 +16,9 @@
 //! `conn.transaction`), it happens when the helper returns, before your COMMIT: a
 //! concurrent reader may then re-cache the old state, so prefer `Cacheops::transaction`.
 
+#[cfg(feature = "async")]
+mod nonblocking;
+
 use std::sync::{Arc, LazyLock};
 
 use diesel::associations::HasTable;
@@ -168,7 +171,7 @@ fn after_write<C: CacheConnection>(
     }
 }
 
-type RowType<M> = diesel::dsl::SqlTypeOf<<<M as HasTable>::Table as Table>::AllColumns>;
+pub(crate) type RowType<M> = diesel::dsl::SqlTypeOf<<<M as HasTable>::Table as Table>::AllColumns>;
 
 /// The old and the new state of the one row `statement` (an UPDATE of `M`'s table
 /// by primary key) changes, from the rewrite of `connection/rewrite.rs`. When it
@@ -214,7 +217,7 @@ where
 /// The rewrite of a helper's UPDATE `sql` returning `M`'s columns, parsed once per
 /// model and SQL text (a save otherwise spent more CPU parsing than waiting for
 /// Redis). `None`: no rewrite.
-fn helper_plan<M: Cacheable>(sql: &str, dialect: Dialect) -> Option<Arc<UpdatePlan>> {
+pub(crate) fn helper_plan<M: Cacheable>(sql: &str, dialect: Dialect) -> Option<Arc<UpdatePlan>> {
     static PLANS: LazyLock<Memo<Option<Arc<UpdatePlan>>>> = LazyLock::new(Memo::default);
     // Two models of one table may render the same UPDATE but load other columns.
     let key = format!("{}\n{sql}", M::INFO.label);
