@@ -114,6 +114,8 @@ pub use runtime::{global, install, Cacheops};
 pub use runtime::{model_stats, stats};
 pub use simple::{cache, cached, CachedOptions, FnKey, SimpleCache};
 pub use value::Value;
+#[cfg(feature = "async")]
+pub use write::AsyncSaveable;
 
 /// What an application writes daily: `use cacheops::prelude::*;`, beside
 /// `diesel::prelude::*` (nothing in one shadows the other or std's prelude, so

@@ -11,11 +11,15 @@ use diesel::prelude::*;
 /// A database a test owns: created on `open`, dropped on drop.
 pub trait TestDb: Sized {
     type Conn: Connection;
+    /// Its diesel-async connection.
+    type AsyncConn: diesel_async::AsyncConnection;
     /// Creates the database (a PostgreSQL schema, or an SQLite file) with the
     /// blog tables.
     fn open() -> Self;
     /// A new connection to it.
     fn connect(&self) -> Self::Conn;
+    /// A new diesel-async connection to it.
+    fn connect_async(&self) -> impl std::future::Future<Output = Self::AsyncConn> + Send;
 }
 
 /// A fresh name for a schema, file or prefix.
@@ -40,6 +44,7 @@ pub struct PgDb {
 
 impl TestDb for PgDb {
     type Conn = PgConnection;
+    type AsyncConn = diesel_async::AsyncPgConnection;
 
     fn open() -> Self {
         let db = PgDb {
@@ -56,6 +61,16 @@ impl TestDb for PgDb {
         let mut conn = PgConnection::establish(&database_url()).unwrap();
         let sql = format!("SET search_path TO {}", self.schema);
         diesel::connection::SimpleConnection::batch_execute(&mut conn, &sql).unwrap();
+        conn
+    }
+
+    async fn connect_async(&self) -> diesel_async::AsyncPgConnection {
+        use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+        let mut conn = diesel_async::AsyncPgConnection::establish(&database_url())
+            .await
+            .unwrap();
+        let sql = format!("SET search_path TO {}", self.schema);
+        conn.batch_execute(&sql).await.unwrap();
         conn
     }
 }
@@ -76,6 +91,7 @@ pub struct SqliteDb {
 
 impl TestDb for SqliteDb {
     type Conn = SqliteConnection;
+    type AsyncConn = crate::fixtures::sqlite::AsyncConn;
 
     fn open() -> Self {
         let path = std::env::temp_dir().join(format!("{}.sqlite", unique("cacheops")));
@@ -90,11 +106,19 @@ impl TestDb for SqliteDb {
 
     fn connect(&self) -> SqliteConnection {
         let mut conn = SqliteConnection::establish(&self.path).unwrap();
-        let pragmas = "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL;";
-        diesel::connection::SimpleConnection::batch_execute(&mut conn, pragmas).unwrap();
+        diesel::connection::SimpleConnection::batch_execute(&mut conn, SQLITE_PRAGMAS).unwrap();
+        conn
+    }
+
+    async fn connect_async(&self) -> Self::AsyncConn {
+        use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+        let mut conn = Self::AsyncConn::establish(&self.path).await.unwrap();
+        conn.batch_execute(SQLITE_PRAGMAS).await.unwrap();
         conn
     }
 }
+
+const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL;";
 
 impl Drop for SqliteDb {
     fn drop(&mut self) {
@@ -144,12 +168,20 @@ impl QueryCounter {
     }
 
     pub fn instrument<C: Connection>(&self, conn: &mut C) {
+        conn.set_instrumentation(self.counter());
+    }
+
+    pub fn instrument_async<C: diesel_async::AsyncConnection>(&self, conn: &mut C) {
+        conn.set_instrumentation(self.counter());
+    }
+
+    fn counter(&self) -> impl diesel::connection::Instrumentation {
         let count = self.0.clone();
-        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+        move |event: InstrumentationEvent<'_>| {
             if matches!(event, InstrumentationEvent::StartQuery { .. }) {
                 count.fetch_add(1, Ordering::SeqCst);
             }
-        });
+        }
     }
 }
 
@@ -200,6 +232,58 @@ impl<D: TestDb> Ctx<D> {
         self.queries.take();
         let out = f(&mut self.conn, &self.cache);
         (out, self.queries.take())
+    }
+}
+
+impl<D: TestDb> Ctx<D> {
+    /// A context whose database `seed` filled first.
+    pub fn seeded(store: StoreKind, seed: impl FnOnce(&mut D::Conn)) -> Self {
+        let mut ctx = Ctx::new(store);
+        seed(&mut ctx.conn);
+        ctx
+    }
+}
+
+/// [`Ctx`] for async tests: the same database, prefix and counting, with a
+/// diesel-async connection.
+pub struct AsyncCtx<D: TestDb> {
+    pub conn: D::AsyncConn,
+    pub cache: Cacheops,
+    pub queries: QueryCounter,
+    pub db: D,
+}
+
+impl<D: TestDb> AsyncCtx<D> {
+    /// A context whose database `seed` filled first (on a blocking connection:
+    /// the set-up is not what the tests check).
+    pub async fn seeded(store: StoreKind, seed: impl FnOnce(&mut D::Conn)) -> Self {
+        let db = D::open();
+        seed(&mut db.connect());
+        let mut conn = db.connect_async().await;
+        let queries = QueryCounter::default();
+        queries.instrument_async(&mut conn);
+        AsyncCtx {
+            conn,
+            cache: handle(store, &unique("cacheops_test")),
+            queries,
+            db,
+        }
+    }
+
+    /// Runs `f` and returns its result with the number of statements it ran.
+    pub async fn counted<T>(
+        &mut self,
+        f: impl AsyncFnOnce(&mut D::AsyncConn, &Cacheops) -> T,
+    ) -> (T, usize) {
+        self.queries.take();
+        let out = f(&mut self.conn, &self.cache).await;
+        (out, self.queries.take())
+    }
+}
+
+impl<D: TestDb> Drop for AsyncCtx<D> {
+    fn drop(&mut self) {
+        let _ = self.cache.invalidate_all();
     }
 }
 

@@ -110,6 +110,7 @@ macro_rules! blog {
 /// PostgreSQL: `uid` is a real UUID.
 pub mod pg {
     pub type Conn = diesel::pg::PgConnection;
+    pub type AsyncConn = diesel_async::AsyncPgConnection;
     pub type Backend = diesel::pg::Pg;
     blog!(diesel::pg::Pg, uid: diesel::sql_types::Uuid => uuid::Uuid, uuid::Uuid::new_v4());
 }
@@ -117,6 +118,9 @@ pub mod pg {
 /// SQLite: `uid` is text.
 pub mod sqlite {
     pub type Conn = diesel::sqlite::SqliteConnection;
+    pub type AsyncConn = diesel_async::sync_connection_wrapper::SyncConnectionWrapper<
+        diesel::sqlite::SqliteConnection,
+    >;
     pub type Backend = diesel::sqlite::Sqlite;
     blog!(diesel::sqlite::Sqlite, uid: diesel::sql_types::Text => String, uuid::Uuid::new_v4().to_string());
 }

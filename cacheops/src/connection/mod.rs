@@ -30,11 +30,11 @@ pub use crate::automatic::{CachedCursor, CachedField, CachedRow, NoReplay, Repla
 pub use crate::automatic::{ReplayedField, ReplayedRow};
 pub use cached::{CachedConnection, CachedTransactionManager, SettlingCursor};
 #[cfg(feature = "async")]
+pub(crate) use nonblocking::old_and_new_async;
+#[cfg(feature = "async")]
 pub use nonblocking::AsyncCacheConnection;
 pub(crate) use rewrite::{parse_update, Columns, UpdatePlan};
 pub(crate) use touched::{old_and_new, Typed};
-#[cfg(feature = "async")]
-pub(crate) use nonblocking::old_and_new_async;
 #[cfg(feature = "postgres")]
 pub(crate) use touched::{DecodeRow, Named};
 use tracked::Depth;

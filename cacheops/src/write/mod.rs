@@ -19,6 +19,9 @@
 #[cfg(feature = "async")]
 mod nonblocking;
 
+#[cfg(feature = "async")]
+pub use nonblocking::AsyncSaveable;
+
 use std::sync::{Arc, LazyLock};
 
 use diesel::associations::HasTable;

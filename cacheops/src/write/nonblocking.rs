@@ -53,11 +53,9 @@ impl Cacheops {
     {
         let owing = self.owing(M::INFO)?;
         let rows: Vec<M> = statement.get_results(conn).await?;
-        let states = rows
-            .iter()
-            .map(CacheRow::row_values)
-            .collect::<Result<_>>();
-        self.after_write_async(conn, M::INFO, states?, owing).await?;
+        let states = rows.iter().map(CacheRow::row_values).collect::<Result<_>>();
+        self.after_write_async(conn, M::INFO, states?, owing)
+            .await?;
         Ok(rows)
     }
 
@@ -77,19 +75,10 @@ impl Cacheops {
     pub async fn save_async<'a, M, C>(&self, conn: &mut C, obj: &'a M) -> Result<M>
     where
         C: AsyncCacheConnection,
-        M: CacheRow<C::Backend> + HasTable + FromSqlRow<RowType<M>, C::Backend> + Send + Sync,
-        &'a M: Identifiable<Table = M::Table>
-            + AsChangeset<Target = M::Table>
-            + IntoUpdateTarget<Table = M::Table>,
-        M::Table: FindDsl<<&'a M as Identifiable>::Id>,
-        Locked<diesel::dsl::Find<M::Table, <&'a M as Identifiable>::Id>>: LoadQuery<'a, C, M> + 'a,
-        diesel::dsl::Update<&'a M, &'a M>:
-            AsQuery + LoadQuery<'a, C, M> + QueryFragment<C::Backend> + QueryId + Sync + 'a,
+        M: AsyncSaveable<'a, C>,
     {
         let owing = self.owing(M::INFO)?;
-        let locked = Locked(M::table().find(obj.id()));
-        let statement = diesel::update(obj).set(obj);
-        let rows = updated_row(conn, statement, locked).await?;
+        let rows = obj.save_returning_old(conn).await?;
         self.after_update_async(conn, rows, owing).await
     }
 
@@ -236,4 +225,38 @@ where
                 _ => Err(diesel::result::Error::NotFound),
             }),
     )
+}
+
+/// A model [`Cacheops::save_async`] can save (see [`Saveable`](super::Saveable)).
+/// Implemented for every such model.
+pub trait AsyncSaveable<'a, C: AsyncCacheConnection>: CacheRow<C::Backend> + Sized {
+    /// Updates the stored row from `self` and returns `(old, new)`.
+    fn save_returning_old(
+        &'a self,
+        conn: &mut C,
+    ) -> impl std::future::Future<Output = QueryResult<(Self, Self)>> + Send;
+}
+
+impl<'a, M, C> AsyncSaveable<'a, C> for M
+where
+    C: AsyncCacheConnection,
+    M: CacheRow<C::Backend> + HasTable + FromSqlRow<RowType<M>, C::Backend> + Send + Sync,
+    &'a M: Identifiable<Table = M::Table>
+        + AsChangeset<Target = M::Table>
+        + IntoUpdateTarget<Table = M::Table>,
+    M::Table: FindDsl<<&'a M as Identifiable>::Id>,
+    Locked<diesel::dsl::Find<M::Table, <&'a M as Identifiable>::Id>>:
+        LoadQuery<'a, C, M> + Send + 'a,
+    diesel::dsl::Update<&'a M, &'a M>:
+        AsQuery + LoadQuery<'a, C, M> + QueryFragment<C::Backend> + QueryId + Send + Sync + 'a,
+{
+    fn save_returning_old(
+        &'a self,
+        conn: &mut C,
+    ) -> impl std::future::Future<Output = QueryResult<(M, M)>> + Send {
+        // Built here and moved in (no async block holding them): an async block
+        // would have to prove them `Send` for every lifetime, not just `'a`.
+        let locked = Locked(M::table().find(self.id()));
+        updated_row(conn, diesel::update(self).set(self), locked)
+    }
 }
