@@ -189,24 +189,35 @@ async fn fill_miss<R: Serialize>(
     core.tally.read(Some(&plan.deps), false);
     core.run_fill_hook();
     if !storable.refused() {
-        if let Err(e) = store_fill(core, io, plan, &fence, &result).await {
+        // Encoded first: nothing borrowed from the result is held across the
+        // store's await (an async fill stays `Send` for any result type).
+        let stored = match encode_fill(core, &result) {
+            Ok(payload) => store_fill(core, io, plan, &fence, &payload).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stored {
             core.not_stored(&e);
         }
     }
     Ok(result)
 }
 
-/// Stores a fill's result if it fits the maximum value size and the fence holds.
-async fn store_fill<R: Serialize>(
+/// A fill's result encoded, if it fits the maximum value size.
+fn encode_fill<R: Serialize>(core: &Core, result: &R) -> Result<Vec<u8>> {
+    let payload = codec::encode(result)?;
+    core.check_size(payload.len(), format_args!("a cached value"))?;
+    Ok(payload)
+}
+
+/// Stores a fill's encoded result if the fence holds.
+async fn store_fill(
     core: &Core,
     io: &impl Io,
     plan: &Plan,
     fence: &Fence,
-    result: &R,
+    payload: &[u8],
 ) -> Result<()> {
-    let payload = codec::encode(result)?;
-    core.check_size(payload.len(), format_args!("a cached value"))?;
-    if !io.store(plan.key, fence, &payload, plan.ttl).await? {
+    if !io.store(plan.key, fence, payload, plan.ttl).await? {
         core.tally.refused();
     }
     Ok(())

@@ -3,6 +3,12 @@
 //! same read-through, fence and stampede lock (`protocol/`), on the handle's
 //! async store.
 
+// The public futures are `impl Future + Send` written by hand, not `async fn`:
+// see `query/nonblocking.rs` on why `Send` is proven at the definition.
+#![allow(clippy::manual_async_fn)]
+
+use std::future::Future;
+
 use diesel::query_builder::{AsQuery, QueryFragment, QueryId};
 use diesel::query_dsl::methods::{LimitDsl, SelectDsl};
 use diesel::{OptionalExtension, QueryResult};
@@ -48,122 +54,166 @@ pub trait AsyncCachedQueryDsl<C>: AsQuery + Sized {
 
     /// Loads every row through the cache: `diesel_async::RunQueryDsl::load`,
     /// cached.
-    #[allow(async_fn_in_trait)]
-    async fn cached_async<'q, T>(self, conn: &mut C) -> Result<Vec<T>>
+    fn cached_async<'a, 'q, T>(
+        self,
+        conn: &'a mut C,
+    ) -> impl Future<Output = Result<Vec<T>>> + Send + use<'a, 'q, T, Self, C>
     where
+        'q: 'a,
+        Self: Send + 'static,
         C: AsyncCacheConnection,
-        Self::Query: QueryFragment<C::Backend> + QueryId + LoadQuery<'q, C, T> + 'q,
+        Self::Query: QueryFragment<C::Backend> + QueryId + LoadQuery<'q, C, T> + Send + 'q,
         T: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.cache_async().load(conn).await
+        self.cache_async().load(conn)
     }
 }
 
 impl<Q: AsQuery, C> AsyncCachedQueryDsl<C> for Q {}
 
-impl<'h, Q: AsQuery, C: AsyncCacheConnection> Cached<'h, Q, C, Nonblocking> {
+// Each load returns `impl Future + Send` rather than being an `async fn`: the
+// future is then proven `Send` here, once, from the bounds, instead of at every
+// caller from its concrete types, where rustc cannot prove it for queries that
+// borrow (a boxed query's lifetime), so `tokio::spawn` and axum handlers take it.
+impl<'h, Q: AsQuery + Send + 'h, C: AsyncCacheConnection> Cached<'h, Q, C, Nonblocking> {
     /// Every row: `load`, cached (op `fetch`).
-    pub async fn load<'q, T>(self, conn: &mut C) -> Result<Vec<T>>
+    pub fn load<'a, 'q, T>(
+        self,
+        conn: &'a mut C,
+    ) -> impl Future<Output = Result<Vec<T>>> + Send + use<'a, 'q, 'h, Q, C, T>
     where
-        Q::Query: QueryFragment<C::Backend> + QueryId + LoadQuery<'q, C, T> + 'q,
+        'h: 'a,
+        'q: 'a,
+        Q::Query: QueryFragment<C::Backend> + QueryId + LoadQuery<'q, C, T> + Send + 'q,
         T: Serialize + DeserializeOwned + Send + 'static,
     {
-        let call = self.call(Ops::FETCH, "fetch")?;
-        fill(&call, conn, self.query.as_query(), async |q, c| {
-            q.load(c).await
-        })
-        .await
+        let call = self.call(Ops::FETCH, "fetch");
+        let query = self.query.as_query();
+        fill(call, conn, query, |q, c| q.load(c))
     }
 
     /// The first row of the query as it is: `get_result`, cached (op `get`).
     /// No row is `Err` whose [`crate::Error::as_diesel`] is `NotFound`.
-    pub async fn get_result<'q, T>(self, conn: &mut C) -> Result<T>
+    pub fn get_result<'a, 'q, T>(
+        self,
+        conn: &'a mut C,
+    ) -> impl Future<Output = Result<T>> + Send + use<'a, 'q, 'h, Q, C, T>
     where
-        Q::Query: QueryFragment<C::Backend> + QueryId + LoadQuery<'q, C, T> + 'q,
+        'h: 'a,
+        'q: 'a,
+        Q::Query: QueryFragment<C::Backend> + QueryId + LoadQuery<'q, C, T> + Send + 'q,
         T: Serialize + DeserializeOwned + Send + 'static,
     {
-        let call = self.call(Ops::GET, "get")?;
+        let call = self.call(Ops::GET, "get");
         let query = self.query.as_query();
-        let row = fill(&call, conn, query, async |q, c| {
+        let row = fill(call, conn, query, |q, c| async {
             q.get_result(c).await.optional()
         });
-        row.await?
-            .ok_or_else(|| diesel::result::Error::NotFound.into())
+        async {
+            row.await?
+                .ok_or_else(|| diesel::result::Error::NotFound.into())
+        }
     }
 
     /// `LIMIT 1`, then the row: `first`, cached (op `get`).
-    pub async fn first<'q, T>(self, conn: &mut C) -> Result<T>
+    pub fn first<'a, 'q, T>(
+        self,
+        conn: &'a mut C,
+    ) -> impl Future<Output = Result<T>> + Send + use<'a, 'q, 'h, Q, C, T>
     where
+        'h: 'a,
+        'q: 'a,
         Q: LimitDsl,
-        Q::Output: AsQuery,
+        Q::Output: AsQuery + Send + 'h,
         <Q::Output as AsQuery>::Query:
-            QueryFragment<C::Backend> + QueryId + LoadQuery<'q, C, T> + 'q,
+            QueryFragment<C::Backend> + QueryId + LoadQuery<'q, C, T> + Send + 'q,
         T: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.map(|q| q.limit(1)).get_result(conn).await
+        self.map(|q| q.limit(1)).get_result(conn)
     }
 
     /// `SELECT COUNT(*)` of the query, cached (op `count`).
-    pub async fn count<'q>(self, conn: &mut C) -> Result<i64>
+    pub fn count<'a, 'q>(
+        self,
+        conn: &'a mut C,
+    ) -> impl Future<Output = Result<i64>> + Send + use<'a, 'q, 'h, Q, C>
     where
+        'h: 'a,
+        'q: 'a,
         Q: SelectDsl<diesel::dsl::count_star>,
         Q::Output: AsQuery,
         <Q::Output as AsQuery>::Query:
-            QueryFragment<C::Backend> + QueryId + LoadQuery<'q, C, i64> + 'q,
+            QueryFragment<C::Backend> + QueryId + LoadQuery<'q, C, i64> + Send + 'q,
     {
-        let call = self.call(Ops::COUNT, "count")?;
+        let call = self.call(Ops::COUNT, "count");
         let query = self.query.select(diesel::dsl::count_star()).as_query();
-        fill(&call, conn, query, async |q, c| q.get_result(c).await).await
+        fill(call, conn, query, |q, c| q.get_result(c))
     }
 
     /// `SELECT EXISTS (query)`, cached (op `exists`).
-    pub async fn exists<'q>(self, conn: &mut C) -> Result<bool>
+    pub fn exists<'a, 'q>(
+        self,
+        conn: &'a mut C,
+    ) -> impl Future<Output = Result<bool>> + Send + use<'a, 'q, 'h, Q, C>
     where
+        'h: 'a,
+        'q: 'a,
         diesel::dsl::exists<Q>: diesel::Expression,
         diesel::dsl::select<diesel::dsl::exists<Q>>:
-            AsQuery + QueryFragment<C::Backend> + QueryId + LoadQuery<'q, C, bool> + 'q,
+            AsQuery + QueryFragment<C::Backend> + QueryId + LoadQuery<'q, C, bool> + Send + 'q,
     {
-        let call = self.call(Ops::EXISTS, "exists")?;
+        let call = self.call(Ops::EXISTS, "exists");
         let query = diesel::select(diesel::dsl::exists(self.query));
-        fill(&call, conn, query, async |q, c| q.get_result(c).await).await
+        fill(call, conn, query, |q, c| q.get_result(c))
     }
 
     /// A single value, e.g. `select(max(col))`, cached (op `aggregate`).
-    pub async fn aggregate<'q, T>(self, conn: &mut C) -> Result<T>
+    pub fn aggregate<'a, 'q, T>(
+        self,
+        conn: &'a mut C,
+    ) -> impl Future<Output = Result<T>> + Send + use<'a, 'q, 'h, Q, C, T>
     where
-        Q::Query: QueryFragment<C::Backend> + QueryId + LoadQuery<'q, C, T> + 'q,
+        'h: 'a,
+        'q: 'a,
+        Q::Query: QueryFragment<C::Backend> + QueryId + LoadQuery<'q, C, T> + Send + 'q,
         T: Serialize + DeserializeOwned + Send + 'static,
     {
-        let call = self.call(Ops::AGGREGATE, "aggregate")?;
+        let call = self.call(Ops::AGGREGATE, "aggregate");
         let query = self.query.as_query();
-        fill(&call, conn, query, async |q, c| q.get_result(c).await).await
+        fill(call, conn, query, |q, c| q.get_result(c))
     }
 }
 
 /// Runs `query` through the cache on the handle's async store: `run` executes
-/// it on a miss.
-async fn fill<C, Q, R>(
-    call: &Call<'_>,
-    conn: &mut C,
+/// it on a miss. Whether the result may be stored is asked before the SQL runs
+/// (`conn` is `run`'s then): a read does not change a transaction's state.
+fn fill<'a, 'h: 'a, C, Q, R, F>(
+    call: Result<Call<'h>>,
+    conn: &'a mut C,
     query: Q,
-    run: impl AsyncFnOnce(Q, &mut C) -> QueryResult<R>,
-) -> Result<R>
+    run: impl FnOnce(Q, &'a mut C) -> F + Send + 'a,
+) -> impl Future<Output = Result<R>> + Send + 'a
 where
     C: AsyncCacheConnection,
-    Q: QueryFragment<C::Backend> + QueryId,
-    R: Serialize + DeserializeOwned + 'static,
+    Q: QueryFragment<C::Backend> + QueryId + Send + 'a,
+    R: Serialize + DeserializeOwned + Send + 'static,
+    F: Future<Output = QueryResult<R>> + Send + 'a,
 {
-    let may_use = conn.__reads_may_use_cache();
-    let database = call.handle.config().database;
-    let identity = || crate::protocol::key::identity(database, conn.__identity());
-    let plan = call.plan::<C::Backend, Q, R>(may_use, identity, &query)?;
-    let core = call.handle.core();
-    let io = core.nonblocking()?;
-    let storable = Storable::default();
-    let compute = async {
-        let result = run(query, &mut *conn).await?;
-        storable.answer(|| conn.__fills_may_store());
-        Ok(result)
-    };
-    read_through_with(core, &io, plan, &storable, compute).await
+    async move {
+        let call = call?;
+        let may_use = conn.__reads_may_use_cache();
+        let database = call.handle.config().database;
+        let identity = || crate::protocol::key::identity(database, conn.__identity());
+        let plan = call.plan::<C::Backend, Q, R>(may_use, identity, &query)?;
+        let core = call.handle.core();
+        let io = core.nonblocking()?;
+        let storable = Storable::default();
+        let compute = async {
+            let may_store = conn.__fills_may_store();
+            let result = run(query, conn).await?;
+            storable.answer(|| may_store);
+            Ok(result)
+        };
+        read_through_with(core, &io, plan, &storable, compute).await
+    }
 }

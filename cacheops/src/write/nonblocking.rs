@@ -9,6 +9,12 @@
 //! committed and was never invalidated leaves its table bypassing the cache in
 //! this process until a retry gets through.
 
+// The public futures are `impl Future + Send` written by hand, not `async fn`:
+// see `query/nonblocking.rs` on why `Send` is proven at the definition.
+#![allow(clippy::manual_async_fn)]
+
+use std::future::Future;
+
 use diesel::associations::HasTable;
 use diesel::deserialize::FromSqlRow;
 use diesel::query_builder::{AsChangeset, AsQuery, IntoUpdateTarget, QueryFragment, QueryId};
@@ -41,85 +47,108 @@ impl Cacheops {
     /// let gone: Vec<Tag> = h.write_returning_async(conn, diesel::delete(doomed)).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn write_returning_async<'q, M, C, S>(
-        &self,
-        conn: &mut C,
+    pub fn write_returning_async<'a, 'q, M, C, S>(
+        &'a self,
+        conn: &'a mut C,
         statement: S,
-    ) -> Result<Vec<M>>
+    ) -> impl Future<Output = Result<Vec<M>>> + Send + use<'a, 'q, M, C, S>
     where
+        'q: 'a,
         C: AsyncCacheConnection,
-        S: LoadQuery<'q, C, M> + 'q,
+        S: LoadQuery<'q, C, M> + Send + 'q,
         M: CacheRow<C::Backend> + Send,
     {
-        let owing = self.owing(M::INFO)?;
-        let rows: Vec<M> = statement.get_results(conn).await?;
-        let states = rows.iter().map(CacheRow::row_values).collect::<Result<_>>();
-        self.after_write_async(conn, M::INFO, states?, owing)
-            .await?;
-        Ok(rows)
+        async move {
+            let owing = self.owing(M::INFO)?;
+            let rows: Vec<M> = statement.get_results(conn).await?;
+            let states = rows.iter().map(CacheRow::row_values).collect::<Result<_>>();
+            self.after_write_async(conn, M::INFO, states?, owing)
+                .await?;
+            Ok(rows)
+        }
     }
 
     /// [`Cacheops::insert`] on a diesel-async connection.
-    pub async fn insert_async<'q, M, C, V>(&self, conn: &mut C, values: V) -> Result<Vec<M>>
+    pub fn insert_async<'a, 'q, M, C, V>(
+        &'a self,
+        conn: &'a mut C,
+        values: V,
+    ) -> impl Future<Output = Result<Vec<M>>> + Send + use<'a, 'q, M, C, V>
     where
+        'q: 'a,
         C: AsyncCacheConnection,
         M: CacheRow<C::Backend> + HasTable + Send,
         V: Insertable<M::Table>,
-        diesel::query_builder::InsertStatement<M::Table, V::Values>: LoadQuery<'q, C, M> + 'q,
+        diesel::query_builder::InsertStatement<M::Table, V::Values>:
+            LoadQuery<'q, C, M> + Send + 'q,
     {
         let statement = diesel::insert_into(M::table()).values(values);
-        self.write_returning_async(conn, statement).await
+        self.write_returning_async(conn, statement)
     }
 
     /// [`Cacheops::save`] on a diesel-async connection.
-    pub async fn save_async<'a, M, C>(&self, conn: &mut C, obj: &'a M) -> Result<M>
+    pub fn save_async<'a, M, C>(
+        &'a self,
+        conn: &'a mut C,
+        obj: &'a M,
+    ) -> impl Future<Output = Result<M>> + Send + use<'a, M, C>
     where
         C: AsyncCacheConnection,
-        M: AsyncSaveable<'a, C>,
+        M: AsyncSaveable<'a, C> + Send + Sync,
     {
-        let owing = self.owing(M::INFO)?;
-        let rows = obj.save_returning_old(conn).await?;
-        self.after_update_async(conn, rows, owing).await
+        async move {
+            let owing = self.owing(M::INFO)?;
+            let rows = obj.save_returning_old(conn).await?;
+            self.after_update_async(conn, rows, owing).await
+        }
     }
 
     /// [`Cacheops::update`] on a diesel-async connection.
-    pub async fn update_async<'q, M, C, Id, Changes>(
-        &self,
-        conn: &mut C,
+    pub fn update_async<'a, 'q, M, C, Id, Changes>(
+        &'a self,
+        conn: &'a mut C,
         id: Id,
         changes: Changes,
-    ) -> Result<M>
+    ) -> impl Future<Output = Result<M>> + Send + use<'a, 'q, M, C, Id, Changes>
     where
+        'q: 'a,
         C: AsyncCacheConnection,
         M: CacheRow<C::Backend> + HasTable + FromSqlRow<RowType<M>, C::Backend> + Send + Sync,
         Id: Clone,
         M::Table: FindDsl<Id>,
         diesel::dsl::Find<M::Table, Id>: IntoUpdateTarget<Table = M::Table>,
         Changes: AsChangeset<Target = M::Table>,
-        Locked<diesel::dsl::Find<M::Table, Id>>: LoadQuery<'q, C, M> + 'q,
+        Locked<diesel::dsl::Find<M::Table, Id>>: LoadQuery<'q, C, M> + Send + 'q,
         diesel::dsl::Update<diesel::dsl::Find<M::Table, Id>, Changes>:
-            AsQuery + LoadQuery<'q, C, M> + QueryFragment<C::Backend> + QueryId + Sync + 'q,
+            AsQuery + LoadQuery<'q, C, M> + QueryFragment<C::Backend> + QueryId + Send + Sync + 'q,
     {
-        let owing = self.owing(M::INFO)?;
         let statement = diesel::update(M::table().find(id.clone())).set(changes);
         let locked = Locked(M::table().find(id));
-        let rows = updated_row(conn, statement, locked).await?;
-        self.after_update_async(conn, rows, owing).await
+        async move {
+            let owing = self.owing(M::INFO)?;
+            let rows = updated_row(conn, statement, locked).await?;
+            self.after_update_async(conn, rows, owing).await
+        }
     }
 
     /// [`Cacheops::delete`] on a diesel-async connection.
-    pub async fn delete_async<'a, 'q, M, C>(&self, conn: &mut C, obj: &'a M) -> Result<Option<M>>
+    pub fn delete_async<'a, 'q, M, C>(
+        &'a self,
+        conn: &'a mut C,
+        obj: &'a M,
+    ) -> impl Future<Output = Result<Option<M>>> + Send + use<'a, 'q, M, C>
     where
+        'q: 'a,
         C: AsyncCacheConnection,
         M: CacheRow<C::Backend> + Send,
         &'a M: IntoUpdateTarget,
         diesel::query_builder::DeleteStatement<
             <&'a M as HasTable>::Table,
             <&'a M as IntoUpdateTarget>::WhereClause,
-        >: LoadQuery<'q, C, M> + 'q,
+        >: LoadQuery<'q, C, M> + Send + 'q,
     {
-        let statement = diesel::delete(obj);
-        Ok(self.write_returning_async(conn, statement).await?.pop())
+        let deleted = self.write_returning_async(conn, diesel::delete(obj));
+        async move { Ok(deleted.await?.pop()) }
     }
 
     /// Marks `model`'s table owed until the helper's invalidation is settled;
