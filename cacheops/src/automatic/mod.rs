@@ -105,8 +105,36 @@ pub(crate) fn serve<DB: ReplayBackend>(
     run: impl FnOnce(&Storable) -> crate::Result<RawRows>,
 ) -> QueryResult<Vec<DB::Replayed>> {
     let storable = Storable::default();
-    let raw = read_through_storable(handle.core(), Some(plan), &storable, || run(&storable))
-        .map_err(Error::into_diesel)?;
+    let raw = read_through_storable(handle.core(), Some(plan), &storable, || run(&storable));
+    replayed::<DB>(raw)
+}
+
+/// [`serve`] for an async connection, on the handle's async store: `run` reads
+/// the rows, `may_store` says whether they may be stored.
+#[cfg(feature = "async")]
+pub(crate) async fn serve_async<DB: ReplayBackend>(
+    handle: &Cacheops,
+    plan: Plan,
+    may_store: bool,
+    run: impl std::future::Future<Output = crate::Result<RawRows>>,
+) -> QueryResult<Vec<DB::Replayed>> {
+    let core = handle.core();
+    let io = core.nonblocking().map_err(Error::into_diesel)?;
+    let storable = Storable::default();
+    let compute = async {
+        let rows = run.await?;
+        storable.answer(|| may_store);
+        Ok(rows)
+    };
+    let raw =
+        crate::protocol::read_through::read_through_with(core, &io, Some(plan), &storable, compute)
+            .await;
+    replayed::<DB>(raw)
+}
+
+/// The rows to hand Diesel from what the read-through returned.
+fn replayed<DB: ReplayBackend>(raw: crate::Result<RawRows>) -> QueryResult<Vec<DB::Replayed>> {
+    let raw = raw.map_err(Error::into_diesel)?;
     DB::Replayed::replay(raw).ok_or_else(|| {
         Error::new(ErrorKind::NotCacheable, "this backend cannot replay rows").into_diesel()
     })

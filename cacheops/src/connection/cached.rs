@@ -21,7 +21,7 @@ use crate::deps::functions::Volatility;
 use crate::memo::Memo;
 use crate::protocol::read_through::Storable;
 use crate::runtime::Cacheops;
-use crate::transaction::{Owed, Pending};
+use crate::transaction::{Owed, Pending, Queue};
 
 /// A connection wrapper that invalidates after every write and tracks transactions.
 ///
@@ -140,21 +140,9 @@ impl<C: CacheConnection> CachedConnection<C> {
         if let Some(known) = self.tracked.identity {
             return known;
         }
-        let Some(identity) = self.inner.__database_identity() else {
-            // Not kept: asked again next time (an aborted transaction, say).
-            return crate::protocol::layout::unique();
-        };
-        let learned =
-            xxhash_rust::xxh3::xxh3_128(identity.as_bytes()) ^ self.tracked.private_salt();
-        self.tracked.identity = Some(learned);
-        // Collations are the database's, whatever schemas a session reads.
-        let database = identity.split('\u{1f}').next().unwrap_or_default();
-        let database = xxhash_rust::xxh3::xxh3_128(database.as_bytes());
-        let handle = self.tracked.handle.clone();
-        handle
-            .catalog()
-            .learn_collations(database, || self.inner.__inexact_columns());
-        learned
+        let identity = self.inner.__database_identity();
+        let inner = &mut self.inner;
+        learned_identity(&mut self.tracked, identity, || inner.__inexact_columns())
     }
 
     /// Whether `table` (as written) has the `columns` a rewrite relies on, asked
@@ -167,20 +155,6 @@ impl<C: CacheConnection> CachedConnection<C> {
         handle
             .catalog()
             .has_columns(identity, table, || inner.__has_columns(table, columns))
-    }
-
-    /// After a statement that ran: one that may have changed the session's
-    /// database identity makes it learned again before the next cached read.
-    fn ran(&mut self, classified: &Classified, calls: Volatility) {
-        // A function that may write may also set the search path (`set_config`).
-        let analysis = &classified.analysis;
-        let unknown = analysis.effect == Effect::Unknown;
-        if analysis.session || unknown || calls == Volatility::MayWrite {
-            self.tracked.session_changed();
-        }
-        if analysis.temp {
-            self.tracked.made_private();
-        }
     }
 
     /// The handle this connection invalidates through: an owned, cheap clone (a
@@ -210,7 +184,7 @@ impl<C: CacheConnection> CachedConnection<C> {
 
     /// Runs a statement's effect through the transaction rules (see [`record`]).
     fn record(&mut self, effect: Effect) {
-        record(&mut self.tracked, effect);
+        settle(record(&mut self.tracked, effect));
     }
 
     /// A statement holding a COMMIT or ROLLBACK failed: the database is asked
@@ -230,65 +204,28 @@ impl<C: CacheConnection> CachedConnection<C> {
         if effect.ends_transaction() {
             self.failed_end();
         }
-        match effect {
-            Effect::Steps(steps) => steps
-                .into_iter()
-                .filter(|s| matches!(s, Step::Write(_)))
-                .for_each(|s| step(&mut self.tracked, s)),
-            other => self.record(other),
-        }
+        self.record(writes_of(effect));
     }
 
-    /// The write effect of a statement, and how to run it so that it returns the
-    /// rows it touches (see [`touched::granular`]); its SQL when it was rendered.
+    /// [`classify`] of `source` on this connection's backend.
     fn classify<T: QueryFragment<C::Backend> + ?Sized>(
         &self,
         source: &T,
     ) -> (Arc<Classified>, Option<String>) {
-        if self.tracked.in_helper() {
-            return (Classified::read(), None);
-        }
-        match <C::Backend as CacheBackend>::render_sql(source) {
-            Ok(sql) => (
-                classified(&sql, <C::Backend as CacheBackend>::DIALECT),
-                Some(sql),
-            ),
-            Err(_) => (Classified::of(Effect::Unknown), None),
-        }
+        classify::<C::Backend, T>(&self.tracked, source)
     }
 
-    /// What the functions a statement calls may do (built-ins by name, others
-    /// from the catalog, once per handle): the worst of them.
-    fn calls(&mut self, classified: &Classified) -> Volatility {
-        if classified.analysis.calls.is_empty() {
-            return Volatility::Stable;
-        }
-        let handle = self.tracked.handle.clone();
-        let dialect = <C::Backend as CacheBackend>::DIALECT;
-        let inner = &mut self.inner;
-        let mut judge = |name: &String| {
-            handle.catalog().volatility(name, dialect, |schema, own| {
-                inner.__catalog_functions(schema, own)
-            })
-        };
-        classified
-            .analysis
-            .calls
-            .iter()
-            .map(&mut judge)
-            .max()
-            .unwrap_or(Volatility::Stable)
-    }
-
-    /// The effect of a statement once the functions it calls are judged: a
-    /// function that may write makes it a write of anything.
+    /// [`effect_of`] with functions unknown to cacheops looked up in the catalog.
     fn effect_of(&mut self, classified: &Classified) -> (Effect, Volatility) {
-        let calls = self.calls(classified);
-        let effect = classified.analysis.effect.clone();
-        match calls {
-            Volatility::MayWrite => (effect.with_unknown_writes(), calls),
-            _ => (effect, calls),
-        }
+        let inner = &mut self.inner;
+        let dialect = <C::Backend as CacheBackend>::DIALECT;
+        effect_of(&self.tracked.handle, classified, dialect, |schema, own| {
+            inner.__catalog_functions(schema, own)
+        })
+    }
+
+    fn ran(&mut self, classified: &Classified, calls: Volatility) {
+        ran(&mut self.tracked, classified, calls);
     }
 
     /// Brings the frames in line with the levels the database still has open.
@@ -513,7 +450,7 @@ where
             // Raw transaction control read as rows: followed once it has run.
             Effect::Steps(_) => {
                 let inner = LoadConnection::<B>::load(&mut self.inner, source)?;
-                record(&mut self.tracked, effect);
+                settle(record(&mut self.tracked, effect));
                 return Ok(SettlingCursor::new(CachedCursor::Live(inner), None));
             }
             effect => self.tracked.wrote(pending_of(&self.tracked, effect)),
@@ -521,6 +458,78 @@ where
         let inner = LoadConnection::<B>::load(&mut self.inner, source)?;
         Ok(SettlingCursor::new(CachedCursor::Live(inner), owed))
     }
+}
+
+/// After a statement that ran: one that may have changed the session's
+/// database identity makes it learned again before the next cached read.
+pub(crate) fn ran(tracked: &mut Tracked, classified: &Classified, calls: Volatility) {
+    // A function that may write may also set the search path (`set_config`).
+    let analysis = &classified.analysis;
+    let unknown = analysis.effect == Effect::Unknown;
+    if analysis.session || unknown || calls == Volatility::MayWrite {
+        tracked.session_changed();
+    }
+    if analysis.temp {
+        tracked.made_private();
+    }
+}
+
+/// The write effect of a statement, and how to run it so that it returns the
+/// rows it touches (see [`touched::granular`]); its SQL when it was rendered.
+/// Inside a helper every statement is a read: the helper invalidates itself.
+pub(crate) fn classify<DB: CacheBackend, T: QueryFragment<DB> + ?Sized>(
+    tracked: &Tracked,
+    source: &T,
+) -> (Arc<Classified>, Option<String>) {
+    if tracked.in_helper() {
+        return (Classified::read(), None);
+    }
+    match DB::render_sql(source) {
+        Ok(sql) => (classified(&sql, DB::DIALECT), Some(sql)),
+        Err(_) => (Classified::of(Effect::Unknown), None),
+    }
+}
+
+/// The effect of a statement once the functions it calls are judged (built-ins
+/// by name, others from the catalog through `lookup`, once per handle; one it
+/// cannot look up may write): a function that may write makes it a write of
+/// anything. Also the worst of those functions.
+pub(crate) fn effect_of(
+    handle: &Cacheops,
+    classified: &Classified,
+    dialect: Dialect,
+    mut lookup: impl FnMut(Option<&str>, &str) -> Option<Vec<(String, String)>>,
+) -> (Effect, Volatility) {
+    let judge = |name: &String| handle.catalog().volatility(name, dialect, &mut lookup);
+    let calls = classified.analysis.calls.iter().map(judge).max();
+    let calls = calls.unwrap_or(Volatility::Stable);
+    let effect = classified.analysis.effect.clone();
+    match calls {
+        Volatility::MayWrite => (effect.with_unknown_writes(), calls),
+        _ => (effect, calls),
+    }
+}
+
+/// The hashed identity of a session whose database reported `identity` (see
+/// [`CachedConnection::new`]), kept in `tracked`; the first session of each
+/// database on a handle also learns its collations through `inexact`. `None`
+/// (the database could not tell): a fresh identity, not kept, so nothing read
+/// then is shared (asked again next time: an aborted transaction, say).
+pub(crate) fn learned_identity(
+    tracked: &mut Tracked,
+    identity: Option<String>,
+    inexact: impl FnOnce() -> Option<Vec<(String, String)>>,
+) -> u128 {
+    let Some(identity) = identity else {
+        return crate::protocol::layout::unique();
+    };
+    let learned = xxhash_rust::xxh3::xxh3_128(identity.as_bytes()) ^ tracked.private_salt();
+    tracked.identity = Some(learned);
+    // Collations are the database's, whatever schemas a session reads.
+    let database = identity.split('\u{1f}').next().unwrap_or_default();
+    let database = xxhash_rust::xxh3::xxh3_128(database.as_bytes());
+    tracked.handle.catalog().learn_collations(database, inexact);
+    learned
 }
 
 /// How many levels Diesel's transaction manager counts on `conn`; `None` when
@@ -538,15 +547,15 @@ type Replayed<C> = <<C as Connection>::Backend as ReplayBackend>::Replayed;
 /// rows it touches; worked out once per SQL text (parsing a write costs more than
 /// the database takes to run it).
 #[derive(Debug)]
-struct Classified {
+pub(crate) struct Classified {
     /// Its effect, the functions it calls, what it does to the session.
-    analysis: Analysis,
-    granular: Option<Granular>,
+    pub(crate) analysis: Analysis,
+    pub(crate) granular: Option<Granular>,
 }
 
 impl Classified {
     /// An effect known without looking at SQL (no granular way to run it).
-    fn of(effect: Effect) -> Arc<Classified> {
+    pub(crate) fn of(effect: Effect) -> Arc<Classified> {
         Classified::shared(Analysis::of(effect))
     }
 
@@ -558,7 +567,7 @@ impl Classified {
     }
 
     /// A statement that changes no rows (shared: every read gets it).
-    fn read() -> Arc<Classified> {
+    pub(crate) fn read() -> Arc<Classified> {
         static READ: LazyLock<Arc<Classified>> = LazyLock::new(|| Classified::of(Effect::Read));
         READ.clone()
     }
@@ -576,7 +585,7 @@ impl Classified {
     }
 }
 
-fn classified(sql: &str, dialect: Dialect) -> Arc<Classified> {
+pub(crate) fn classified(sql: &str, dialect: Dialect) -> Arc<Classified> {
     static MEMO: LazyLock<Memo<Arc<Classified>>> = LazyLock::new(Memo::default);
     // A read that cannot call a function is told by its text: it needs no memo,
     // and does not fill the memo with every distinct SELECT text.
@@ -599,32 +608,71 @@ fn classified(sql: &str, dialect: Dialect) -> Arc<Classified> {
 }
 
 /// Runs a statement's effect through the transaction rules: its writes'
-/// invalidations (sent now outside a transaction: the statement has committed),
-/// and the levels raw transaction control opened or ended.
-fn record(tracked: &mut Tracked, effect: Effect) {
+/// invalidations (due now outside a transaction: the statement has committed),
+/// and the levels raw transaction control opened or ended. What is due now is
+/// sent by the caller, blocking ([`settle`]) or async.
+pub(crate) fn record(tracked: &mut Tracked, effect: Effect) -> Vec<Due> {
+    let mut due = Vec::new();
+    record_into(tracked, effect, &mut due);
+    due
+}
+
+fn record_into(tracked: &mut Tracked, effect: Effect, due: &mut Vec<Due>) {
     match effect {
         Effect::Read => {}
-        Effect::Steps(steps) => steps.into_iter().for_each(|s| step(tracked, s)),
+        Effect::Steps(steps) => steps.into_iter().for_each(|s| step(tracked, s, due)),
         write => {
             if let Some(now) = tracked.wrote(pending_of(tracked, write)) {
-                now.send_committed();
+                due.push(Due::Write(now));
             }
         }
     }
 }
 
-fn step(tracked: &mut Tracked, step: Step) {
+fn step(tracked: &mut Tracked, step: Step, due: &mut Vec<Due>) {
     match step {
-        Step::Write(effect) => record(tracked, effect),
+        Step::Write(effect) => record_into(tracked, effect, due),
         control => {
             if let Some(committed) = tracked.control(&control) {
-                committed.settle();
+                due.push(Due::Committed(committed));
             }
         }
     }
 }
 
-fn pending_of(tracked: &Tracked, effect: Effect) -> Pending {
+/// What a statement that ran leaves to send now.
+pub(crate) enum Due {
+    /// A write outside any transaction: committed.
+    Write(Pending),
+    /// What a raw COMMIT ended owes.
+    Committed(Queue),
+}
+
+/// Sends what is due, blocking.
+fn settle(due: Vec<Due>) {
+    for due in due {
+        match due {
+            Due::Write(now) => now.send_committed(),
+            Due::Committed(queue) => queue.settle(),
+        }
+    }
+}
+
+/// The writes among `steps` (a batch that failed part-way may have committed
+/// some of them; widening is safe).
+pub(crate) fn writes_of(effect: Effect) -> Effect {
+    match effect {
+        Effect::Steps(steps) => Effect::Steps(
+            steps
+                .into_iter()
+                .filter(|s| matches!(s, Step::Write(_)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+pub(crate) fn pending_of(tracked: &Tracked, effect: Effect) -> Pending {
     let what = match effect {
         Effect::Tables(tables) => Owed::Tables(tables),
         Effect::Read | Effect::Unknown | Effect::Steps(_) => Owed::All,

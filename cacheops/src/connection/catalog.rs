@@ -20,9 +20,28 @@ where
     diesel::select(expression).get_result::<String>(conn).ok()
 }
 
+/// PostgreSQL: the database and the server's address and port, then the user
+/// and `search_path` (as set: spelled differently, two equal paths only keep
+/// separate entries), separated by ASCII unit separators.
+#[cfg(feature = "postgres")]
+pub(crate) const PG_IDENTITY: &str =
+    "current_database() || '@' || coalesce(host(inet_server_addr()), 'local') || ':' \
+     || current_setting('port') || chr(31) || current_user || chr(31) \
+     || current_setting('search_path')";
+
+/// PostgreSQL: columns of tables and views whose collation is not
+/// deterministic (ICU `deterministic = false`), as [`pairs`].
+#[cfg(feature = "postgres")]
+pub(crate) const PG_INEXACT_COLUMNS: &str =
+    "coalesce((SELECT string_agg(lower(c.relname) || chr(31) || lower(a.attname), chr(30)) \
+     FROM pg_catalog.pg_attribute a \
+     JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+     JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation \
+     WHERE NOT co.collisdeterministic AND a.attnum > 0 AND NOT a.attisdropped), '')";
+
 /// Pairs joined as `a<US>b<RS>a<US>b...` (ASCII unit and record separators,
 /// which names do not hold), as the catalog queries return them.
-fn pairs(joined: &str) -> Vec<(String, String)> {
+pub(crate) fn pairs(joined: &str) -> Vec<(String, String)> {
     let pair = |p: &str| {
         p.split_once('\u{1f}')
             .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -42,16 +61,9 @@ impl CacheConnection for diesel::pg::PgConnection {
         )
     }
 
-    /// One statement: the database and the server's address and port, then the
-    /// user and `search_path` (as set: spelled differently, two equal paths only
-    /// keep separate entries), separated by ASCII unit separators.
+    /// One statement ([`PG_IDENTITY`]).
     fn __database_identity(&mut self) -> Option<String> {
-        text(
-            self,
-            "current_database() || '@' || coalesce(host(inet_server_addr()), 'local') || ':' \
-             || current_setting('port') || chr(31) || current_user || chr(31) \
-             || current_setting('search_path')",
-        )
+        text(self, PG_IDENTITY)
     }
 
     /// Outside a transaction block every statement starts its own transaction;
@@ -81,18 +93,9 @@ impl CacheConnection for diesel::pg::PgConnection {
         Some(usize::try_from(found).ok()? == columns.len())
     }
 
-    /// One statement on `pg_attribute`: columns of tables and views whose
-    /// collation is not deterministic (ICU `deterministic = false`).
+    /// One statement on `pg_attribute` ([`PG_INEXACT_COLUMNS`]).
     fn __inexact_columns(&mut self) -> Option<Vec<(String, String)>> {
-        let joined = text(
-            self,
-            "coalesce((SELECT string_agg(lower(c.relname) || chr(31) || lower(a.attname), chr(30)) \
-             FROM pg_catalog.pg_attribute a \
-             JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
-             JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation \
-             WHERE NOT co.collisdeterministic AND a.attnum > 0 AND NOT a.attisdropped), '')",
-        )?;
-        Some(pairs(&joined))
+        Some(pairs(&text(self, PG_INEXACT_COLUMNS)?))
     }
 
     /// One statement on `pg_proc`, once per function name and handle.

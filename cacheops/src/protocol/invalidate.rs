@@ -132,6 +132,7 @@ pub(crate) async fn send_all_with(core: &Core, io: &impl Io) -> Result<()> {
 /// database may have committed never leaves a stale entry served here.
 pub(crate) enum Owing<'a> {
     Table(&'a Core, &'a str),
+    Tables(&'a Core, &'a [String]),
     All(&'a Core),
 }
 
@@ -148,6 +149,9 @@ impl Drop for Owing<'_> {
     fn drop(&mut self) {
         match self {
             Owing::Table(core, table) => core.failures.owe_tables([*table]),
+            Owing::Tables(core, tables) => {
+                core.failures.owe_tables(tables.iter().map(String::as_str))
+            }
             Owing::All(core) => core.failures.owe_all(),
         }
     }

@@ -91,13 +91,37 @@ impl Queue {
     /// (a failed batch holding a COMMIT): the invalidations go out (widening is
     /// safe), the after-commit hooks do not run (it may have rolled back).
     pub(crate) fn settle_uncertain(self) {
+        self.uncertain()
+            .into_iter()
+            .for_each(Pending::send_committed);
+    }
+
+    /// The invalidations of an uncertain end; its hooks are dropped.
+    fn uncertain(self) -> Vec<Pending> {
         if !self.hooks.is_empty() {
             tracing::warn!(
                 hooks = self.hooks.len(),
                 "cacheops: a transaction ended by a failed statement; its on_commit hooks do not run"
             );
         }
-        self.pending.into_iter().for_each(Pending::send_committed);
+        self.pending
+    }
+
+    /// [`Queue::settle_uncertain`] on the async stores.
+    #[cfg(feature = "async")]
+    pub(crate) async fn settle_uncertain_async(self) {
+        for pending in self.uncertain() {
+            pending.send_committed_async().await;
+        }
+    }
+
+    /// [`Queue::settle`] on the async stores.
+    #[cfg(feature = "async")]
+    pub(crate) async fn settle_async(self) {
+        for pending in self.pending {
+            pending.send_committed_async().await;
+        }
+        self.hooks.into_iter().for_each(|hook| hook());
     }
 
     /// Sends every invalidation of a committed transaction (a failure is reported
@@ -107,8 +131,6 @@ impl Queue {
     /// (or telling another process to) sees the committed data.
     pub(crate) fn settle(self) {
         self.pending.into_iter().for_each(Pending::send_committed);
-        for hook in self.hooks {
-            hook();
-        }
+        self.hooks.into_iter().for_each(|hook| hook());
     }
 }
