@@ -11,6 +11,8 @@ pub mod fixtures;
 pub mod redis_server;
 
 #[cfg(test)]
+mod async_connection;
+#[cfg(test)]
 mod automatic;
 #[cfg(test)]
 mod cached_as;

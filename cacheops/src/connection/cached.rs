@@ -658,6 +658,20 @@ fn settle(due: Vec<Due>) {
     }
 }
 
+/// [`settle`] on the async stores: every invalidation due, then the hooks of
+/// what committed. Dropped part-way, what it had not sent is owed.
+#[cfg(feature = "async")]
+pub(crate) async fn settle_async(due: Vec<Due>) {
+    let mut queue = Queue::default();
+    for due in due {
+        match due {
+            Due::Write(now) => queue.push(now),
+            Due::Committed(committed) => queue.append(committed),
+        }
+    }
+    queue.settle_async().await;
+}
+
 /// The writes among `steps` (a batch that failed part-way may have committed
 /// some of them; widening is safe).
 pub(crate) fn writes_of(effect: Effect) -> Effect {

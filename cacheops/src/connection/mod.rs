@@ -8,6 +8,8 @@
 //! cursors, the rows automatic caching serves, and the backend trait it needs)
 //! are public here so they can be named; an application rarely writes them.
 
+#[cfg(all(feature = "async", feature = "postgres"))]
+mod async_cached;
 mod cached;
 mod catalog;
 mod compat;
@@ -28,6 +30,8 @@ use crate::transaction::{conn_id, in_transaction, plain_on_commit};
 pub use crate::automatic::{CachedCursor, CachedField, CachedRow, NoReplay, ReplayBackend};
 #[cfg(feature = "postgres")]
 pub use crate::automatic::{ReplayedField, ReplayedRow};
+#[cfg(all(feature = "async", feature = "postgres"))]
+pub use async_cached::{AsyncCachedConnection, AsyncCachedTransactionManager};
 pub use cached::{CachedConnection, CachedTransactionManager, SettlingCursor};
 #[cfg(feature = "async")]
 pub(crate) use nonblocking::old_and_new_async;
@@ -38,6 +42,7 @@ pub(crate) use touched::{old_and_new, Typed};
 #[cfg(feature = "postgres")]
 pub(crate) use touched::{DecodeRow, Named};
 use tracked::Depth;
+pub(crate) use tracked::Scope;
 pub use tracked::Tracked;
 
 /// A Diesel connection cacheops can read and write through.
@@ -144,30 +149,24 @@ pub trait CacheConnection: Connection<Backend: ReplayBackend> {
 /// Runs a cacheops write helper's statements: a connection that sees every
 /// statement must not record them again, the helper invalidates them itself.
 pub(crate) fn as_helper<C: CacheConnection, T>(conn: &mut C, f: impl FnOnce(&mut C) -> T) -> T {
-    within(conn, |t| &mut t.helper, f)
+    within(conn, |t| &t.helper, f)
 }
 
 /// Runs an explicit `.cached()` call's query: it caches its typed result itself,
 /// so a connection that caches reads automatically must not cache its rows too.
 pub(crate) fn explicitly<C: CacheConnection, T>(conn: &mut C, f: impl FnOnce(&mut C) -> T) -> T {
-    within(conn, |t| &mut t.explicit, f)
+    within(conn, |t| &t.explicit, f)
 }
 
 /// Runs `f` with one more scope of the kind `depth` picks open on a tracking
 /// connection (plain connections track nothing).
 fn within<C: CacheConnection, T>(
     conn: &mut C,
-    depth: fn(&mut Tracked) -> &mut Depth,
+    depth: fn(&Tracked) -> &Depth,
     f: impl FnOnce(&mut C) -> T,
 ) -> T {
-    if let Some(tracked) = conn.__tracked() {
-        depth(tracked).enter();
-    }
-    let out = f(conn);
-    if let Some(tracked) = conn.__tracked() {
-        depth(tracked).leave();
-    }
-    out
+    let _scope = conn.__tracked().map(|tracked| depth(tracked).scope());
+    f(conn)
 }
 
 /// The database identity of a call on `conn` through `handle` (see

@@ -44,6 +44,21 @@ pub trait AsyncCacheConnection: AsyncConnection<Backend: ReplayBackend> {
     fn __fills_may_store(&mut self) -> bool {
         !self.__in_transaction()
     }
+
+    /// Learns what [`AsyncCacheConnection::__identity`] answers, if a statement
+    /// made it unknown (a wrapper's connection is busy while its statement's
+    /// future lives, so it learns it when asked). Not public API.
+    #[doc(hidden)]
+    fn __learn_identity(&mut self) -> impl std::future::Future<Output = ()> + Send {
+        std::future::ready(())
+    }
+
+    /// The transaction tracking of a connection that sees every statement;
+    /// `None` for plain connections. Not public API.
+    #[doc(hidden)]
+    fn __tracked(&mut self) -> Option<&mut super::Tracked> {
+        None
+    }
 }
 
 #[cfg(feature = "postgres")]

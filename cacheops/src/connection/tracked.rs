@@ -7,6 +7,8 @@
 //! SQL control statements the connection sees are mapped onto the stack here.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use super::effect::Step;
 use crate::runtime::Cacheops;
@@ -39,21 +41,31 @@ pub struct Tracked {
     private: Option<u128>,
 }
 
-/// How many nested scopes of one kind are open.
+/// How many nested scopes of one kind are open. A scope closes when its
+/// [`Scope`] is dropped, which it is even when the code in it panics or (async)
+/// its future is dropped: a scope left open would hide every later statement.
 #[derive(Debug, Default)]
-pub(crate) struct Depth(u32);
+pub(crate) struct Depth(Arc<AtomicU32>);
 
 impl Depth {
-    pub(crate) fn enter(&mut self) {
-        self.0 += 1;
-    }
-
-    pub(crate) fn leave(&mut self) {
-        self.0 = self.0.saturating_sub(1);
+    /// Opens a scope, open until the returned guard is dropped.
+    pub(crate) fn scope(&self) -> Scope {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Scope(Arc::clone(&self.0))
     }
 
     pub(crate) fn active(&self) -> bool {
-        self.0 > 0
+        self.0.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// An open scope of a [`Depth`] (it holds no borrow of the connection, which
+/// the code in the scope uses).
+pub(crate) struct Scope(Arc<AtomicU32>);
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -132,7 +132,6 @@ pub(crate) async fn send_all_with(core: &Core, io: &impl Io) -> Result<()> {
 /// database may have committed never leaves a stale entry served here.
 pub(crate) enum Owing<'a> {
     Table(&'a Core, &'a str),
-    Tables(&'a Core, &'a [String]),
     All(&'a Core),
 }
 
@@ -149,13 +148,11 @@ impl Drop for Owing<'_> {
     fn drop(&mut self) {
         match self {
             Owing::Table(core, table) => core.failures.owe_tables([*table]),
-            Owing::Tables(core, tables) => {
-                core.failures.owe_tables(tables.iter().map(String::as_str))
-            }
             Owing::All(core) => core.failures.owe_all(),
         }
     }
 }
+
 /// `sent`, after remembering a failure: reads of `table` then bypass the cache
 /// until a table-wide invalidation of it gets through.
 fn remembered(core: &Core, sent: Result<()>, table: &str) -> Result<()> {

@@ -201,6 +201,7 @@ where
 {
     async move {
         let call = call?;
+        conn.__learn_identity().await;
         let may_use = conn.__reads_may_use_cache();
         let database = call.handle.config().database;
         let identity = || crate::protocol::key::identity(database, conn.__identity());
@@ -210,6 +211,8 @@ where
         let storable = Storable::default();
         let compute = async {
             let may_store = conn.__fills_may_store();
+            // This call caches its typed result: a wrapper must not cache the rows too.
+            let _explicit = conn.__tracked().map(|t| t.explicit.scope());
             let result = run(query, conn).await?;
             storable.answer(|| may_store);
             Ok(result)

@@ -30,6 +30,19 @@ impl Pending {
         }
     }
 
+    /// Marks what this invalidation names owed, without sending it (one that can
+    /// no longer be sent: its future was dropped): reads of it bypass the cache
+    /// in this process until a retry gets through.
+    pub(crate) fn owe(self) {
+        let failures = &self.handle.core().failures;
+        match &self.what {
+            Owed::Rows(model, _) => failures.owe_tables([model.table]),
+            Owed::Named(table, _) => failures.owe_tables([table.as_str()]),
+            Owed::Tables(tables) => failures.owe_tables(tables.iter().map(String::as_str)),
+            Owed::All => failures.owe_all(),
+        }
+    }
+
     /// [`Pending::send`] on the handle's async store.
     #[cfg(feature = "async")]
     pub(crate) async fn send_async(self) -> Result<()> {
@@ -58,6 +71,28 @@ async fn send_async(core: &crate::protocol::core::Core, what: Owed) -> Result<()
             core.failures.owe_all();
             Err(e)
         }
+    }
+}
+
+/// Sends each of `pending` in turn on the async stores; those not sent yet when
+/// the future is dropped are owed.
+#[cfg(feature = "async")]
+pub(crate) async fn send_committed_async(pending: Vec<Pending>) {
+    let mut rest = Unsent(pending.into_iter().rev().collect());
+    while let Some(next) = rest.0.pop() {
+        next.send_committed_async().await;
+    }
+}
+
+/// Invalidations not sent yet, owed if dropped (see [`Pending::owe`]); in
+/// reverse order, popped from the end.
+#[cfg(feature = "async")]
+struct Unsent(Vec<Pending>);
+
+#[cfg(feature = "async")]
+impl Drop for Unsent {
+    fn drop(&mut self) {
+        self.0.drain(..).for_each(Pending::owe);
     }
 }
 
@@ -110,17 +145,14 @@ impl Queue {
     /// [`Queue::settle_uncertain`] on the async stores.
     #[cfg(feature = "async")]
     pub(crate) async fn settle_uncertain_async(self) {
-        for pending in self.uncertain() {
-            pending.send_committed_async().await;
-        }
+        send_committed_async(self.uncertain()).await;
     }
 
-    /// [`Queue::settle`] on the async stores.
+    /// [`Queue::settle`] on the async stores. Dropped part-way, what it had not
+    /// sent is owed, and the hooks do not run.
     #[cfg(feature = "async")]
     pub(crate) async fn settle_async(self) {
-        for pending in self.pending {
-            pending.send_committed_async().await;
-        }
+        send_committed_async(self.pending).await;
         self.hooks.into_iter().for_each(|hook| hook());
     }
 

@@ -60,7 +60,9 @@ impl Cacheops {
     {
         async move {
             let owing = self.owing(M::INFO)?;
+            let helper = helper_scope(conn);
             let rows: Vec<M> = statement.get_results(conn).await?;
+            drop(helper);
             let states = rows.iter().map(CacheRow::row_values).collect::<Result<_>>();
             self.after_write_async(conn, M::INFO, states?, owing)
                 .await?;
@@ -98,7 +100,9 @@ impl Cacheops {
     {
         async move {
             let owing = self.owing(M::INFO)?;
+            let helper = helper_scope(conn);
             let rows = obj.save_returning_old(conn).await?;
+            drop(helper);
             self.after_update_async(conn, rows, owing).await
         }
     }
@@ -126,7 +130,9 @@ impl Cacheops {
         let locked = Locked(M::table().find(id));
         async move {
             let owing = self.owing(M::INFO)?;
+            let helper = helper_scope(conn);
             let rows = updated_row(conn, statement, locked).await?;
+            drop(helper);
             self.after_update_async(conn, rows, owing).await
         }
     }
@@ -174,9 +180,9 @@ impl Cacheops {
         Ok(new)
     }
 
-    /// Invalidates rows a helper wrote: now, since a plain diesel-async
-    /// connection's transaction cannot be followed (as for a plain Diesel one,
-    /// inside your transaction the invalidation happens before your COMMIT).
+    /// Invalidates rows a helper wrote: queued while a connection that tracks
+    /// its transactions has one open, sent now otherwise (inside a transaction
+    /// of a plain connection, before your COMMIT, as for a plain Diesel one).
     async fn after_write_async<C: AsyncCacheConnection>(
         &self,
         conn: &mut C,
@@ -188,17 +194,28 @@ impl Cacheops {
             handle: self.clone(),
             what: Owed::Rows(model, rows),
         };
-        let sent = match conn.__in_transaction() {
+        let unqueued = match conn.__tracked() {
+            Some(tracked) => tracked.wrote(pending),
+            None => Some(pending),
+        };
+        let sent = match unqueued {
+            None => Ok(()),
             // Not committed yet: a failure is the caller's to handle.
-            true => pending.send_async().await,
-            false => {
-                pending.send_committed_async().await;
+            Some(now) if conn.__in_transaction() => now.send_async().await,
+            Some(now) => {
+                now.send_committed_async().await;
                 Ok(())
             }
         };
         owing.settled();
         sent
     }
+}
+
+/// A helper's statements on a connection that sees every statement are the
+/// helper's to invalidate (granularly): the connection must not record them.
+fn helper_scope<C: AsyncCacheConnection>(conn: &mut C) -> Option<crate::connection::Scope> {
+    conn.__tracked().map(|tracked| tracked.helper.scope())
 }
 
 /// The old and new state of the one row an UPDATE by primary key changes: the

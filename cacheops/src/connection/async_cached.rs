@@ -1,0 +1,565 @@
+//! [`AsyncCachedConnection`]: diesel-async's PostgreSQL connection seeing every
+//! statement, as [`CachedConnection`](super::CachedConnection) does for
+//! Diesel's: the same classification, granular rewrites, transaction frames and
+//! automatic caching (`cached.rs`, `touched.rs`, `tracked.rs`), driven by
+//! futures, with invalidations on the handle's async store.
+
+use std::future::Future;
+
+use diesel::connection::{CacheSize, Instrumentation, TransactionManagerStatus};
+use diesel::query_builder::bind_collector::RawBytesBindCollector;
+use diesel::query_builder::{AsQuery, CollectedQuery, QueryFragment, QueryId};
+use diesel::result::{ConnectionError, ConnectionResult, QueryResult};
+use diesel::sql_types::Text;
+use diesel_async::{
+    AnsiTransactionManager, AsyncConnection, AsyncConnectionCore, AsyncPgConnection, RunQueryDsl,
+    SimpleAsyncConnection, TransactionManager,
+};
+use futures_util::future::BoxFuture;
+use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
+
+use super::cached::{
+    classify, effect_of, learned_identity, pending_of, ran, record, settle_async, Classified,
+};
+use super::catalog::{pairs, PG_IDENTITY, PG_INEXACT_COLUMNS};
+use super::effect::Effect;
+use super::touched::{DecodeRow, Granular, Named, Pair, WithSql};
+use super::tracked::Tracked;
+use super::AsyncCacheConnection;
+use crate::automatic::{self, CachedRow, RawRows, ReplayBackend};
+use crate::backend::Dialect;
+use crate::connection::rewrite::UpdatePlan;
+use crate::deps::functions::Volatility;
+use crate::error::Error;
+use crate::runtime::Cacheops;
+use crate::transaction::{Owed, Pending};
+
+type PgRow = <AsyncPgConnection as AsyncConnectionCore>::Row<'static, 'static>;
+type Replayed = <diesel::pg::Pg as ReplayBackend>::Replayed;
+
+/// An async connection wrapper that invalidates after every write and tracks
+/// transactions: [`CachedConnection`](super::CachedConnection) for
+/// diesel-async's `AsyncPgConnection`, with the same rules (read its docs):
+/// every write through `diesel_async::RunQueryDsl`, `batch_execute` or
+/// `sql_query` invalidates (INSERT/DELETE/UPDATE of one table granularly, in one
+/// statement), transactions queue invalidations until the outermost COMMIT
+/// (`conn.transaction(...)`, raw `BEGIN`/`COMMIT` too), and ordinary reads are
+/// cached automatically by their model's profile.
+///
+/// Differences, each widening, never narrowing: functions cacheops does not
+/// know by name are not looked up in the catalog (a statement calling one is a
+/// write of anything, and a read calling one is not cached); an UPDATE of a
+/// schema-qualified table invalidates its table; a miss inside a transaction is
+/// served but not stored; after a COMMIT that failed, the transaction's writes
+/// are invalidated as if it had committed.
+///
+/// ```no_run
+/// use cacheops::connection::AsyncCachedConnection;
+/// use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+/// # async fn run(cache: cacheops::Cacheops) -> Result<(), Box<dyn std::error::Error>> {
+/// let inner = AsyncPgConnection::establish("postgres://localhost/app").await?;
+/// let mut conn = AsyncCachedConnection::new(inner, cache).await;
+/// diesel::sql_query("UPDATE articles SET views = 0").execute(&mut conn).await?;
+/// # Ok(()) }
+/// ```
+pub struct AsyncCachedConnection<C> {
+    inner: C,
+    tracked: Tracked,
+}
+
+impl AsyncCachedConnection<AsyncPgConnection> {
+    /// Wraps `inner`; invalidations go to `handle`. Asks the database which
+    /// database, user and schema search path the session reads, and which
+    /// columns compare by a collation other than bytes (two statements), as
+    /// [`CachedConnection::new`](super::CachedConnection::new) does.
+    pub async fn new(inner: AsyncPgConnection, handle: Cacheops) -> Self {
+        let mut conn = AsyncCachedConnection {
+            inner,
+            tracked: Tracked::new(handle),
+        };
+        learn_identity(&mut conn.inner, &mut conn.tracked).await;
+        conn
+    }
+
+    /// The handle this connection invalidates through (a cheap clone).
+    pub fn cache(&self) -> Cacheops {
+        self.tracked.handle.clone()
+    }
+
+    /// The wrapped connection. Statements run on it directly are not seen.
+    pub fn inner(&mut self) -> &mut AsyncPgConnection {
+        &mut self.inner
+    }
+
+    /// How a statement is classified here: functions are judged by name only.
+    fn classified<T: QueryFragment<diesel::pg::Pg> + ?Sized>(
+        &self,
+        source: &T,
+    ) -> (
+        std::sync::Arc<Classified>,
+        Option<String>,
+        Effect,
+        Volatility,
+    ) {
+        let (classified, sql) = classify::<diesel::pg::Pg, T>(&self.tracked, source);
+        let dialect = Dialect::Postgres;
+        let (effect, calls) = effect_of(&self.tracked.handle, &classified, dialect, |_, _| None);
+        (classified, sql, effect, calls)
+    }
+}
+
+/// Learns the session's identity when it is unknown (see [`learned_identity`]).
+async fn learn_identity(inner: &mut AsyncPgConnection, tracked: &mut Tracked) {
+    if tracked.identity.is_some() {
+        return;
+    }
+    let identity = text(inner, PG_IDENTITY).await;
+    let inexact = match identity {
+        Some(_) => text(inner, PG_INEXACT_COLUMNS).await.map(|j| pairs(&j)),
+        None => None,
+    };
+    learned_identity(tracked, identity, || inexact);
+}
+
+/// The one text value `expression` selects; `None` when the query fails.
+async fn text(conn: &mut AsyncPgConnection, expression: &str) -> Option<String> {
+    let expression = diesel::dsl::sql::<Text>(expression);
+    let select = diesel::select(expression);
+    select.get_result::<String>(conn).await.ok()
+}
+
+/// After a statement ran: the session rules, then what it owes is queued or
+/// sent. An identity the statement may have changed is learned again by the
+/// next statement that can ask (`batch_execute`, a transaction's BEGIN or
+/// COMMIT, an explicit cached read); until then no read is cached
+/// automatically (the inner connection is borrowed by the statement's future).
+async fn after(tracked: &mut Tracked, classified: &Classified, calls: Volatility, effect: Effect) {
+    ran(tracked, classified, calls);
+    settle_async(record(tracked, effect)).await;
+}
+
+/// A write's invalidation while its statement runs: dropped (the future with
+/// it) before [`Unrecorded::recorded`], it is queued table-wide in the open
+/// transaction, or owed outside one, so a statement that may have committed
+/// never goes uninvalidated. (Dropped after the statement was recorded, while
+/// its invalidation is sent, that repeats it wider: safe.)
+struct Unrecorded<'t> {
+    tracked: &'t mut Tracked,
+    effect: Option<Effect>,
+}
+
+impl<'t> Unrecorded<'t> {
+    fn new(tracked: &'t mut Tracked, effect: &Effect) -> Self {
+        let write = !matches!(effect, Effect::Read | Effect::Steps(_));
+        Unrecorded {
+            tracked,
+            effect: write.then(|| effect.clone()),
+        }
+    }
+
+    /// The tracking, to record the statement with.
+    fn tracked(&mut self) -> &mut Tracked {
+        self.tracked
+    }
+
+    /// The statement is recorded: nothing more to do when dropped.
+    fn recorded(mut self) {
+        self.effect = None;
+    }
+}
+
+impl Drop for Unrecorded<'_> {
+    fn drop(&mut self) {
+        if let Some(effect) = self.effect.take() {
+            let pending = pending_of(self.tracked, effect);
+            if let Some(now) = self.tracked.wrote(pending) {
+                now.owe();
+            }
+        }
+    }
+}
+
+impl SimpleAsyncConnection for AsyncCachedConnection<AsyncPgConnection> {
+    fn batch_execute(&mut self, query: &str) -> impl Future<Output = QueryResult<()>> + Send {
+        let (classified, effect, calls) = match self.tracked.in_helper() {
+            true => (Classified::read(), Effect::Read, Volatility::Stable),
+            false => {
+                let classified = super::cached::classified(query, Dialect::Postgres);
+                let handle = &self.tracked.handle;
+                let (effect, calls) =
+                    effect_of(handle, &classified, Dialect::Postgres, |_, _| None);
+                (classified, effect, calls)
+            }
+        };
+        async move {
+            let mut guard = Unrecorded::new(&mut self.tracked, &effect);
+            let result = self.inner.batch_execute(query).await;
+            let tracked = guard.tracked();
+            match &result {
+                Ok(()) => after(tracked, &classified, calls, effect).await,
+                Err(_) => failed(tracked, super::cached::writes_of(effect)).await,
+            }
+            guard.recorded();
+            learn_identity(&mut self.inner, &mut self.tracked).await;
+            result
+        }
+    }
+}
+
+/// After a statement failed: a failed COMMIT or ROLLBACK ended the transaction
+/// (cannot be asked here: every level is taken as ended), and the writes a
+/// batch may have committed before its failing statement are invalidated.
+async fn failed(tracked: &mut Tracked, effect: Effect) {
+    if effect.ends_transaction() {
+        tracked.end_all().settle_uncertain_async().await;
+    }
+    settle_async(record(tracked, effect)).await;
+}
+
+impl AsyncConnectionCore for AsyncCachedConnection<AsyncPgConnection> {
+    type ExecuteFuture<'conn, 'query> = BoxFuture<'conn, QueryResult<usize>>;
+    type LoadFuture<'conn, 'query> = BoxFuture<'conn, QueryResult<Self::Stream<'conn, 'query>>>;
+    type Stream<'conn, 'query> = BoxStream<'static, QueryResult<Self::Row<'conn, 'query>>>;
+    type Row<'conn, 'query> = CachedRow<PgRow, Replayed>;
+    type Backend = diesel::pg::Pg;
+
+    /// A read its model's profile caches automatically is served from the
+    /// cache; a statement that writes through `load` (`... RETURNING`) is read
+    /// to its end and invalidated before its rows are handed over.
+    fn load<'conn, 'query, T>(&'conn mut self, source: T) -> Self::LoadFuture<'conn, 'query>
+    where
+        T: AsQuery + 'query,
+        T::Query: QueryFragment<Self::Backend> + QueryId + 'query,
+    {
+        let source = source.as_query();
+        let (classified, sql, effect, calls) = self.classified(&source);
+        let plan = match (&effect, sql, calls, self.tracked.identity) {
+            (Effect::Read, Some(sql), Volatility::Stable, Some(known)) => {
+                let database = self.tracked.handle.config().database;
+                let identity = crate::protocol::key::identity(database, Some(known));
+                let eligible = self.tracked.reads_may_be_automatic();
+                automatic::plan(&self.tracked.handle, eligible, identity, sql, &source)
+            }
+            _ => None,
+        };
+        if let Some(plan) = plan {
+            // Sent only on a miss: an owned copy of the statement, so that a hit
+            // neither renders it again nor reports a query that never ran.
+            let (inner, tracked) = (&mut self.inner, &mut self.tracked);
+            let rows: BoxFuture<'conn, _> = match owned(&source) {
+                Some(owned) => {
+                    Box::pin(async move { AsyncConnectionCore::load(inner, owned).await })
+                }
+                None => AsyncConnectionCore::load(inner, source),
+            };
+            return Box::pin(served(tracked, plan, classified, calls, rows));
+        }
+        let rows = AsyncConnectionCore::load(&mut self.inner, source);
+        let tracked = &mut self.tracked;
+        Box::pin(async move {
+            if let Effect::Read = effect {
+                ran(tracked, &classified, calls);
+                let live = rows.await?.map_ok(CachedRow::Live);
+                return Ok(live.boxed());
+            }
+            let mut guard = Unrecorded::new(tracked, &effect);
+            let rows: QueryResult<Vec<PgRow>> = async { rows.await?.try_collect().await }.await;
+            let tracked = guard.tracked();
+            match &rows {
+                Ok(_) => after(tracked, &classified, calls, effect).await,
+                Err(_) => failed(tracked, super::cached::writes_of(effect)).await,
+            }
+            guard.recorded();
+            let rows = rows?.into_iter().map(|r| Ok(CachedRow::Live(r)));
+            Ok(stream::iter(rows).boxed())
+        })
+    }
+
+    /// A plain INSERT, DELETE or UPDATE of one table runs so that it returns
+    /// the rows it touched (one statement) and invalidates exactly those; other
+    /// writes invalidate their tables, or everything.
+    fn execute_returning_count<'conn, 'query, T>(
+        &'conn mut self,
+        source: T,
+    ) -> Self::ExecuteFuture<'conn, 'query>
+    where
+        T: QueryFragment<Self::Backend> + QueryId + 'query,
+    {
+        let (classified, _, effect, calls) = self.classified(&source);
+        let granular = match (&classified.granular, calls) {
+            (_, Volatility::MayWrite) => None,
+            (Some(granular), _) => granular_sql(granular),
+            (None, _) => None,
+        };
+        if let Some((table, sql, paired)) = granular {
+            let table = table.to_owned();
+            let rows = AsyncConnectionCore::load(
+                &mut self.inner,
+                WithSql {
+                    sql,
+                    source: &source,
+                    prepare: false,
+                },
+            );
+            let tracked = &mut self.tracked;
+            return Box::pin(async move {
+                let mut guard = Unrecorded::new(tracked, &effect);
+                let rows = async { rows.await?.try_collect::<Vec<PgRow>>().await }.await;
+                let (count, owed) = touched_rows(table, paired, rows?)?;
+                let tracked = guard.tracked();
+                ran(tracked, &classified, calls);
+                let pending = Pending {
+                    handle: tracked.handle.clone(),
+                    what: owed,
+                };
+                if let Some(now) = tracked.wrote(pending).filter(|_| count > 0) {
+                    now.send_committed_async().await;
+                }
+                guard.recorded();
+                Ok(count)
+            });
+        }
+        let count = AsyncConnectionCore::execute_returning_count(&mut self.inner, source);
+        let tracked = &mut self.tracked;
+        Box::pin(async move {
+            let mut guard = Unrecorded::new(tracked, &effect);
+            let count = count.await;
+            let tracked = guard.tracked();
+            match &count {
+                Ok(_) => after(tracked, &classified, calls, effect).await,
+                Err(_) if effect.ends_transaction() => {
+                    tracked.end_all().settle_uncertain_async().await
+                }
+                Err(_) => {}
+            }
+            guard.recorded();
+            count
+        })
+    }
+}
+
+/// Rows of an automatically cached read: from the cache, or read by `rows`
+/// (awaited only on a miss) and stored.
+async fn served(
+    tracked: &mut Tracked,
+    plan: crate::protocol::read_through::Plan,
+    classified: std::sync::Arc<Classified>,
+    calls: Volatility,
+    rows: impl Future<Output = QueryResult<BoxStream<'static, QueryResult<PgRow>>>> + Send,
+) -> QueryResult<BoxStream<'static, QueryResult<CachedRow<PgRow, Replayed>>>> {
+    let handle = tracked.handle.clone();
+    let may_store = !tracked.in_transaction();
+    ran(tracked, &classified, calls);
+    let run = async { capture(rows.await.map_err(Error::from)?).await };
+    let replayed = automatic::serve_async::<diesel::pg::Pg>(&handle, plan, may_store, run);
+    let rows = replayed
+        .await?
+        .into_iter()
+        .map(|r| Ok(CachedRow::Replayed(r)));
+    Ok(stream::iter(rows).boxed())
+}
+
+/// `source` as an owned statement (its SQL and binds), to send later; `None`
+/// when a bind's type needs the connection's catalog (a custom type).
+fn owned<T: QueryFragment<diesel::pg::Pg> + ?Sized>(source: &T) -> Option<Owned> {
+    use diesel::query_builder::{MoveableBindCollector, QueryBuilder};
+    let mut binds = RawBytesBindCollector::<diesel::pg::Pg>::new();
+    let mut lookup = BuiltinsOnly(false);
+    source
+        .collect_binds(&mut binds, &mut lookup, &diesel::pg::Pg)
+        .ok()?;
+    if lookup.0 {
+        return None;
+    }
+    let mut sql = diesel::pg::PgQueryBuilder::default();
+    source.to_sql(&mut sql, &diesel::pg::Pg).ok()?;
+    let safe = source.is_safe_to_cache_prepared(&diesel::pg::Pg).ok()?;
+    Some(CollectedQuery::new(sql.finish(), safe, binds.moveable()))
+}
+
+type Owned = CollectedQuery<RawBytesBindCollector<diesel::pg::Pg>>;
+
+/// A type lookup that knows no custom type: it notes that one was asked for.
+struct BuiltinsOnly(bool);
+
+impl diesel::pg::PgMetadataLookup for BuiltinsOnly {
+    fn lookup_type(&mut self, type_name: &str, schema: Option<&str>) -> diesel::pg::PgTypeMetadata {
+        self.0 = true;
+        let key = diesel::pg::PgMetadataCacheKey::new(
+            schema.map(|s| std::borrow::Cow::Owned(s.to_owned())),
+            std::borrow::Cow::Owned(type_name.to_owned()),
+        );
+        let failed = diesel::pg::FailedToLookupTypeError::new(key);
+        diesel::pg::PgTypeMetadata::from_result(Err(failed))
+    }
+}
+
+/// The table and SQL of a granular write this wrapper runs in one statement,
+/// and whether its rows pair old and new states; `None` for an UPDATE whose
+/// rewrite needs a catalog check or a pre-read (it widens to its table).
+fn granular_sql(granular: &Granular) -> Option<(&str, &str, bool)> {
+    match granular {
+        Granular::Returning { table, sql } => Some((table, sql, false)),
+        Granular::Update {
+            table,
+            plan: UpdatePlan::Paired(sql),
+            check: None,
+        } => Some((table, sql, true)),
+        Granular::Update { .. } => None,
+    }
+}
+
+/// The rows a granular write returned, as what it owes, and how many rows it
+/// changed.
+fn touched_rows(table: String, paired: bool, rows: Vec<PgRow>) -> QueryResult<(usize, Owed)> {
+    let count = rows.len();
+    let states = match paired {
+        false => rows
+            .iter()
+            .map(<Named as DecodeRow<diesel::pg::Pg>>::decode)
+            .collect::<QueryResult<Vec<_>>>()?,
+        true => {
+            let mut states = Vec::with_capacity(2 * count);
+            for row in &rows {
+                let (old, new) = <Pair<Named> as DecodeRow<diesel::pg::Pg>>::decode(row)?;
+                states.extend([old, new]);
+            }
+            states
+        }
+    };
+    Ok((count, Owed::Named(table, states)))
+}
+
+/// Every row of a read, as automatic caching stores them.
+async fn capture(rows: BoxStream<'static, QueryResult<PgRow>>) -> crate::Result<RawRows> {
+    let rows: Vec<PgRow> = rows.try_collect().await.map_err(Error::from)?;
+    RawRows::capture::<diesel::pg::Pg, PgRow>(rows.into_iter().map(Ok))
+}
+
+impl AsyncConnection for AsyncCachedConnection<AsyncPgConnection> {
+    type TransactionManager = AsyncCachedTransactionManager;
+
+    /// Connects with the process-wide handle ([`crate::global`]), as pools do.
+    async fn establish(database_url: &str) -> ConnectionResult<Self> {
+        let handle = crate::global().map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+        let inner = AsyncPgConnection::establish(database_url).await?;
+        Ok(AsyncCachedConnection::new(inner, handle.clone()).await)
+    }
+
+    fn transaction_state(&mut self) -> &mut Tracked {
+        &mut self.tracked
+    }
+
+    fn instrumentation(&mut self) -> &mut dyn Instrumentation {
+        self.inner.instrumentation()
+    }
+
+    fn set_instrumentation(&mut self, instrumentation: impl Instrumentation) {
+        self.inner.set_instrumentation(instrumentation);
+    }
+
+    fn set_prepared_statement_cache_size(&mut self, size: CacheSize) {
+        self.inner.set_prepared_statement_cache_size(size);
+    }
+}
+
+impl AsyncCacheConnection for AsyncCachedConnection<AsyncPgConnection> {
+    fn __in_transaction(&mut self) -> bool {
+        self.tracked.in_transaction() || self.inner.__in_transaction()
+    }
+
+    fn __reads_may_use_cache(&mut self) -> bool {
+        self.tracked.reads_may_use_cache()
+    }
+
+    /// Unknown (a statement may have changed it): a fresh one, so that
+    /// nothing read before it is learned again is shared.
+    fn __identity(&mut self) -> Option<u128> {
+        Some(
+            self.tracked
+                .identity
+                .unwrap_or_else(crate::protocol::layout::unique),
+        )
+    }
+
+    async fn __learn_identity(&mut self) {
+        learn_identity(&mut self.inner, &mut self.tracked).await;
+    }
+
+    fn __tracked(&mut self) -> Option<&mut Tracked> {
+        Some(&mut self.tracked)
+    }
+}
+
+/// The transaction manager of [`AsyncCachedConnection`]: PostgreSQL's own, plus
+/// the frames of invalidations each level owes.
+#[derive(Debug, Default)]
+pub struct AsyncCachedTransactionManager;
+
+impl TransactionManager<AsyncCachedConnection<AsyncPgConnection>>
+    for AsyncCachedTransactionManager
+{
+    type TransactionStateData = Tracked;
+
+    async fn begin_transaction(
+        conn: &mut AsyncCachedConnection<AsyncPgConnection>,
+    ) -> QueryResult<()> {
+        AnsiTransactionManager::begin_transaction(&mut conn.inner).await?;
+        conn.tracked.begin();
+        learn_identity(&mut conn.inner, &mut conn.tracked).await;
+        Ok(())
+    }
+
+    async fn rollback_transaction(
+        conn: &mut AsyncCachedConnection<AsyncPgConnection>,
+    ) -> QueryResult<()> {
+        let result = AnsiTransactionManager::rollback_transaction(&mut conn.inner).await;
+        keep_open_levels(conn);
+        result
+    }
+
+    async fn commit_transaction(
+        conn: &mut AsyncCachedConnection<AsyncPgConnection>,
+    ) -> QueryResult<()> {
+        if let Err(e) = AnsiTransactionManager::commit_transaction(&mut conn.inner).await {
+            keep_open_levels(conn);
+            return Err(e);
+        }
+        let depth = depth(&mut conn.inner).unwrap_or(0);
+        conn.tracked.committed(depth).settle_async().await;
+        learn_identity(&mut conn.inner, &mut conn.tracked).await;
+        Ok(())
+    }
+
+    fn transaction_manager_status_mut(
+        conn: &mut AsyncCachedConnection<AsyncPgConnection>,
+    ) -> &mut TransactionManagerStatus {
+        AnsiTransactionManager::transaction_manager_status_mut(&mut conn.inner)
+    }
+}
+
+/// How many levels PostgreSQL's transaction manager counts; `None` when its
+/// status is broken.
+fn depth(inner: &mut AsyncPgConnection) -> Option<usize> {
+    let status = AnsiTransactionManager::transaction_manager_status_mut(inner);
+    let depth = status.transaction_depth().ok()?;
+    Some(depth.map_or(0, |d| d.get() as usize))
+}
+
+/// Brings the frames in line with the levels the database still has open.
+fn keep_open_levels(conn: &mut AsyncCachedConnection<AsyncPgConnection>) {
+    if let Some(depth) = depth(&mut conn.inner) {
+        conn.tracked.keep_levels(depth);
+    }
+}
+
+/// Pools of [`AsyncCachedConnection`] (diesel-async's deadpool and bb8
+/// managers), connecting with the process-wide handle ([`crate::global`]).
+#[cfg(feature = "deadpool")]
+impl diesel_async::pooled_connection::PoolableConnection
+    for AsyncCachedConnection<AsyncPgConnection>
+{
+    fn is_broken(&mut self) -> bool {
+        self.inner.is_broken()
+    }
+}

@@ -1,0 +1,277 @@
+//! `AsyncCachedConnection`: every write through it invalidates (granularly
+//! where `CachedConnection` does), transactions queue invalidations until the
+//! outermost COMMIT, ordinary reads are cached by profile, and pools of it work.
+
+use cacheops::connection::AsyncCachedConnection;
+use cacheops::{AsyncCachedQueryDsl, Cacheops};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
+
+use crate::ctx::*;
+use crate::fixtures::pg::*;
+
+/// A seeded schema, a handle on Redis and a wrapped connection whose
+/// statements are counted.
+struct Setup {
+    conn: AsyncCachedConnection<AsyncConn>,
+    cache: Cacheops,
+    queries: QueryCounter,
+    db: PgDb,
+}
+
+impl Setup {
+    async fn new() -> Setup {
+        let db = PgDb::open();
+        seed(&mut db.connect(), 3, 4);
+        let cache = handle(StoreKind::Redis, &unique("cacheops_async_conn"));
+        let mut inner = db.connect_async().await;
+        let queries = QueryCounter::default();
+        queries.instrument_async(&mut inner);
+        let conn = AsyncCachedConnection::new(inner, cache.clone()).await;
+        Setup {
+            conn,
+            cache,
+            queries,
+            db,
+        }
+    }
+
+    /// Category `c` by an ordinary diesel-async read (cached automatically).
+    async fn read(&mut self, c: i32) -> (Vec<Article>, usize) {
+        self.queries.take();
+        let rows = in_category(c).load(&mut self.conn).await.unwrap();
+        (rows, self.queries.take())
+    }
+
+    /// Category `c` through `.cached_async()`.
+    async fn cached(&mut self, c: i32) -> (Vec<Article>, usize) {
+        self.queries.take();
+        let rows = in_category(c)
+            .cache_async()
+            .using(&self.cache)
+            .load(&mut self.conn)
+            .await
+            .unwrap();
+        (rows, self.queries.take())
+    }
+
+    /// How many statements reading each category ran (automatic caching).
+    async fn reads(&mut self, cats: &[i32]) -> Vec<usize> {
+        let mut counts = Vec::new();
+        for &c in cats {
+            counts.push(self.read(c).await.1);
+        }
+        counts
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = self.cache.invalidate_all();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordinary_reads_are_cached_by_profile() {
+    let mut s = Setup::new().await;
+    assert_eq!(s.read(1).await.1, 1);
+    let (rows, n) = s.read(1).await;
+    assert_eq!((rows.len(), n), (4, 0));
+    assert_eq!(s.cached(2).await.1, 1);
+    assert_eq!(s.cached(2).await.1, 0);
+    assert_eq!(
+        s.read(2).await.1,
+        1,
+        "the typed entry and the rows entry are apart"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_writes_invalidate_granularly() {
+    let mut s = Setup::new().await;
+    assert_eq!(s.reads(&[1, 2, 3]).await, vec![1, 1, 1]);
+    // UPDATE moving one row from category 1 to 3: old and new state, one statement.
+    let id = s.read(1).await.0[0].id;
+    s.queries.take();
+    diesel::update(articles::table.find(id))
+        .set(articles::category_id.eq(3))
+        .execute(&mut s.conn)
+        .await
+        .unwrap();
+    assert_eq!(s.queries.take(), 1, "one rewritten statement");
+    assert_eq!(s.reads(&[1, 2, 3]).await, vec![1, 0, 1]);
+    // INSERT into 2 and DELETE from 3: their categories only.
+    diesel::insert_into(articles::table)
+        .values(&NewArticle::new(2, "new"))
+        .execute(&mut s.conn)
+        .await
+        .unwrap();
+    assert_eq!(s.reads(&[1, 2, 3]).await, vec![0, 1, 0]);
+    diesel::delete(articles::table.find(id))
+        .execute(&mut s.conn)
+        .await
+        .unwrap();
+    assert_eq!(s.reads(&[1, 2, 3]).await, vec![0, 0, 1]);
+    let (three, _) = s.read(3).await;
+    assert!(three.iter().all(|a| a.id != id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_sql_and_batches_invalidate_their_tables() {
+    let mut s = Setup::new().await;
+    s.reads(&[1, 2]).await;
+    s.conn
+        .batch_execute("UPDATE articles SET views = 7 WHERE title = 'a1-0'")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.reads(&[1, 2]).await,
+        vec![1, 1],
+        "a batch widens to its table"
+    );
+    diesel::sql_query("UPDATE articles SET views = 8")
+        .execute(&mut s.conn)
+        .await
+        .unwrap();
+    let (rows, n) = s.read(1).await;
+    assert_eq!(n, 1);
+    assert!(rows.iter().all(|a| a.views == 8));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helpers_through_the_wrapper_invalidate_once_and_granularly() {
+    let mut s = Setup::new().await;
+    s.reads(&[1, 2, 3]).await;
+    let mut moved = s.read(1).await.0[0].clone();
+    moved.category_id = 2;
+    let cache = s.cache.clone();
+    s.queries.take();
+    cache.save_async(&mut s.conn, &moved).await.unwrap();
+    assert_eq!(s.queries.take(), 1);
+    assert_eq!(s.reads(&[1, 2, 3]).await, vec![1, 1, 0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_queue_invalidations_until_commit() {
+    let mut s = Setup::new().await;
+    let mut other = Setup::new_reader(&s).await;
+    s.reads(&[1, 2]).await;
+    other.read(1).await;
+    let cache = s.cache.clone();
+    s.conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            diesel::update(articles::table.filter(articles::category_id.eq(1)))
+                .set(articles::views.eq(5))
+                .execute(conn)
+                .await?;
+            // Dirty: this transaction's reads bypass the cache.
+            let rows: Vec<Article> = in_category(1).load(conn).await?;
+            assert!(rows.iter().all(|a| a.views == 5));
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let (rows, n) = other.read(1).await;
+    assert_eq!(n, 1, "invalidated at COMMIT");
+    assert!(rows.iter().all(|a| a.views == 5));
+    assert_eq!(s.reads(&[2]).await, vec![0], "granular: category 2 kept");
+    // A rolled-back transaction invalidates nothing.
+    let rolled = s
+        .conn
+        .transaction::<(), diesel::result::Error, _>(async |conn| {
+            diesel::delete(articles::table).execute(conn).await?;
+            Err(diesel::result::Error::RollbackTransaction)
+        })
+        .await;
+    assert!(rolled.is_err());
+    assert_eq!(s.reads(&[1, 2]).await, vec![0, 0]);
+    drop(cache);
+}
+
+impl Setup {
+    /// A second connection on `s`'s schema and handle, counted on its own.
+    async fn new_reader(s: &Setup) -> Reader {
+        let mut inner = s.db.connect_async().await;
+        let queries = QueryCounter::default();
+        queries.instrument_async(&mut inner);
+        Reader {
+            conn: AsyncCachedConnection::new(inner, s.cache.clone()).await,
+            queries,
+        }
+    }
+}
+
+struct Reader {
+    conn: AsyncCachedConnection<AsyncConn>,
+    queries: QueryCounter,
+}
+
+impl Reader {
+    async fn read(&mut self, c: i32) -> (Vec<Article>, usize) {
+        self.queries.take();
+        let rows = in_category(c).load(&mut self.conn).await.unwrap();
+        (rows, self.queries.take())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemas_never_share_entries() {
+    let mut a = Setup::new().await;
+    let mut b = Setup::new().await;
+    // Same handle prefix for both: only the session's identity keeps them apart.
+    let mut inner = b.db.connect_async().await;
+    inner.batch_execute("SELECT 1").await.unwrap();
+    let mut b_on_a_cache = AsyncCachedConnection::new(inner, a.cache.clone()).await;
+    a.read(1).await;
+    diesel::delete(articles::table)
+        .execute(b.conn.inner())
+        .await
+        .unwrap();
+    let rows: Vec<Article> = in_category(1).load(&mut b_on_a_cache).await.unwrap();
+    assert!(
+        rows.is_empty(),
+        "b's schema is empty: a's entry was not served"
+    );
+    b.read(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadpool_pool_of_wrapped_connections_serves_and_invalidates() {
+    use diesel_async::pooled_connection::deadpool::Pool;
+    use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+    let s = Setup::new().await;
+    let (schema, cache) = (s.db.schema.clone(), s.cache.clone());
+    // Each pooled connection: the schema set first, then wrapped with the test's
+    // handle (`establish` would take the process-wide one).
+    let mut config = ManagerConfig::default();
+    config.custom_setup = Box::new(move |url| {
+        let (schema, cache) = (schema.clone(), cache.clone());
+        Box::pin(async move {
+            let mut inner = AsyncConn::establish(url).await?;
+            inner
+                .batch_execute(&format!("SET search_path TO {schema}"))
+                .await
+                .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+            Ok(AsyncCachedConnection::new(inner, cache).await)
+        })
+    });
+    let manager = AsyncDieselConnectionManager::<AsyncCachedConnection<AsyncConn>>::new_with_config(
+        database_url(),
+        config,
+    );
+    let pool = Pool::builder(manager).max_size(2).build().unwrap();
+    let read = async |pool: &Pool<AsyncCachedConnection<AsyncConn>>| {
+        let mut conn = pool.get().await.unwrap();
+        in_category(1).load::<Article>(&mut *conn).await.unwrap()
+    };
+    assert_eq!(read(&pool).await.len(), 4);
+    {
+        let mut conn = pool.get().await.unwrap();
+        diesel::insert_into(articles::table)
+            .values(&NewArticle::new(1, "pooled"))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+    assert_eq!(read(&pool).await.len(), 5, "the pooled write invalidated");
+}
