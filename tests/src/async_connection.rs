@@ -275,3 +275,40 @@ async fn a_deadpool_pool_of_wrapped_connections_serves_and_invalidates() {
     }
     assert_eq!(read(&pool).await.len(), 5, "the pooled write invalidated");
 }
+
+/// SQLite's async connection that sees every statement: a plain write through
+/// it invalidates, a read is served from the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writes_through_the_wrapped_connection_invalidate() {
+    use crate::fixtures::sqlite;
+    use cacheops::connection::AsyncCachedSqliteConnection;
+    use cacheops::CachedConnection;
+    let db = SqliteDb::open();
+    sqlite::seed(&mut db.connect(), 3, 4);
+    let cache = handle(StoreKind::Memory, &unique("cacheops_async_sqlite"));
+    let queries = QueryCounter::default();
+    let mut inner = db.connect();
+    queries.instrument(&mut inner);
+    let mut conn = AsyncCachedSqliteConnection::new(CachedConnection::new(inner, cache.clone()));
+    let read = async |conn: &mut AsyncCachedSqliteConnection| {
+        queries.take();
+        let rows: Vec<sqlite::Article> = sqlite::in_category(1)
+            .cache_async()
+            .using(&cache)
+            .load(conn)
+            .await
+            .unwrap();
+        (rows.len(), queries.take())
+    };
+    assert_eq!(read(&mut conn).await, (4, 1));
+    assert_eq!(read(&mut conn).await, (4, 0));
+    diesel::delete(sqlite::articles::table.filter(sqlite::articles::category_id.eq(1)))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        read(&mut conn).await,
+        (0, 1),
+        "the plain DELETE invalidated"
+    );
+}

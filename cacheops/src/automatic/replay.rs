@@ -357,3 +357,22 @@ impl<DB: Backend> Field<'_, DB> for NoReplay {
         match *self {}
     }
 }
+
+/// An owned copy of a row read through a `CachedConnection` on SQLite, where no
+/// row is ever replayed: what diesel-async's `SyncConnectionWrapper` hands from
+/// its blocking thread to async code.
+impl<'a, DB, L> diesel::row::IntoOwnedRow<'a, DB> for CachedRow<L, NoReplay>
+where
+    DB: Backend,
+    L: diesel::row::IntoOwnedRow<'a, DB>,
+{
+    type OwnedRow = L::OwnedRow;
+    type Cache = L::Cache;
+
+    fn into_owned(self, cache: &mut Self::Cache) -> Self::OwnedRow {
+        match self {
+            CachedRow::Live(row) => row.into_owned(cache),
+            CachedRow::Replayed(never) => match never {},
+        }
+    }
+}

@@ -309,6 +309,20 @@ impl<C: CacheConnection + LoadConnection> CacheConnection for CachedConnection<C
 
 impl<C: Connection> ConnectionSealed for CachedConnection<C> {}
 
+/// What diesel-async's `SyncConnectionWrapper` needs of a connection: so that
+/// `SyncConnectionWrapper<CachedConnection<SqliteConnection>>` is SQLite's
+/// async connection that sees every statement.
+impl<C> diesel::connection::WithMetadataLookup for CachedConnection<C>
+where
+    C: CacheConnection + LoadConnection + diesel::connection::WithMetadataLookup,
+{
+    fn metadata_lookup(
+        &mut self,
+    ) -> &mut <C::Backend as diesel::sql_types::TypeMetadata>::MetadataLookup {
+        self.inner.metadata_lookup()
+    }
+}
+
 impl<C: CacheConnection> SimpleConnection for CachedConnection<C> {
     fn batch_execute(&mut self, query: &str) -> QueryResult<()> {
         let classified = match self.tracked.in_helper() {

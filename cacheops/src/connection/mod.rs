@@ -37,6 +37,8 @@ pub use cached::{CachedConnection, CachedTransactionManager, SettlingCursor};
 pub(crate) use nonblocking::old_and_new_async;
 #[cfg(feature = "async")]
 pub use nonblocking::AsyncCacheConnection;
+#[cfg(all(feature = "async", feature = "sqlite"))]
+pub use nonblocking::AsyncCachedSqliteConnection;
 pub(crate) use rewrite::{parse_update, Columns, UpdatePlan};
 pub(crate) use touched::{old_and_new, Typed};
 #[cfg(feature = "postgres")]

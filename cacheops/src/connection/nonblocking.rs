@@ -70,6 +70,30 @@ impl AsyncCacheConnection
 {
 }
 
+/// SQLite's async connection that sees every statement (see the impl of
+/// [`AsyncCacheConnection`] for it): `AsyncCachedConnection` for SQLite.
+#[cfg(feature = "sqlite")]
+pub type AsyncCachedSqliteConnection = diesel_async::sync_connection_wrapper::SyncConnectionWrapper<
+    super::CachedConnection<diesel::SqliteConnection>,
+>;
+
+/// SQLite's async connection that sees every statement: diesel-async runs every
+/// SQLite statement on tokio's blocking pool, and the [`CachedConnection`]
+/// inside invalidates there, as it does in blocking code. Its transactions
+/// follow `CachedConnection`'s rules; cacheops cannot reach its tracking from
+/// outside the blocking pool, so `.cached_async()` reads use the cache only
+/// outside a transaction, and a helper's write is also seen (and invalidated
+/// table-wide) by the connection inside.
+///
+/// [`CachedConnection`]: super::CachedConnection
+#[cfg(feature = "sqlite")]
+impl AsyncCacheConnection
+    for diesel_async::sync_connection_wrapper::SyncConnectionWrapper<
+        super::CachedConnection<diesel::SqliteConnection>,
+    >
+{
+}
+
 /// [`old_and_new`](super::old_and_new) on a diesel-async connection: the same
 /// statements (the rewrite of `rewrite.rs`), the same decoding.
 pub(crate) async fn old_and_new_async<C, T, D>(
