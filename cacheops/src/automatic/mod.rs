@@ -111,7 +111,7 @@ pub(crate) fn serve<DB: ReplayBackend>(
 
 /// [`serve`] for an async connection, on the handle's async store: `run` reads
 /// the rows, `may_store` says whether they may be stored.
-#[cfg(feature = "async")]
+#[cfg(all(feature = "async", feature = "postgres"))]
 pub(crate) async fn serve_async<DB: ReplayBackend>(
     handle: &Cacheops,
     plan: Plan,

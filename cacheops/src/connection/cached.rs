@@ -674,7 +674,7 @@ fn settle(due: Vec<Due>) {
 
 /// [`settle`] on the async stores: every invalidation due, then the hooks of
 /// what committed. Dropped part-way, what it had not sent is owed.
-#[cfg(feature = "async")]
+#[cfg(all(feature = "async", feature = "postgres"))]
 pub(crate) async fn settle_async(due: Vec<Due>) {
     let mut queue = Queue::default();
     for due in due {

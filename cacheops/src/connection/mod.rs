@@ -44,6 +44,7 @@ pub(crate) use touched::{old_and_new, Typed};
 #[cfg(feature = "postgres")]
 pub(crate) use touched::{DecodeRow, Named};
 use tracked::Depth;
+#[cfg(feature = "async")]
 pub(crate) use tracked::Scope;
 pub use tracked::Tracked;
 

@@ -112,7 +112,7 @@ impl Cacheops {
     }
 
     /// A handle on a store you built yourself. Its async path (feature `async`)
-    /// needs an async store too: see [`Cacheops::with_stores`].
+    /// needs an async store too: see `Cacheops::with_stores`.
     pub fn with_store(config: Config, store: Box<dyn Store>) -> Cacheops {
         let stores = Stores {
             blocking: store,

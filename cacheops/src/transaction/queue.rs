@@ -33,6 +33,7 @@ impl Pending {
     /// Marks what this invalidation names owed, without sending it (one that can
     /// no longer be sent: its future was dropped): reads of it bypass the cache
     /// in this process until a retry gets through.
+    #[cfg(all(feature = "async", feature = "postgres"))]
     pub(crate) fn owe(self) {
         let failures = &self.handle.core().failures;
         match &self.what {
@@ -76,7 +77,7 @@ async fn send_async(core: &crate::protocol::core::Core, what: Owed) -> Result<()
 
 /// Sends each of `pending` in turn on the async stores; those not sent yet when
 /// the future is dropped are owed.
-#[cfg(feature = "async")]
+#[cfg(all(feature = "async", feature = "postgres"))]
 pub(crate) async fn send_committed_async(pending: Vec<Pending>) {
     let mut rest = Unsent(pending.into_iter().rev().collect());
     while let Some(next) = rest.0.pop() {
@@ -86,10 +87,10 @@ pub(crate) async fn send_committed_async(pending: Vec<Pending>) {
 
 /// Invalidations not sent yet, owed if dropped (see [`Pending::owe`]); in
 /// reverse order, popped from the end.
-#[cfg(feature = "async")]
+#[cfg(all(feature = "async", feature = "postgres"))]
 struct Unsent(Vec<Pending>);
 
-#[cfg(feature = "async")]
+#[cfg(all(feature = "async", feature = "postgres"))]
 impl Drop for Unsent {
     fn drop(&mut self) {
         self.0.drain(..).for_each(Pending::owe);
@@ -143,14 +144,14 @@ impl Queue {
     }
 
     /// [`Queue::settle_uncertain`] on the async stores.
-    #[cfg(feature = "async")]
+    #[cfg(all(feature = "async", feature = "postgres"))]
     pub(crate) async fn settle_uncertain_async(self) {
         send_committed_async(self.uncertain()).await;
     }
 
     /// [`Queue::settle`] on the async stores. Dropped part-way, what it had not
     /// sent is owed, and the hooks do not run.
-    #[cfg(feature = "async")]
+    #[cfg(all(feature = "async", feature = "postgres"))]
     pub(crate) async fn settle_async(self) {
         send_committed_async(self.pending).await;
         self.hooks.into_iter().for_each(|hook| hook());

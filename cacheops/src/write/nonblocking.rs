@@ -273,7 +273,8 @@ where
     )
 }
 
-/// A model [`Cacheops::save_async`] can save (see [`Saveable`](super::Saveable)).
+/// A model [`Cacheops::save_async`] can save: identifiable, its own changeset, and
+/// loadable from `UPDATE ... RETURNING`, as [`Cacheops::save`] asks.
 /// Implemented for every such model.
 pub trait AsyncSaveable<'a, C: AsyncCacheConnection>: CacheRow<C::Backend> + Sized {
     /// Updates the stored row from `self` and returns `(old, new)`.
