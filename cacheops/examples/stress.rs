@@ -26,6 +26,11 @@
 //! `--local` puts the local tier (64 MiB) in front of Redis: readers are served
 //! from process memory, and a write must drop the copies it makes stale before it
 //! returns.
+//!
+//! `--async` (feature `async`) runs the readers and writers as tokio tasks, many on
+//! two worker threads, each on an `AsyncCachedConnection`, with the same operations
+//! (written once for both paths) and the same checks: e.g. `--async --readers 64
+//! --writers 8`.
 #![allow(missing_docs, unreachable_pub, clippy::unwrap_used)] // a load program: any failure aborts the run
 
 use std::collections::HashMap;
@@ -40,10 +45,14 @@ mod private_redis;
 use outside_writes::OutsideWrites;
 use private_redis::PrivateRedis;
 
+#[cfg(feature = "async")]
+use cacheops::connection::AsyncCachedConnection;
 use cacheops::store::LocalTier;
-use cacheops::{Cacheable, CachedConnection, CachedQueryDsl, Cacheops, Config, OptionalExtension};
+use cacheops::{Cacheable, CachedConnection, Cacheops, Config, OptionalExtension};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
+#[cfg(feature = "async")]
+use diesel_async::AsyncPgConnection;
 use serde::{Deserialize, Serialize};
 
 diesel::table! {
@@ -99,6 +108,9 @@ pub struct Args {
     pub outside_writers: usize,
     /// Stop the change feed's consumer and start it again every second or so.
     pub restart_feed: bool,
+    /// Readers and writers as tokio tasks (two worker threads) on
+    /// `AsyncCachedConnection`s, reading through the async store.
+    pub asynchronous: bool,
 }
 
 impl Args {
@@ -111,6 +123,7 @@ impl Args {
             local: std::env::args().any(|a| a == "--local"),
             outside_writers: 0,
             restart_feed: std::env::args().any(|a| a == "--restart-feed"),
+            asynchronous: std::env::args().any(|a| a == "--async"),
         };
         let words: Vec<String> = std::env::args().collect();
         for pair in words.windows(2) {
@@ -274,7 +287,7 @@ fn write_outside(
             .load(conn)?;
             Ok((back, gone))
         }
-        _ => Ok((move_row(conn, id, to)?, Vec::new())),
+        _ => Ok((moved(id, to).get_results(conn)?, Vec::new())),
     });
     let last_seq = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
         "(SELECT coalesce(max(seq), 0) FROM {FEED}.outbox)"
@@ -304,36 +317,28 @@ impl Dice {
     }
 }
 
-fn write_once(
-    conn: &mut CachedConnection<PgConnection>,
-    cache: &Cacheops,
-    truth: &Truth,
-    dice: &mut Dice,
-) {
+/// The writers' and readers' operations, written once for the blocking path
+/// (Diesel, `CachedConnection`) and the async one (diesel-async,
+/// `AsyncCachedConnection`): `$($as)?` is `async` and `$(.$aw)?` `.await` on the
+/// latter, and each path brings its own `cache()` and `RunQueryDsl`.
+macro_rules! ops {
+    ($name:ident, $conn:ty, [$($as:tt)?], [$($aw:tt)?], [$($dsl:tt)*], [$($run:tt)*], [$($simple:tt)*]) => {
+        mod $name {
+            use super::*;
+            #[allow(unused_imports)]
+            use $($dsl)*;
+            #[allow(unused_imports)]
+            use $($run)*;
+            #[allow(unused_imports)]
+            use $($simple)*;
+
+pub $($as)? fn write_once(conn: &mut $conn, cache: &Cacheops, truth: &Truth, dice: &mut Dice) {
     truth.begun.fetch_add(1, Ordering::SeqCst);
-    write_some(conn, cache, truth, dice);
+    write_some(conn, cache, truth, dice)$(.$aw)?;
     truth.finished.fetch_add(1, Ordering::SeqCst);
 }
 
-/// A plain Diesel update of one row, moved to category `to`, version one up.
-fn move_row<C>(conn: &mut C, id: i32, to: i32) -> QueryResult<Vec<Article>>
-where
-    C: diesel::connection::LoadConnection<Backend = diesel::pg::Pg>,
-{
-    diesel::update(articles::table.find(id))
-        .set((
-            articles::version.eq(articles::version + 1),
-            articles::category_id.eq(to),
-        ))
-        .get_results(conn)
-}
-
-fn write_some(
-    conn: &mut CachedConnection<PgConnection>,
-    cache: &Cacheops,
-    truth: &Truth,
-    dice: &mut Dice,
-) {
+$($as)? fn write_some(conn: &mut $conn, cache: &Cacheops, truth: &Truth, dice: &mut Dice) {
     let id = 1 + dice.roll(ARTICLES);
     let to = dice.roll(CATEGORIES);
     match dice.roll(7) {
@@ -342,22 +347,22 @@ fn write_some(
             // transaction: a save of a row read earlier could lose another writer's
             // update and move the version backwards, which the truth (versions only
             // move forward) would then report as a stale read of the cache.
-            let saved = conn.transaction(|conn| {
-                let found = articles::table.find(id).for_update().first::<Article>(conn);
+            let saved = conn.transaction::<_, cacheops::Error, _>($($as)? |conn| {
+                let found = articles::table.find(id).for_update().first::<Article>(conn)$(.$aw)?;
                 let Some(mut a) = diesel::OptionalExtension::optional(found)? else {
                     return Ok(None);
                 };
                 a.version += 1;
                 a.category_id = to;
-                cache.save(conn, &a).map(Some)
-            });
+                save!([$($aw)?], cache, conn, &a).map(Some)
+            })$(.$aw)?;
             if let Some(saved) = saved.unwrap() {
                 truth.enter(&[saved], &[]);
             }
         }
         1 => {
             // Plain Diesel, one row, moved between categories.
-            let rows = move_row(conn, id, to).unwrap();
+            let rows = moved(id, to).get_results(conn)$(.$aw)?.unwrap();
             truth.enter(&rows, &[]);
         }
         2 => {
@@ -365,20 +370,20 @@ fn write_some(
             let rows: Vec<Article> =
                 diesel::update(articles::table.filter(articles::category_id.eq(to)))
                     .set(articles::version.eq(articles::version + 1))
-                    .get_results(conn)
+                    .get_results(conn)$(.$aw)?
                     .unwrap();
             truth.enter(&rows, &[]);
         }
         3 | 4 => {
             // A transaction that commits or rolls back.
             let commit = dice.roll(2) == 0;
-            let result = conn.transaction(|conn| {
-                let rows = move_row(conn, id, to)?;
+            let result = conn.transaction::<_, diesel::result::Error, _>($($as)? |conn| {
+                let rows = moved(id, to).get_results(conn)$(.$aw)??;
                 match commit {
                     true => Ok(rows),
                     false => Err(diesel::result::Error::RollbackTransaction),
                 }
-            });
+            })$(.$aw)?;
             if let Ok(rows) = result {
                 truth.enter(&rows, &[]);
             }
@@ -388,9 +393,9 @@ fn write_some(
             // its write must wait for the raw COMMIT, and what a reader in another
             // connection caches meanwhile must not survive it.
             let commit = dice.roll(2) == 0;
-            conn.batch_execute("BEGIN").unwrap();
-            let rows = move_row(conn, id, to).unwrap();
-            conn.batch_execute(if commit { "COMMIT" } else { "ROLLBACK" })
+            conn.batch_execute("BEGIN")$(.$aw)?.unwrap();
+            let rows = moved(id, to).get_results(conn)$(.$aw)?.unwrap();
+            conn.batch_execute(if commit { "COMMIT" } else { "ROLLBACK" })$(.$aw)?
                 .unwrap();
             if commit {
                 truth.enter(&rows, &[]);
@@ -399,7 +404,7 @@ fn write_some(
         _ => {
             // Delete a row and insert it back under a new id, plain Diesel.
             let gone = diesel::delete(articles::table.find(id))
-                .execute(conn)
+                .execute(conn)$(.$aw)?
                 .unwrap();
             if gone == 1 {
                 truth.enter(&[], &[id]);
@@ -409,7 +414,7 @@ fn write_some(
                         articles::title.eq("again"),
                         articles::version.eq(0),
                     ))
-                    .get_result(conn)
+                    .get_result(conn)$(.$aw)?
                     .unwrap();
                 truth.enter(&[back], &[]);
             }
@@ -418,12 +423,7 @@ fn write_some(
 }
 
 /// Reads once through the cache; true if the read was stale.
-fn read_once(
-    conn: &mut CachedConnection<PgConnection>,
-    cache: &Cacheops,
-    truth: &Truth,
-    dice: &mut Dice,
-) -> bool {
+pub $($as)? fn read_once(conn: &mut $conn, cache: &Cacheops, truth: &Truth, dice: &mut Dice) -> bool {
     let (before, epoch) = truth.snapshot();
     let c = dice.roll(CATEGORIES);
     match dice.roll(3) {
@@ -437,7 +437,7 @@ fn read_once(
                 .find(id)
                 .cache()
                 .using(cache)
-                .get_result::<Article>(conn)
+                .get_result::<Article>(conn)$(.$aw)?
                 .optional()
                 .unwrap();
             let unchanged = truth.still_quiet(epoch);
@@ -461,7 +461,7 @@ fn read_once(
                 .order(articles::id)
                 .cache()
                 .using(cache)
-                .load::<Article>(conn)
+                .load::<Article>(conn)$(.$aw)?
                 .unwrap();
             let unchanged = truth.still_quiet(epoch);
             let stale = list_is_stale(&rows, &before, |cat| cat == c, unchanged);
@@ -484,7 +484,7 @@ fn read_once(
                 .filter(articles::category_id.eq_any(vec![c, (c + 1) % CATEGORIES]))
                 .cache()
                 .using(cache)
-                .count(conn)
+                .count(conn)$(.$aw)?
                 .unwrap();
             let unchanged = truth.still_quiet(epoch);
             let expected = before
@@ -494,6 +494,57 @@ fn read_once(
             unchanged && n as usize != expected
         }
     }
+}
+
+        }
+    };
+}
+
+/// A save through the helper: `save` blocking (`[]`), `save_async` awaited (`[await]`).
+macro_rules! save {
+    ([], $cache:expr, $conn:expr, $a:expr) => {
+        $cache.save($conn, $a)
+    };
+    ([await], $cache:expr, $conn:expr, $a:expr) => {
+        $cache.save_async($conn, $a).await
+    };
+}
+
+ops!(blocking, CachedConnection<PgConnection>, [], [], [cacheops::CachedQueryDsl],
+    [diesel::RunQueryDsl], [diesel::connection::{Connection, SimpleConnection}]);
+#[cfg(feature = "async")]
+ops!(nonblocking, AsyncCachedConnection<AsyncPgConnection>, [async], [await], [crate::async_cache::AsyncCache],
+    [diesel_async::RunQueryDsl], [diesel_async::{AsyncConnection, SimpleAsyncConnection}]);
+
+/// `.cache()` on the async path: the async builder under the blocking one's name,
+/// so that the operations above are written once (in a module of its own, so
+/// that the blocking path's glob import does not see it).
+#[cfg(feature = "async")]
+mod async_cache {
+    pub trait AsyncCache<C>: cacheops::AsyncCachedQueryDsl<C> {
+        fn cache(self) -> cacheops::CachedAsync<'static, Self, C> {
+            self.cache_async()
+        }
+    }
+
+    impl<Q: diesel::query_builder::AsQuery, C> AsyncCache<C> for Q {}
+}
+
+/// A plain Diesel update of one row, moved to category `to`, version one up.
+fn moved(
+    id: i32,
+    to: i32,
+) -> diesel::dsl::Update<
+    diesel::dsl::Find<articles::table, i32>,
+    (
+        diesel::dsl::Eq<articles::version, diesel::dsl::Add<articles::version, i32>>,
+        diesel::dsl::Eq<articles::category_id, i32>,
+    ),
+> {
+    diesel::update(articles::table.find(id)).set((
+        articles::version.eq(articles::version + 1),
+        articles::category_id.eq(to),
+    ))
 }
 
 /// A list is stale if it holds an article older than the truth, or (when nothing
@@ -514,6 +565,7 @@ fn list_is_stale(
 /// After the writers stopped: every category and article, through the cache, must
 /// equal the database.
 fn quiesce(cache: &Cacheops) -> u64 {
+    use cacheops::CachedQueryDsl;
     let mut conn = connect(cache);
     let mut stale = 0;
     for c in 0..CATEGORIES {
@@ -546,6 +598,79 @@ fn quiesce(cache: &Cacheops) -> u64 {
     stale
 }
 
+/// What the readers, writers and the run share.
+#[derive(Default)]
+struct Counters {
+    stop: AtomicBool,
+    /// After each restart the writers pause, so that whatever the outage left in
+    /// Redis is exposed to the readers instead of being swept by the next write.
+    paused: AtomicBool,
+    reads: AtomicU64,
+    writes: AtomicU64,
+    stale: AtomicU64,
+}
+
+/// `--async`: the readers and writers as tokio tasks, many on two threads.
+#[cfg(feature = "async")]
+fn async_workers(args: &Args, cache: Cacheops, truth: Arc<Truth>, counters: Arc<Counters>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in 0..args.writers {
+            let (cache, truth, counters) = (cache.clone(), truth.clone(), counters.clone());
+            tasks.spawn(async move {
+                let mut conn = connect_async(&cache).await;
+                let mut dice = Dice(0x9e37_79b9 + w as u64);
+                while !counters.stop.load(Ordering::Relaxed) {
+                    if counters.paused.load(Ordering::Relaxed) {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
+                    }
+                    nonblocking::write_once(&mut conn, &cache, &truth, &mut dice).await;
+                    counters.writes.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        for r in 0..args.readers {
+            let (cache, truth, counters) = (cache.clone(), truth.clone(), counters.clone());
+            tasks.spawn(async move {
+                let mut conn = connect_async(&cache).await;
+                let mut dice = Dice(0x51_7cc1 + r as u64);
+                while !counters.stop.load(Ordering::Relaxed) {
+                    if nonblocking::read_once(&mut conn, &cache, &truth, &mut dice).await {
+                        counters.stale.fetch_add(1, Ordering::Relaxed);
+                    }
+                    counters.reads.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+    });
+}
+
+#[cfg(not(feature = "async"))]
+fn async_workers(_: &Args, _: Cacheops, _: Arc<Truth>, _: Arc<Counters>) {
+    eprintln!("--async needs the `async` feature: cargo run --release --example stress --features async -- --async");
+    std::process::exit(2);
+}
+
+/// An async connection on the stress schema that sees every statement.
+#[cfg(feature = "async")]
+async fn connect_async(cache: &Cacheops) -> AsyncCachedConnection<AsyncPgConnection> {
+    use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+    let mut conn = AsyncPgConnection::establish(&database_url()).await.unwrap();
+    conn.batch_execute("SET search_path TO cacheops_stress")
+        .await
+        .unwrap();
+    AsyncCachedConnection::new(conn, cache.clone()).await
+}
+
 /// One run; usable from a test.
 pub fn run(args: &Args) -> Report {
     let mut private = args.redis_restart.then(PrivateRedis::start);
@@ -573,13 +698,20 @@ pub fn run(args: &Args) -> Report {
     let outside = OutsideWrites::default();
     let consumer =
         std::sync::Mutex::new(feed.then(|| cache.start_change_feed(&database_url(), FEED)));
-    let stop = AtomicBool::new(false);
-    // After each restart the writers pause, so that whatever the outage left in
-    // Redis is exposed to the readers instead of being swept by the next write.
-    let paused = AtomicBool::new(false);
-    let (reads, writes, stale) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let counters = Arc::new(Counters::default());
+    let Counters {
+        stop,
+        paused,
+        reads,
+        writes,
+        stale,
+    } = &*counters;
     std::thread::scope(|scope| {
-        for w in 0..args.writers {
+        if args.asynchronous {
+            let (cache, truth, counters) = (cache.clone(), truth.clone(), counters.clone());
+            scope.spawn(move || async_workers(args, cache, truth, counters));
+        }
+        for w in (0..args.writers).filter(|_| !args.asynchronous) {
             let (cache, truth, stop, writes, paused) = (&cache, &truth, &stop, &writes, &paused);
             scope.spawn(move || {
                 let mut conn = connect(cache);
@@ -589,7 +721,7 @@ pub fn run(args: &Args) -> Report {
                         std::thread::sleep(Duration::from_millis(5));
                         continue;
                     }
-                    write_once(&mut conn, cache, truth, &mut dice);
+                    blocking::write_once(&mut conn, cache, truth, &mut dice);
                     writes.fetch_add(1, Ordering::Relaxed);
                 }
             });
@@ -628,13 +760,13 @@ pub fn run(args: &Args) -> Report {
                 }
             });
         }
-        for r in 0..args.readers {
+        for r in (0..args.readers).filter(|_| !args.asynchronous) {
             let (cache, truth, stop, reads, stale) = (&cache, &truth, &stop, &reads, &stale);
             scope.spawn(move || {
                 let mut conn = connect(cache);
                 let mut dice = Dice(0x51_7cc1 + r as u64);
                 while !stop.load(Ordering::Relaxed) {
-                    if read_once(&mut conn, cache, truth, &mut dice) {
+                    if blocking::read_once(&mut conn, cache, truth, &mut dice) {
                         stale.fetch_add(1, Ordering::Relaxed);
                     }
                     reads.fetch_add(1, Ordering::Relaxed);
@@ -701,8 +833,8 @@ fn main() {
     let args = Args::parse();
     let r = run(&args);
     println!(
-        "{{\"seconds\": {}, \"readers\": {}, \"writers\": {}, \"outside_writers\": {}, \"restart_feed\": {}, \"local\": {}, \"redis_restarts\": {}, \"store_errors_degraded\": {}, \"reads\": {}, \"writes\": {}, \"hits\": {}, \"local_hits\": {}, \"stale_reads\": {}, \"stale_reads_beyond_lag\": {}, \"stale_after_quiesce\": {}, \"feed_lag_p50_us\": {:.0}, \"feed_lag_p99_us\": {:.0}}}",
-        args.seconds, args.readers, args.writers, args.outside_writers, args.restart_feed, args.local, r.restarts, r.store_errors, r.reads, r.writes, r.hits, r.local_hits, r.stale_reads, r.stale_reads, r.stale_after_quiesce, r.feed_lag_p50_us, r.feed_lag_p99_us
+        "{{\"async\": {}, \"seconds\": {}, \"readers\": {}, \"writers\": {}, \"outside_writers\": {}, \"restart_feed\": {}, \"local\": {}, \"redis_restarts\": {}, \"store_errors_degraded\": {}, \"reads\": {}, \"writes\": {}, \"hits\": {}, \"local_hits\": {}, \"stale_reads\": {}, \"stale_reads_beyond_lag\": {}, \"stale_after_quiesce\": {}, \"feed_lag_p50_us\": {:.0}, \"feed_lag_p99_us\": {:.0}}}",
+        args.asynchronous, args.seconds, args.readers, args.writers, args.outside_writers, args.restart_feed, args.local, r.restarts, r.store_errors, r.reads, r.writes, r.hits, r.local_hits, r.stale_reads, r.stale_reads, r.stale_after_quiesce, r.feed_lag_p50_us, r.feed_lag_p99_us
     );
     if r.stale_reads != 0 || r.stale_after_quiesce != 0 {
         std::process::exit(1);
