@@ -513,7 +513,7 @@ macro_rules! save {
 ops!(blocking, CachedConnection<PgConnection>, [], [], [cacheops::CachedQueryDsl],
     [diesel::RunQueryDsl], [diesel::connection::{Connection, SimpleConnection}]);
 #[cfg(feature = "async")]
-ops!(nonblocking, AsyncCachedConnection<AsyncPgConnection>, [async], [await], [crate::async_cache::AsyncCache],
+ops!(nonblocking, AsyncCachedConnection<AsyncPgConnection>, [async], [await], [super::async_cache::AsyncCache],
     [diesel_async::RunQueryDsl], [diesel_async::{AsyncConnection, SimpleAsyncConnection}]);
 
 /// `.cache()` on the async path: the async builder under the blocking one's name,
@@ -530,17 +530,14 @@ mod async_cache {
     impl<Q: diesel::query_builder::AsQuery, C> AsyncCache<C> for Q {}
 }
 
+/// What [`moved`] sets: the version one up, the category.
+type Moves = (
+    diesel::dsl::Eq<articles::version, diesel::dsl::Add<articles::version, i32>>,
+    diesel::dsl::Eq<articles::category_id, i32>,
+);
+
 /// A plain Diesel update of one row, moved to category `to`, version one up.
-fn moved(
-    id: i32,
-    to: i32,
-) -> diesel::dsl::Update<
-    diesel::dsl::Find<articles::table, i32>,
-    (
-        diesel::dsl::Eq<articles::version, diesel::dsl::Add<articles::version, i32>>,
-        diesel::dsl::Eq<articles::category_id, i32>,
-    ),
-> {
+fn moved(id: i32, to: i32) -> diesel::dsl::Update<diesel::dsl::Find<articles::table, i32>, Moves> {
     diesel::update(articles::table.find(id)).set((
         articles::version.eq(articles::version + 1),
         articles::category_id.eq(to),

@@ -15,6 +15,7 @@ fn short_stress_runs_see_no_stale_read_even_across_redis_restarts() {
         local: false,
         outside_writers: 0,
         restart_feed: false,
+        asynchronous: false,
     };
     let report = stress::run(&args);
     assert!(report.reads > 100 && report.writes > 50, "{report:?}");
@@ -51,6 +52,20 @@ fn short_stress_runs_see_no_stale_read_even_across_redis_restarts() {
     let report = stress::run(&args);
     assert!(report.local_hits > 0, "{report:?}");
     assert_fresh(&report);
+    // The async path (tokio tasks on AsyncCachedConnection), across restarts.
+    #[cfg(feature = "async")]
+    {
+        let args = stress::Args {
+            readers: 16,
+            writers: 4,
+            local: false,
+            asynchronous: true,
+            ..args
+        };
+        let report = stress::run(&args);
+        assert!(report.reads > 100 && report.restarts >= 1, "{report:?}");
+        assert_fresh(&report);
+    }
 }
 
 /// No read was stale, during the run or after it.
