@@ -34,11 +34,11 @@ pub use crate::automatic::{ReplayedField, ReplayedRow};
 pub use async_cached::{AsyncCachedConnection, AsyncCachedTransactionManager};
 pub use cached::{CachedConnection, CachedTransactionManager, SettlingCursor};
 #[cfg(feature = "async")]
-pub(crate) use nonblocking::old_and_new_async;
-#[cfg(feature = "async")]
 pub use nonblocking::AsyncCacheConnection;
 #[cfg(all(feature = "async", feature = "sqlite"))]
 pub use nonblocking::AsyncCachedSqliteConnection;
+#[cfg(feature = "async")]
+pub(crate) use nonblocking::{begin_own, end_own, old_and_new_async};
 pub(crate) use rewrite::{parse_update, Columns, UpdatePlan};
 pub(crate) use touched::{old_and_new, Typed};
 #[cfg(feature = "postgres")]

@@ -114,21 +114,41 @@ where
             Ok(pairs.into_iter().unzip())
         }
         UpdatePlan::PreRead { pre_read, update } => {
-            if !open {
-                C::TransactionManager::begin_transaction(conn).await?;
-            }
+            begin_own(conn, open).await?;
             let rows = pre_read_then_update::<C, T, D>(conn, source, pre_read, update).await;
-            match (open, rows) {
-                (true, rows) => rows,
-                (false, Ok(rows)) => C::TransactionManager::commit_transaction(conn)
-                    .await
-                    .map(|()| rows),
-                (false, Err(e)) => {
-                    // The statement's error says more than a failed ROLLBACK would.
-                    let _ = C::TransactionManager::rollback_transaction(conn).await;
-                    Err(e)
-                }
-            }
+            end_own(conn, open, rows).await
+        }
+    }
+}
+
+/// Begins a transaction of a write's own, unless one is `open`: what reads its
+/// rows before it changes them must see the rows it changes.
+pub(crate) async fn begin_own<C: AsyncCacheConnection>(
+    conn: &mut C,
+    open: bool,
+) -> QueryResult<()> {
+    match open {
+        true => Ok(()),
+        false => C::TransactionManager::begin_transaction(conn).await,
+    }
+}
+
+/// Ends the transaction [`begin_own`] began: commits if `result` is `Ok`,
+/// rolls back otherwise (the statement's error says more than a failed
+/// ROLLBACK would).
+pub(crate) async fn end_own<C: AsyncCacheConnection, R>(
+    conn: &mut C,
+    open: bool,
+    result: QueryResult<R>,
+) -> QueryResult<R> {
+    match (open, result) {
+        (true, result) => result,
+        (false, Ok(rows)) => C::TransactionManager::commit_transaction(conn)
+            .await
+            .map(|()| rows),
+        (false, Err(e)) => {
+            let _ = C::TransactionManager::rollback_transaction(conn).await;
+            Err(e)
         }
     }
 }

@@ -21,11 +21,11 @@ use diesel::query_builder::{AsChangeset, AsQuery, IntoUpdateTarget, QueryFragmen
 use diesel::query_dsl::methods::FindDsl;
 use diesel::{Identifiable, Insertable, QueryResult};
 use diesel_async::methods::LoadQuery;
-use diesel_async::{RunQueryDsl, TransactionManager};
+use diesel_async::RunQueryDsl;
 
 use super::{helper_plan, Locked, RowType};
 use crate::backend::CacheBackend;
-use crate::connection::{old_and_new_async, AsyncCacheConnection, Typed};
+use crate::connection::{begin_own, end_own, old_and_new_async, AsyncCacheConnection, Typed};
 use crate::error::Result;
 use crate::model::{CacheRow, ModelInfo};
 use crate::protocol::invalidate::Owing;
@@ -232,25 +232,14 @@ where
         return rows;
     }
     let open = conn.__in_transaction();
-    if !open {
-        C::TransactionManager::begin_transaction(conn).await?;
-    }
+    begin_own(conn, open).await?;
     let rows = async {
         let old = locked.get_result::<M>(conn).await?;
         let new = statement.get_result::<M>(conn).await?;
         Ok((old, new))
     };
     let rows = rows.await;
-    match (open, rows) {
-        (true, rows) => rows,
-        (false, Ok(rows)) => C::TransactionManager::commit_transaction(conn)
-            .await
-            .map(|()| rows),
-        (false, Err(e)) => {
-            let _ = C::TransactionManager::rollback_transaction(conn).await;
-            Err(e)
-        }
-    }
+    end_own(conn, open, rows).await
 }
 
 /// [`updated_row`] through the rewrite; `None` when there is none.
