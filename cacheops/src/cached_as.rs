@@ -3,7 +3,7 @@
 //! A call names *samples* ([`Sample`]): Diesel queries, objects (rows) or models.
 //! Their dependencies are united per table into one [`Deps`], and the result is
 //! stored through the same race-fenced read-through as every cached query
-//! (`fill::read_through`): stamps are read before the closure runs, and the result
+//! (`protocol/read_through.rs`): stamps are read before the closure runs, and the result
 //! is stored only if no invalidation touched them meanwhile. So a write that any
 //! sample's query would see, a change of a sampled object, or any write to a
 //! sampled model drops the cached result, and nothing else does.
@@ -17,6 +17,7 @@
 //! stamps differ, so the lookup misses) but keep replacing each other's entry.
 
 use std::collections::btree_map::{BTreeMap, Entry};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,8 +31,10 @@ use crate::codec;
 use crate::deps::{Conj, Deps, TableDeps};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{CacheRow, Cacheable, ColumnEquality, ModelInfo};
+use crate::protocol::core::Core;
+use crate::protocol::io::{block_on, Io};
 use crate::protocol::key::KeyHasher;
-use crate::protocol::read_through::{read_through, Plan};
+use crate::protocol::read_through::{read_through_with, Plan, Storable};
 use crate::protocol::shape::shape_of;
 use crate::runtime::{global, Cacheops};
 use crate::store::CacheKey;
@@ -329,10 +332,26 @@ impl Cacheops {
         A: Serialize + ?Sized,
         E: From<Error>,
     {
+        let plan = self.cached_as_plan::<R, A>(samples, site, args, options)?;
+        through(self, plan, compute, E::from)
+    }
+
+    /// The plan of a [`Cacheops::cached_as`] call (and of its async twin): its
+    /// key, its samples' dependencies, its timeout and lock.
+    fn cached_as_plan<R, A>(
+        &self,
+        samples: &[Sample<'_>],
+        site: &str,
+        args: &A,
+        options: &Options,
+    ) -> Result<Option<Plan>>
+    where
+        R: DeserializeOwned + 'static,
+        A: Serialize + ?Sized,
+    {
         let key = cached_as_key::<R, A>(site, args, options)?;
         let deps = self.resolve_samples(samples)?;
-        let plan = self.plan_for(key, deps, options.timeout, options.lock);
-        through(self, plan, compute, E::from)
+        Ok(self.plan_for(key, deps, options.timeout, options.lock))
     }
 
     /// The united dependencies of `samples`; `None` when one cannot be analysed.
@@ -351,11 +370,8 @@ impl Cacheops {
     /// Drops the cached result under `key` (e.g. from [`cached_as_key`] or a
     /// decorated function's `key(args)`); its dependencies are left alone.
     pub fn invalidate_key(&self, key: CacheKey) -> Result<()> {
-        self.core().tally.invalidated(None);
-        match self.core().store().delete(key) {
-            Ok(()) => Ok(()),
-            Err(e) => self.core().store_failed(e, "invalidation"),
-        }
+        let core = self.core();
+        block_on(drop_key(core, &core.blocking(), key))
     }
 
     /// The one place function and fragment caching build a [`Plan`]: `None` when
@@ -380,7 +396,7 @@ impl Cacheops {
     }
 }
 
-/// `read_through` for a computation failing with its own error type `E`: its
+/// The read-through for a blocking computation failing with its own error type `E`: its
 /// error is kept aside (never cached) and returned as is; cacheops' own errors
 /// become `E` through `convert`.
 pub(crate) fn through<R, E>(
@@ -392,17 +408,51 @@ pub(crate) fn through<R, E>(
 where
     R: Serialize + DeserializeOwned,
 {
+    let core = handle.core();
+    block_on(through_with(
+        core,
+        &core.blocking(),
+        plan,
+        async { compute() },
+        convert,
+    ))
+}
+
+/// [`through`] for any computation, on any of the protocol's I/O: the one
+/// implementation both paths run (`cached_as/nonblocking.rs` awaits it on the
+/// async store).
+pub(crate) async fn through_with<R, E>(
+    core: &Core,
+    io: &impl Io,
+    plan: Option<Plan>,
+    compute: impl Future<Output = std::result::Result<R, E>>,
+    convert: impl FnOnce(Error) -> E,
+) -> std::result::Result<R, E>
+where
+    R: Serialize + DeserializeOwned,
+{
     let mut failed = None;
-    let result = read_through(handle.core(), plan, || {
-        compute().map_err(|e| {
+    let compute = async {
+        compute.await.map_err(|e| {
             failed = Some(e);
             Error::new(ErrorKind::Database, "the cached computation failed")
         })
-    });
+    };
+    let result = read_through_with(core, io, plan, &Storable::default(), compute).await;
     match (result, failed) {
         (_, Some(e)) => Err(e),
         (Ok(value), None) => Ok(value),
         (Err(e), None) => Err(convert(e)),
+    }
+}
+
+/// Drops the cached value of `key` (not its stamps), counted as an
+/// invalidation; a store failure degrades as the handle says.
+async fn drop_key(core: &Core, io: &impl Io, key: CacheKey) -> Result<()> {
+    core.tally.invalidated(None);
+    match io.delete(key).await {
+        Ok(()) => Ok(()),
+        Err(e) => core.store_failed(e, "invalidation"),
     }
 }
 
@@ -412,7 +462,8 @@ where
 /// `#[cacheops::cached_as(<samples>, <options>)]` on a function caches its result
 /// the same way. The function must return `Result<T, E>` with
 /// `E: From<cacheops::Error>` (its errors are never cached), take plain named
-/// arguments and no `self`, have no generics and not be `async`.
+/// arguments and no `self`, and have no generics (lifetimes are fine). It may be
+/// an `async fn` (feature `async`): see below.
 ///
 /// Samples, in any number, may use the function's arguments:
 /// - a Diesel query expression, e.g. `articles::table.filter(articles::category_id.eq(cat))`;
@@ -424,6 +475,7 @@ where
 /// - `backend = diesel::pg::Pg` (or `diesel::sqlite::Sqlite`): needed by query
 ///   and object samples, which are rendered/encoded for that backend;
 /// - `timeout = 600` (seconds) or `timeout = <Duration expression>`;
+/// - `lock = true`: stampede protection, as [`Options::lock`];
 /// - `extra = <expr>`: added to the key; may use the key arguments;
 /// - `handle = <expr>`: a `&Cacheops` to use instead of the process-wide one;
 ///   an argument named there is left out of the key;
@@ -436,6 +488,15 @@ where
 /// arguments only. The call site's identity is the function's module path and
 /// name, so renaming or moving the function starts with fresh keys. The function
 /// must be a module item (that module sits beside it), not a function-local item.
+///
+/// On an `async fn` (feature `async`), the body runs as a future through
+/// `Cacheops::cached_as_async`'s path: the same key, samples and options as
+/// the blocking function would have, on the handle's async store, a lock's
+/// waiters sleeping on tokio timers. The function stays an `async fn` whose
+/// future is `Send` (so its body must be: a compile error says so otherwise),
+/// and its module's `invalidate(args)` and `invalidate_using(&handle, args)`
+/// return futures (`Send`, borrowing nothing) to await; `key(args)` does no I/O
+/// and stays blocking. See `cacheops::cached_as_async` for an example.
 ///
 /// ```no_run
 /// # use diesel::prelude::*;
@@ -496,6 +557,11 @@ where
 /// Items `#[cached_as]` expands to. Not public API.
 #[doc(hidden)]
 pub(crate) mod __macro;
+#[cfg(feature = "async")]
+mod nonblocking;
+
+#[cfg(feature = "async")]
+pub use nonblocking::cached_as_async;
 
 #[cfg(test)]
 mod tests {

@@ -96,6 +96,8 @@ mod value;
 mod write;
 
 pub use backend::{CacheBackend, Dialect};
+#[cfg(feature = "async")]
+pub use cached_as::cached_as_async;
 pub use cached_as::{cached_as, cached_as_key, Options, Sample};
 pub use cacheops_derive::cached_as;
 pub use cacheops_derive::Cacheable;
@@ -112,6 +114,8 @@ pub use query::{AsyncCachedQueryDsl, CachedAsync};
 pub use query::{Cached, CachedQueryDsl};
 pub use runtime::{global, install, Cacheops};
 pub use runtime::{model_stats, stats};
+#[cfg(feature = "async")]
+pub use simple::cached_async;
 pub use simple::{cache, cached, CachedOptions, FnKey, SimpleCache};
 pub use value::Value;
 #[cfg(feature = "async")]

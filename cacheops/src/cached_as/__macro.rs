@@ -1,12 +1,18 @@
 //! What `#[cached_as]` expands to: the fallible steps before the body runs, and
-//! the compile-time checks whose messages name the attribute's rules.
+//! the compile-time checks whose messages name the attribute's rules; on an
+//! `async fn`, the async twins of the run and of the module's invalidation.
+
+use std::future::Future;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+#[cfg(feature = "async")]
+use super::nonblocking::through_async;
 use super::{through, Options};
 use crate::deps::Deps;
 use crate::error::{Error, Result};
+use crate::protocol::read_through::Plan;
 use crate::runtime::{global, Cacheops};
 use crate::store::CacheKey;
 
@@ -93,22 +99,64 @@ pub fn prepare<'h>(
     })
 }
 
-impl Prepared<'_> {
+impl<'h> Prepared<'h> {
     /// Runs the body through the cache.
     pub fn run<F>(self, options: &Options, body: impl FnOnce() -> F) -> F
     where
         F: FnResult,
         F::Ok: Serialize + DeserializeOwned,
     {
-        let plan = self
-            .handle
-            .plan_for(self.key, self.deps, options.timeout, options.lock);
-        let result = through(
-            self.handle,
-            plan,
-            || body().into_result(),
-            F::err_from_cache,
-        );
+        let handle = self.handle;
+        let plan = self.plan(options);
+        let result = through(handle, plan, || body().into_result(), F::err_from_cache);
         F::from_result(result)
     }
+
+    /// Runs the body of an `async fn` through the cache, on the handle's async
+    /// store (feature `async`).
+    #[cfg(feature = "async")]
+    pub fn run_async<F, B>(
+        self,
+        options: &Options,
+        body: B,
+    ) -> impl Future<Output = F> + Send + use<'h, F, B>
+    where
+        F: FnResult + Send,
+        F::Ok: Serialize + DeserializeOwned + Send,
+        F::Err: Send,
+        B: Future<Output = F> + Send,
+    {
+        let handle = self.handle;
+        let plan = self.plan(options);
+        let body = async { body.await.into_result() };
+        let result = through_async(handle, plan, body, F::err_from_cache);
+        async { F::from_result(result.await) }
+    }
+
+    fn plan(self, options: &Options) -> Option<Plan> {
+        let handle = self.handle;
+        handle.plan_for(self.key, self.deps, options.timeout, options.lock)
+    }
+}
+
+/// The body of an `async fn` under `#[cached_as]` or `#[cached]`, as a future
+/// whose output is the function's return type `R`: `?` and `return` in it then
+/// know their type, as they do in the function.
+pub fn async_body<R, B: Future<Output = R>>(body: B) -> B {
+    body
+}
+
+/// What an async function's `key` module's `invalidate(args)` and
+/// `invalidate_using(handle, args)` return: the key's entry dropped on the
+/// async store of `handle` (`None`: the process-wide handle). Borrows nothing.
+#[cfg(feature = "async")]
+pub fn invalidate_async(
+    handle: Option<&Cacheops>,
+    key: Result<CacheKey>,
+) -> impl Future<Output = Result<()>> + Send + use<> {
+    let handle = match handle {
+        Some(handle) => Ok(handle.clone()),
+        None => global().cloned(),
+    };
+    async move { handle?.invalidate_key_async(key?).await }
 }

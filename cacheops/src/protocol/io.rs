@@ -27,8 +27,9 @@ use super::store::{CacheKey, Fence, RowState, Store};
 use crate::deps::Deps;
 use crate::error::Result;
 
-/// The store operations the protocol needs, as futures; and the locks' (see
-/// [`Locks`]).
+/// The store operations the protocol needs, as futures (the query cache's, and
+/// the simple cache's that `cached_as` and `SimpleCache` use); and the locks'
+/// (see [`Locks`]).
 pub(crate) trait Io: Locks {
     /// [`QueryStore::lookup`](super::store::QueryStore::lookup).
     fn lookup(
@@ -56,6 +57,19 @@ pub(crate) trait Io: Locks {
     fn invalidate_table(&self, table: &str) -> impl Future<Output = Result<()>> + Send;
     /// [`QueryStore::invalidate_all`](super::store::QueryStore::invalidate_all).
     fn invalidate_all(&self) -> impl Future<Output = Result<()>> + Send;
+    /// [`QueryStore::delete`](super::store::QueryStore::delete).
+    fn delete(&self, key: CacheKey) -> impl Future<Output = Result<()>> + Send;
+    /// [`SimpleStore::simple_get`](super::store::SimpleStore::simple_get).
+    fn simple_get(&self, key: CacheKey) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
+    /// [`SimpleStore::simple_set`](super::store::SimpleStore::simple_set).
+    fn simple_set(
+        &self,
+        key: CacheKey,
+        payload: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// [`SimpleStore::simple_delete`](super::store::SimpleStore::simple_delete).
+    fn simple_delete(&self, key: CacheKey) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// The protocol's I/O on a blocking [`Store`]: each operation runs when it is
@@ -100,6 +114,27 @@ impl Io for Blocking<'_> {
 
     fn invalidate_all(&self) -> impl Future<Output = Result<()>> + Send {
         ready(self.0.invalidate_all())
+    }
+
+    fn delete(&self, key: CacheKey) -> impl Future<Output = Result<()>> + Send {
+        ready(self.0.delete(key))
+    }
+
+    fn simple_get(&self, key: CacheKey) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send {
+        ready(self.0.simple_get(key))
+    }
+
+    fn simple_set(
+        &self,
+        key: CacheKey,
+        payload: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<()>> + Send {
+        ready(self.0.simple_set(key, payload, ttl))
+    }
+
+    fn simple_delete(&self, key: CacheKey) -> impl Future<Output = Result<()>> + Send {
+        ready(self.0.simple_delete(key))
     }
 }
 

@@ -45,6 +45,22 @@ impl Io for Async<'_> {
     async fn invalidate_all(&self) -> Result<()> {
         self.0.invalidate_all().await
     }
+
+    async fn delete(&self, key: CacheKey) -> Result<()> {
+        self.0.delete(key).await
+    }
+
+    async fn simple_get(&self, key: CacheKey) -> Result<Option<Vec<u8>>> {
+        self.0.simple_get(key).await
+    }
+
+    async fn simple_set(&self, key: CacheKey, payload: &[u8], ttl: Duration) -> Result<()> {
+        self.0.simple_set(key, payload, ttl).await
+    }
+
+    async fn simple_delete(&self, key: CacheKey) -> Result<()> {
+        self.0.simple_delete(key).await
+    }
 }
 
 impl Locks for Async<'_> {

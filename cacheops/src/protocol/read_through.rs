@@ -74,20 +74,8 @@ impl Storable {
     }
 }
 
-/// [`read_through_with`] for a blocking computation on the handle's blocking store.
-pub(crate) fn read_through<R>(
-    core: &Core,
-    plan: Option<Plan>,
-    compute: impl FnOnce() -> Result<R>,
-) -> Result<R>
-where
-    R: Serialize + DeserializeOwned,
-{
-    read_through_storable(core, plan, &Storable::default(), compute)
-}
-
-/// [`read_through`] for a computation that tells, through `storable`, whether
-/// its result may be stored.
+/// [`read_through_with`] for a blocking computation on the handle's blocking
+/// store, which tells through `storable` whether its result may be stored.
 pub(crate) fn read_through_storable<R>(
     core: &Core,
     plan: Option<Plan>,

@@ -3,18 +3,16 @@
 
 use std::borrow::Borrow;
 use std::fmt::Write as _;
-use std::future::ready;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{hash, SimpleCache};
+use super::SimpleCache;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::protocol::io::block_on;
 use crate::protocol::key::KeyHasher;
-use crate::protocol::lock;
 
 /// Lock TTL of `cached` when [`CachedOptions::lock_timeout`] is not set.
 const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(5);
@@ -102,8 +100,8 @@ impl FnKey {
 #[derive(Clone, Copy, Debug, Default)]
 #[must_use]
 pub struct CachedOptions {
-    timeout: Option<Duration>,
-    lock: bool,
+    pub(super) timeout: Option<Duration>,
+    pub(super) lock: bool,
     lock_timeout: Option<Duration>,
 }
 
@@ -130,6 +128,11 @@ impl CachedOptions {
     pub fn lock_timeout(mut self, timeout: Duration) -> Self {
         self.lock_timeout = Some(timeout);
         self
+    }
+
+    /// The lock's TTL.
+    pub(super) fn lock_ttl(&self) -> Duration {
+        self.lock_timeout.unwrap_or(DEFAULT_LOCK_TTL)
     }
 }
 
@@ -175,25 +178,7 @@ impl SimpleCache {
         E: From<Error>,
         F: FnOnce() -> Result<T, E>,
     {
-        if !self.enabled() {
-            return compute();
-        }
-        if let Some(value) = self.probe(key)? {
-            return Ok(value);
-        }
-        let fill = async {
-            let value = compute()?;
-            self.keep(key, &value, options.timeout);
-            Ok(value)
-        };
-        let ttl = options.lock_timeout.unwrap_or(DEFAULT_LOCK_TTL);
-        block_on(async {
-            if !options.lock {
-                return fill.await;
-            }
-            let probe = || ready(self.lookup(key));
-            lock::compute_once(self, hash(key), ttl, probe, fill).await
-        })
+        block_on(self.blocking().cached(key, options, async { compute() }))
     }
 }
 

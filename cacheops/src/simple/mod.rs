@@ -9,15 +9,17 @@
 //!   `degrade_on_failure` (a failed read is a miss, a failed write is logged);
 //! - a directory ([`SimpleCache::file`]): one file per key, see `file.rs`.
 //!
-//! A miss is an [`Error`] whose [`Error::is_miss`] is true: django-cacheops'
+//! A miss is an [`Error`](crate::Error) whose [`Error::is_miss`](crate::Error::is_miss) is true: django-cacheops'
 //! `CacheMiss`. An entry that no longer decodes as the type asked for is a miss.
 
 mod cached;
 mod file;
+#[cfg(feature = "async")]
+mod nonblocking;
 #[cfg(test)]
 mod tests;
+mod via;
 
-use std::future::{ready, Future};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -25,16 +27,18 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::codec;
-use crate::error::{Error, ErrorKind, Result};
-use crate::protocol::io::block_on;
+use crate::error::Result;
+use crate::protocol::io::{block_on, Blocking};
 use crate::protocol::key::KeyHasher;
-use crate::protocol::lock::Locks;
 use crate::runtime::{global, Cacheops};
 use crate::store::CacheKey;
 
 pub use self::cached::{cached, CachedOptions, FnKey};
+#[cfg(feature = "async")]
+pub use self::nonblocking::cached_async;
 
 use self::file::FileCache;
+use self::via::{Route, Via};
 /// Caches a function's result for a time, keyed by the function and its arguments
 /// (django-cacheops' `@cached`).
 ///
@@ -80,12 +84,36 @@ use self::file::FileCache;
 /// - takes arguments that are plain names of `Serialize` types: each is part of
 ///   the key (serialized with serde, never `Debug`), with the function's module
 ///   path and name. It must be a free function (not in an `impl` block, where
-///   its module could not go), and cannot be `async`, `const`, or generic over
-///   types (lifetimes are fine);
+///   its module could not go), and cannot be `const` or generic over types
+///   (lifetimes are fine);
 /// - gets a sibling module of the same name with `key(args) -> Result<String>` and
 ///   `invalidate(args) -> Result<()>`, taking the function's arguments. Both see the
 ///   enclosing module's items (`use super::*`), so a function nested in another
 ///   function can only use module-level types in its signature.
+///
+/// It may be an `async fn` (feature `async`): its body then runs as a future
+/// through `SimpleCache::cached_async` (the same key and options, on the
+/// handle's async store; with `lock`, waiters sleep on tokio timers). The
+/// function's future is `Send`, so its body must be; its module's
+/// `invalidate(args)` returns a future (`Send`, borrowing nothing) to await,
+/// `key(args)` stays blocking (no I/O). On a file cache an async call fails
+/// with an [`ErrorKind::Config`](crate::ErrorKind::Config) error: its operations
+/// block, so they have no async path.
+///
+/// ```no_run
+/// # #[cfg(feature = "async")]
+/// #[cacheops::cached(timeout = 600, lock)]
+/// async fn top_articles(category: i32) -> cacheops::Result<Vec<String>> {
+///     Ok(vec![format!("best of {category}")]) // some costly async queries
+/// }
+///
+/// # #[cfg(feature = "async")]
+/// # async fn run() -> cacheops::Result<()> {
+/// let top = top_articles(3).await?;
+/// top_articles::invalidate(3).await?;
+/// # Ok(()) }
+/// # fn main() {}
+/// ```
 ///
 /// Changing what the function returns changes nothing in its key: an entry that
 /// no longer decodes is a miss, but one that still decodes (e.g. two fields of the
@@ -171,18 +199,17 @@ impl SimpleCache {
         self
     }
 
-    /// The value stored under `key`; an error of kind [`ErrorKind::CacheMiss`] if
+    /// The value stored under `key`; an error of kind [`ErrorKind::CacheMiss`](crate::ErrorKind::CacheMiss) if
     /// there is none, it expired, or it does not decode as a `T`.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<T> {
-        self.probe(key)?
-            .ok_or_else(|| Error::new(ErrorKind::CacheMiss, format!("no cached value for {key:?}")))
+        block_on(self.blocking().get(key))
     }
 
     /// Stores `value` under `key` for `timeout` (`None`: the default timeout).
     ///
     /// In the handle's store, a value whose encoding is larger than the maximum
     /// value size ([`ConfigBuilder::max_value_size`](crate::ConfigBuilder::max_value_size))
-    /// is not stored: an error of kind [`ErrorKind::TooLarge`], whatever
+    /// is not stored: an error of kind [`ErrorKind::TooLarge`](crate::ErrorKind::TooLarge), whatever
     /// `degrade_on_failure`.
     pub fn set<T: Serialize + ?Sized>(
         &self,
@@ -190,55 +217,13 @@ impl SimpleCache {
         value: &T,
         timeout: Option<Duration>,
     ) -> Result<()> {
-        let result = self.put(key, value, timeout);
-        match &self.backend {
-            Backend::Store(handle) => degrade_write(handle, result, "simple cache write"),
-            Backend::File(_) => result,
-        }
-    }
-
-    /// Stores a value [`SimpleCache::cached`] computed: a failure (too large, the
-    /// store down) is logged and counted, and the value returned all the same.
-    fn keep<T: Serialize + ?Sized>(&self, key: &str, value: &T, timeout: Option<Duration>) {
-        let Err(error) = self.put(key, value, timeout) else {
-            return;
-        };
-        match &self.backend {
-            Backend::Store(handle) => handle.core().not_stored(&error),
-            Backend::File(_) => tracing::warn!(%error, "cacheops: result returned, not cached"),
-        }
-    }
-
-    /// [`SimpleCache::set`] without degrading failures.
-    fn put<T: Serialize + ?Sized>(
-        &self,
-        key: &str,
-        value: &T,
-        timeout: Option<Duration>,
-    ) -> Result<()> {
         let payload = codec::encode(value)?;
-        let ttl = timeout.unwrap_or_else(|| self.default_timeout());
-        match &self.backend {
-            Backend::Store(handle) if !handle.config().enabled => Ok(()),
-            Backend::Store(handle) => {
-                let what = format_args!("the simple-cache value of {key:?}");
-                handle.core().check_size(payload.len(), what)?;
-                handle.core().store().simple_set(hash(key), &payload, ttl)
-            }
-            Backend::File(files) => files.write(key, hash(key), &payload, ttl),
-        }
+        block_on(self.blocking().set(key, &payload, timeout))
     }
 
     /// Deletes what is stored under `key`, if anything.
     pub fn delete(&self, key: &str) -> Result<()> {
-        match &self.backend {
-            Backend::Store(handle) => degrade_write(
-                handle,
-                handle.core().store().simple_delete(hash(key)),
-                "simple cache delete",
-            ),
-            Backend::File(files) => files.remove(hash(key)),
-        }
+        block_on(self.blocking().delete(key))
     }
 
     /// Removes expired (and unreadable) entries of a file cache and returns how
@@ -250,74 +235,14 @@ impl SimpleCache {
         }
     }
 
-    /// [`SimpleCache::lookup`], counted as a hit or a miss in the handle's stats.
-    fn probe<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        let value = self.lookup(key)?;
-        if let Backend::Store(handle) = &self.backend {
-            handle.core().tally.read(None, value.is_some());
-        }
-        Ok(value)
-    }
-
-    /// The value of `key` if cached: `Ok(None)` on a miss or a degraded failure.
-    /// Not counted: lock waiters poll with it.
-    fn lookup<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        let bytes = match &self.backend {
-            Backend::Store(handle) => read_store(handle, hash(key))?,
-            Backend::File(files) => files.read(key, hash(key))?,
+    /// This cache for a blocking call: the handle's blocking store, or the
+    /// directory.
+    fn blocking(&self) -> Via<'_, Blocking<'_>> {
+        let route = match &self.backend {
+            Backend::Store(handle) => Route::Store(handle, handle.core().blocking()),
+            Backend::File(files) => Route::File(files),
         };
-        Ok(bytes.and_then(|b| codec::decode(&b)))
-    }
-
-    fn default_timeout(&self) -> Duration {
-        match (&self.backend, self.timeout) {
-            (_, Some(timeout)) => timeout,
-            (Backend::Store(handle), None) => handle.config().timeout,
-            (Backend::File(_), None) => file::DEFAULT_TIMEOUT,
-        }
-    }
-
-    /// Whether anything is cached at all (a store handle may be disabled).
-    fn enabled(&self) -> bool {
-        match &self.backend {
-            Backend::Store(handle) => handle.config().enabled,
-            Backend::File(_) => true,
-        }
-    }
-}
-
-/// The simple cache's locks are blocking: its callers are (`#[cached]` on an
-/// `async fn` goes through the handle's async store instead).
-impl Locks for SimpleCache {
-    fn try_lock(
-        &self,
-        key: CacheKey,
-        token: &str,
-        ttl: Duration,
-    ) -> impl Future<Output = Result<bool>> + Send {
-        ready(match &self.backend {
-            Backend::Store(handle) => handle.core().store().try_lock(key, token, ttl),
-            Backend::File(files) => files.try_lock(key, token, ttl),
-        })
-    }
-
-    fn unlock(&self, key: CacheKey, token: &str) -> impl Future<Output = Result<()>> + Send {
-        ready(match &self.backend {
-            Backend::Store(handle) => handle.core().store().unlock(key, token),
-            Backend::File(files) => files.unlock(key, token),
-        })
-    }
-
-    fn unlock_later(&self, key: CacheKey, token: String) {
-        if let Err(e) = block_on(self.unlock(key, &token)) {
-            // The lock expires on its own; waiters are delayed, not wrong.
-            tracing::warn!(error = %e, "cacheops: could not release a lock");
-        }
-    }
-
-    fn pause(&self, pause: Duration) -> impl Future<Output = ()> + Send {
-        std::thread::sleep(pause);
-        ready(())
+        Via::new(self, route)
     }
 }
 
@@ -325,26 +250,4 @@ impl Locks for SimpleCache {
 /// stay short and free of special characters whatever the key.
 pub(crate) fn hash(key: &str) -> CacheKey {
     KeyHasher::new("simple", "").bytes(key.as_bytes()).finish()
-}
-
-fn read_store(handle: &Cacheops, key: CacheKey) -> Result<Option<Vec<u8>>> {
-    if !handle.config().enabled {
-        return Ok(None);
-    }
-    match handle.core().store().simple_get(key) {
-        Ok(found) => Ok(found),
-        Err(e) => handle
-            .core()
-            .store_failed(e, "simple cache read")
-            .map(|()| None),
-    }
-}
-
-/// `result` of a write, its Redis failure degraded as the handle says; any other
-/// error (a value too large) is the caller's to see.
-fn degrade_write(handle: &Cacheops, result: Result<()>, during: &str) -> Result<()> {
-    match result {
-        Err(e) if e.is_redis() => handle.core().store_failed(e, during),
-        other => other,
-    }
 }

@@ -203,7 +203,11 @@ mod bodies {
 
     pub(super) fn dead_holder_is_outwaited(f: &Fixture) {
         let ttl = Duration::from_millis(200);
-        let taken = block_on(f.cache.try_lock(hash("orphan"), "dead holder", ttl));
+        let taken = block_on(
+            f.cache
+                .blocking()
+                .try_lock(hash("orphan"), "dead holder", ttl),
+        );
         assert!(taken.unwrap());
         let options = CachedOptions::new().lock(true).lock_timeout(ttl);
         let runs = AtomicUsize::new(0);
