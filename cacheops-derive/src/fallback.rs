@@ -6,6 +6,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::quote;
 use syn::{DeriveInput, ItemFn};
 
+use crate::expand::Mode;
 use crate::signature::{self, Rules};
 
 /// A function attribute on something else: the error and the item unchanged.
@@ -27,15 +28,20 @@ pub(crate) fn function(
     // Stubbed bodies use none of the arguments.
     let module = (!signature::is_method(func)).then(|| {
         let module = module();
-        quote! { #[allow(unused_variables)] #module }
+        quote! { #[allow(unused_variables, unreachable_code)] #module }
     });
     quote! { #error #func #module }
 }
 
-/// The body of a stubbed function of the module.
-pub(crate) fn stub_body(rules: &Rules) -> TokenStream {
+/// The body of a stubbed function of the module: for an async function's
+/// invalidation, a future of its result.
+pub(crate) fn stub_body(rules: &Rules, mode: Mode) -> TokenStream {
     let message = format!("{} reported an error", rules.name);
-    quote! { ::core::unimplemented!(#message) }
+    let body = quote! { ::core::unimplemented!(#message) };
+    match mode {
+        Mode::Blocking => body,
+        Mode::Async => quote! { ::core::future::ready::<::cacheops::Result<()>>(#body) },
+    }
 }
 
 /// The errors and an empty `Cacheable` impl, so that uses of the model's

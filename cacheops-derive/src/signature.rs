@@ -2,8 +2,8 @@
 //! both, since both wrap the body in a closure and add a sibling module whose
 //! `key(args)` takes the arguments again.
 //!
-//! - not `async` (the body runs inside a synchronous call) and not `const` (it
-//!   calls the runtime);
+//! - blocking or `async` (the body of an `async fn` becomes a future the
+//!   runtime awaits), but not `const` (it calls the runtime);
 //! - no type or const parameters: every instance would share one key, and the
 //!   module could not name them (lifetimes are fine);
 //! - no `self`: the module cannot go in an `impl` block;
@@ -59,12 +59,6 @@ pub(crate) fn check(func: &ItemFn, rules: &Rules, errors: &mut Errors) -> Vec<Pa
 }
 
 fn check_qualifiers(sig: &Signature, rules: &Rules, errors: &mut Errors) {
-    if let Some(token) = &sig.asyncness {
-        errors.push(
-            token.span(),
-            format!("{} does not support async functions", rules.name),
-        );
-    }
     if let Some(token) = &sig.constness {
         errors.push(
             token.span(),

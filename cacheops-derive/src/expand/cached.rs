@@ -1,14 +1,15 @@
-//! `#[cached]`: the function run through `SimpleCache::__cached_fn`, and a
-//! module of the same name with `key(args)` and `invalidate(args)` (a module
-//! lives in the type namespace, the function in the value namespace, so both
-//! can be named after the function).
+//! `#[cached]`: the function run through `SimpleCache::__cached_fn` (an `async
+//! fn` through `__cached_fn_async`, awaited), and a module of the same name with
+//! `key(args)` and `invalidate(args)` (async for an `async fn`; a module lives
+//! in the type namespace, the function in the value namespace, so both can be
+//! named after the function).
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Ident, ItemFn, Visibility};
 
-use super::wrap::{self, wrap_body};
+use super::wrap::{self, wrap_body, Mode};
 use crate::attr::cached::CachedAttr;
 use crate::ctxt::Errors;
 use crate::fallback;
@@ -23,35 +24,48 @@ impl super::FunctionAttr for CachedAttr {
 
     fn emit(&self, func: &ItemFn, params: &[Param]) -> TokenStream {
         let args: Vec<&Ident> = params.iter().map(|p| &p.ident).collect();
-        let wrapped = wrap_body(func, |body| run(func, self, &args, body));
-        let module = module(func, params, &Bodies::real(self, &args));
+        let wrapped = wrap_body(func, quote! { move }, |body, mode| {
+            run(func, self, &args, body, mode)
+        });
+        let module = module(
+            func,
+            params,
+            &Bodies::real(self, &args, Mode::of(&func.sig)),
+        );
         quote! { #wrapped #module }
     }
 
     fn stub_module(&self, func: &ItemFn, params: &[Param]) -> TokenStream {
-        let body = fallback::stub_body(&CACHED);
+        let mode = Mode::of(&func.sig);
         let bodies = Bodies {
-            key: body.clone(),
-            invalidate: body,
+            key: fallback::stub_body(&CACHED, Mode::Blocking),
+            invalidate: fallback::stub_body(&CACHED, mode),
         };
         module(func, params, &bodies)
     }
 }
 
 /// The new body: the options, then one call that runs the old body on a miss.
-fn run(func: &ItemFn, attr: &CachedAttr, args: &[&Ident], body: TokenStream) -> TokenStream {
+fn run(
+    func: &ItemFn,
+    attr: &CachedAttr,
+    args: &[&Ident],
+    body: TokenStream,
+    mode: Mode,
+) -> TokenStream {
     let name = &func.sig.ident;
     let key = key_expr(quote! { #name::FUNCTION }, attr, args);
     let cache = cache_result(attr);
     let timeout = attr.timeout.iter().map(wrap::duration);
     let lock_timeout = attr.lock_timeout.iter().map(wrap::duration);
     let lock = attr.lock;
+    let (cached_fn, wait) = (mode.runtime("__cached_fn"), mode.wait());
     quote! {
         let __cacheops_options = ::cacheops::CachedOptions::new()
             #(.timeout(#timeout))*
             #(.lock_timeout(#lock_timeout))*
             .lock(#lock);
-        ::cacheops::SimpleCache::__cached_fn(#key, #cache, &__cacheops_options, move #body)
+        ::cacheops::SimpleCache::#cached_fn(#key, #cache, &__cacheops_options, #body) #wait
     }
 }
 
@@ -91,6 +105,17 @@ fn cache_result(attr: &CachedAttr) -> TokenStream {
     }
 }
 
+/// The cache, owned, for an async function's `invalidate`, whose future
+/// borrows nothing.
+fn owned_cache(attr: &CachedAttr) -> TokenStream {
+    match &attr.cache {
+        Some(cache) => quote_spanned! {cache.span()=>
+            ::cacheops::Result::Ok(<::cacheops::SimpleCache as ::core::clone::Clone>::clone(&(#cache)))
+        },
+        None => quote! { ::cacheops::cache() },
+    }
+}
+
 /// The bodies of `key` and `invalidate` in the emitted module.
 struct Bodies {
     key: TokenStream,
@@ -98,13 +123,21 @@ struct Bodies {
 }
 
 impl Bodies {
-    fn real(attr: &CachedAttr, args: &[&Ident]) -> Bodies {
+    fn real(attr: &CachedAttr, args: &[&Ident], mode: Mode) -> Bodies {
         let key = key_expr(quote! { FUNCTION }, attr, args);
-        let cache = cache_expr(attr);
-        let invalidate = quote! {
-            let __cacheops_key = key(#(#args),*)?;
-            #cache
-            __cacheops_cache.delete(&__cacheops_key)
+        let invalidate = match mode {
+            Mode::Blocking => {
+                let cache = cache_expr(attr);
+                quote! {
+                    let __cacheops_key = key(#(#args),*)?;
+                    #cache
+                    __cacheops_cache.delete(&__cacheops_key)
+                }
+            }
+            Mode::Async => {
+                let cache = owned_cache(attr);
+                quote! { ::cacheops::SimpleCache::__invalidate_fn_async(key(#(#args),*), #cache) }
+            }
         };
         Bodies { key, invalidate }
     }
@@ -121,6 +154,7 @@ fn module(func: &ItemFn, params: &[Param], bodies: &Bodies) -> TokenStream {
         .map(|Param { ident, ty }| quote! { #ident: #ty });
     let inputs: Vec<TokenStream> = inputs.collect();
     let doc = format!("Key and invalidation of the cached function [`{name}()`].");
+    let invalidated = Mode::of(&func.sig).invalidation_output();
     let Bodies { key, invalidate } = bodies;
     quote! {
         #[doc = #doc]
@@ -139,7 +173,7 @@ fn module(func: &ItemFn, params: &[Param], bodies: &Bodies) -> TokenStream {
             }
 
             /// Forgets the cached result of a call with these arguments.
-            #inner fn invalidate #generics (#(#inputs),*) -> ::cacheops::Result<()> #where_clause {
+            #inner fn invalidate #generics (#(#inputs),*) -> #invalidated #where_clause {
                 #invalidate
             }
         }

@@ -1,13 +1,14 @@
-//! `#[cached_as]`: the function run through `__private::prepare(..).run(..)`,
-//! and a module of the same name with `key(args)`, `invalidate(args)` and
-//! `invalidate_using(handle, args)`.
+//! `#[cached_as]`: the function run through `__private::prepare(..).run(..)`
+//! (an `async fn` through `.run_async(..).await`), and a module of the same name
+//! with `key(args)`, `invalidate(args)` and `invalidate_using(handle, args)`
+//! (the two invalidations async for an `async fn`).
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{Ident, ItemFn, ReturnType, Type};
 
-use super::wrap::{self, wrap_body};
+use super::wrap::{self, wrap_body, Mode};
 use crate::attr::cached_as::{CachedAsAttr, Sample};
 use crate::ctxt::Errors;
 use crate::fallback;
@@ -27,19 +28,22 @@ impl super::FunctionAttr for CachedAsAttr {
 
     fn emit(&self, func: &ItemFn, params: &[Param]) -> TokenStream {
         let params = key_params(self, params);
-        let wrapped = wrap_body(func, |body| run(func, self, &params, body));
+        let wrapped = wrap_body(func, quote! {}, |body, mode| {
+            run(func, self, &params, body, mode)
+        });
         let key = key_expr(func, &params, &options(self), true);
-        let module = module(func, &params, &Bodies::real(key, &params));
+        let bodies = Bodies::real(key, &params, Mode::of(&func.sig));
+        let module = module(func, &params, &bodies);
         quote! { #wrapped #module }
     }
 
     fn stub_module(&self, func: &ItemFn, params: &[Param]) -> TokenStream {
         let params = key_params(self, params);
-        let body = fallback::stub_body(&CACHED_AS);
+        let invalidate = fallback::stub_body(&CACHED_AS, Mode::of(&func.sig));
         let bodies = Bodies {
-            key: body.clone(),
-            invalidate: body.clone(),
-            invalidate_using: body,
+            key: fallback::stub_body(&CACHED_AS, Mode::Blocking),
+            invalidate: invalidate.clone(),
+            invalidate_using: invalidate,
         };
         module(func, &params, &bodies)
     }
@@ -57,7 +61,13 @@ fn key_params<'a>(attr: &CachedAsAttr, params: &'a [Param]) -> Vec<&'a Param> {
 
 /// The new body: compile-time checks, then the handle, key and dependencies,
 /// then the old body on a miss.
-fn run(func: &ItemFn, attr: &CachedAsAttr, params: &[&Param], body: TokenStream) -> TokenStream {
+fn run(
+    func: &ItemFn,
+    attr: &CachedAsAttr,
+    params: &[&Param],
+    body: TokenStream,
+    mode: Mode,
+) -> TokenStream {
     let ret = wrap::output(&func.sig);
     let checks = checks(func, params);
     let options = options(attr);
@@ -65,6 +75,7 @@ fn run(func: &ItemFn, attr: &CachedAsAttr, params: &[&Param], body: TokenStream)
     let handle = handle(attr);
     let samples = samples(attr);
     let fn_result = quote_spanned! { ret.span()=> <#ret as ::cacheops::__private::FnResult> };
+    let (run, wait) = (mode.runtime("run"), mode.wait());
     quote! {
         #checks
         let __cacheops_options = #options;
@@ -80,7 +91,7 @@ fn run(func: &ItemFn, attr: &CachedAsAttr, params: &[&Param], body: TokenStream)
             ::core::result::Result::Ok(call) => call,
             ::core::result::Result::Err(e) => return #fn_result::from_cache_error(e),
         };
-        __cacheops_call.run(&__cacheops_options, #body)
+        __cacheops_call.#run(&__cacheops_options, #body) #wait
     }
 }
 
@@ -165,12 +176,22 @@ struct Bodies {
 }
 
 impl Bodies {
-    fn real(key: TokenStream, params: &[&Param]) -> Bodies {
+    fn real(key: TokenStream, params: &[&Param], mode: Mode) -> Bodies {
         let idents: Vec<&Ident> = params.iter().map(|p| &p.ident).collect();
+        let (invalidate, invalidate_using) = match mode {
+            Mode::Blocking => (
+                quote! { ::cacheops::global()?.invalidate_key(key(#(#idents),*)?) },
+                quote! { handle.invalidate_key(key(#(#idents),*)?) },
+            ),
+            Mode::Async => (
+                quote! { ::cacheops::__private::invalidate_async(::core::option::Option::None, key(#(#idents),*)) },
+                quote! { ::cacheops::__private::invalidate_async(::core::option::Option::Some(handle), key(#(#idents),*)) },
+            ),
+        };
         Bodies {
             key,
-            invalidate: quote! { ::cacheops::global()?.invalidate_key(key(#(#idents),*)?) },
-            invalidate_using: quote! { handle.invalidate_key(key(#(#idents),*)?) },
+            invalidate,
+            invalidate_using,
         }
     }
 }
@@ -188,6 +209,7 @@ fn module(func: &ItemFn, params: &[&Param], bodies: &Bodies) -> TokenStream {
         .collect();
     let doc_key = format!("The cache key of [`{name}`](fn@super::{name}) for these arguments.");
     let doc_inv = format!("Drops the cached result of [`{name}`](fn@super::{name}) for these arguments, on the process-wide handle.");
+    let invalidated = Mode::of(&func.sig).invalidation_output();
     let Bodies {
         key,
         invalidate,
@@ -205,12 +227,12 @@ fn module(func: &ItemFn, params: &[&Param], bodies: &Bodies) -> TokenStream {
             }
 
             #[doc = #doc_inv]
-            pub fn invalidate #generics (#(#decls),*) -> ::cacheops::Result<()> #where_clause {
+            pub fn invalidate #generics (#(#decls),*) -> #invalidated #where_clause {
                 #invalidate
             }
 
             /// [`invalidate`] on the given handle.
-            pub fn invalidate_using #generics (handle: &::cacheops::Cacheops, #(#decls),*) -> ::cacheops::Result<()> #where_clause {
+            pub fn invalidate_using #generics (handle: &::cacheops::Cacheops, #(#decls),*) -> #invalidated #where_clause {
                 #invalidate_using
             }
         }

@@ -19,6 +19,7 @@ use crate::fallback;
 use crate::signature::{self, Param, Rules};
 use crate::valid;
 
+pub(crate) use self::wrap::Mode;
 pub(crate) use crate::attr::cached::CachedAttr;
 pub(crate) use crate::attr::cached_as::CachedAsAttr;
 

@@ -57,8 +57,8 @@ fn rejects_what_cannot_be_keyed_or_wrapped() {
     let cases = [
         (
             "",
-            "async fn f() -> cacheops::Result<()> { Ok(()) }",
-            "async",
+            "const fn f() -> cacheops::Result<()> { Ok(()) }",
+            "const",
         ),
         (
             "",
@@ -100,10 +100,10 @@ fn rejects_what_cannot_be_keyed_or_wrapped() {
 
 #[test]
 fn reports_every_error_at_once_and_keeps_the_fn() {
-    let item = "async fn f(&self) -> u32 { 1 }";
+    let item = "const fn f(&self) -> u32 { 1 }";
     assert_eq!(errors("", item).len(), 3, "{:?}", errors("", item));
     assert!(
-        expand_str("", item).contains("async fn f"),
+        expand_str("", item).contains("const fn f"),
         "the fn is kept"
     );
 }
@@ -113,8 +113,8 @@ fn reports_every_error_at_once_and_keeps_the_fn() {
 #[test]
 fn both_attributes_refuse_the_same_shapes() {
     let shapes = [
-        "async fn f() -> Result<(), E> { Ok(()) }",
         "const fn f() -> Result<(), E> { Ok(()) }",
+        "const async fn f() -> Result<(), E> { Ok(()) }",
         "fn f<T>() -> Result<(), E> { Ok(()) }",
         "fn f<const N: usize>() -> Result<(), E> { Ok(()) }",
         "fn f(&self) -> Result<(), E> { Ok(()) }",
@@ -156,4 +156,56 @@ fn an_error_keeps_the_module_as_a_stub_except_on_a_method() {
     );
     let method = expand_str("", "fn f(&self) -> Result<i32, E> { Ok(1) }");
     assert!(!method.contains("mod f"), "{method}");
+}
+
+/// An `async fn` is accepted by both attributes: its body becomes a future
+/// typed as the function's result, run by the runtime's `_async` call and
+/// awaited; its module's invalidations return futures.
+#[test]
+fn an_async_fn_expands_to_the_async_path() {
+    let item = "pub async fn f<'a>(conn: &mut C, word: &'a str) -> Result<u8, E> { Ok(1) }";
+    let cached = expand_str("lock", item);
+    let cached_as = expand_as_str("table(\"t\")", item);
+    for out in [&cached, &cached_as] {
+        assert!(!out.contains("compile_error"), "{out}");
+        for part in [
+            "pub async fn f",
+            "async_body :: < Result < u8 , E > , _ > (async",
+            "_async (",
+            ". await",
+            "impl :: core :: future :: Future < Output = :: cacheops :: Result < () > > + :: core :: marker :: Send + use < >",
+        ] {
+            assert!(out.contains(part), "missing `{part}` in {out}");
+        }
+    }
+    assert!(
+        cached.contains("__cached_fn_async") && cached.contains("async move {"),
+        "{cached}"
+    );
+    assert!(cached.contains("__invalidate_fn_async"), "{cached}");
+    assert!(
+        cached_as.contains("run_async") && cached_as.contains("(async {"),
+        "{cached_as}"
+    );
+    assert!(cached_as.contains("invalidate_async"), "{cached_as}");
+    let blocking = expand_as_str("table(\"t\")", "fn f(n: i32) -> Result<u8, E> { Ok(1) }");
+    assert!(
+        !blocking.contains("async") && !blocking.contains("await"),
+        "{blocking}"
+    );
+}
+
+/// An async function with an error keeps its module, whose stubbed
+/// invalidations are futures too (so that `.await` on them adds no error).
+#[test]
+fn an_async_fn_with_an_error_keeps_a_future_stub() {
+    let out = expand_as_str(
+        "colour = 3",
+        "async fn f(n: i32) -> Result<i32, E> { Ok(n) }",
+    );
+    assert_eq!(messages(&out).len(), 1, "{out}");
+    assert!(
+        out.contains("ready :: < :: cacheops :: Result < () >>"),
+        "{out}"
+    );
 }

@@ -21,9 +21,19 @@ fn missing_comma(n: i32) -> cacheops::Result<i32> {
 #[cacheops::cached(timeout = 5)]
 struct NotAFunction;
 
+// An async function with a bad option: one error, and its module (whose
+// `invalidate` returns a future) still exists.
+#[cacheops::cached(lock = 1)]
+async fn asynchronous(n: i32) -> cacheops::Result<i32> {
+    Ok(n)
+}
+
 fn main() {
     // The functions and their modules still exist: no error here.
     let _ = unknown(1);
     let _ = unknown::key(1);
     let _ = lock_not_a_bool::invalidate(1);
+    let _ = asynchronous(1);
+    let _ = asynchronous::key(1);
+    let _ = async { asynchronous::invalidate(1).await };
 }

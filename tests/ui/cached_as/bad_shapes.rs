@@ -24,4 +24,9 @@ fn no_result(n: i32) -> i32 {
     n
 }
 
-fn main() {}
+fn main() {
+    // An async function with a bad option keeps its module; its invalidations
+    // are futures.
+    let _ = async { asynchronous::invalidate(1).await };
+    let _ = asynchronous::key(1);
+}
