@@ -42,6 +42,8 @@ mod local_tier;
 #[cfg(test)]
 mod nonblocking;
 #[cfg(test)]
+mod nonblocking_functions;
+#[cfg(test)]
 mod scenarios;
 #[cfg(test)]
 mod simple;
