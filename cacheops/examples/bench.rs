@@ -2,7 +2,7 @@
 //! physical limits measured in the same run.
 //!
 //! ```text
-//! cargo run --release --example bench -- [--json] [--compare] [--scaling] [--throughput] [--local] [--large] [--report DIR]
+//! cargo run --release --example bench [--features async] -- [--json] [--compare] [--scaling] [--throughput] [--local] [--large] [--report DIR]
 //! ```
 //!
 //! Needs PostgreSQL (`DATABASE_URL`, default `postgres://postgres@127.0.0.1/test`)
@@ -27,6 +27,13 @@
 //! `--saves-only`, `--throughput-only` (one phase, for perf/strace);
 //! `--feed` adds the change feed's cost on a save and its lag (`--feed-only`: that
 //! phase alone);
+//! with the `async` feature, the async section (`support/bench_async.rs`, also part
+//! of the full run; `--async-only`: that phase alone) adds `async_hit_get_pk` next
+//! to `async_redis_get_rtt` and `async_redis_mget_rtt` (`.cache_async()` on
+//! diesel-async and a plain GET/MGET on a tokio multiplexed connection, in turns)
+//! and reads/s of 64 and 256 tasks on 2 runtime workers: cached reads, plain GETs,
+//! and MGETs holding a pooled connection (a hit's work without cacheops);
+//! `ASYNC_POOL` sets the cached reads' pool of connections (default 16);
 //! `--report DIR` writes `DIR/bench.md` (the README's table) and `DIR/bench.png`
 //! (its chart) from the run. The README's figures come from
 //! `cargo run --release -p cacheops --example bench -- --compare --scaling --throughput --local --report docs`.
@@ -44,6 +51,9 @@ use diesel::dsl;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "async")]
+#[path = "support/bench_async.rs"]
+mod bench_async;
 #[path = "support/bench_report.rs"]
 mod bench_report;
 
@@ -841,6 +851,21 @@ impl Bench {
         }
     }
 
+    /// The async section (feature `async`): the hit's latency next to async
+    /// GET/MGET (recorded), and reads/s of many tasks next to plain GETs and
+    /// pooled MGETs.
+    #[cfg(feature = "async")]
+    fn nonblocking(&mut self) -> Vec<(usize, f64, f64, f64)> {
+        drop(self.plain_redis().unwrap()); // the GET's and MGET's values
+        let hot = &self.ids[..200.min(self.ids.len())];
+        let figures = bench_async::run(&self.cache, hot, self.reps).unwrap();
+        for (key, t) in figures.latency {
+            self.record(key, t);
+        }
+        self.drop_rtt_keys().unwrap();
+        figures.reads
+    }
+
     /// Deletes the keys the plain GETs and MGETs read.
     fn drop_rtt_keys(&mut self) -> Result<(), Box<dyn Error>> {
         let mut redis = self.plain_redis()?;
@@ -951,6 +976,14 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
         return Ok(());
     }
+    #[cfg(feature = "async")]
+    if std::env::args().any(|a| a == "--async-only") {
+        // For profiling the async path: `perf record ... bench --async-only`.
+        let reads = bench.nonblocking();
+        println!("{:?}", bench.figures);
+        print_async_reads(&reads);
+        return Ok(());
+    }
     if std::env::args().any(|a| a == "--feed-only") {
         bench.feed();
         for (key, p50, p99) in &bench.figures {
@@ -996,6 +1029,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         true => bench.throughput(local.as_ref()),
         false => Vec::new(),
     };
+    #[cfg(feature = "async")]
+    let async_reads = bench.nonblocking();
+    #[cfg(not(feature = "async"))]
+    let async_reads = Vec::new();
     bench.cache.invalidate_all()?;
     if !json_only {
         println!("{:<24} {:>10} {:>10}", "op (µs)", "p50", "p99");
@@ -1010,6 +1047,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         for (threads, reads) in &bench.local_reads {
             println!("threads {threads}: local-tier reads {reads:>8.0}/s");
         }
+        print_async_reads(&async_reads);
     }
     let mut fields: Vec<String> = bench
         .figures
@@ -1023,6 +1061,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     for (threads, reads) in &bench.local_reads {
         fields.push(format!("\"local_reads_per_s_{threads}t\": {reads:.0}"));
+    }
+    for (tasks, cached, plain, mgets) in &async_reads {
+        fields.push(format!("\"cached_async_reads_per_s_{tasks}tasks\": {cached:.0}, \"plain_async_gets_per_s_{tasks}tasks\": {plain:.0}, \"pooled_async_mgets_per_s_{tasks}tasks\": {mgets:.0}"));
     }
     println!("{{{}}}", fields.join(", "));
     let peer = match std::env::args().any(|a| a == "--compare") {
@@ -1047,6 +1088,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         peer: &peer,
         throughput: &throughput,
         local_reads: &bench.local_reads,
+        async_reads: &async_reads,
     };
     if !json_only {
         for (target, measured, holds) in report.targets() {
@@ -1062,6 +1104,15 @@ fn main() -> Result<(), Box<dyn Error>> {
         println!("report: {dir}/bench.md, {dir}/bench.png");
     }
     Ok(())
+}
+
+/// `(tasks, cached async reads/s, plain async GETs/s, pooled MGETs/s)`, one
+/// line each.
+fn print_async_reads(reads: &[(usize, f64, f64, f64)]) {
+    for (tasks, cached, plain, mgets) in reads {
+        let share = 100.0 * cached / plain;
+        println!("tasks {tasks}: cached async reads {cached:>8.0}/s, plain async GETs {plain:>8.0}/s ({share:.0}%), pooled async MGETs {mgets:>8.0}/s");
+    }
 }
 
 /// The value following `flag` on the command line.

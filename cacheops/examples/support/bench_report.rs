@@ -13,6 +13,9 @@ pub(crate) struct Report<'a> {
     pub(crate) throughput: &'a [(usize, f64, f64)],
     /// `(threads, local-tier reads/s)` (`--local --throughput`).
     pub(crate) local_reads: &'a [(usize, f64)],
+    /// `(tasks, cached async reads/s, plain async GETs/s, pooled async MGETs/s)`
+    /// (feature `async`).
+    pub(crate) async_reads: &'a [(usize, f64, f64, f64)],
 }
 
 /// The operations both sides time, in the chart's order, with what bounds ours.
@@ -26,6 +29,9 @@ const COMPARED: [(&str, &str); 8] = [
     ("db_fetch20", ""),
     ("save_with_invalidation", "db_update_pk"),
 ];
+
+/// The async hit (feature `async`) and the round trip that bounds it.
+const ASYNC_HIT: (&str, &str) = ("async_hit_get_pk", "async_redis_get_rtt");
 
 impl Report<'_> {
     fn ours(&self, key: &str) -> Option<(f64, f64)> {
@@ -45,7 +51,7 @@ impl Report<'_> {
     pub(crate) fn targets(&self) -> Vec<(String, String, bool)> {
         let p50 = |key: &str| self.ours(key).map(|v| v.0);
         let mut out = Vec::new();
-        for (hit, get) in &COMPARED[1..4] {
+        for (hit, get) in COMPARED[1..4].iter().chain([&ASYNC_HIT]) {
             if let (Some(h), Some(g)) = (p50(hit), p50(get)) {
                 let measured = format!("{h:.1} / {g:.1} = {:.2}×", h / g);
                 out.push((format!("`{hit}` ≤ 1.3 × `{get}`"), measured, h <= 1.3 * g));
@@ -106,6 +112,15 @@ impl Report<'_> {
                 share >= 0.8,
             ));
         }
+        for (tasks, cached, plain, _) in self.async_reads {
+            let share = cached / plain;
+            let measured = format!("{cached:.0} / {plain:.0} = {:.0}%", 100.0 * share);
+            out.push((
+                format!("cached async reads ≥ 80% of plain async GETs, {tasks} tasks"),
+                measured,
+                share >= 0.8,
+            ));
+        }
         for local in ["local_hit_get_pk", "local_hit_fetch20", "local_hit_count"] {
             if let Some(v) = p50(local) {
                 out.push((format!("`{local}` < 2 µs"), format!("{v:.2} µs"), v < 2.0));
@@ -146,6 +161,13 @@ impl Report<'_> {
         }
         for (threads, reads) in self.local_reads {
             out += &format!("| reads/s, {threads} thread(s): local tier | {reads:.0} | | | |\n");
+        }
+        for (tasks, cached, plain, mgets) in self.async_reads {
+            out += &format!(
+                "| reads/s, {tasks} tasks: cached async / plain async GET | {cached:.0} | {plain:.0} | | {:.0}% |\n",
+                100.0 * cached / plain
+            );
+            out += &format!("| reads/s, {tasks} tasks: pooled async MGET | {mgets:.0} | | | |\n");
         }
         out
     }

@@ -17,7 +17,7 @@
 //! `invalidate.rs`) exactly as one that failed.
 
 use std::future::{ready, Future};
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
@@ -168,10 +168,30 @@ impl Locks for Blocking<'_> {
 /// Runs `future` to completion on this thread. A future of the protocol over
 /// [`Blocking`] completes in its first poll; any other is polled again each time
 /// its waker unparks the thread.
+///
+/// Inlined, so that the caller builds the future where it is pinned: moving it
+/// in copied the whole state machine on every call.
+#[inline(always)]
 pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+    thread_local! {
+        // One per thread: a waker made per call cost every blocking store
+        // operation an allocation.
+        static UNPARK: Waker = unpark_this_thread();
+    }
     let mut future = pin!(future);
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut context = Context::from_waker(&waker);
+    match UNPARK.try_with(|waker| poll_until_ready(future.as_mut(), waker)) {
+        Ok(output) => output,
+        // Called while this thread's locals are being destroyed.
+        Err(_) => poll_until_ready(future, &unpark_this_thread()),
+    }
+}
+
+fn unpark_this_thread() -> Waker {
+    Waker::from(Arc::new(Unpark(std::thread::current())))
+}
+
+fn poll_until_ready<F: Future>(mut future: Pin<&mut F>, waker: &Waker) -> F::Output {
+    let mut context = Context::from_waker(waker);
     loop {
         if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
             return output;
