@@ -63,6 +63,10 @@
 //! - `cli` (default): the `cacheops-cli` binary.
 //! - `minijinja`: template fragment caching.
 //! - `r2d2`: pools of [`CachedConnection`] through Diesel's `r2d2`.
+//! - `async`: the async path on diesel-async and tokio: `AsyncCachedQueryDsl`
+//!   (`.cached_async()`), the `_async` write helpers, `connection::AsyncCachedConnection`,
+//!   function and simple caching from async code, `store::AsyncRedisStore`.
+//! - `deadpool`: deadpool pools of async connections (diesel-async's `deadpool`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod analyse;
