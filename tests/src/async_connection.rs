@@ -312,3 +312,34 @@ async fn sqlite_writes_through_the_wrapped_connection_invalidate() {
         "the plain DELETE invalidated"
     );
 }
+
+/// Raw transaction control whose future is dropped before it was followed
+/// leaves the transaction state unknown: the connection refuses every later
+/// statement (and a pool discards it, `is_broken`), and what the batch may have
+/// written is owed (the next read of its table re-invalidates first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_transaction_control_statement_breaks_the_connection() {
+    use diesel_async::pooled_connection::PoolableConnection;
+    let mut s = Setup::new().await;
+    s.read(1).await;
+    let batch = "BEGIN; UPDATE articles SET views = 1; SELECT pg_sleep(2); COMMIT";
+    let dropped = tokio::time::timeout(
+        std::time::Duration::from_millis(200),
+        s.conn.batch_execute(batch),
+    )
+    .await;
+    assert!(dropped.is_err(), "the batch was still running");
+    assert!(s.conn.is_broken());
+    let refused = in_category(1).load::<Article>(&mut s.conn).await;
+    assert!(
+        matches!(
+            refused,
+            Err(diesel::result::Error::BrokenTransactionManager)
+        ),
+        "{refused:?}"
+    );
+    // Another connection: the table is owed, so its read is not served from the
+    // entry cached before the batch.
+    let mut other = Setup::new_reader(&s).await;
+    assert_eq!(other.read(1).await.1, 1);
+}

@@ -22,7 +22,7 @@ use super::cached::{
     classify, effect_of, learned_identity, pending_of, ran, record, settle_async, Classified,
 };
 use super::catalog::{pairs, PG_IDENTITY, PG_INEXACT_COLUMNS};
-use super::effect::Effect;
+use super::effect::{Effect, Step};
 use super::touched::{DecodeRow, Granular, Named, Pair, WithSql};
 use super::tracked::Tracked;
 use super::AsyncCacheConnection;
@@ -91,6 +91,13 @@ impl AsyncCachedConnection<AsyncPgConnection> {
         &mut self.inner
     }
 
+    /// An error for every statement once the transaction state is unknown.
+    fn refused(&self) -> Option<diesel::result::Error> {
+        self.tracked
+            .broken
+            .then_some(diesel::result::Error::BrokenTransactionManager)
+    }
+
     /// How a statement is classified here: functions are judged by name only.
     fn classified<T: QueryFragment<diesel::pg::Pg> + ?Sized>(
         &self,
@@ -138,11 +145,17 @@ async fn after(tracked: &mut Tracked, classified: &Classified, calls: Volatility
     settle_async(record(tracked, effect)).await;
 }
 
-/// A write's invalidation while its statement runs: dropped (the future with
-/// it) before [`Unrecorded::recorded`], it is queued table-wide in the open
+/// A statement's effect while it runs: dropped (the future with it) before
+/// [`Unrecorded::recorded`], a write is queued table-wide in the open
 /// transaction, or owed outside one, so a statement that may have committed
 /// never goes uninvalidated. (Dropped after the statement was recorded, while
-/// its invalidation is sent, that repeats it wider: safe.)
+/// its invalidation is sent, that repeats it wider: safe.) Transaction control
+/// sent as SQL (`BEGIN`, `COMMIT`, ...) that is dropped leaves the levels
+/// unknown: every level is taken as ended and what they owed is owed (the
+/// database may or may not have committed), and the connection is marked broken
+/// (it refuses every later statement, and pools discard it), as diesel-async
+/// does with its own transaction manager when a transaction's future is dropped:
+/// a session whose transaction state is unknown cannot be followed.
 struct Unrecorded<'t> {
     tracked: &'t mut Tracked,
     effect: Option<Effect>,
@@ -150,10 +163,13 @@ struct Unrecorded<'t> {
 
 impl<'t> Unrecorded<'t> {
     fn new(tracked: &'t mut Tracked, effect: &Effect) -> Self {
-        let write = !matches!(effect, Effect::Read | Effect::Steps(_));
+        let tracked_effect = match effect {
+            Effect::Read => None,
+            other => Some(other.clone()),
+        };
         Unrecorded {
             tracked,
-            effect: write.then(|| effect.clone()),
+            effect: tracked_effect,
         }
     }
 
@@ -170,7 +186,18 @@ impl<'t> Unrecorded<'t> {
 
 impl Drop for Unrecorded<'_> {
     fn drop(&mut self) {
-        if let Some(effect) = self.effect.take() {
+        let Some(effect) = self.effect.take() else {
+            return;
+        };
+        if let Effect::Steps(_) = effect {
+            self.tracked.end_all().owe();
+            self.tracked.broken = true;
+        }
+        let write = match &effect {
+            Effect::Steps(steps) => steps.iter().any(|s| matches!(s, Step::Write(_))),
+            _ => true,
+        };
+        if write {
             let pending = pending_of(self.tracked, effect);
             if let Some(now) = self.tracked.wrote(pending) {
                 now.owe();
@@ -181,6 +208,7 @@ impl Drop for Unrecorded<'_> {
 
 impl SimpleAsyncConnection for AsyncCachedConnection<AsyncPgConnection> {
     fn batch_execute(&mut self, query: &str) -> impl Future<Output = QueryResult<()>> + Send {
+        let refused = self.refused();
         let (classified, effect, calls) = match self.tracked.in_helper() {
             true => (Classified::read(), Effect::Read, Volatility::Stable),
             false => {
@@ -192,6 +220,9 @@ impl SimpleAsyncConnection for AsyncCachedConnection<AsyncPgConnection> {
             }
         };
         async move {
+            if let Some(e) = refused {
+                return Err(e);
+            }
             let mut guard = Unrecorded::new(&mut self.tracked, &effect);
             let result = self.inner.batch_execute(query).await;
             let tracked = guard.tracked();
@@ -231,6 +262,9 @@ impl AsyncConnectionCore for AsyncCachedConnection<AsyncPgConnection> {
         T: AsQuery + 'query,
         T::Query: QueryFragment<Self::Backend> + QueryId + 'query,
     {
+        if let Some(e) = self.refused() {
+            return Box::pin(std::future::ready(Err(e)));
+        }
         let source = source.as_query();
         let (classified, sql, effect, calls) = self.classified(&source);
         let plan = match (&effect, sql, calls, self.tracked.identity) {
@@ -285,6 +319,9 @@ impl AsyncConnectionCore for AsyncCachedConnection<AsyncPgConnection> {
     where
         T: QueryFragment<Self::Backend> + QueryId + 'query,
     {
+        if let Some(e) = self.refused() {
+            return Box::pin(std::future::ready(Err(e)));
+        }
         let (classified, _, effect, calls) = self.classified(&source);
         let granular = match (&classified.granular, calls) {
             (_, Volatility::MayWrite) => None,
@@ -521,7 +558,11 @@ impl TransactionManager<AsyncCachedConnection<AsyncPgConnection>>
     async fn commit_transaction(
         conn: &mut AsyncCachedConnection<AsyncPgConnection>,
     ) -> QueryResult<()> {
-        if let Err(e) = AnsiTransactionManager::commit_transaction(&mut conn.inner).await {
+        // Dropped before it is followed, the COMMIT leaves the levels unknown.
+        let guard = Unrecorded::new(&mut conn.tracked, &Effect::Steps(vec![Step::Commit]));
+        let committed = AnsiTransactionManager::commit_transaction(&mut conn.inner).await;
+        guard.recorded();
+        if let Err(e) = committed {
             keep_open_levels(conn);
             return Err(e);
         }
@@ -553,6 +594,17 @@ fn keep_open_levels(conn: &mut AsyncCachedConnection<AsyncPgConnection>) {
     }
 }
 
+/// A connection dropped inside a transaction (a pool discarding a broken one,
+/// a task cancelled) owes what its levels queued: the database may have
+/// committed them.
+impl<C> Drop for AsyncCachedConnection<C> {
+    fn drop(&mut self) {
+        if self.tracked.in_transaction() {
+            self.tracked.end_all().owe();
+        }
+    }
+}
+
 /// Pools of [`AsyncCachedConnection`] (diesel-async's deadpool and bb8
 /// managers), connecting with the process-wide handle ([`crate::global`]).
 #[cfg(feature = "deadpool")]
@@ -560,6 +612,6 @@ impl diesel_async::pooled_connection::PoolableConnection
     for AsyncCachedConnection<AsyncPgConnection>
 {
     fn is_broken(&mut self) -> bool {
-        self.inner.is_broken()
+        self.tracked.broken || self.inner.is_broken()
     }
 }

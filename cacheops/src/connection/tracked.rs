@@ -39,6 +39,10 @@ pub struct Tracked {
     /// Set once the session created a temporary table, which shadows tables of
     /// the same name for it alone: mixed into its identity from then on.
     private: Option<u128>,
+    /// The transaction state is unknown (an async statement controlling the
+    /// transaction was dropped before it was followed): the connection refuses
+    /// every statement from then on, and pools discard it.
+    pub(crate) broken: bool,
 }
 
 /// How many nested scopes of one kind are open. A scope closes when its
@@ -89,6 +93,7 @@ impl Tracked {
             identity: None,
             identity_ends_with_transaction: false,
             private: None,
+            broken: false,
         }
     }
 

@@ -143,6 +143,13 @@ impl Queue {
         self.pending
     }
 
+    /// Owes every invalidation of a transaction whose end is unknown (its
+    /// statement's future was dropped); its hooks do not run.
+    #[cfg(all(feature = "async", feature = "postgres"))]
+    pub(crate) fn owe(self) {
+        self.uncertain().into_iter().for_each(Pending::owe);
+    }
+
     /// [`Queue::settle_uncertain`] on the async stores.
     #[cfg(all(feature = "async", feature = "postgres"))]
     pub(crate) async fn settle_uncertain_async(self) {
