@@ -42,6 +42,7 @@ pub struct Tracked {
     /// The transaction state is unknown (an async statement controlling the
     /// transaction was dropped before it was followed): the connection refuses
     /// every statement from then on, and pools discard it.
+    #[cfg(all(feature = "async", feature = "postgres"))]
     pub(crate) broken: bool,
 }
 
@@ -93,6 +94,7 @@ impl Tracked {
             identity: None,
             identity_ends_with_transaction: false,
             private: None,
+            #[cfg(all(feature = "async", feature = "postgres"))]
             broken: false,
         }
     }
