@@ -373,3 +373,64 @@ fn futures_are_send(cache: &Cacheops, conn: &mut AsyncConn, article: &Article) {
     send(cache.save_async(conn, article));
     let _: Option<Pin<Box<dyn Future<Output = ()>>>> = None;
 }
+
+/// The race fence on the async path: a write that commits (and invalidates)
+/// while a miss's SQL runs makes the store refuse that fill, so the reader's
+/// old result is served once and never cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_fill_is_refused_when_a_write_lands_during_the_sql() {
+    let mut ctx: AsyncCtx<PgDb> = AsyncCtx::seeded(StoreKind::Redis, |c| seed(c, 3, 4)).await;
+    let (sql_done, wait_sql) = std::sync::mpsc::channel::<()>();
+    let (write_done, wait_write) = std::sync::mpsc::channel::<()>();
+    let wait_write = std::sync::Mutex::new(wait_write);
+    let fired = std::sync::atomic::AtomicBool::new(false);
+    // Runs between the reader's SQL and its store; it holds that worker thread
+    // until the write is done (the test runs on the other one).
+    ctx.cache.__set_fill_hook(Some(Arc::new(move || {
+        if !fired.swap(true, Ordering::SeqCst) {
+            sql_done.send(()).unwrap();
+            wait_write.lock().unwrap().recv().unwrap();
+        }
+    })));
+    let mut reader_conn = ctx.db.connect_async().await;
+    let reader_cache = ctx.cache.clone();
+    let reader = tokio::spawn(async move {
+        in_category(1)
+            .cache_async()
+            .using(&reader_cache)
+            .load::<Article>(&mut reader_conn)
+            .await
+            .unwrap()
+    });
+    tokio::task::spawn_blocking(move || wait_sql.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let cache = ctx.cache.clone();
+    let new = NewArticle::new(1, "during the read");
+    let new = cache
+        .insert_async::<Article, _, _>(&mut ctx.conn, &new)
+        .await
+        .unwrap()
+        .remove(0);
+    write_done.send(()).unwrap();
+    let stale = reader.await.unwrap();
+    ctx.cache.__set_fill_hook(None);
+    assert!(
+        !stale.contains(&new),
+        "the reader's SQL ran before the write"
+    );
+    assert_eq!(ctx.cache.stats().refused_fills, 1);
+    let (fresh, n) = ctx
+        .counted(async |conn, h| {
+            in_category(1)
+                .cache_async()
+                .using(h)
+                .load::<Article>(conn)
+                .await
+                .unwrap()
+        })
+        .await;
+    assert_eq!(n, 1, "the stale result was not stored");
+    assert!(fresh.contains(&new));
+}
