@@ -272,15 +272,18 @@ impl AsyncConnectionCore for AsyncCachedConnection<AsyncPgConnection> {
                 let database = self.tracked.handle.config().database;
                 let identity = crate::protocol::key::identity(database, Some(known));
                 let eligible = self.tracked.reads_may_be_automatic();
-                automatic::plan(&self.tracked.handle, eligible, identity, sql, &source)
+                let handle = &self.tracked.handle;
+                automatic::plan(handle, eligible, identity, sql.clone(), &source)
+                    .map(|plan| (plan, sql))
             }
             _ => None,
         };
-        if let Some(plan) = plan {
-            // Sent only on a miss: an owned copy of the statement, so that a hit
-            // neither renders it again nor reports a query that never ran.
+        if let Some((plan, sql)) = plan {
+            // Sent only on a miss: an owned copy of the statement (the SQL
+            // rendered above, and its binds), so that a hit neither sends nor
+            // reports a query that never ran.
             let (inner, tracked) = (&mut self.inner, &mut self.tracked);
-            let rows: BoxFuture<'conn, _> = match owned(&source) {
+            let rows: BoxFuture<'conn, _> = match owned(&source, sql) {
                 Some(owned) => {
                     Box::pin(async move { AsyncConnectionCore::load(inner, owned).await })
                 }
@@ -396,10 +399,11 @@ async fn served(
     Ok(stream::iter(rows).boxed())
 }
 
-/// `source` as an owned statement (its SQL and binds), to send later; `None`
-/// when a bind's type needs the connection's catalog (a custom type).
-fn owned<T: QueryFragment<diesel::pg::Pg> + ?Sized>(source: &T) -> Option<Owned> {
-    use diesel::query_builder::{MoveableBindCollector, QueryBuilder};
+/// `source`, rendered as `sql`, as an owned statement (that SQL and its binds),
+/// to send later; `None` when a bind's type needs the connection's catalog (a
+/// custom type).
+fn owned<T: QueryFragment<diesel::pg::Pg> + ?Sized>(source: &T, sql: String) -> Option<Owned> {
+    use diesel::query_builder::MoveableBindCollector;
     let mut binds = RawBytesBindCollector::<diesel::pg::Pg>::new();
     let mut lookup = BuiltinsOnly(false);
     source
@@ -408,10 +412,8 @@ fn owned<T: QueryFragment<diesel::pg::Pg> + ?Sized>(source: &T) -> Option<Owned>
     if lookup.0 {
         return None;
     }
-    let mut sql = diesel::pg::PgQueryBuilder::default();
-    source.to_sql(&mut sql, &diesel::pg::Pg).ok()?;
     let safe = source.is_safe_to_cache_prepared(&diesel::pg::Pg).ok()?;
-    Some(CollectedQuery::new(sql.finish(), safe, binds.moveable()))
+    Some(CollectedQuery::new(sql, safe, binds.moveable()))
 }
 
 type Owned = CollectedQuery<RawBytesBindCollector<diesel::pg::Pg>>;
