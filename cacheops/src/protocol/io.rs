@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
-use super::lock::Locks;
+use super::lock::{released, Locks};
 use super::store::{CacheKey, Fence, RowState, Store};
 use crate::deps::Deps;
 use crate::error::Result;
@@ -153,10 +153,7 @@ impl Locks for Blocking<'_> {
     }
 
     fn unlock_later(&self, key: CacheKey, token: String) {
-        if let Err(e) = self.0.unlock(key, &token) {
-            // The lock expires on its own; waiters are delayed, not wrong.
-            tracing::warn!(error = %e, "cacheops: could not release a lock");
-        }
+        released(self.0.unlock(key, &token));
     }
 
     fn pause(&self, pause: Duration) -> impl Future<Output = ()> + Send {

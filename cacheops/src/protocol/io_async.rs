@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::io::Io;
-use super::lock::Locks;
+use super::lock::{released, Locks};
 use super::store::{AsyncStore, CacheKey, Fence, RowState};
 use crate::deps::Deps;
 use crate::error::Result;
@@ -79,11 +79,7 @@ impl Locks for Async<'_> {
             return;
         };
         let store = Arc::clone(self.0);
-        runtime.spawn(async move {
-            if let Err(e) = store.unlock(key, &token).await {
-                tracing::warn!(error = %e, "cacheops: could not release a lock");
-            }
-        });
+        runtime.spawn(async move { released(store.unlock(key, &token).await) });
     }
 
     async fn pause(&self, pause: Duration) {

@@ -113,12 +113,17 @@ where
         _ => compute.await,
     };
     if let Some(token) = guard.token.take() {
-        if let Err(e) = locks.unlock(key, &token).await {
-            // The lock expires on its own; waiters are delayed, not wrong.
-            tracing::warn!(error = %e, "cacheops: could not release a lock");
-        }
+        released(locks.unlock(key, &token).await);
     }
     result
+}
+
+/// What releasing a lock came to: a failure is logged, never returned (the lock
+/// expires on its own; waiters are delayed, not wrong).
+pub(crate) fn released(unlocked: Result<()>) {
+    if let Err(e) = unlocked {
+        tracing::warn!(error = %e, "cacheops: could not release a lock");
+    }
 }
 
 async fn alone<T, E>(

@@ -17,7 +17,7 @@ use super::{hash, SimpleCache};
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::io::Io;
-use crate::protocol::lock::{self, Locks};
+use crate::protocol::lock::{self, released, Locks};
 use crate::runtime::Cacheops;
 use crate::store::CacheKey;
 
@@ -202,12 +202,7 @@ impl<I: Io> Locks for Via<'_, I> {
         match &self.route {
             Route::Store(_, io) => io.unlock_later(key, token),
             // The file's lock is released where it is: a file system call.
-            Route::File(files) => {
-                if let Err(e) = files.unlock(key, &token) {
-                    // The lock expires on its own; waiters are delayed, not wrong.
-                    tracing::warn!(error = %e, "cacheops: could not release a lock");
-                }
-            }
+            Route::File(files) => released(files.unlock(key, &token)),
         }
     }
 
