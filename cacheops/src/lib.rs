@@ -66,7 +66,8 @@
 //! - `async`: the async path on diesel-async and tokio: `AsyncCachedQueryDsl`
 //!   (`.cached_async()`), the `_async` write helpers, `connection::AsyncCachedConnection`,
 //!   function and simple caching from async code, `store::AsyncRedisStore`.
-//! - `deadpool`: deadpool pools of async connections (diesel-async's `deadpool`).
+//! - `deadpool`: deadpool pools of async connections (diesel-async's `deadpool`),
+//!   and [`pool::CachedPool`], whose reads check a connection out only on a miss.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod analyse;
@@ -88,6 +89,9 @@ pub mod fragment;
 mod invalidate;
 mod memo;
 mod model;
+#[cfg(feature = "deadpool")]
+#[cfg_attr(docsrs, doc(cfg(feature = "deadpool")))]
+pub mod pool;
 mod protocol;
 mod publish;
 pub mod query;

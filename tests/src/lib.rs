@@ -38,6 +38,8 @@ mod hardening;
 #[cfg(test)]
 mod hooks;
 #[cfg(test)]
+mod lazy_pool;
+#[cfg(test)]
 mod local_tier;
 #[cfg(test)]
 mod nonblocking;

@@ -521,6 +521,10 @@ impl AsyncCacheConnection for AsyncCachedConnection<AsyncPgConnection> {
         )
     }
 
+    fn __known_identity(&mut self) -> Option<Option<u128>> {
+        self.tracked.identity.map(Some)
+    }
+
     async fn __learn_identity(&mut self) {
         learn_identity(&mut self.inner, &mut self.tracked).await;
     }

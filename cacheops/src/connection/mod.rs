@@ -17,6 +17,8 @@ mod effect;
 #[cfg(feature = "async")]
 mod nonblocking;
 mod rewrite;
+#[cfg(feature = "async")]
+mod source;
 mod touched;
 mod tracked;
 
@@ -40,6 +42,10 @@ pub use nonblocking::AsyncCachedSqliteConnection;
 #[cfg(feature = "async")]
 pub(crate) use nonblocking::{begin_own, end_own, old_and_new_async};
 pub(crate) use rewrite::{parse_update, Columns, UpdatePlan};
+#[cfg(feature = "async")]
+pub(crate) use source::reading_of;
+#[cfg(feature = "async")]
+pub use source::{AsyncReadSource, Reading};
 pub(crate) use touched::{old_and_new, Typed};
 #[cfg(feature = "postgres")]
 pub(crate) use touched::{DecodeRow, Named};

@@ -38,6 +38,13 @@ pub trait AsyncCacheConnection: AsyncConnection<Backend: ReplayBackend> {
         None
     }
 
+    /// [`AsyncCacheConnection::__identity`] if it is known now, with no round
+    /// trip: `None` when a statement made it unknown. Not public API.
+    #[doc(hidden)]
+    fn __known_identity(&mut self) -> Option<Option<u128>> {
+        Some(self.__identity())
+    }
+
     /// Whether a miss read on this connection now may store its result. Not
     /// public API.
     #[doc(hidden)]

@@ -20,13 +20,20 @@ use serde::Serialize;
 use super::{Cached, Nonblocking};
 use crate::analyse::Call;
 use crate::config::Ops;
-use crate::connection::AsyncCacheConnection;
+use crate::connection::{AsyncCacheConnection, AsyncReadSource};
 use crate::error::Result;
 use crate::protocol::read_through::{read_through_with, Storable};
 
 /// A query on its way to the cache from async code: [`Cached`], run by a
-/// diesel-async connection.
-pub type CachedAsync<'h, Q, C> = Cached<'h, Q, C, Nonblocking>;
+/// diesel-async connection. `S` is what its load is given a `&mut` of: the
+/// connection, or a pool's lazy checkout (see [`AsyncReadSource`]).
+pub type CachedAsync<'h, Q, S> = Cached<'h, Q, S, Nonblocking>;
+
+/// The connection an [`AsyncReadSource`] runs a miss on.
+type Conn<S> = <S as AsyncReadSource>::Connection;
+
+/// The backend of that connection.
+type Backend<S> = <Conn<S> as diesel_async::AsyncConnectionCore>::Backend;
 
 /// Extension methods that serve any Diesel query from the cache in async code,
 /// on a diesel-async connection: [`CachedQueryDsl`](super::CachedQueryDsl)'s
@@ -46,9 +53,9 @@ pub type CachedAsync<'h, Q, C> = Cached<'h, Q, C, Nonblocking>;
 /// let total: i64 = articles::table.cache_async().count(conn).await?;
 /// # Ok(()) }
 /// ```
-pub trait AsyncCachedQueryDsl<C>: AsQuery + Sized {
+pub trait AsyncCachedQueryDsl<S>: AsQuery + Sized {
     /// A builder to tune how this query is cached; see [`Cached`].
-    fn cache_async(self) -> CachedAsync<'static, Self, C> {
+    fn cache_async(self) -> CachedAsync<'static, Self, S> {
         Cached::new(self)
     }
 
@@ -56,35 +63,36 @@ pub trait AsyncCachedQueryDsl<C>: AsQuery + Sized {
     /// cached.
     fn cached_async<'a, 'q, T>(
         self,
-        conn: &'a mut C,
-    ) -> impl Future<Output = Result<Vec<T>>> + Send + use<'a, 'q, T, Self, C>
+        conn: &'a mut S,
+    ) -> impl Future<Output = Result<Vec<T>>> + Send + use<'a, 'q, S, T, Self>
     where
         'q: 'a,
         Self: Send + 'static,
-        C: AsyncCacheConnection,
-        Self::Query: QueryFragment<C::Backend> + QueryId + LoadQuery<'q, C, T> + Send + 'q,
+        S: AsyncReadSource + 'a,
+        Self::Query: QueryFragment<Backend<S>> + QueryId + LoadQuery<'q, Conn<S>, T> + Send + 'q,
         T: Serialize + DeserializeOwned + Send + 'static,
     {
         self.cache_async().load(conn)
     }
 }
 
-impl<Q: AsQuery, C> AsyncCachedQueryDsl<C> for Q {}
+impl<Q: AsQuery, S> AsyncCachedQueryDsl<S> for Q {}
 
 // Each load returns `impl Future + Send` rather than being an `async fn`: the
 // future is then proven `Send` here, once, from the bounds, instead of at every
 // caller from its concrete types, where rustc cannot prove it for queries that
 // borrow (a boxed query's lifetime), so `tokio::spawn` and axum handlers take it.
-impl<'h, Q: AsQuery + Send + 'h, C: AsyncCacheConnection> Cached<'h, Q, C, Nonblocking> {
+impl<'h, Q: AsQuery + Send + 'h, S> Cached<'h, Q, S, Nonblocking> {
     /// Every row: `load`, cached (op `fetch`).
     pub fn load<'a, 'q, T>(
         self,
-        conn: &'a mut C,
-    ) -> impl Future<Output = Result<Vec<T>>> + Send + use<'a, 'q, 'h, Q, C, T>
+        conn: &'a mut S,
+    ) -> impl Future<Output = Result<Vec<T>>> + Send + use<'a, 'q, 'h, Q, S, T>
     where
         'h: 'a,
         'q: 'a,
-        Q::Query: QueryFragment<C::Backend> + QueryId + LoadQuery<'q, C, T> + Send + 'q,
+        S: AsyncReadSource + 'a,
+        Q::Query: QueryFragment<Backend<S>> + QueryId + LoadQuery<'q, Conn<S>, T> + Send + 'q,
         T: Serialize + DeserializeOwned + Send + 'static,
     {
         let call = self.call(Ops::FETCH, "fetch");
@@ -96,12 +104,13 @@ impl<'h, Q: AsQuery + Send + 'h, C: AsyncCacheConnection> Cached<'h, Q, C, Nonbl
     /// No row is `Err` whose [`crate::Error::as_diesel`] is `NotFound`.
     pub fn get_result<'a, 'q, T>(
         self,
-        conn: &'a mut C,
-    ) -> impl Future<Output = Result<T>> + Send + use<'a, 'q, 'h, Q, C, T>
+        conn: &'a mut S,
+    ) -> impl Future<Output = Result<T>> + Send + use<'a, 'q, 'h, Q, S, T>
     where
         'h: 'a,
         'q: 'a,
-        Q::Query: QueryFragment<C::Backend> + QueryId + LoadQuery<'q, C, T> + Send + 'q,
+        S: AsyncReadSource + 'a,
+        Q::Query: QueryFragment<Backend<S>> + QueryId + LoadQuery<'q, Conn<S>, T> + Send + 'q,
         T: Serialize + DeserializeOwned + Send + 'static,
     {
         let call = self.call(Ops::GET, "get");
@@ -118,15 +127,16 @@ impl<'h, Q: AsQuery + Send + 'h, C: AsyncCacheConnection> Cached<'h, Q, C, Nonbl
     /// `LIMIT 1`, then the row: `first`, cached (op `get`).
     pub fn first<'a, 'q, T>(
         self,
-        conn: &'a mut C,
-    ) -> impl Future<Output = Result<T>> + Send + use<'a, 'q, 'h, Q, C, T>
+        conn: &'a mut S,
+    ) -> impl Future<Output = Result<T>> + Send + use<'a, 'q, 'h, Q, S, T>
     where
         'h: 'a,
         'q: 'a,
+        S: AsyncReadSource + 'a,
         Q: LimitDsl,
         Q::Output: AsQuery + Send + 'h,
         <Q::Output as AsQuery>::Query:
-            QueryFragment<C::Backend> + QueryId + LoadQuery<'q, C, T> + Send + 'q,
+            QueryFragment<Backend<S>> + QueryId + LoadQuery<'q, Conn<S>, T> + Send + 'q,
         T: Serialize + DeserializeOwned + Send + 'static,
     {
         self.map(|q| q.limit(1)).get_result(conn)
@@ -135,15 +145,16 @@ impl<'h, Q: AsQuery + Send + 'h, C: AsyncCacheConnection> Cached<'h, Q, C, Nonbl
     /// `SELECT COUNT(*)` of the query, cached (op `count`).
     pub fn count<'a, 'q>(
         self,
-        conn: &'a mut C,
-    ) -> impl Future<Output = Result<i64>> + Send + use<'a, 'q, 'h, Q, C>
+        conn: &'a mut S,
+    ) -> impl Future<Output = Result<i64>> + Send + use<'a, 'q, 'h, Q, S>
     where
         'h: 'a,
         'q: 'a,
+        S: AsyncReadSource + 'a,
         Q: SelectDsl<diesel::dsl::count_star>,
         Q::Output: AsQuery,
         <Q::Output as AsQuery>::Query:
-            QueryFragment<C::Backend> + QueryId + LoadQuery<'q, C, i64> + Send + 'q,
+            QueryFragment<Backend<S>> + QueryId + LoadQuery<'q, Conn<S>, i64> + Send + 'q,
     {
         let call = self.call(Ops::COUNT, "count");
         let query = self.query.select(diesel::dsl::count_star()).as_query();
@@ -153,14 +164,19 @@ impl<'h, Q: AsQuery + Send + 'h, C: AsyncCacheConnection> Cached<'h, Q, C, Nonbl
     /// `SELECT EXISTS (query)`, cached (op `exists`).
     pub fn exists<'a, 'q>(
         self,
-        conn: &'a mut C,
-    ) -> impl Future<Output = Result<bool>> + Send + use<'a, 'q, 'h, Q, C>
+        conn: &'a mut S,
+    ) -> impl Future<Output = Result<bool>> + Send + use<'a, 'q, 'h, Q, S>
     where
         'h: 'a,
         'q: 'a,
+        S: AsyncReadSource + 'a,
         diesel::dsl::exists<Q>: diesel::Expression,
-        diesel::dsl::select<diesel::dsl::exists<Q>>:
-            AsQuery + QueryFragment<C::Backend> + QueryId + LoadQuery<'q, C, bool> + Send + 'q,
+        diesel::dsl::select<diesel::dsl::exists<Q>>: AsQuery
+            + QueryFragment<Backend<S>>
+            + QueryId
+            + LoadQuery<'q, Conn<S>, bool>
+            + Send
+            + 'q,
     {
         let call = self.call(Ops::EXISTS, "exists");
         let query = diesel::select(diesel::dsl::exists(self.query));
@@ -170,12 +186,13 @@ impl<'h, Q: AsQuery + Send + 'h, C: AsyncCacheConnection> Cached<'h, Q, C, Nonbl
     /// A single value, e.g. `select(max(col))`, cached (op `aggregate`).
     pub fn aggregate<'a, 'q, T>(
         self,
-        conn: &'a mut C,
-    ) -> impl Future<Output = Result<T>> + Send + use<'a, 'q, 'h, Q, C, T>
+        conn: &'a mut S,
+    ) -> impl Future<Output = Result<T>> + Send + use<'a, 'q, 'h, Q, S, T>
     where
         'h: 'a,
         'q: 'a,
-        Q::Query: QueryFragment<C::Backend> + QueryId + LoadQuery<'q, C, T> + Send + 'q,
+        S: AsyncReadSource + 'a,
+        Q::Query: QueryFragment<Backend<S>> + QueryId + LoadQuery<'q, Conn<S>, T> + Send + 'q,
         T: Serialize + DeserializeOwned + Send + 'static,
     {
         let call = self.call(Ops::AGGREGATE, "aggregate");
@@ -185,32 +202,34 @@ impl<'h, Q: AsQuery + Send + 'h, C: AsyncCacheConnection> Cached<'h, Q, C, Nonbl
 }
 
 /// Runs `query` through the cache on the handle's async store: `run` executes
-/// it on a miss. Whether the result may be stored is asked before the SQL runs
-/// (`conn` is `run`'s then): a read does not change a transaction's state.
-fn fill<'a, 'h: 'a, C, Q, R, F>(
+/// it on a miss, on the connection `source` gives then. Whether the result may
+/// be stored is asked before the SQL runs: a read does not change a
+/// transaction's state.
+fn fill<'a, 'h: 'a, S, C, Q, R, F>(
     call: Result<Call<'h>>,
-    conn: &'a mut C,
+    source: &'a mut S,
     query: Q,
     run: impl FnOnce(Q, &'a mut C) -> F + Send + 'a,
 ) -> impl Future<Output = Result<R>> + Send + 'a
 where
-    C: AsyncCacheConnection,
+    S: AsyncReadSource<Connection = C> + 'a,
+    C: AsyncCacheConnection + 'a,
     Q: QueryFragment<C::Backend> + QueryId + Send + 'a,
     R: Serialize + DeserializeOwned + Send + 'static,
     F: Future<Output = QueryResult<R>> + Send + 'a,
 {
     async move {
         let call = call?;
-        conn.__learn_identity().await;
-        let may_use = conn.__reads_may_use_cache();
+        let reading = source.__reading().await?;
         let database = call.handle.config().database;
-        let identity = || crate::protocol::key::identity(database, conn.__identity());
-        let plan = call.plan::<C::Backend, Q, R>(may_use, identity, &query)?;
+        let identity = || crate::protocol::key::identity(database, reading.identity);
+        let plan = call.plan::<C::Backend, Q, R>(reading.may_use, identity, &query)?;
         let core = call.handle.core();
         let io = core.nonblocking()?;
         let storable = Storable::default();
         let compute = async {
-            let may_store = conn.__fills_may_store();
+            let (conn, reads_as_keyed) = source.__connection(reading).await?;
+            let may_store = reads_as_keyed && conn.__fills_may_store();
             // This call caches its typed result: a wrapper must not cache the rows too.
             let _explicit = conn.__tracked().map(|t| t.explicit.scope());
             let result = run(query, conn).await?;
