@@ -1,7 +1,9 @@
 #![allow(missing_docs)]
 //! A small axum service on the async path: a deadpool pool of connections that
 //! see every statement, routes that read articles through the cache and write
-//! them through the helpers.
+//! them through the helpers. Each request takes a `Lazy` checkout of the pool
+//! (`cacheops::pool`): a read served from the cache holds no connection, so
+//! the pool's size bounds only the misses and writes in flight.
 //!
 //! ```text
 //! cargo run --example axum_app --features async,deadpool
@@ -31,6 +33,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use cacheops::connection::{AsyncCachedConnection, AsyncCachedSqliteConnection};
+use cacheops::pool::CachedPool;
 use cacheops::{AsyncCachedQueryDsl, Cacheable, Cacheops, Config};
 use diesel::prelude::*;
 use diesel_async::pooled_connection::deadpool::Pool;
@@ -87,8 +90,8 @@ struct Rename {
 /// The pool of the backend the service runs on.
 #[derive(Clone)]
 enum Db {
-    Pg(Pool<AsyncCachedConnection<AsyncPgConnection>>),
-    Sqlite(Pool<AsyncCachedSqliteConnection>),
+    Pg(CachedPool<AsyncCachedConnection<AsyncPgConnection>>),
+    Sqlite(CachedPool<AsyncCachedSqliteConnection>),
 }
 
 #[derive(Clone)]
@@ -97,19 +100,18 @@ struct App {
     cache: Cacheops,
 }
 
-/// Runs `$body` with `$conn` a pooled connection of whichever backend runs
-/// (a macro: the two connection types differ, the code does not).
+/// Runs `$body` with `$conn` a lazy checkout of whichever backend's pool runs
+/// (a macro: the two connection types differ, the code does not). Reads take
+/// `$conn` as it is; writes ask it for its connection.
 macro_rules! with_conn {
     ($app:expr, |$conn:ident| $body:expr) => {
         match &$app.db {
             Db::Pg(pool) => {
-                let mut pooled = pool.get().await.map_err(AppError::pool)?;
-                let $conn = &mut *pooled;
+                let $conn = &mut pool.lazy();
                 $body
             }
             Db::Sqlite(pool) => {
-                let mut pooled = pool.get().await.map_err(AppError::pool)?;
-                let $conn = &mut *pooled;
+                let $conn = &mut pool.lazy();
                 $body
             }
         }
@@ -151,6 +153,7 @@ async fn show(State(app): State<App>, Path(id): Path<i32>) -> Result<Response, A
 /// A new article: the helper invalidates the cached reads its row can affect.
 async fn create(State(app): State<App>, Json(new): Json<NewArticle>) -> Result<Response, AppError> {
     let rows: Vec<Article> = with_conn!(app, |conn| {
+        let conn = conn.connection().await?;
         app.cache.insert_async::<Article, _, _>(conn, &new).await?
     });
     Ok((StatusCode::CREATED, Json(rows)).into_response())
@@ -164,6 +167,7 @@ async fn rename(
 ) -> Result<Response, AppError> {
     let row: Article = with_conn!(app, |conn| {
         let title = axum_articles::title.eq(body.title);
+        let conn = conn.connection().await?;
         app.cache
             .update_async::<Article, _, _, _>(conn, id, title)
             .await?
@@ -177,12 +181,6 @@ async fn stats(State(app): State<App>) -> String {
 
 /// An error as the service answers it: 404 for a missing row, 500 otherwise.
 struct AppError(StatusCode, String);
-
-impl AppError {
-    fn pool(e: impl std::fmt::Display) -> AppError {
-        AppError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-    }
-}
 
 impl From<cacheops::Error> for AppError {
     fn from(e: cacheops::Error) -> AppError {
@@ -209,7 +207,7 @@ async fn database() -> Result<Db, Box<dyn Error>> {
             println!("Database: PostgreSQL ({url})");
             let manager =
                 AsyncDieselConnectionManager::<AsyncCachedConnection<AsyncPgConnection>>::new(url);
-            let pool = Pool::builder(manager).max_size(8).build()?;
+            let pool = CachedPool::new(Pool::builder(manager).max_size(8).build()?);
             let mut conn = pool.get().await?;
             conn.batch_execute(
                 "DROP TABLE IF EXISTS axum_articles; CREATE TABLE axum_articles \
@@ -217,6 +215,7 @@ async fn database() -> Result<Db, Box<dyn Error>> {
             )
             .await?;
             conn.batch_execute(seed).await?;
+            drop(conn);
             Ok(Db::Pg(pool))
         }
         Err(_) => {
@@ -225,7 +224,7 @@ async fn database() -> Result<Db, Box<dyn Error>> {
             let path = path.to_string_lossy().into_owned();
             println!("Database: SQLite ({path})");
             let manager = AsyncDieselConnectionManager::<AsyncCachedSqliteConnection>::new(path);
-            let pool = Pool::builder(manager).max_size(4).build()?;
+            let pool = CachedPool::new(Pool::builder(manager).max_size(4).build()?);
             let mut conn = pool.get().await?;
             conn.batch_execute(
                 "PRAGMA journal_mode = WAL; CREATE TABLE axum_articles \
@@ -235,6 +234,7 @@ async fn database() -> Result<Db, Box<dyn Error>> {
             let sqlite_seed = "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 1000) \
                  INSERT INTO axum_articles (category_id, title) SELECT n % 10, 'article ' || n FROM g";
             conn.batch_execute(sqlite_seed).await?;
+            drop(conn);
             Ok(Db::Sqlite(pool))
         }
     }

@@ -853,12 +853,12 @@ impl Bench {
 
     /// The async section (feature `async`): the hit's latency next to async
     /// GET/MGET (recorded), and reads/s of many tasks next to plain GETs and
-    /// pooled MGETs.
+    /// MGETs (and through `local`'s local tier, if given).
     #[cfg(feature = "async")]
-    fn nonblocking(&mut self) -> Vec<(usize, f64, f64, f64)> {
+    fn nonblocking(&mut self, local: Option<&Cacheops>) -> Vec<bench_report::AsyncReads> {
         drop(self.plain_redis().unwrap()); // the GET's and MGET's values
         let hot = &self.ids[..200.min(self.ids.len())];
-        let figures = bench_async::run(&self.cache, hot, self.reps).unwrap();
+        let figures = bench_async::run(&self.cache, local, hot, self.reps).unwrap();
         for (key, t) in figures.latency {
             self.record(key, t);
         }
@@ -979,7 +979,11 @@ fn main() -> Result<(), Box<dyn Error>> {
     #[cfg(feature = "async")]
     if std::env::args().any(|a| a == "--async-only") {
         // For profiling the async path: `perf record ... bench --async-only`.
-        let reads = bench.nonblocking();
+        let local = match std::env::args().any(|a| a == "--local") {
+            true => Some(bench.local_handle()),
+            false => None,
+        };
+        let reads = bench.nonblocking(local.as_ref());
         println!("{:?}", bench.figures);
         print_async_reads(&reads);
         return Ok(());
@@ -1030,7 +1034,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         false => Vec::new(),
     };
     #[cfg(feature = "async")]
-    let async_reads = bench.nonblocking();
+    let async_reads = bench.nonblocking(local.as_ref());
     #[cfg(not(feature = "async"))]
     let async_reads = Vec::new();
     bench.cache.invalidate_all()?;
@@ -1062,8 +1066,12 @@ fn main() -> Result<(), Box<dyn Error>> {
     for (threads, reads) in &bench.local_reads {
         fields.push(format!("\"local_reads_per_s_{threads}t\": {reads:.0}"));
     }
-    for (tasks, cached, plain, mgets) in &async_reads {
-        fields.push(format!("\"cached_async_reads_per_s_{tasks}tasks\": {cached:.0}, \"plain_async_gets_per_s_{tasks}tasks\": {plain:.0}, \"pooled_async_mgets_per_s_{tasks}tasks\": {mgets:.0}"));
+    for r in &async_reads {
+        let t = r.tasks;
+        fields.push(format!("\"cached_async_reads_per_s_{t}tasks\": {:.0}, \"checkout_async_reads_per_s_{t}tasks\": {:.0}, \"plain_async_gets_per_s_{t}tasks\": {:.0}, \"plain_async_mgets_per_s_{t}tasks\": {:.0}", r.lazy, r.checkout, r.gets, r.mgets));
+        if let Some(local) = r.local {
+            fields.push(format!("\"local_async_reads_per_s_{t}tasks\": {local:.0}"));
+        }
     }
     println!("{{{}}}", fields.join(", "));
     let peer = match std::env::args().any(|a| a == "--compare") {
@@ -1106,12 +1114,17 @@ fn main() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// `(tasks, cached async reads/s, plain async GETs/s, pooled MGETs/s)`, one
-/// line each.
-fn print_async_reads(reads: &[(usize, f64, f64, f64)]) {
-    for (tasks, cached, plain, mgets) in reads {
-        let share = 100.0 * cached / plain;
-        println!("tasks {tasks}: cached async reads {cached:>8.0}/s, plain async GETs {plain:>8.0}/s ({share:.0}%), pooled async MGETs {mgets:>8.0}/s");
+/// The async reads/s, one line per task count.
+fn print_async_reads(reads: &[bench_report::AsyncReads]) {
+    for r in reads {
+        let share = |x: f64| 100.0 * x / r.gets;
+        let local = r.local.map_or(String::new(), |l| {
+            format!(", local tier {l:.0}/s ({:.0}%)", share(l))
+        });
+        println!(
+            "tasks {}: cached async reads {:.0}/s ({:.0}% of plain async GETs {:.0}/s), holding a connection {:.0}/s ({:.0}%), plain MGETs {:.0}/s ({:.0}%){local}",
+            r.tasks, r.lazy, share(r.lazy), r.gets, r.checkout, share(r.checkout), r.mgets, share(r.mgets)
+        );
     }
 }
 

@@ -288,7 +288,9 @@ where
                     return Ok(Reading { may_use, identity });
                 }
             }
-            reading_of(self.connection().await?).await
+            // Boxed, as the checkout in `__connection`: inline, the pool's and
+            // the identity queries' futures would be part of every read's.
+            Box::pin(async move { reading_of(self.connection().await?).await }).await
         }
     }
 
@@ -298,7 +300,7 @@ where
     ) -> impl Future<Output = Result<(&mut C, bool)>> + Send {
         async move {
             let held = self.is_checked_out();
-            let conn = self.connection().await?;
+            let conn = Box::pin(self.connection()).await?;
             // A connection held when the key was made is what made it.
             let reads_as_keyed = held || conn.__identity() == reading.identity;
             Ok((conn, reads_as_keyed))

@@ -6,10 +6,13 @@
 //!
 //! Figures: `async_hit_get_pk`, `async_redis_get_rtt` and `async_redis_mget_rtt`
 //! (µs, taking turns in one loop as the sync `hit_get_pk` and its round trips do),
-//! and reads/s of 64 and 256 tasks doing cached reads next to as many doing plain
-//! GETs, and as many doing what a hit costs without cacheops (an MGET of a value
-//! and two stamps, holding a pooled connection). The tasks share a deadpool pool
-//! of `ASYNC_POOL` connections (default 16).
+//! and reads/s of 64 and 256 tasks doing cached reads, next to as many doing
+//! plain GETs and as many doing plain MGETs of a value and two stamps (what a
+//! hit sends). Cached reads three ways: through a `cacheops::pool::Lazy`
+//! checkout (a hit takes no connection), holding a connection checked out for
+//! the read (as `pool.get()` first does), and through a handle with a local
+//! tier (with `--local`). The tasks share a `CachedPool` of `ASYNC_POOL`
+//! connections (default 16).
 
 use std::error::Error;
 use std::future::Future;
@@ -18,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cacheops::pool::{CachedPool, Lazy};
 use cacheops::{AsyncCachedQueryDsl, Cacheops};
 use diesel::connection::InstrumentationEvent;
 use diesel::prelude::*;
@@ -28,6 +32,7 @@ use diesel_async::pooled_connection::{
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use redis::aio::MultiplexedConnection;
 
+use super::bench_report::AsyncReads as Reads;
 use super::{articles, Article, RTT_KEYS};
 
 /// How many tasks read at once in the reads/s figures.
@@ -40,20 +45,26 @@ static QUERIES: AtomicUsize = AtomicUsize::new(0);
 pub(crate) struct Figures {
     /// `(key, (p50, p99))` in µs.
     pub(crate) latency: Vec<(&'static str, (f64, f64))>,
-    /// `(tasks, cached reads/s, plain GETs/s, pooled MGETs/s)`.
-    pub(crate) reads: Vec<(usize, f64, f64, f64)>,
+    /// Reads/s per task count.
+    pub(crate) reads: Vec<Reads>,
 }
 
 /// Runs the section on a runtime of its own; `hot` are the ids read, `reps` the
-/// latency loop's rounds. `RTT_KEYS` must hold the GET's and MGET's values.
-pub(crate) fn run(cache: &Cacheops, hot: &[i32], reps: usize) -> Result<Figures, Box<dyn Error>> {
+/// latency loop's rounds, `local` a handle with a local tier if one is measured.
+/// `RTT_KEYS` must hold the GET's and MGET's values.
+pub(crate) fn run(
+    cache: &Cacheops,
+    local: Option<&Cacheops>,
+    hot: &[i32],
+    reps: usize,
+) -> Result<Figures, Box<dyn Error>> {
     // Two workers on this 2-core machine; the handle's multiplexed connection
     // and its driver task live on this runtime.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let (cache, hot) = (cache.clone(), Arc::<[i32]>::from(hot));
+    let (cache, local, hot) = (cache.clone(), local.cloned(), Arc::<[i32]>::from(hot));
     // Spawned, so that the loops run on the workers as an application's tasks do.
     let figures = runtime.block_on(runtime.spawn(async move {
         let pool = pool().await;
@@ -65,6 +76,7 @@ pub(crate) fn run(cache: &Cacheops, hot: &[i32], reps: usize) -> Result<Figures,
         let latency = latency(&cache, &pool, &hot, redis.clone(), reps).await;
         let reads = reads_per_second(Arc::new(Shared {
             cache,
+            local,
             pool,
             hot,
             redis,
@@ -76,16 +88,16 @@ pub(crate) fn run(cache: &Cacheops, hot: &[i32], reps: usize) -> Result<Figures,
 }
 
 /// A pool of `AsyncPgConnection`s on the bench's schema, every connection made.
-/// A hit never reaches the database, but it holds its connection until it is
-/// served, so the pool's size bounds how many cached reads are in flight.
-async fn pool() -> Pool<AsyncPgConnection> {
+/// A hit never reaches the database; one that holds a connection until it is
+/// served is bounded by the pool's size, one through a `Lazy` is not.
+async fn pool() -> CachedPool<AsyncPgConnection> {
     let mut config = ManagerConfig::default();
     // The default (`Verified`) sends `SELECT 1` at every checkout.
     config.recycling_method = RecyclingMethod::Fast;
     config.custom_setup = Box::new(connect);
     let manager = AsyncDieselConnectionManager::new_with_config(super::database_url(), config);
     let size = super::env_num("ASYNC_POOL", 16);
-    let pool = Pool::builder(manager).max_size(size).build().unwrap();
+    let pool = CachedPool::new(Pool::builder(manager).max_size(size).build().unwrap());
     // Connected now rather than inside the first timed second.
     let mut held = Vec::new();
     for _ in 0..size {
@@ -112,14 +124,14 @@ fn connect(
     })
 }
 
-/// A cached read by primary key, served from the cache once filled.
-async fn hit(cache: &Cacheops, conn: &mut AsyncPgConnection, id: i32) {
+/// A cached read by primary key, served from the cache once filled; on the
+/// connection `lazy` holds, if it holds one.
+async fn hit(cache: &Cacheops, lazy: &mut Lazy<AsyncPgConnection>, id: i32) {
     let q = articles::table.find(id);
-    q.cache_async()
-        .using(cache)
-        .get_result::<Article>(conn)
-        .await
-        .unwrap();
+    let f = q.cache_async().using(cache).get_result::<Article>(lazy);
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| eprintln!("FUTSIZE {}", std::mem::size_of_val(&f)));
+    f.await.unwrap();
 }
 
 async fn plain_get(redis: &mut MultiplexedConnection) {
@@ -143,12 +155,14 @@ async fn plain_mget(redis: &mut MultiplexedConnection) {
 /// two stamps, taking turns in one loop as the sync `gets` does.
 async fn latency(
     cache: &Cacheops,
-    pool: &Pool<AsyncPgConnection>,
+    pool: &CachedPool<AsyncPgConnection>,
     hot: &[i32],
     mut redis: MultiplexedConnection,
     reps: usize,
 ) -> Vec<(&'static str, (f64, f64))> {
-    let mut conn = pool.get().await.unwrap();
+    // Holding a connection, as the sync `hit_get_pk` does.
+    let mut conn = pool.lazy();
+    conn.connection().await.unwrap();
     for id in hot {
         hit(cache, &mut conn, *id).await;
     }
@@ -179,7 +193,9 @@ async fn latency(
 /// What the reads/s tasks share.
 struct Shared {
     cache: Cacheops,
-    pool: Pool<AsyncPgConnection>,
+    /// A handle with a local tier, when `--local` measures it.
+    local: Option<Cacheops>,
+    pool: CachedPool<AsyncPgConnection>,
     hot: Arc<[i32]>,
     /// Cloned by each task, as the handle's async store shares one.
     redis: MultiplexedConnection,
@@ -188,34 +204,45 @@ struct Shared {
 /// What a reads/s task does in a loop.
 #[derive(Clone, Copy)]
 enum Read {
-    /// A cached read of a `hot` id, on a connection checked out of the pool for
-    /// it (as a request handler would).
-    Cached,
+    /// A cached read of a `hot` id through a `Lazy` checkout of the pool (as a
+    /// request handler would): a hit takes no connection.
+    Lazy,
+    /// The same holding a connection checked out for it (as `pool.get()`
+    /// before the read does).
+    Checkout,
+    /// A `Lazy` read through the handle with a local tier.
+    Local,
     /// A plain GET of the hit payload's size.
     Get,
-    /// What a hit costs without cacheops: a pooled connection held across a
-    /// plain MGET of a value and two stamps.
-    PooledMget,
+    /// A plain MGET of a value and two stamps: what a hit sends.
+    Mget,
 }
 
-/// Reads/s of `TASKS` tasks doing cached reads, next to as many doing plain
-/// GETs and as many doing pooled MGETs: three alternating seconds each, each
-/// side's median (as `--throughput`). `(tasks, cached, GETs, pooled MGETs)`.
-async fn reads_per_second(shared: Arc<Shared>) -> Vec<(usize, f64, f64, f64)> {
+/// Reads/s of `TASKS` tasks for each `Read`, three alternating seconds each,
+/// each side's median (as `--throughput`).
+async fn reads_per_second(shared: Arc<Shared>) -> Vec<Reads> {
     QUERIES.store(0, Ordering::Relaxed);
+    let mut kinds = vec![Read::Lazy, Read::Checkout, Read::Get, Read::Mget];
+    if shared.local.is_some() {
+        kinds.push(Read::Local);
+    }
     let mut out = Vec::new();
     for tasks in TASKS {
-        let mut seconds: [Vec<f64>; 3] = Default::default();
+        let mut seconds = vec![Vec::new(); kinds.len()];
         for _ in 0..3 {
-            for (k, read) in [Read::Cached, Read::Get, Read::PooledMget]
-                .into_iter()
-                .enumerate()
-            {
-                seconds[k].push(per_second(tasks, read, &shared).await);
+            for (k, read) in kinds.iter().enumerate() {
+                seconds[k].push(per_second(tasks, *read, &shared).await);
             }
         }
-        let [cached, gets, mgets] = seconds.map(super::median);
-        out.push((tasks, cached, gets, mgets));
+        let median: Vec<f64> = seconds.into_iter().map(super::median).collect();
+        out.push(Reads {
+            tasks,
+            lazy: median[0],
+            checkout: median[1],
+            gets: median[2],
+            mgets: median[3],
+            local: median.get(4).copied(),
+        });
     }
     assert_eq!(QUERIES.load(Ordering::Relaxed), 0, "async hits ran SQL");
     out
@@ -243,18 +270,24 @@ async fn reads(read: Read, task: usize, shared: Arc<Shared>, stop: Arc<AtomicBoo
     let mut redis = shared.redis.clone();
     let mut i = 0;
     while !stop.load(Ordering::Relaxed) {
+        let id = shared.hot[(task + i) % shared.hot.len()];
         match read {
-            Read::Cached => {
-                let mut conn = shared.pool.get().await.unwrap();
-                let id = shared.hot[(task + i) % shared.hot.len()];
-                hit(&shared.cache, &mut conn, id).await;
+            Read::Lazy => hit(&shared.cache, &mut shared.pool.lazy(), id).await,
+            Read::Checkout => {
+                let mut lazy = shared.pool.lazy();
+                lazy.connection().await.unwrap();
+                hit(&shared.cache, &mut lazy, id).await;
+            }
+            Read::Local => {
+                let local = shared.local.as_ref().unwrap_or(&shared.cache);
+                hit(local, &mut shared.pool.lazy(), id).await;
             }
             Read::Get => plain_get(&mut redis).await,
-            Read::PooledMget => {
-                let _conn = shared.pool.get().await.unwrap();
-                plain_mget(&mut redis).await;
-            }
+            Read::Mget => plain_mget(&mut redis).await,
         }
+        // A local-tier hit completes without waiting: without this a task
+        // would keep its worker, and the timer that ends the second never run.
+        tokio::task::consume_budget().await;
         i += 1;
     }
     i

@@ -126,9 +126,14 @@ pub(crate) async fn serve_async<DB: ReplayBackend>(
         storable.answer(|| may_store);
         Ok(rows)
     };
-    let raw =
-        crate::protocol::read_through::read_through_with(core, &io, Some(plan), &storable, compute)
-            .await;
+    let raw = crate::protocol::read_through::read_through_boxed(
+        core,
+        &io,
+        Some(plan),
+        &storable,
+        compute,
+    )
+    .await;
     replayed::<DB>(raw)
 }
 

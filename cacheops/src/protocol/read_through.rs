@@ -91,6 +91,25 @@ where
     }))
 }
 
+/// [`read_through_with`] for an async computation on a database connection
+/// (a diesel-async query): the computation is boxed. Inline, its state would be
+/// laid out in each branch of the read-through that may run it, making every
+/// call's future (hits too) tens of kilobytes that are moved as it is built.
+#[cfg(feature = "async")]
+pub(crate) async fn read_through_boxed<R>(
+    core: &Core,
+    io: &impl Io,
+    plan: Option<Plan>,
+    storable: &Storable,
+    compute: impl Future<Output = Result<R>>,
+) -> Result<R>
+where
+    R: Serialize + DeserializeOwned,
+{
+    let compute = Box::pin(compute);
+    read_through_with(core, io, plan, storable, compute).await
+}
+
 /// The read-through algorithm for any computation with a plan: serve the cached
 /// result if its stamps are intact, else fence, compute, and store unless an
 /// invalidation landed meanwhile. `None` (or a plan whose tables have a pending

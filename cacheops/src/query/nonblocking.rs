@@ -22,7 +22,7 @@ use crate::analyse::Call;
 use crate::config::Ops;
 use crate::connection::{AsyncCacheConnection, AsyncReadSource};
 use crate::error::Result;
-use crate::protocol::read_through::{read_through_with, Storable};
+use crate::protocol::read_through::{read_through_boxed, Storable};
 
 /// A query on its way to the cache from async code: [`Cached`], run by a
 /// diesel-async connection. `S` is what its load is given a `&mut` of: the
@@ -236,6 +236,6 @@ where
             storable.answer(|| may_store);
             Ok(result)
         };
-        read_through_with(core, &io, plan, &storable, compute).await
+        read_through_boxed(core, &io, plan, &storable, compute).await
     }
 }
