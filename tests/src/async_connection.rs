@@ -238,27 +238,8 @@ async fn schemas_never_share_entries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadpool_pool_of_wrapped_connections_serves_and_invalidates() {
     use diesel_async::pooled_connection::deadpool::Pool;
-    use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
     let s = Setup::new().await;
-    let (schema, cache) = (s.db.schema.clone(), s.cache.clone());
-    // Each pooled connection: the schema set first, then wrapped with the test's
-    // handle (`establish` would take the process-wide one).
-    let mut config = ManagerConfig::default();
-    config.custom_setup = Box::new(move |url| {
-        let (schema, cache) = (schema.clone(), cache.clone());
-        Box::pin(async move {
-            let mut inner = AsyncConn::establish(url).await?;
-            inner
-                .batch_execute(&format!("SET search_path TO {schema}"))
-                .await
-                .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
-            Ok(AsyncCachedConnection::new(inner, cache).await)
-        })
-    });
-    let manager = AsyncDieselConnectionManager::<AsyncCachedConnection<AsyncConn>>::new_with_config(
-        database_url(),
-        config,
-    );
+    let manager = wrapped_manager(&s.db.schema, &s.cache, None);
     let pool = Pool::builder(manager).max_size(2).build().unwrap();
     let read = async |pool: &Pool<AsyncCachedConnection<AsyncConn>>| {
         let mut conn = pool.get().await.unwrap();

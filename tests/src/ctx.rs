@@ -366,3 +366,34 @@ pub fn pool_url(db: &impl PoolTarget) -> String {
 pub fn pool_setup(db: &impl PoolTarget) -> String {
     db.pool_setup()
 }
+
+/// A deadpool manager of `AsyncCachedConnection`s on `schema` that invalidate
+/// through `cache` (`establish` would take the process-wide handle), their
+/// statements counted by `queries` if given.
+pub fn wrapped_manager(
+    schema: &str,
+    cache: &Cacheops,
+    queries: Option<&QueryCounter>,
+) -> diesel_async::pooled_connection::AsyncDieselConnectionManager<
+    cacheops::connection::AsyncCachedConnection<diesel_async::AsyncPgConnection>,
+> {
+    use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+    use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+    let (schema, cache, queries) = (schema.to_string(), cache.clone(), queries.cloned());
+    let mut config = ManagerConfig::default();
+    config.custom_setup = Box::new(move |url| {
+        let (schema, cache, queries) = (schema.clone(), cache.clone(), queries.clone());
+        Box::pin(async move {
+            let mut inner = diesel_async::AsyncPgConnection::establish(url).await?;
+            inner
+                .batch_execute(&format!("SET search_path TO {schema}"))
+                .await
+                .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+            if let Some(queries) = queries {
+                queries.instrument_async(&mut inner);
+            }
+            Ok(cacheops::connection::AsyncCachedConnection::new(inner, cache).await)
+        })
+    });
+    AsyncDieselConnectionManager::new_with_config(database_url(), config)
+}

@@ -9,8 +9,8 @@ use cacheops::connection::AsyncCachedConnection;
 use cacheops::pool::CachedPool;
 use cacheops::{AsyncCachedQueryDsl, Cacheops};
 use diesel_async::pooled_connection::deadpool::Pool;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
-use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 
 use crate::ctx::*;
 use crate::fixtures::pg::*;
@@ -23,21 +23,7 @@ const PATIENCE: Duration = Duration::from_millis(500);
 
 /// A pool of one wrapped connection on `schema`, its statements counted.
 fn pool_on(schema: &str, cache: &Cacheops, queries: &QueryCounter) -> CachedPool<Wrapped> {
-    let (schema, cache, queries) = (schema.to_string(), cache.clone(), queries.clone());
-    let mut config = ManagerConfig::default();
-    config.custom_setup = Box::new(move |url| {
-        let (schema, cache, queries) = (schema.clone(), cache.clone(), queries.clone());
-        Box::pin(async move {
-            let mut inner = AsyncConn::establish(url).await?;
-            inner
-                .batch_execute(&format!("SET search_path TO {schema}"))
-                .await
-                .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
-            queries.instrument_async(&mut inner);
-            Ok(AsyncCachedConnection::new(inner, cache).await)
-        })
-    });
-    let manager = AsyncDieselConnectionManager::<Wrapped>::new_with_config(database_url(), config);
+    let manager = wrapped_manager(schema, cache, Some(queries));
     CachedPool::new(Pool::builder(manager).max_size(1).build().unwrap())
 }
 
@@ -89,21 +75,34 @@ async fn a_hit_holds_no_connection_and_a_miss_waits_for_one() {
     let _ = cache.invalidate_all();
 }
 
+/// Two tenants' schemas, A (4 articles a category) and B (2), and a pool of
+/// one connection on A whose reads of category 1 are cached.
+struct Tenants {
+    a: PgDb,
+    b: PgDb,
+    cache: Cacheops,
+    pool: CachedPool<Wrapped>,
+}
+
+impl Tenants {
+    async fn new(tag: &str) -> Tenants {
+        let (a, b) = (PgDb::open(), PgDb::open());
+        seed(&mut a.connect(), 3, 4);
+        seed(&mut b.connect(), 3, 2);
+        let cache = handle(StoreKind::Redis, &unique(tag));
+        let pool = pool_on(&a.schema, &cache, &QueryCounter::default());
+        let cached = category(&cache, &mut pool.lazy(), 1).await.unwrap();
+        assert_eq!(cached.len(), 4);
+        Tenants { a, b, cache, pool }
+    }
+}
+
 /// A pooled connection left reading another schema (a `SET search_path` on
 /// it) must not have its rows stored under the key of what the pool's
 /// connections read, nor be passed over by a read that holds no connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_reading_another_schema_is_never_keyed_as_the_pools() {
-    let (a, b) = (PgDb::open(), PgDb::open());
-    seed(&mut a.connect(), 3, 4);
-    seed(&mut b.connect(), 3, 2);
-    let cache = handle(StoreKind::Redis, &unique("cacheops_lazy_mixed"));
-    let queries = QueryCounter::default();
-    let pool = pool_on(&a.schema, &cache, &queries);
-    assert_eq!(
-        category(&cache, &mut pool.lazy(), 1).await.unwrap().len(),
-        4
-    );
+    let Tenants { a, b, cache, pool } = Tenants::new("cacheops_lazy_mixed").await;
 
     // Changed behind the CachedPool's back: it cannot see this until the
     // connection is checked out through it again.
@@ -138,16 +137,12 @@ async fn a_connection_reading_another_schema_is_never_keyed_as_the_pools() {
 /// another schema makes every later read take a connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_given_back_reading_another_schema_mixes_the_pool() {
-    let (a, b) = (PgDb::open(), PgDb::open());
-    seed(&mut a.connect(), 3, 4);
-    seed(&mut b.connect(), 3, 2);
-    let cache = handle(StoreKind::Redis, &unique("cacheops_lazy_given_back"));
-    let queries = QueryCounter::default();
-    let pool = pool_on(&a.schema, &cache, &queries);
-    assert_eq!(
-        category(&cache, &mut pool.lazy(), 1).await.unwrap().len(),
-        4
-    );
+    let Tenants {
+        a: _a,
+        b,
+        cache,
+        pool,
+    } = Tenants::new("cacheops_lazy_given_back").await;
     let mut conn = pool.get().await.unwrap();
     let set = format!("SET search_path TO {}", b.schema);
     conn.batch_execute(&set).await.unwrap();
