@@ -53,6 +53,13 @@ impl Catalog {
         judged.unwrap_or(Volatility::MayWrite)
     }
 
+    /// Whether the collations of `database` were read already (a session of
+    /// it need not ask again).
+    pub(crate) fn knows_collations(&self, database: u128) -> bool {
+        let known = self.collations.read().unwrap_or_else(|e| e.into_inner());
+        known.scanned.contains(&database)
+    }
+
     /// Reads, once per database (`database`: its hashed name and server), which
     /// columns are collated other than by bytes (`lookup` asks the catalog; a
     /// failed lookup is asked again next time).
@@ -61,11 +68,9 @@ impl Catalog {
         database: u128,
         lookup: impl FnOnce() -> Option<Vec<(String, String)>>,
     ) {
-        let known = self.collations.read().unwrap_or_else(|e| e.into_inner());
-        if known.scanned.contains(&database) {
+        if self.knows_collations(database) {
             return;
         }
-        drop(known);
         let Some(found) = lookup() else {
             return;
         };

@@ -397,3 +397,38 @@ pub fn wrapped_manager(
     });
     AsyncDieselConnectionManager::new_with_config(database_url(), config)
 }
+
+/// [`Wrapped`] on the async path: a context on PostgreSQL and an
+/// `AsyncCachedConnection` of its own whose statements are counted.
+pub struct AsyncWrapped<D: TestDb> {
+    pub conn: cacheops::connection::AsyncCachedConnection<diesel_async::AsyncPgConnection>,
+    pub ctx: AsyncCtx<D>,
+    pub queries: QueryCounter,
+}
+
+impl<D: TestDb<AsyncConn = diesel_async::AsyncPgConnection>> AsyncWrapped<D> {
+    /// A context on `store`, its database filled by `seed`, and the wrapper.
+    pub async fn new(store: StoreKind, seed: impl FnOnce(&mut D::Conn)) -> Self {
+        let ctx: AsyncCtx<D> = AsyncCtx::seeded(store, seed).await;
+        let queries = QueryCounter::default();
+        let mut inner = ctx.db.connect_async().await;
+        queries.instrument_async(&mut inner);
+        let cache = ctx.cache.clone();
+        let conn = cacheops::connection::AsyncCachedConnection::new(inner, cache).await;
+        AsyncWrapped { conn, ctx, queries }
+    }
+
+    /// Runs `f` on the connection and the handle: its result and the statements
+    /// it ran.
+    pub async fn counted_with<T>(
+        &mut self,
+        f: impl AsyncFnOnce(
+            &mut cacheops::connection::AsyncCachedConnection<diesel_async::AsyncPgConnection>,
+            &Cacheops,
+        ) -> T,
+    ) -> (T, usize) {
+        self.queries.take();
+        let out = f(&mut self.conn, &self.ctx.cache).await;
+        (out, self.queries.take())
+    }
+}

@@ -1,6 +1,8 @@
 //! Hostile but ordinary use: raw transaction control, SQL the write path must
 //! not misread, session statements, volatile reads. Each test fails on a cache
-//! that takes the SQL at its word.
+//! that takes the SQL at its word. The `hardening!` bodies run through
+//! `CachedConnection` on both backends and stores, and through
+//! `AsyncCachedConnection` on PostgreSQL (one body, the path's tokens).
 
 /// The items, for the PostgreSQL instances of a backend-generic macro only.
 macro_rules! pg_only {
@@ -8,19 +10,34 @@ macro_rules! pg_only {
     (sqlite, $($item:item)*) => {};
 }
 
+/// Instantiates the tests for one backend (`$blog` fixtures, `$db` database),
+/// one store, and one path: `$setup` is `Wrapped` (a `CachedConnection`) or
+/// `AsyncWrapped` (an `AsyncCachedConnection`), with the path's tokens as in
+/// `scenarios.rs` (`$($as)?` is `async`, `$(.$aw)?` is `.await`) and its
+/// traits: `.cache()`, `RunQueryDsl`, `batch_execute`, `transaction`.
 macro_rules! hardening {
-    ($name:ident, $blog:ident, $db:ty, $store:expr) => {
+    ($name:ident, $blog:ident, $db:ty, $store:expr, $setup:ident, [$($test:tt)*],
+     [$($as:tt)?], [$($aw:tt)?], [$($dsl:tt)*], [$($run:tt)*], [$($simple:tt)*],
+     [$($connection:tt)*]) => {
         mod $name {
             use crate::ctx::*;
             use crate::fixtures::$blog::*;
-            use cacheops::{CachedQueryDsl, Dialect};
-            use diesel::connection::SimpleConnection;
+            use cacheops::Dialect;
             use diesel::prelude::*;
+            // Shadow the glob's: one of each per path.
+            #[allow(unused_imports)]
+            use $($dsl)*;
+            #[allow(unused_imports)]
+            use $($run)*;
+            #[allow(unused_imports)]
+            use $($simple)*;
+            #[allow(unused_imports)]
+            use $($connection)*;
 
-            type Setup = Wrapped<$db>;
+            type Setup = $setup<$db>;
 
-            fn setup() -> Setup {
-                Wrapped::new($store, |conn| seed(conn, 3, 4))
+            $($as)? fn setup() -> Setup {
+                $setup::new($store, |conn| seed(conn, 3, 4))$(.$aw)?
             }
 
             fn dialect() -> Dialect {
@@ -29,40 +46,40 @@ macro_rules! hardening {
 
             /// What the tests here do with a [`Setup`].
             trait Steps {
-                fn read(&mut self, c: i32) -> (Vec<Article>, usize);
+                $($as)? fn read(&mut self, c: i32) -> (Vec<Article>, usize);
                 fn invalidations(&self) -> u64;
-                fn raw(&mut self, sql: &str);
+                $($as)? fn raw(&mut self, sql: &str);
             }
 
             impl Steps for Setup {
                 /// Reads category `c` through the cache; the statements it ran.
-                fn read(&mut self, c: i32) -> (Vec<Article>, usize) {
-                    self.counted_with(|conn, h| in_category(c).cache().using(h).load(conn).unwrap())
+                $($as)? fn read(&mut self, c: i32) -> (Vec<Article>, usize) {
+                    self.counted_with($($as)? |conn, h| in_category(c).cache().using(h).load(conn)$(.$aw)?.unwrap())$(.$aw)?
                 }
 
                 fn invalidations(&self) -> u64 {
                     self.ctx.cache.stats().invalidations
                 }
 
-                fn raw(&mut self, sql: &str) {
-                    self.conn.batch_execute(sql).unwrap();
+                $($as)? fn raw(&mut self, sql: &str) {
+                    self.conn.batch_execute(sql)$(.$aw)?.unwrap();
                 }
             }
 
-            #[test]
-            fn a_raw_transaction_that_rolls_back_leaves_nothing_cached_or_owed() {
-                let mut s = setup();
-                s.read(1);
+            #[$($test)*]
+            $($as)? fn a_raw_transaction_that_rolls_back_leaves_nothing_cached_or_owed() {
+                let mut s = setup()$(.$aw)?;
+                s.read(1)$(.$aw)?;
                 let before = s.invalidations();
-                s.raw("BEGIN");
-                s.raw("UPDATE articles SET views = 99 WHERE category_id = 1");
-                let (inside, n) = s.read(1);
+                s.raw("BEGIN")$(.$aw)?;
+                s.raw("UPDATE articles SET views = 99 WHERE category_id = 1")$(.$aw)?;
+                let (inside, n) = s.read(1)$(.$aw)?;
                 assert_eq!(n, 1, "dirty: straight to the database");
                 assert!(inside.iter().all(|a| a.views == 99), "reads its own write");
                 assert_eq!(s.invalidations(), before, "queued until COMMIT");
-                diesel::sql_query("ROLLBACK").execute(&mut s.conn).unwrap();
+                diesel::sql_query("ROLLBACK").execute(&mut s.conn)$(.$aw)?.unwrap();
                 assert_eq!(s.invalidations(), before, "a rollback owes nothing");
-                let (after, n) = s.read(1);
+                let (after, n) = s.read(1)$(.$aw)?;
                 assert!(
                     after.iter().all(|a| a.views != 99),
                     "never data that never existed"
@@ -70,46 +87,46 @@ macro_rules! hardening {
                 assert_eq!(n, 0, "the entry from before the transaction is still right");
             }
 
-            #[test]
-            fn a_raw_transaction_invalidates_at_its_commit() {
-                let mut s = setup();
-                s.read(1);
+            #[$($test)*]
+            $($as)? fn a_raw_transaction_invalidates_at_its_commit() {
+                let mut s = setup()$(.$aw)?;
+                s.read(1)$(.$aw)?;
                 let before = s.invalidations();
-                s.raw("BEGIN; UPDATE articles SET views = 5 WHERE category_id = 1");
+                s.raw("BEGIN; UPDATE articles SET views = 5 WHERE category_id = 1")$(.$aw)?;
                 // A plain Diesel write inside it goes through the granular path
                 // (SQLite: no BEGIN IMMEDIATE of its own inside a raw transaction).
                 diesel::update(articles::table.filter(articles::category_id.eq(1)))
                     .set(articles::published.eq(true))
-                    .execute(&mut s.conn)
+                    .execute(&mut s.conn)$(.$aw)?
                     .unwrap();
                 assert_eq!(s.invalidations(), before, "not before its COMMIT");
-                s.raw("COMMIT");
+                s.raw("COMMIT")$(.$aw)?;
                 assert!(s.invalidations() > before);
-                let (rows, n) = s.read(1);
+                let (rows, n) = s.read(1)$(.$aw)?;
                 assert_eq!(n, 1);
                 assert!(rows.iter().all(|a| a.views == 5 && a.published));
             }
 
-            #[test]
-            fn raw_savepoints_drop_or_merge_their_writes() {
-                let mut s = setup();
-                s.read(2);
+            #[$($test)*]
+            $($as)? fn raw_savepoints_drop_or_merge_their_writes() {
+                let mut s = setup()$(.$aw)?;
+                s.read(2)$(.$aw)?;
                 let before = s.invalidations();
                 s.raw(
                     "BEGIN; SAVEPOINT a; UPDATE articles SET views = 1 WHERE category_id = 2; \
                      ROLLBACK TO SAVEPOINT a; RELEASE SAVEPOINT a; COMMIT",
-                );
+                )$(.$aw)?;
                 assert_eq!(
                     s.invalidations(),
                     before,
                     "rolled back to the savepoint: nothing owed"
                 );
-                assert_eq!(s.read(2).1, 0);
-                s.raw("BEGIN; SAVEPOINT b; UPDATE articles SET views = 2 WHERE category_id = 2");
-                s.raw("RELEASE b");
+                assert_eq!(s.read(2)$(.$aw)?.1, 0);
+                s.raw("BEGIN; SAVEPOINT b; UPDATE articles SET views = 2 WHERE category_id = 2")$(.$aw)?;
+                s.raw("RELEASE b")$(.$aw)?;
                 assert_eq!(s.invalidations(), before, "released into the transaction");
-                s.raw("COMMIT");
-                let (rows, n) = s.read(2);
+                s.raw("COMMIT")$(.$aw)?;
+                let (rows, n) = s.read(2)$(.$aw)?;
                 assert_eq!(n, 1);
                 assert!(rows.iter().all(|a| a.views == 2));
                 if dialect() == Dialect::Sqlite {
@@ -118,90 +135,90 @@ macro_rules! hardening {
                     let before = s.invalidations();
                     s.raw(
                         "SAVEPOINT outer_sp; UPDATE articles SET views = 3 WHERE category_id = 2",
-                    );
+                    )$(.$aw)?;
                     assert_eq!(s.invalidations(), before);
-                    s.raw("RELEASE outer_sp");
+                    s.raw("RELEASE outer_sp")$(.$aw)?;
                     assert!(s.invalidations() > before);
-                    assert!(s.read(2).0.iter().all(|a| a.views == 3));
+                    assert!(s.read(2)$(.$aw)?.0.iter().all(|a| a.views == 3));
                 }
             }
 
-            #[test]
-            fn a_failed_raw_commit_ends_the_transaction() {
-                let mut s = setup();
-                s.read(1);
-                s.raw("BEGIN; UPDATE articles SET views = 8 WHERE category_id = 1");
+            #[$($test)*]
+            $($as)? fn a_failed_raw_commit_ends_the_transaction() {
+                let mut s = setup()$(.$aw)?;
+                s.read(1)$(.$aw)?;
+                s.raw("BEGIN; UPDATE articles SET views = 8 WHERE category_id = 1")$(.$aw)?;
                 let failed = s
                     .conn
-                    .batch_execute("COMMIT; SELECT no_such_column FROM articles");
+                    .batch_execute("COMMIT; SELECT no_such_column FROM articles")$(.$aw)?;
                 assert!(failed.is_err());
                 // Whatever the batch left, an autocommit write now invalidates at once.
-                let _ = s.conn.batch_execute("ROLLBACK");
+                let _ = s.conn.batch_execute("ROLLBACK")$(.$aw)?;
                 let before = s.invalidations();
-                s.raw("UPDATE articles SET views = 9 WHERE category_id = 1");
+                s.raw("UPDATE articles SET views = 9 WHERE category_id = 1")$(.$aw)?;
                 assert!(
                     s.invalidations() > before,
                     "not queued in a transaction that ended"
                 );
-                assert!(s.read(1).0.iter().all(|a| a.views == 9));
+                assert!(s.read(1)$(.$aw)?.0.iter().all(|a| a.views == 9));
             }
 
-            #[test]
-            fn a_trailing_comment_does_not_swallow_the_returning() {
-                let mut s = setup();
-                let victim = s.read(1).0[0].id;
+            #[$($test)*]
+            $($as)? fn a_trailing_comment_does_not_swallow_the_returning() {
+                let mut s = setup()$(.$aw)?;
+                let victim = s.read(1)$(.$aw)?.0[0].id;
                 let sql = format!("DELETE FROM articles WHERE id = {victim} -- cleanup job");
-                assert_eq!(diesel::sql_query(sql).execute(&mut s.conn).unwrap(), 1);
+                assert_eq!(diesel::sql_query(sql).execute(&mut s.conn)$(.$aw)?.unwrap(), 1);
                 let insert = "INSERT INTO articles (category_id, title, uid) \
                               SELECT category_id, 'copy', uid FROM articles WHERE category_id = 2 \
                               /* copies */ -- the end";
-                s.read(2);
-                assert_eq!(diesel::sql_query(insert).execute(&mut s.conn).unwrap(), 4);
-                let (rows, n) = s.read(1);
+                s.read(2)$(.$aw)?;
+                assert_eq!(diesel::sql_query(insert).execute(&mut s.conn)$(.$aw)?.unwrap(), 4);
+                let (rows, n) = s.read(1)$(.$aw)?;
                 assert_eq!(n, 1);
                 assert!(rows.iter().all(|a| a.id != victim));
-                assert_eq!(s.read(2).0.len(), 8);
+                assert_eq!(s.read(2)$(.$aw)?.0.len(), 8);
             }
 
-            #[test]
-            fn sqlite_identifiers_are_compared_without_case() {
-                let mut s = setup();
-                s.read(1);
+            #[$($test)*]
+            $($as)? fn sqlite_identifiers_are_compared_without_case() {
+                let mut s = setup()$(.$aw)?;
+                s.read(1)$(.$aw)?;
                 let sql = match dialect() {
                     Dialect::Sqlite => r#"UPDATE "ARTICLES" SET "VIEWS" = 3 WHERE "Category_Id" = 1"#,
                     Dialect::Postgres => "UPDATE ARTICLES SET VIEWS = 3 WHERE CATEGORY_ID = 1",
                 };
-                assert_eq!(diesel::sql_query(sql).execute(&mut s.conn).unwrap(), 4);
-                let (rows, n) = s.read(1);
+                assert_eq!(diesel::sql_query(sql).execute(&mut s.conn)$(.$aw)?.unwrap(), 4);
+                let (rows, n) = s.read(1)$(.$aw)?;
                 assert_eq!(n, 1);
                 assert!(rows.iter().all(|a| a.views == 3));
                 if dialect() == Dialect::Sqlite {
-                    s.raw(r#"UPDATE "Articles" SET views = 4"#);
-                    assert!(s.read(1).0.iter().all(|a| a.views == 4));
+                    s.raw(r#"UPDATE "Articles" SET views = 4"#)$(.$aw)?;
+                    assert!(s.read(1)$(.$aw)?.0.iter().all(|a| a.views == 4));
                 }
             }
 
-            #[test]
-            fn a_select_calling_a_function_that_writes_invalidates() {
-                let mut s = setup();
+            #[$($test)*]
+            $($as)? fn a_select_calling_a_function_that_writes_invalidates() {
+                let mut s = setup()$(.$aw)?;
                 let call = match dialect() {
                     Dialect::Postgres => {
                         s.raw(
                             "CREATE FUNCTION touch_articles(c int) RETURNS int LANGUAGE sql VOLATILE \
                              AS $$ UPDATE articles SET views = views + 1 WHERE category_id = c RETURNING 1 $$",
-                        );
+                        )$(.$aw)?;
                         "SELECT touch_articles(1)"
                     }
                     Dialect::Sqlite => {
-                        s.raw("CREATE TABLE log (n INTEGER)");
+                        s.raw("CREATE TABLE log (n INTEGER)")$(.$aw)?;
                         "SELECT count(*) FROM log WHERE n = abs(1) OR lower(n) = 'a'"
                     }
                 };
-                let before = s.read(1).0;
-                let (_, n) = s.read(1);
+                let before = s.read(1)$(.$aw)?.0;
+                let (_, n) = s.read(1)$(.$aw)?;
                 assert_eq!(n, 0);
-                diesel::sql_query(call).execute(&mut s.conn).unwrap();
-                let (after, n) = s.read(1);
+                diesel::sql_query(call).execute(&mut s.conn)$(.$aw)?.unwrap();
+                let (after, n) = s.read(1)$(.$aw)?;
                 if dialect() == Dialect::Postgres {
                     // The miss, and the session's identity learned again: a function
                     // that may write may also have set the search path.
@@ -212,39 +229,39 @@ macro_rules! hardening {
                 }
             }
 
-            #[test]
-            fn a_diesel_savepoint_rollback_keeps_the_raw_savepoint_beneath() {
-                let mut s = setup();
-                s.read(1);
+            #[$($test)*]
+            $($as)? fn a_diesel_savepoint_rollback_keeps_the_raw_savepoint_beneath() {
+                let mut s = setup()$(.$aw)?;
+                s.read(1)$(.$aw)?;
                 s.conn
-                    .transaction(|c| {
-                        c.batch_execute("SAVEPOINT a")?;
+                    .transaction($($as)? |c| {
+                        c.batch_execute("SAVEPOINT a")$(.$aw)??;
                         diesel::update(articles::table.filter(articles::category_id.eq(1)))
                             .set(articles::views.eq(61))
-                            .execute(c)?;
+                            .execute(c)$(.$aw)??;
                         let undone: QueryResult<()> =
-                            c.transaction(|_| Err(diesel::result::Error::RollbackTransaction));
+                            c.transaction($($as)? |_| Err(diesel::result::Error::RollbackTransaction))$(.$aw)?;
                         assert!(undone.is_err());
-                        c.batch_execute("RELEASE a")
-                    })
+                        c.batch_execute("RELEASE a")$(.$aw)?
+                    })$(.$aw)?
                     .unwrap();
-                let (rows, n) = s.read(1);
+                let (rows, n) = s.read(1)$(.$aw)?;
                 assert_eq!(n, 1, "the update under the raw savepoint was invalidated");
                 assert!(rows.iter().all(|a| a.views == 61));
             }
 
-            #[test]
-            fn a_failed_batch_before_its_commit_keeps_the_transaction() {
+            #[$($test)*]
+            $($as)? fn a_failed_batch_before_its_commit_keeps_the_transaction() {
                 if dialect() == Dialect::Postgres {
                     return; // PostgreSQL aborts the block: its COMMIT rolls back.
                 }
-                let mut s = setup();
-                s.read(1);
-                s.raw("BEGIN; UPDATE articles SET views = 62 WHERE category_id = 1");
-                let failed = s.conn.batch_execute("INSERT INTO categories (id, name) VALUES (1, 'dup'); COMMIT");
+                let mut s = setup()$(.$aw)?;
+                s.read(1)$(.$aw)?;
+                s.raw("BEGIN; UPDATE articles SET views = 62 WHERE category_id = 1")$(.$aw)?;
+                let failed = s.conn.batch_execute("INSERT INTO categories (id, name) VALUES (1, 'dup'); COMMIT")$(.$aw)?;
                 assert!(failed.is_err(), "the INSERT fails before the COMMIT");
-                s.raw("COMMIT");
-                let (rows, n) = s.read(1);
+                s.raw("COMMIT")$(.$aw)?;
+                let (rows, n) = s.read(1)$(.$aw)?;
                 assert_eq!(n, 1, "the COMMIT that came later invalidated");
                 assert!(rows.iter().all(|a| a.views == 62));
             }
@@ -253,83 +270,97 @@ macro_rules! hardening {
             // write) and no DELETE ... USING.
             pg_only! {
                 $blog,
-                #[test]
-                fn a_diesel_transaction_inside_a_raw_one_commits_it() {
-                    let mut s = setup();
-                    s.read(1);
-                    s.raw("BEGIN");
+                /// Whether this is the async path, whose wrapper widens where the
+                /// blocking one asks the catalog (README, "Async").
+                const ASYNC: bool = !stringify!($($aw)?).is_empty();
+
+                #[$($test)*]
+                $($as)? fn a_diesel_transaction_inside_a_raw_one_commits_it() {
+                    let mut s = setup()$(.$aw)?;
+                    s.read(1)$(.$aw)?;
+                    s.raw("BEGIN")$(.$aw)?;
                     // Diesel counts no level: its BEGIN is ignored, its COMMIT real.
                     s.conn
-                        .transaction(|c| {
+                        .transaction($($as)? |c| {
                             diesel::update(articles::table.filter(articles::category_id.eq(1)))
                                 .set(articles::views.eq(63))
-                                .execute(c)
-                        })
+                                .execute(c)$(.$aw)?
+                        })$(.$aw)?
                         .unwrap();
-                    s.raw("ROLLBACK"); // nothing left to roll back
-                    let (rows, n) = s.read(1);
+                    s.raw("ROLLBACK")$(.$aw)?; // nothing left to roll back
+                    let (rows, n) = s.read(1)$(.$aw)?;
                     assert_eq!(n, 1, "invalidated at Diesel's COMMIT");
                     assert!(rows.iter().all(|a| a.views == 63));
                 }
 
-                #[test]
-                fn commit_and_chain_commits_then_begins() {
-                    let mut s = setup();
-                    s.read(1);
+                #[$($test)*]
+                $($as)? fn commit_and_chain_commits_then_begins() {
+                    let mut s = setup()$(.$aw)?;
+                    s.read(1)$(.$aw)?;
                     let before = s.invalidations();
-                    s.raw("BEGIN; UPDATE articles SET views = 64 WHERE category_id = 1");
-                    s.raw("COMMIT AND CHAIN");
+                    s.raw("BEGIN; UPDATE articles SET views = 64 WHERE category_id = 1")$(.$aw)?;
+                    s.raw("COMMIT AND CHAIN")$(.$aw)?;
                     assert!(s.invalidations() > before, "the first transaction committed");
                     let before = s.invalidations();
-                    s.raw("UPDATE articles SET views = 65 WHERE category_id = 1");
+                    s.raw("UPDATE articles SET views = 65 WHERE category_id = 1")$(.$aw)?;
                     assert_eq!(s.invalidations(), before, "queued in the chained transaction");
-                    s.raw("COMMIT");
-                    assert!(s.read(1).0.iter().all(|a| a.views == 65));
+                    s.raw("COMMIT")$(.$aw)?;
+                    assert!(s.read(1)$(.$aw)?.0.iter().all(|a| a.views == 65));
                 }
 
-            #[test]
-            fn functions_are_judged_once_per_handle() {
-                let mut s = setup();
-                s.raw("CREATE FUNCTION twice(x int) RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT 2 * x $$");
-                s.read(1);
+            #[$($test)*]
+            $($as)? fn functions_are_judged_once_per_handle() {
+                let mut s = setup()$(.$aw)?;
+                s.raw("CREATE FUNCTION twice(x int) RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT 2 * x $$")$(.$aw)?;
+                s.read(1)$(.$aw)?;
                 let before = s.invalidations();
-                let calls = |s: &mut Setup| {
+                let calls = $($as)? |s: &mut Setup| {
                     s.queries.take();
-                    diesel::sql_query("SELECT twice(2)").execute(&mut s.conn).unwrap();
+                    diesel::sql_query("SELECT twice(2)").execute(&mut s.conn)$(.$aw)?.unwrap();
                     s.queries.take()
                 };
-                assert_eq!(calls(&mut s), 2, "the catalog is asked the first time");
-                assert_eq!(calls(&mut s), 1, "then remembered");
+                if ASYNC {
+                    // No catalog lookup on the async path (README, "Async"): a
+                    // function it does not know by name may write anything.
+                    assert_eq!(calls(&mut s)$(.$aw)?, 1, "the catalog is not asked");
+                    assert!(s.invalidations() > before, "widened to every table");
+                    // The miss, and the identity learned again (it may also
+                    // have set the search path).
+                    assert_eq!(s.read(1)$(.$aw)?.1, 2);
+                    return;
+                }
+                assert_eq!(calls(&mut s)$(.$aw)?, 2, "the catalog is asked the first time");
+                assert_eq!(calls(&mut s)$(.$aw)?, 1, "then remembered");
                 assert_eq!(s.invalidations(), before, "an immutable function writes nothing");
-                assert_eq!(s.read(1).1, 0);
+                assert_eq!(s.read(1)$(.$aw)?.1, 0);
             }
 
-            #[test]
-            fn delete_using_invalidates_the_rows_of_its_target() {
-                let mut s = setup();
+            #[$($test)*]
+            $($as)? fn delete_using_invalidates_the_rows_of_its_target() {
+                let mut s = setup()$(.$aw)?;
                 // Article 2 is in category 1: RETURNING * of both tables would
                 // name it by the category's id (1).
-                let one = |s: &mut Setup| {
+                let one = $($as)? |s: &mut Setup| {
                     let found = articles::table
                         .find(2)
                         .cache()
                         .using(&s.ctx.cache)
-                        .get_result::<Article>(&mut s.conn);
+                        .get_result::<Article>(&mut s.conn)$(.$aw)?;
                     cacheops::OptionalExtension::optional(found).unwrap()
                 };
-                assert!(one(&mut s).is_some());
+                assert!(one(&mut s)$(.$aw)?.is_some());
                 let sql = "DELETE FROM articles USING categories \
                            WHERE articles.category_id = categories.id AND categories.name = 'c1'";
-                assert_eq!(diesel::sql_query(sql).execute(&mut s.conn).unwrap(), 4);
-                assert_eq!(one(&mut s), None, "the deleted row is never served");
+                assert_eq!(diesel::sql_query(sql).execute(&mut s.conn)$(.$aw)?.unwrap(), 4);
+                assert_eq!(one(&mut s)$(.$aw)?, None, "the deleted row is never served");
             }
 
             }
 
-            #[test]
-            fn session_statements_invalidate_nothing() {
-                let mut s = setup();
-                s.read(1);
+            #[$($test)*]
+            $($as)? fn session_statements_invalidate_nothing() {
+                let mut s = setup()$(.$aw)?;
+                s.read(1)$(.$aw)?;
                 let before = s.invalidations();
                 let mut statements = vec!["ANALYZE articles", "SELECT 1"];
                 if dialect() == Dialect::Postgres {
@@ -338,34 +369,34 @@ macro_rules! hardening {
                     statements.extend(["VACUUM articles", "RESET statement_timeout"]);
                 }
                 for sql in &statements {
-                    s.raw(sql);
+                    s.raw(sql)$(.$aw)?;
                 }
                 s.conn
-                    .transaction(|c| {
+                    .transaction($($as)? |c| {
                         if dialect() == Dialect::Postgres {
-                            c.batch_execute("LOCK TABLE articles IN SHARE MODE")?;
-                            diesel::sql_query("LOCK TABLE categories").execute(c)?;
+                            c.batch_execute("LOCK TABLE articles IN SHARE MODE")$(.$aw)??;
+                            diesel::sql_query("LOCK TABLE categories").execute(c)$(.$aw)??;
                         }
-                        c.batch_execute("ANALYZE articles; SELECT 2")
-                    })
+                        c.batch_execute("ANALYZE articles; SELECT 2")$(.$aw)?
+                    })$(.$aw)?
                     .unwrap();
                 assert_eq!(s.invalidations(), before, "{statements:?}");
-                assert_eq!(s.read(1).1, 0);
+                assert_eq!(s.read(1)$(.$aw)?.1, 0);
             }
 
-            #[test]
-            fn explain_analyze_of_a_write_invalidates_it() {
-                let mut s = setup();
-                s.read(1);
+            #[$($test)*]
+            $($as)? fn explain_analyze_of_a_write_invalidates_it() {
+                let mut s = setup()$(.$aw)?;
+                s.read(1)$(.$aw)?;
                 let sql = match dialect() {
                     Dialect::Postgres => "EXPLAIN ANALYZE UPDATE articles SET views = 4",
                     // SQLite's EXPLAIN runs nothing; its bytecode listing is the
                     // statement compiled, not executed.
                     Dialect::Sqlite => "EXPLAIN QUERY PLAN SELECT * FROM articles",
                 };
-                s.raw(sql);
+                s.raw(sql)$(.$aw)?;
                 let expect_write = dialect() == Dialect::Postgres;
-                let (rows, n) = s.read(1);
+                let (rows, n) = s.read(1)$(.$aw)?;
                 assert_eq!(n == 1, expect_write);
                 assert_eq!(rows.iter().all(|a| a.views == 4), expect_write);
             }
@@ -373,10 +404,35 @@ macro_rules! hardening {
     };
 }
 
-hardening!(pg_redis, pg, PgDb, StoreKind::Redis);
-hardening!(pg_memory, pg, PgDb, StoreKind::Memory);
-hardening!(sqlite_redis, sqlite, SqliteDb, StoreKind::Redis);
-hardening!(sqlite_memory, sqlite, SqliteDb, StoreKind::Memory);
+/// The blocking path's tokens and traits for `hardening!`.
+macro_rules! blocking {
+    ($name:ident, $blog:ident, $db:ty, $store:expr) => {
+        hardening!(
+            $name,
+            $blog,
+            $db,
+            $store,
+            Wrapped,
+            [test],
+            [],
+            [],
+            [cacheops::CachedQueryDsl],
+            [diesel::RunQueryDsl],
+            [diesel::connection::SimpleConnection],
+            [diesel::Connection]
+        );
+    };
+}
+
+blocking!(pg_redis, pg, PgDb, StoreKind::Redis);
+blocking!(pg_memory, pg, PgDb, StoreKind::Memory);
+blocking!(sqlite_redis, sqlite, SqliteDb, StoreKind::Redis);
+blocking!(sqlite_memory, sqlite, SqliteDb, StoreKind::Memory);
+// The async path: PostgreSQL through `AsyncCachedConnection`.
+hardening!(async_pg_redis, pg, PgDb, StoreKind::Redis, AsyncWrapped,
+    [tokio::test(flavor = "multi_thread", worker_threads = 2)], [async], [await],
+    [crate::scenarios::AsyncCache], [diesel_async::RunQueryDsl],
+    [diesel_async::SimpleAsyncConnection], [diesel_async::AsyncConnection]);
 
 /// SQLite knows nothing of an application-defined function: a statement calling
 /// one may write anything (its Rust body could), so it widens to everything.

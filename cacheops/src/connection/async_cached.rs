@@ -19,7 +19,8 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
 
 use super::cached::{
-    classify, effect_of, learned_identity, pending_of, ran, record, settle_async, Classified,
+    classify, collations_of, effect_of, learned_identity, pending_of, ran, record, settle_async,
+    Classified,
 };
 use super::catalog::{pairs, PG_IDENTITY, PG_INEXACT_COLUMNS};
 use super::effect::{Effect, Step};
@@ -121,9 +122,14 @@ async fn learn_identity(inner: &mut AsyncPgConnection, tracked: &mut Tracked) {
         return;
     }
     let identity = text(inner, PG_IDENTITY).await;
-    let inexact = match identity {
-        Some(_) => text(inner, PG_INEXACT_COLUMNS).await.map(|j| pairs(&j)),
-        None => None,
+    // Asked once per database, as the blocking connection does (a lookup
+    // cannot await inside `learned_identity`'s closure).
+    let catalog = tracked.handle.catalog();
+    let inexact = match &identity {
+        Some(id) if !catalog.knows_collations(collations_of(id)) => {
+            text(inner, PG_INEXACT_COLUMNS).await.map(|j| pairs(&j))
+        }
+        _ => None,
     };
     learned_identity(tracked, identity, || inexact);
 }

@@ -539,11 +539,16 @@ pub(crate) fn learned_identity(
     };
     let learned = xxhash_rust::xxh3::xxh3_128(identity.as_bytes()) ^ tracked.private_salt();
     tracked.identity = Some(learned);
-    // Collations are the database's, whatever schemas a session reads.
-    let database = identity.split('\u{1f}').next().unwrap_or_default();
-    let database = xxhash_rust::xxh3::xxh3_128(database.as_bytes());
+    let database = collations_of(&identity);
     tracked.handle.catalog().learn_collations(database, inexact);
     learned
+}
+
+/// The database whose collations a session reporting `identity` reads:
+/// collations are the database's, whatever schemas a session reads.
+pub(crate) fn collations_of(identity: &str) -> u128 {
+    let database = identity.split('\u{1f}').next().unwrap_or_default();
+    xxhash_rust::xxh3::xxh3_128(database.as_bytes())
 }
 
 /// How many levels Diesel's transaction manager counts on `conn`; `None` when
