@@ -53,6 +53,17 @@ impl Catalog {
         judged.unwrap_or(Volatility::MayWrite)
     }
 
+    /// The functions of `names` neither built in nor judged yet: what a
+    /// connection that cannot ask inside [`Catalog::volatility`] (an async one)
+    /// asks first.
+    pub(crate) fn unjudged(&self, names: &[String], dialect: Dialect) -> Vec<String> {
+        let judged = self.functions.read().unwrap_or_else(|e| e.into_inner());
+        let unknown = |name: &&String| {
+            functions::known(name, dialect).is_none() && !judged.contains_key(name.as_str())
+        };
+        names.iter().filter(unknown).cloned().collect()
+    }
+
     /// Whether the collations of `database` were read already (a session of
     /// it need not ask again).
     pub(crate) fn knows_collations(&self, database: u128) -> bool {

@@ -22,7 +22,9 @@ use super::cached::{
     classify, collations_of, effect_of, learned_identity, pending_of, ran, record, settle_async,
     Classified,
 };
-use super::catalog::{pairs, PG_IDENTITY, PG_INEXACT_COLUMNS};
+use super::catalog::{
+    functions_found, pairs, pg_functions, Functions, PG_IDENTITY, PG_INEXACT_COLUMNS,
+};
 use super::effect::{Effect, Step};
 use super::touched::{DecodeRow, Granular, Named, Pair, WithSql};
 use super::tracked::Tracked;
@@ -99,7 +101,34 @@ impl AsyncCachedConnection<AsyncPgConnection> {
             .then_some(diesel::result::Error::BrokenTransactionManager)
     }
 
-    /// How a statement is classified here: functions are judged by name only.
+    /// `source` as an owned statement, when it calls functions the handle has
+    /// not judged: the catalog is asked first ([`judge_functions`]), then the
+    /// owned statement runs, classified with the answers. `None` when every
+    /// function is judged, or when its binds cannot be owned (a custom type:
+    /// it then runs with its unjudged functions taken as writing anything).
+    fn judge_first<T: QueryFragment<diesel::pg::Pg> + ?Sized>(
+        &self,
+        source: &T,
+    ) -> Option<(std::sync::Arc<Classified>, Owned)> {
+        let (classified, sql) = classify::<diesel::pg::Pg, T>(&self.tracked, source);
+        let catalog = self.tracked.handle.catalog();
+        if catalog
+            .unjudged(&classified.analysis.calls, Dialect::Postgres)
+            .is_empty()
+        {
+            return None;
+        }
+        Some((classified, owned(source, sql?)?))
+    }
+
+    /// Asks the catalog about the functions `classified` calls that the
+    /// handle has not judged.
+    async fn judge(&mut self, classified: &Classified) {
+        judge_functions(&mut self.inner, &self.tracked.handle, classified).await;
+    }
+
+    /// How a statement is classified here (its functions judged as far as the
+    /// handle's catalog knows them: see [`judge_functions`]).
     fn classified<T: QueryFragment<diesel::pg::Pg> + ?Sized>(
         &self,
         source: &T,
@@ -113,6 +142,26 @@ impl AsyncCachedConnection<AsyncPgConnection> {
         let dialect = Dialect::Postgres;
         let (effect, calls) = effect_of(&self.tracked.handle, &classified, dialect, |_, _| None);
         (classified, sql, effect, calls)
+    }
+}
+
+/// Asks PostgreSQL what each function `classified` calls and `handle` has not
+/// judged does, and remembers the answers in the handle's catalog (a failed
+/// question is not remembered: the function may then write anything). The
+/// blocking connection asks inside the judging; an async one asks first.
+async fn judge_functions(
+    inner: &mut AsyncPgConnection,
+    handle: &Cacheops,
+    classified: &Classified,
+) {
+    let catalog = handle.catalog();
+    for name in catalog.unjudged(&classified.analysis.calls, Dialect::Postgres) {
+        let (schema, own) = crate::deps::functions::schema_and_name(&name);
+        let found = pg_functions(schema, own)
+            .get_result::<Functions>(inner)
+            .await;
+        let found = found.ok().map(functions_found);
+        catalog.volatility(&name, Dialect::Postgres, |_, _| found);
     }
 }
 
@@ -215,20 +264,22 @@ impl Drop for Unrecorded<'_> {
 impl SimpleAsyncConnection for AsyncCachedConnection<AsyncPgConnection> {
     fn batch_execute(&mut self, query: &str) -> impl Future<Output = QueryResult<()>> + Send {
         let refused = self.refused();
-        let (classified, effect, calls) = match self.tracked.in_helper() {
-            true => (Classified::read(), Effect::Read, Volatility::Stable),
-            false => {
-                let classified = super::cached::classified(query, Dialect::Postgres);
-                let handle = &self.tracked.handle;
-                let (effect, calls) =
-                    effect_of(handle, &classified, Dialect::Postgres, |_, _| None);
-                (classified, effect, calls)
-            }
-        };
+        let helper = self.tracked.in_helper();
         async move {
             if let Some(e) = refused {
                 return Err(e);
             }
+            let (classified, effect, calls) = match helper {
+                true => (Classified::read(), Effect::Read, Volatility::Stable),
+                false => {
+                    let classified = super::cached::classified(query, Dialect::Postgres);
+                    self.judge(&classified).await;
+                    let handle = &self.tracked.handle;
+                    let (effect, calls) =
+                        effect_of(handle, &classified, Dialect::Postgres, |_, _| None);
+                    (classified, effect, calls)
+                }
+            };
             let mut guard = Unrecorded::new(&mut self.tracked, &effect);
             let result = self.inner.batch_execute(query).await;
             let tracked = guard.tracked();
@@ -272,6 +323,12 @@ impl AsyncConnectionCore for AsyncCachedConnection<AsyncPgConnection> {
             return Box::pin(std::future::ready(Err(e)));
         }
         let source = source.as_query();
+        if let Some((classified, owned)) = self.judge_first(&source) {
+            return Box::pin(async move {
+                self.judge(&classified).await;
+                AsyncConnectionCore::load(self, owned).await
+            });
+        }
         let (classified, sql, effect, calls) = self.classified(&source);
         let plan = match (&effect, sql, calls, self.tracked.identity) {
             (Effect::Read, Some(sql), Volatility::Stable, Some(known)) => {
@@ -330,6 +387,12 @@ impl AsyncConnectionCore for AsyncCachedConnection<AsyncPgConnection> {
     {
         if let Some(e) = self.refused() {
             return Box::pin(std::future::ready(Err(e)));
+        }
+        if let Some((classified, owned)) = self.judge_first(&source) {
+            return Box::pin(async move {
+                self.judge(&classified).await;
+                AsyncConnectionCore::execute_returning_count(self, owned).await
+            });
         }
         let (classified, _, effect, calls) = self.classified(&source);
         let granular = match (&classified.granular, calls) {

@@ -39,6 +39,43 @@ pub(crate) const PG_INEXACT_COLUMNS: &str =
      JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation \
      WHERE NOT co.collisdeterministic AND a.attnum > 0 AND NOT a.attisdropped), '')";
 
+/// PostgreSQL: the schema and volatility (`i`, `s`, `v`) of every function
+/// named `$1` in schema `$2` (any schema when `$2` is NULL), as [`pairs`].
+#[cfg(feature = "postgres")]
+const PG_FUNCTIONS: &str =
+    "SELECT coalesce((SELECT string_agg(n.nspname || chr(31) || p.provolatile::text, chr(30)) \
+     FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+     WHERE p.proname = $1 AND (n.nspname = $2 OR $2 IS NULL)), '') AS found";
+
+/// The row [`PG_FUNCTIONS`] returns.
+#[cfg(feature = "postgres")]
+#[derive(diesel::QueryableByName)]
+pub(crate) struct Functions {
+    #[diesel(sql_type = Text)]
+    found: String,
+}
+
+/// [`PG_FUNCTIONS`] for `schema.name`, its binds set: run by the blocking and
+/// the async connection alike.
+#[cfg(feature = "postgres")]
+pub(crate) fn pg_functions(
+    schema: Option<&str>,
+    name: &str,
+) -> diesel::query_builder::BoxedSqlQuery<'static, diesel::pg::Pg, diesel::query_builder::SqlQuery>
+{
+    use diesel::sql_types::Nullable;
+    diesel::sql_query(PG_FUNCTIONS)
+        .into_boxed()
+        .bind::<Text, _>(name.to_string())
+        .bind::<Nullable<Text>, _>(schema.map(str::to_string))
+}
+
+/// What [`pg_functions`] found, as [`pairs`].
+#[cfg(feature = "postgres")]
+pub(crate) fn functions_found(found: Functions) -> Vec<(String, String)> {
+    pairs(&found.found)
+}
+
 /// Pairs joined as `a<US>b<RS>a<US>b...` (ASCII unit and record separators,
 /// which names do not hold), as the catalog queries return them.
 pub(crate) fn pairs(joined: &str) -> Vec<(String, String)> {
@@ -104,24 +141,9 @@ impl CacheConnection for diesel::pg::PgConnection {
         schema: Option<&str>,
         name: &str,
     ) -> Option<Vec<(String, String)>> {
-        use diesel::sql_types::Nullable;
         use diesel::RunQueryDsl;
-        let found = diesel::select(
-            diesel::dsl::sql::<Text>(
-                "coalesce((SELECT string_agg(n.nspname || chr(31) || p.provolatile::text, chr(30)) \
-                 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
-                 WHERE p.proname = ",
-            )
-            .bind::<Text, _>(name)
-            .sql(" AND (n.nspname = ")
-            .bind::<Nullable<Text>, _>(schema)
-            .sql(" OR ")
-            .bind::<Nullable<Text>, _>(schema)
-            .sql(" IS NULL)), '')"),
-        )
-        .get_result::<String>(self)
-        .ok()?;
-        Some(pairs(&found))
+        let found = pg_functions(schema, name).get_result::<Functions>(self);
+        found.ok().map(functions_found)
     }
 }
 
