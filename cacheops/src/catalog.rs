@@ -56,6 +56,7 @@ impl Catalog {
     /// The functions of `names` neither built in nor judged yet: what a
     /// connection that cannot ask inside [`Catalog::volatility`] (an async one)
     /// asks first.
+    #[cfg(feature = "async")]
     pub(crate) fn unjudged(&self, names: &[String], dialect: Dialect) -> Vec<String> {
         let judged = self.functions.read().unwrap_or_else(|e| e.into_inner());
         let unknown = |name: &&String| {
@@ -110,6 +111,12 @@ impl Catalog {
         lookup: impl FnOnce() -> Option<bool>,
     ) -> bool {
         remembered(&self.columns, &(identity, table.to_string()), lookup).unwrap_or(false)
+    }
+
+    /// What [`Catalog::has_columns`] remembers, without asking.
+    #[cfg(feature = "async")]
+    pub(crate) fn knows_columns(&self, identity: u128, table: &str) -> Option<bool> {
+        remembered(&self.columns, &(identity, table.to_string()), || None)
     }
 }
 

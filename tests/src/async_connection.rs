@@ -116,6 +116,61 @@ async fn plain_writes_invalidate_granularly() {
     assert!(three.iter().all(|a| a.id != id));
 }
 
+/// An UPDATE naming its table with the schema is granular once the catalog
+/// said that table has the model's primary key (asked once); another schema's
+/// table of the same name without it is not rewritten by that key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_qualified_update_is_granular_after_one_catalog_check() {
+    let mut s = Setup::new().await;
+    assert_eq!(s.reads(&[1, 2, 3]).await, vec![1, 1, 1]);
+    let ids: Vec<i32> = s.read(1).await.0.iter().map(|a| a.id).collect();
+    let schema = s.db.schema.clone();
+    let update = |id: i32| format!("UPDATE {schema}.articles SET views = 7 WHERE id = {id}");
+    s.queries.take();
+    assert_eq!(
+        diesel::sql_query(update(ids[0]))
+            .execute(&mut s.conn)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.queries.take(),
+        2,
+        "the catalog check, then the rewritten UPDATE"
+    );
+    assert_eq!(
+        s.reads(&[1, 2, 3]).await,
+        vec![1, 0, 0],
+        "its row's category only"
+    );
+    diesel::sql_query(update(ids[1]))
+        .execute(&mut s.conn)
+        .await
+        .unwrap();
+    assert_eq!(s.queries.take(), 1, "the check is remembered");
+    assert_eq!(s.reads(&[1, 2, 3]).await, vec![1, 0, 0]);
+    assert!(s.read(1).await.0.iter().take(2).all(|a| a.views == 7));
+
+    let other = unique("other");
+    s.conn
+        .batch_execute(&format!(
+            "CREATE SCHEMA {other}; CREATE TABLE {other}.articles (code TEXT PRIMARY KEY, views INT); \
+             INSERT INTO {other}.articles VALUES ('a', 1)"
+        ))
+        .await
+        .unwrap();
+    let sql = format!("UPDATE {other}.articles SET views = 2 WHERE code = 'a'");
+    assert_eq!(
+        diesel::sql_query(&sql).execute(&mut s.conn).await.unwrap(),
+        1
+    );
+    s.conn
+        .batch_execute(&format!("DROP SCHEMA {other} CASCADE"))
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_sql_and_batches_invalidate_their_tables() {
     let mut s = Setup::new().await;

@@ -23,7 +23,8 @@ use super::cached::{
     Classified,
 };
 use super::catalog::{
-    functions_found, pairs, pg_functions, Functions, PG_IDENTITY, PG_INEXACT_COLUMNS,
+    columns_found, functions_found, pairs, pg_columns, pg_functions, Count, Functions, PG_IDENTITY,
+    PG_INEXACT_COLUMNS,
 };
 use super::effect::{Effect, Step};
 use super::touched::{DecodeRow, Granular, Named, Pair, WithSql};
@@ -101,30 +102,70 @@ impl AsyncCachedConnection<AsyncPgConnection> {
             .then_some(diesel::result::Error::BrokenTransactionManager)
     }
 
-    /// `source` as an owned statement, when it calls functions the handle has
-    /// not judged: the catalog is asked first ([`judge_functions`]), then the
-    /// owned statement runs, classified with the answers. `None` when every
-    /// function is judged, or when its binds cannot be owned (a custom type:
-    /// it then runs with its unjudged functions taken as writing anything).
+    /// `source` as an owned statement, when the catalog has to be asked about
+    /// it first (functions the handle has not judged, or whether the
+    /// schema-qualified table an UPDATE names has its model's primary key): it
+    /// is asked ([`AsyncCachedConnection::judge`]), then the owned statement
+    /// runs, classified with the answers. `None` when nothing is left to ask,
+    /// or when its binds cannot be owned (a custom type: it then runs with what
+    /// is unknown taken widely).
     fn judge_first<T: QueryFragment<diesel::pg::Pg> + ?Sized>(
         &self,
         source: &T,
     ) -> Option<(std::sync::Arc<Classified>, Owned)> {
         let (classified, sql) = classify::<diesel::pg::Pg, T>(&self.tracked, source);
         let catalog = self.tracked.handle.catalog();
-        if catalog
-            .unjudged(&classified.analysis.calls, Dialect::Postgres)
-            .is_empty()
-        {
+        let calls = &classified.analysis.calls;
+        let unjudged = !catalog.unjudged(calls, Dialect::Postgres).is_empty();
+        let check = self.column_check(&classified);
+        let unchecked = check.is_some_and(|(_, _, known)| known.is_none());
+        if !unjudged && !unchecked {
             return None;
         }
         Some((classified, owned(source, sql?)?))
     }
 
-    /// Asks the catalog about the functions `classified` calls that the
-    /// handle has not judged.
+    /// The schema-qualified target of a granular UPDATE, the primary key its
+    /// rewrite relies on, and whether the catalog said that table has it
+    /// (`None`: not asked yet). `None` when there is nothing to check, or the
+    /// session's identity (which keys the answer) is unknown.
+    fn column_check<'c>(
+        &self,
+        classified: &'c Classified,
+    ) -> Option<(&'c str, &'static [&'static str], Option<bool>)> {
+        let Some(Granular::Update {
+            check: Some((target, pk)),
+            ..
+        }) = &classified.granular
+        else {
+            return None;
+        };
+        let identity = self.tracked.identity?;
+        let known = self
+            .tracked
+            .handle
+            .catalog()
+            .knows_columns(identity, target);
+        Some((target, pk, known))
+    }
+
+    /// Asks the catalog what [`AsyncCachedConnection::judge_first`] found
+    /// unknown, and remembers the answers in the handle's catalog.
     async fn judge(&mut self, classified: &Classified) {
         judge_functions(&mut self.inner, &self.tracked.handle, classified).await;
+        let (Some((target, pk, None)), Some(identity)) =
+            (self.column_check(classified), self.tracked.identity)
+        else {
+            return;
+        };
+        let found = pg_columns(target, pk)
+            .get_result::<Count>(&mut self.inner)
+            .await;
+        let found = found.ok().and_then(|count| columns_found(count, pk));
+        self.tracked
+            .handle
+            .catalog()
+            .has_columns(identity, target, || found);
     }
 
     /// How a statement is classified here (its functions judged as far as the
@@ -395,9 +436,12 @@ impl AsyncConnectionCore for AsyncCachedConnection<AsyncPgConnection> {
             });
         }
         let (classified, _, effect, calls) = self.classified(&source);
+        let checked = self
+            .column_check(&classified)
+            .and_then(|(_, _, known)| known);
         let granular = match (&classified.granular, calls) {
             (_, Volatility::MayWrite) => None,
-            (Some(granular), _) => granular_sql(granular),
+            (Some(granular), _) => granular_sql(granular, checked),
             (None, _) => None,
         };
         if let Some((table, sql, paired)) = granular {
@@ -504,15 +548,16 @@ impl diesel::pg::PgMetadataLookup for BuiltinsOnly {
 
 /// The table and SQL of a granular write this wrapper runs in one statement,
 /// and whether its rows pair old and new states; `None` for an UPDATE whose
-/// rewrite needs a catalog check or a pre-read (it widens to its table).
-fn granular_sql(granular: &Granular) -> Option<(&str, &str, bool)> {
+/// rewrite needs a pre-read, or a catalog check that did not say yes
+/// (`checked`): it widens to its table.
+fn granular_sql(granular: &Granular, checked: Option<bool>) -> Option<(&str, &str, bool)> {
     match granular {
         Granular::Returning { table, sql } => Some((table, sql, false)),
         Granular::Update {
             table,
             plan: UpdatePlan::Paired(sql),
-            check: None,
-        } => Some((table, sql, true)),
+            check,
+        } if check.is_none() || checked == Some(true) => Some((table, sql, true)),
         Granular::Update { .. } => None,
     }
 }

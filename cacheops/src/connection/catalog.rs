@@ -76,6 +76,43 @@ pub(crate) fn functions_found(found: Functions) -> Vec<(String, String)> {
     pairs(&found.found)
 }
 
+/// PostgreSQL: how many of the columns `$2` the table `$1` (schema-qualified
+/// or not) has.
+#[cfg(feature = "postgres")]
+const PG_COLUMNS: &str = "SELECT (SELECT count(*) FROM pg_catalog.pg_attribute \
+     WHERE attnum > 0 AND NOT attisdropped AND attrelid = to_regclass($1) \
+     AND attname = ANY($2)) AS found";
+
+/// The row [`PG_COLUMNS`] returns.
+#[cfg(feature = "postgres")]
+#[derive(diesel::QueryableByName)]
+pub(crate) struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    found: i64,
+}
+
+/// [`PG_COLUMNS`] for `table` and `columns`, its binds set: run by the blocking
+/// and the async connection alike.
+#[cfg(feature = "postgres")]
+pub(crate) fn pg_columns(
+    table: &str,
+    columns: &[&str],
+) -> diesel::query_builder::BoxedSqlQuery<'static, diesel::pg::Pg, diesel::query_builder::SqlQuery>
+{
+    use diesel::sql_types::Array;
+    let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+    diesel::sql_query(PG_COLUMNS)
+        .into_boxed()
+        .bind::<Text, _>(table.to_string())
+        .bind::<Array<Text>, _>(columns)
+}
+
+/// Whether the table [`pg_columns`] asked about has all of `columns`.
+#[cfg(feature = "postgres")]
+pub(crate) fn columns_found(found: Count, columns: &[&str]) -> Option<bool> {
+    Some(usize::try_from(found.found).ok()? == columns.len())
+}
+
 /// Pairs joined as `a<US>b<RS>a<US>b...` (ASCII unit and record separators,
 /// which names do not hold), as the catalog queries return them.
 pub(crate) fn pairs(joined: &str) -> Vec<(String, String)> {
@@ -113,21 +150,9 @@ impl CacheConnection for diesel::pg::PgConnection {
 
     /// One statement on `pg_attribute`, once per table and handle.
     fn __has_columns(&mut self, table: &str, columns: &[&str]) -> Option<bool> {
-        use diesel::sql_types::{Array, BigInt};
         use diesel::RunQueryDsl;
-        let found = diesel::select(
-            diesel::dsl::sql::<BigInt>(
-                "(SELECT count(*) FROM pg_catalog.pg_attribute \
-                 WHERE attnum > 0 AND NOT attisdropped AND attrelid = to_regclass(",
-            )
-            .bind::<Text, _>(table)
-            .sql(") AND attname = ANY(")
-            .bind::<Array<Text>, _>(columns)
-            .sql("))"),
-        )
-        .get_result::<i64>(self)
-        .ok()?;
-        Some(usize::try_from(found).ok()? == columns.len())
+        let found = pg_columns(table, columns).get_result::<Count>(self);
+        columns_found(found.ok()?, columns)
     }
 
     /// One statement on `pg_attribute` ([`PG_INEXACT_COLUMNS`]).
