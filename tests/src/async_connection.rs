@@ -171,6 +171,32 @@ async fn a_schema_qualified_update_is_granular_after_one_catalog_check() {
         .unwrap();
 }
 
+/// A miss inside a READ COMMITTED transaction that has not written is stored
+/// (the isolation asked once per transaction), as on `CachedConnection`; one
+/// at REPEATABLE READ reads an older snapshot: served, not stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miss_inside_a_read_committed_transaction_is_stored() {
+    let mut s = Setup::new().await;
+    s.conn.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(s.cached(1).await.1, 2, "the isolation, then the SQL");
+    assert_eq!(s.cached(1).await.1, 0, "stored inside the transaction");
+    assert_eq!(s.cached(3).await.1, 1, "asked once per transaction");
+    s.conn.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(s.cached(1).await.1, 0);
+
+    let begin = "BEGIN ISOLATION LEVEL REPEATABLE READ";
+    s.conn.batch_execute(begin).await.unwrap();
+    assert_eq!(s.cached(2).await.1, 2);
+    assert_eq!(
+        s.cached(2).await.1,
+        1,
+        "an older snapshot's rows are not stored"
+    );
+    s.conn.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(s.cached(2).await.1, 1);
+    assert_eq!(s.cached(2).await.1, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_sql_and_batches_invalidate_their_tables() {
     let mut s = Setup::new().await;

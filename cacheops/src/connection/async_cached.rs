@@ -23,8 +23,8 @@ use super::cached::{
     Classified,
 };
 use super::catalog::{
-    columns_found, functions_found, pairs, pg_columns, pg_functions, Count, Functions, PG_IDENTITY,
-    PG_INEXACT_COLUMNS,
+    columns_found, functions_found, pairs, pg_columns, pg_functions, reads_latest_at, Count,
+    Functions, PG_IDENTITY, PG_INEXACT_COLUMNS, PG_ISOLATION,
 };
 use super::effect::{Effect, Step};
 use super::touched::{DecodeRow, Granular, Named, Pair, WithSql};
@@ -633,6 +633,21 @@ impl AsyncCacheConnection for AsyncCachedConnection<AsyncPgConnection> {
                 .identity
                 .unwrap_or_else(crate::protocol::layout::unique),
         )
+    }
+
+    /// Outside a transaction, or inside one whose statements read the latest
+    /// committed data (READ COMMITTED: asked by [`Self::__before_fill`]), as
+    /// `CachedConnection` answers.
+    fn __fills_may_store(&mut self) -> bool {
+        !self.__in_transaction() || self.tracked.reads_latest.get() == Some(true)
+    }
+
+    async fn __before_fill(&mut self) {
+        if self.tracked.in_transaction() && self.tracked.reads_latest.get().is_none() {
+            let level = text(&mut self.inner, PG_ISOLATION).await;
+            let latest = reads_latest_at(level.as_deref());
+            self.tracked.reads_latest.set(Some(latest));
+        }
     }
 
     fn __known_identity(&mut self) -> Option<Option<u128>> {

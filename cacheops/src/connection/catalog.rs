@@ -29,6 +29,18 @@ pub(crate) const PG_IDENTITY: &str =
      || current_setting('port') || chr(31) || current_user || chr(31) \
      || current_setting('search_path')";
 
+/// PostgreSQL: the open transaction's isolation level.
+#[cfg(feature = "postgres")]
+pub(crate) const PG_ISOLATION: &str = "current_setting('transaction_isolation')";
+
+/// Whether statements at isolation `level` ([`PG_ISOLATION`]) read the latest
+/// committed data: READ COMMITTED (READ UNCOMMITTED behaves the same on
+/// PostgreSQL) takes a new snapshot per statement.
+#[cfg(feature = "postgres")]
+pub(crate) fn reads_latest_at(level: Option<&str>) -> bool {
+    matches!(level, Some("read committed" | "read uncommitted"))
+}
+
 /// PostgreSQL: columns of tables and views whose collation is not
 /// deterministic (ICU `deterministic = false`), as [`pairs`].
 #[cfg(feature = "postgres")]
@@ -128,11 +140,7 @@ impl CacheConnection for diesel::pg::PgConnection {
     /// READ COMMITTED (READ UNCOMMITTED behaves the same on PostgreSQL) takes a new
     /// snapshot per statement. One round trip, once per transaction.
     fn __statements_read_latest(&mut self) -> bool {
-        let level = text(self, "current_setting('transaction_isolation')");
-        matches!(
-            level.as_deref(),
-            Some("read committed" | "read uncommitted")
-        )
+        reads_latest_at(text(self, PG_ISOLATION).as_deref())
     }
 
     /// One statement ([`PG_IDENTITY`]).

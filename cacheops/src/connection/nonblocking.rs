@@ -52,6 +52,14 @@ pub trait AsyncCacheConnection: AsyncConnection<Backend: ReplayBackend> {
         !self.__in_transaction()
     }
 
+    /// Learns what [`AsyncCacheConnection::__fills_may_store`] needs to answer
+    /// (a wrapper asks the open transaction's isolation, once per
+    /// transaction), before a miss runs its SQL. Not public API.
+    #[doc(hidden)]
+    fn __before_fill(&mut self) -> impl std::future::Future<Output = ()> + Send {
+        std::future::ready(())
+    }
+
     /// Learns what [`AsyncCacheConnection::__identity`] answers, if a statement
     /// made it unknown (a wrapper's connection is busy while its statement's
     /// future lives, so it learns it when asked). Not public API.
