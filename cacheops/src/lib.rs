@@ -67,7 +67,7 @@
 //!   (`.cached_async()`), the `_async` write helpers, `connection::AsyncCachedConnection`,
 //!   function and simple caching from async code, `store::AsyncRedisStore`.
 //! - `deadpool`: deadpool pools of async connections (diesel-async's `deadpool`),
-//!   and [`pool::CachedPool`], whose reads check a connection out only on a miss.
+//!   and `pool::CachedPool`, whose reads check a connection out only on a miss.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod analyse;
