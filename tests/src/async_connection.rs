@@ -172,29 +172,44 @@ async fn a_schema_qualified_update_is_granular_after_one_catalog_check() {
 }
 
 /// A miss inside a READ COMMITTED transaction that has not written is stored
-/// (the isolation asked once per transaction), as on `CachedConnection`; one
-/// at REPEATABLE READ reads an older snapshot: served, not stored.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_miss_inside_a_read_committed_transaction_is_stored() {
+/// (the isolation asked once per transaction, by a miss), as on
+/// `CachedConnection`; one at REPEATABLE READ reads an older snapshot: served,
+/// not stored. Explicit `.cache_async()` reads, and ordinary ones cached
+/// automatically.
+async fn misses_inside_transactions(automatic: bool) {
     let mut s = Setup::new().await;
+    let read = async |s: &mut Setup, c: i32| match automatic {
+        true => s.read(c).await.1,
+        false => s.cached(c).await.1,
+    };
     s.conn.batch_execute("BEGIN").await.unwrap();
-    assert_eq!(s.cached(1).await.1, 2, "the isolation, then the SQL");
-    assert_eq!(s.cached(1).await.1, 0, "stored inside the transaction");
-    assert_eq!(s.cached(3).await.1, 1, "asked once per transaction");
+    assert_eq!(read(&mut s, 1).await, 2, "the isolation, then the SQL");
+    assert_eq!(read(&mut s, 1).await, 0, "stored inside the transaction");
+    assert_eq!(read(&mut s, 3).await, 1, "asked once per transaction");
     s.conn.batch_execute("COMMIT").await.unwrap();
-    assert_eq!(s.cached(1).await.1, 0);
+    assert_eq!(read(&mut s, 1).await, 0);
 
     let begin = "BEGIN ISOLATION LEVEL REPEATABLE READ";
     s.conn.batch_execute(begin).await.unwrap();
-    assert_eq!(s.cached(2).await.1, 2);
+    assert_eq!(read(&mut s, 2).await, 2);
     assert_eq!(
-        s.cached(2).await.1,
+        read(&mut s, 2).await,
         1,
         "an older snapshot's rows are not stored"
     );
     s.conn.batch_execute("COMMIT").await.unwrap();
-    assert_eq!(s.cached(2).await.1, 1);
-    assert_eq!(s.cached(2).await.1, 0);
+    assert_eq!(read(&mut s, 2).await, 1);
+    assert_eq!(read(&mut s, 2).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miss_inside_a_read_committed_transaction_is_stored() {
+    misses_inside_transactions(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_automatic_miss_inside_a_read_committed_transaction_is_stored() {
+    misses_inside_transactions(true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

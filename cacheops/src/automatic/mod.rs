@@ -110,19 +110,19 @@ pub(crate) fn serve<DB: ReplayBackend>(
 }
 
 /// [`serve`] for an async connection, on the handle's async store: `run` reads
-/// the rows, `may_store` says whether they may be stored.
+/// the rows, and says whether they may be stored (it may have to ask the
+/// database, and runs only on a miss).
 #[cfg(all(feature = "async", feature = "postgres"))]
 pub(crate) async fn serve_async<DB: ReplayBackend>(
     handle: &Cacheops,
     plan: Plan,
-    may_store: bool,
-    run: impl std::future::Future<Output = crate::Result<RawRows>>,
+    run: impl std::future::Future<Output = crate::Result<(RawRows, bool)>>,
 ) -> QueryResult<Vec<DB::Replayed>> {
     let core = handle.core();
     let io = core.nonblocking().map_err(Error::into_diesel)?;
     let storable = Storable::default();
     let compute = async {
-        let rows = run.await?;
+        let (rows, may_store) = run.await?;
         storable.answer(|| may_store);
         Ok(rows)
     };

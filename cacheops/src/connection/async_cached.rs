@@ -386,12 +386,23 @@ impl AsyncConnectionCore for AsyncCachedConnection<AsyncPgConnection> {
             // Sent only on a miss: an owned copy of the statement (the SQL
             // rendered above, and its binds), so that a hit neither sends nor
             // reports a query that never ran.
+            // Inside a transaction, a miss asks its isolation first (once per
+            // transaction), as a blocking one does: READ COMMITTED fills are
+            // stored.
+            let ask = self.tracked.in_transaction() && self.tracked.reads_latest.get().is_none();
             let (inner, tracked) = (&mut self.inner, &mut self.tracked);
             let rows: BoxFuture<'conn, _> = match owned(&source, sql) {
-                Some(owned) => {
-                    Box::pin(async move { AsyncConnectionCore::load(inner, owned).await })
+                Some(owned) => Box::pin(async move {
+                    let latest = match ask {
+                        true => Some(reads_latest_at(text(inner, PG_ISOLATION).await.as_deref())),
+                        false => None,
+                    };
+                    Ok((AsyncConnectionCore::load(inner, owned).await?, latest))
+                }),
+                None => {
+                    let rows = AsyncConnectionCore::load(inner, source);
+                    Box::pin(async move { Ok((rows.await?, None)) })
                 }
-                None => AsyncConnectionCore::load(inner, source),
             };
             return Box::pin(served(tracked, plan, classified, calls, rows));
         }
@@ -498,17 +509,27 @@ async fn served(
     plan: crate::protocol::read_through::Plan,
     classified: std::sync::Arc<Classified>,
     calls: Volatility,
-    rows: impl Future<Output = QueryResult<BoxStream<'static, QueryResult<PgRow>>>> + Send,
+    rows: impl Future<Output = QueryResult<(BoxStream<'static, QueryResult<PgRow>>, Option<bool>)>>
+        + Send,
 ) -> QueryResult<BoxStream<'static, QueryResult<CachedRow<PgRow, Replayed>>>> {
     let handle = tracked.handle.clone();
-    let may_store = !tracked.in_transaction();
+    let (open, known) = (tracked.in_transaction(), tracked.reads_latest.get());
     ran(tracked, &classified, calls);
-    let run = async { capture(rows.await.map_err(Error::from)?).await };
-    let replayed = automatic::serve_async::<diesel::pg::Pg>(&handle, plan, may_store, run);
-    let rows = replayed
-        .await?
-        .into_iter()
-        .map(|r| Ok(CachedRow::Replayed(r)));
+    // What `rows` learned of the transaction's isolation, kept once served.
+    let asked = std::sync::OnceLock::new();
+    let run = async {
+        let (rows, latest) = rows.await.map_err(Error::from)?;
+        if let Some(latest) = latest {
+            let _ = asked.set(latest);
+        }
+        let may_store = !open || latest.or(known) == Some(true);
+        Ok((capture(rows).await?, may_store))
+    };
+    let replayed = automatic::serve_async::<diesel::pg::Pg>(&handle, plan, run).await;
+    if let Some(latest) = asked.get() {
+        tracked.reads_latest.set(Some(*latest));
+    }
+    let rows = replayed?.into_iter().map(|r| Ok(CachedRow::Replayed(r)));
     Ok(stream::iter(rows).boxed())
 }
 
