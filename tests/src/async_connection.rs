@@ -212,6 +212,27 @@ async fn an_automatic_miss_inside_a_read_committed_transaction_is_stored() {
     misses_inside_transactions(true).await;
 }
 
+/// A `SET search_path` sent through `execute` is followed at once: the next
+/// ordinary reads read the new schema, are cached under its key, and are never
+/// served the old schema's entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_sent_through_execute_is_followed_at_once() {
+    let mut s = Setup::new().await;
+    let other = PgDb::open();
+    seed(&mut other.connect(), 3, 2);
+    assert_eq!(s.read(1).await.0.len(), 4);
+    let set = format!("SET search_path TO {}", other.schema);
+    diesel::sql_query(set).execute(&mut s.conn).await.unwrap();
+    let (rows, n) = s.read(1).await;
+    assert_eq!(
+        (rows.len(), n),
+        (2, 1),
+        "the other schema's rows, by a miss"
+    );
+    let (rows, n) = s.read(1).await;
+    assert_eq!((rows.len(), n), (2, 0), "cached under its key at once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_sql_and_batches_invalidate_their_tables() {
     let mut s = Setup::new().await;

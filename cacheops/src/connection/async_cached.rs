@@ -19,8 +19,8 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
 
 use super::cached::{
-    classify, collations_of, effect_of, learned_identity, pending_of, ran, record, settle_async,
-    Classified,
+    changes_session, classify, collations_of, effect_of, learned_identity, pending_of, ran, record,
+    settle_async, Classified,
 };
 use super::catalog::{
     columns_found, functions_found, pairs, pg_columns, pg_functions, reads_latest_at, Count,
@@ -446,7 +446,7 @@ impl AsyncConnectionCore for AsyncCachedConnection<AsyncPgConnection> {
                 AsyncConnectionCore::execute_returning_count(self, owned).await
             });
         }
-        let (classified, _, effect, calls) = self.classified(&source);
+        let (classified, sql, effect, calls) = self.classified(&source);
         let checked = self
             .column_check(&classified)
             .and_then(|(_, _, known)| known);
@@ -483,23 +483,46 @@ impl AsyncConnectionCore for AsyncCachedConnection<AsyncPgConnection> {
                 Ok(count)
             });
         }
+        // A statement that may change the session's identity (`SET`) is sent
+        // as an owned copy, so that the identity is learned again right after
+        // it, on the connection its future no longer holds.
+        let owned = match changes_session(&classified, calls) {
+            true => sql.and_then(|sql| owned(&source, sql)),
+            false => None,
+        };
+        if let Some(owned) = owned {
+            return Box::pin(async move {
+                let count = AsyncConnectionCore::execute_returning_count(&mut self.inner, owned);
+                let count = counted(&mut self.tracked, count, &classified, calls, effect).await;
+                learn_identity(&mut self.inner, &mut self.tracked).await;
+                count
+            });
+        }
         let count = AsyncConnectionCore::execute_returning_count(&mut self.inner, source);
         let tracked = &mut self.tracked;
-        Box::pin(async move {
-            let mut guard = Unrecorded::new(tracked, &effect);
-            let count = count.await;
-            let tracked = guard.tracked();
-            match &count {
-                Ok(_) => after(tracked, &classified, calls, effect).await,
-                Err(_) if effect.ends_transaction() => {
-                    tracked.end_all().settle_uncertain_async().await
-                }
-                Err(_) => {}
-            }
-            guard.recorded();
-            count
-        })
+        Box::pin(async move { counted(tracked, count, &classified, calls, effect).await })
     }
+}
+
+/// A statement that is not rewritten, run by `count`: recorded once it ran,
+/// or, dropped before, owed (see [`Unrecorded`]).
+async fn counted(
+    tracked: &mut Tracked,
+    count: impl Future<Output = QueryResult<usize>>,
+    classified: &Classified,
+    calls: Volatility,
+    effect: Effect,
+) -> QueryResult<usize> {
+    let mut guard = Unrecorded::new(tracked, &effect);
+    let count = count.await;
+    let tracked = guard.tracked();
+    match &count {
+        Ok(_) => after(tracked, classified, calls, effect).await,
+        Err(_) if effect.ends_transaction() => tracked.end_all().settle_uncertain_async().await,
+        Err(_) => {}
+    }
+    guard.recorded();
+    count
 }
 
 /// Rows of an automatically cached read: from the cache, or read by `rows`

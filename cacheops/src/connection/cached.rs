@@ -477,15 +477,29 @@ where
 /// After a statement that ran: one that may have changed the session's
 /// database identity makes it learned again before the next cached read.
 pub(crate) fn ran(tracked: &mut Tracked, classified: &Classified, calls: Volatility) {
-    // A function that may write may also set the search path (`set_config`).
     let analysis = &classified.analysis;
-    let unknown = analysis.effect == Effect::Unknown;
-    if analysis.session || unknown || calls == Volatility::MayWrite {
+    if analysis.session || changed_by(classified, calls) {
         tracked.session_changed();
     }
     if analysis.temp {
         tracked.made_private();
     }
+}
+
+/// Whether a statement may change which database, user or schemas the
+/// session reads (its identity), other than by a session statement: one not
+/// understood, or calling a function that may write (it may also set the
+/// search path with `set_config`).
+fn changed_by(classified: &Classified, calls: Volatility) -> bool {
+    classified.analysis.effect == Effect::Unknown || calls == Volatility::MayWrite
+}
+
+/// Whether running `classified` may leave the session's identity to be
+/// learned again (see [`ran`]).
+#[cfg(all(feature = "async", feature = "postgres"))]
+pub(crate) fn changes_session(classified: &Classified, calls: Volatility) -> bool {
+    let analysis = &classified.analysis;
+    analysis.session || analysis.temp || changed_by(classified, calls)
 }
 
 /// The write effect of a statement, and how to run it so that it returns the
