@@ -102,27 +102,29 @@ impl AsyncCachedConnection<AsyncPgConnection> {
             .then_some(diesel::result::Error::BrokenTransactionManager)
     }
 
-    /// `source` as an owned statement, when the catalog has to be asked about
-    /// it first (functions the handle has not judged, or whether the
-    /// schema-qualified table an UPDATE names has its model's primary key): it
-    /// is asked ([`AsyncCachedConnection::judge`]), then the owned statement
-    /// runs, classified with the answers. `None` when nothing is left to ask,
-    /// or when its binds cannot be owned (a custom type: it then runs with what
-    /// is unknown taken widely).
+    /// `source` as an owned statement (rendered as `sql`), when the catalog
+    /// has to be asked about it first, as `classified` says (functions the
+    /// handle has not judged, or whether the schema-qualified table an UPDATE
+    /// names has its model's primary key): it is asked
+    /// ([`AsyncCachedConnection::judge`]), then the owned statement runs,
+    /// classified with the answers. `None` when nothing is left to ask, or when
+    /// its binds cannot be owned (a custom type: it then runs with what is
+    /// unknown taken widely).
     fn judge_first<T: QueryFragment<diesel::pg::Pg> + ?Sized>(
         &self,
+        classified: &Classified,
         source: &T,
-    ) -> Option<(std::sync::Arc<Classified>, Owned)> {
-        let (classified, sql) = classify::<diesel::pg::Pg, T>(&self.tracked, source);
+        sql: &Option<String>,
+    ) -> Option<Owned> {
         let catalog = self.tracked.handle.catalog();
         let calls = &classified.analysis.calls;
         let unjudged = !catalog.unjudged(calls, Dialect::Postgres).is_empty();
-        let check = self.column_check(&classified);
+        let check = self.column_check(classified);
         let unchecked = check.is_some_and(|(_, _, known)| known.is_none());
         if !unjudged && !unchecked {
             return None;
         }
-        Some((classified, owned(source, sql?)?))
+        owned(source, sql.clone()?)
     }
 
     /// The schema-qualified target of a granular UPDATE, the primary key its
@@ -364,13 +366,13 @@ impl AsyncConnectionCore for AsyncCachedConnection<AsyncPgConnection> {
             return Box::pin(std::future::ready(Err(e)));
         }
         let source = source.as_query();
-        if let Some((classified, owned)) = self.judge_first(&source) {
+        let (classified, sql, effect, calls) = self.classified(&source);
+        if let Some(owned) = self.judge_first(&classified, &source, &sql) {
             return Box::pin(async move {
                 self.judge(&classified).await;
                 AsyncConnectionCore::load(self, owned).await
             });
         }
-        let (classified, sql, effect, calls) = self.classified(&source);
         let plan = match (&effect, sql, calls, self.tracked.identity) {
             (Effect::Read, Some(sql), Volatility::Stable, Some(known)) => {
                 let database = self.tracked.handle.config().database;
@@ -440,13 +442,13 @@ impl AsyncConnectionCore for AsyncCachedConnection<AsyncPgConnection> {
         if let Some(e) = self.refused() {
             return Box::pin(std::future::ready(Err(e)));
         }
-        if let Some((classified, owned)) = self.judge_first(&source) {
+        let (classified, sql, effect, calls) = self.classified(&source);
+        if let Some(owned) = self.judge_first(&classified, &source, &sql) {
             return Box::pin(async move {
                 self.judge(&classified).await;
                 AsyncConnectionCore::execute_returning_count(self, owned).await
             });
         }
-        let (classified, sql, effect, calls) = self.classified(&source);
         let checked = self
             .column_check(&classified)
             .and_then(|(_, _, known)| known);
