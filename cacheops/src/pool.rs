@@ -70,13 +70,19 @@ where
     AsyncDieselConnectionManager<C>: Manager<Type = C, Error = PoolError>,
 {
     pool: Pool<C>,
-    seen: Arc<Mutex<Seen>>,
+    seen: Arc<Identities>,
 }
 
+/// What the pool's connections read, shared by the pool and the connections
+/// it hands out.
+#[derive(Default)]
+struct Identities(Mutex<Seen>);
+
 /// What the pool's connections read, as far as its checkouts have seen.
-#[derive(Clone, Copy, PartialEq, Debug)]
+#[derive(Clone, Copy, PartialEq, Debug, Default)]
 enum Seen {
     /// No connection handed out yet.
+    #[default]
     Nothing,
     /// Every connection seen reads this (`None`: a plain connection, keyed by
     /// the handle's database alone).
@@ -119,7 +125,7 @@ where
     pub fn new(pool: Pool<C>) -> Self {
         CachedPool {
             pool,
-            seen: Arc::new(Mutex::new(Seen::Nothing)),
+            seen: Arc::default(),
         }
     }
 
@@ -144,43 +150,41 @@ where
         async move {
             let mut object = self.pool.get().await.map_err(no_connection)?;
             object.__learn_identity().await;
-            self.saw(object.__identity());
+            self.seen.saw(object.__identity());
             Ok(Pooled {
                 object,
                 seen: self.seen.clone(),
             })
         }
     }
+}
 
+impl Identities {
     /// The identity a read with no connection is keyed by, if the pool has one.
-    fn identity(&self) -> Option<Option<u128>> {
-        match *lock(&self.seen) {
+    fn one(&self) -> Option<Option<u128>> {
+        match *self.lock() {
             Seen::One(identity) => Some(identity),
             Seen::Nothing | Seen::Mixed => None,
         }
     }
 
+    /// Records a connection reading `identity`; says so once the pool is mixed.
     fn saw(&self, identity: Option<u128>) {
-        saw(&self.seen, identity);
+        let mut seen = self.lock();
+        let was = *seen;
+        *seen = was.and(identity);
+        if *seen == Seen::Mixed && was != Seen::Mixed {
+            tracing::warn!(
+                "cacheops: a pooled connection reads another database, user or schema path \
+                 than the others (a SET left on it?): every Lazy read now checks a connection out"
+            );
+        }
     }
-}
 
-/// Records a connection reading `identity`; says so once the pool is mixed.
-fn saw(seen: &Mutex<Seen>, identity: Option<u128>) {
-    let mut seen = lock(seen);
-    let was = *seen;
-    *seen = was.and(identity);
-    if *seen == Seen::Mixed && was != Seen::Mixed {
-        tracing::warn!(
-            "cacheops: a pooled connection reads another database, user or schema path \
-             than the others (a SET left on it?): every Lazy read now checks a connection out"
-        );
+    fn lock(&self) -> std::sync::MutexGuard<'_, Seen> {
+        // A `Seen` is always whole: a panic elsewhere cannot leave it half-written.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
-}
-
-fn lock(seen: &Mutex<Seen>) -> std::sync::MutexGuard<'_, Seen> {
-    // A `Seen` is always whole: a panic elsewhere cannot leave it half-written.
-    seen.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn no_connection(e: deadpool::managed::PoolError<PoolError>) -> Error {
@@ -195,7 +199,7 @@ where
     AsyncDieselConnectionManager<C>: Manager<Type = C, Error = PoolError>,
 {
     object: Object<C>,
-    seen: Arc<Mutex<Seen>>,
+    seen: Arc<Identities>,
 }
 
 impl<C: 'static> Deref for Pooled<C>
@@ -231,7 +235,7 @@ where
 {
     fn drop(&mut self) {
         if let Some(identity) = self.object.__known_identity() {
-            saw(&self.seen, identity);
+            self.seen.saw(identity);
         }
     }
 }
@@ -282,7 +286,7 @@ where
     fn __reading(&mut self) -> impl Future<Output = Result<Reading>> + Send {
         async move {
             if self.conn.is_none() {
-                if let Some(identity) = self.pool.identity() {
+                if let Some(identity) = self.pool.seen.one() {
                     // Fresh from the pool: not in a transaction.
                     let may_use = true;
                     return Ok(Reading { may_use, identity });
