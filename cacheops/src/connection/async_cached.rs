@@ -208,6 +208,12 @@ async fn judge_functions(
     }
 }
 
+/// Whether the open transaction's statements read the latest committed data
+/// (its isolation asked: one round trip).
+async fn reads_latest(inner: &mut AsyncPgConnection) -> bool {
+    reads_latest_at(text(inner, PG_ISOLATION).await.as_deref())
+}
+
 /// Learns the session's identity when it is unknown (see [`learned_identity`]).
 async fn learn_identity(inner: &mut AsyncPgConnection, tracked: &mut Tracked) {
     if tracked.identity.is_some() {
@@ -396,7 +402,7 @@ impl AsyncConnectionCore for AsyncCachedConnection<AsyncPgConnection> {
             let rows: BoxFuture<'conn, _> = match owned(&source, sql) {
                 Some(owned) => Box::pin(async move {
                     let latest = match ask {
-                        true => Some(reads_latest_at(text(inner, PG_ISOLATION).await.as_deref())),
+                        true => Some(reads_latest(inner).await),
                         false => None,
                     };
                     Ok((AsyncConnectionCore::load(inner, owned).await?, latest))
@@ -682,18 +688,14 @@ impl AsyncCacheConnection for AsyncCachedConnection<AsyncPgConnection> {
     }
 
     /// Outside a transaction, or inside one whose statements read the latest
-    /// committed data (READ COMMITTED: asked by [`Self::__before_fill`]), as
+    /// committed data (READ COMMITTED, asked once per transaction), as
     /// `CachedConnection` answers.
-    fn __fills_may_store(&mut self) -> bool {
-        !self.__in_transaction() || self.tracked.reads_latest.get() == Some(true)
-    }
-
-    async fn __before_fill(&mut self) {
+    async fn __fills_may_store(&mut self) -> bool {
         if self.tracked.in_transaction() && self.tracked.reads_latest.get().is_none() {
-            let level = text(&mut self.inner, PG_ISOLATION).await;
-            let latest = reads_latest_at(level.as_deref());
+            let latest = reads_latest(&mut self.inner).await;
             self.tracked.reads_latest.set(Some(latest));
         }
+        !self.__in_transaction() || self.tracked.reads_latest.get() == Some(true)
     }
 
     fn __known_identity(&mut self) -> Option<Option<u128>> {

@@ -45,19 +45,12 @@ pub trait AsyncCacheConnection: AsyncConnection<Backend: ReplayBackend> {
         Some(self.__identity())
     }
 
-    /// Whether a miss read on this connection now may store its result. Not
-    /// public API.
+    /// Whether a miss read on this connection now may store its result, asked
+    /// before its SQL runs (a wrapper may ask the open transaction's isolation,
+    /// once per transaction). Not public API.
     #[doc(hidden)]
-    fn __fills_may_store(&mut self) -> bool {
-        !self.__in_transaction()
-    }
-
-    /// Learns what [`AsyncCacheConnection::__fills_may_store`] needs to answer
-    /// (a wrapper asks the open transaction's isolation, once per
-    /// transaction), before a miss runs its SQL. Not public API.
-    #[doc(hidden)]
-    fn __before_fill(&mut self) -> impl std::future::Future<Output = ()> + Send {
-        std::future::ready(())
+    fn __fills_may_store(&mut self) -> impl std::future::Future<Output = bool> + Send {
+        std::future::ready(!self.__in_transaction())
     }
 
     /// Learns what [`AsyncCacheConnection::__identity`] answers, if a statement

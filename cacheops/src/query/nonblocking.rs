@@ -229,12 +229,8 @@ where
         let storable = Storable::default();
         let compute = async {
             let (conn, reads_as_keyed) = source.__connection(reading).await?;
-            if storable.asked() {
-                // A fill (not a read the cache does not serve): whether it
-                // may be stored is asked of the connection now.
-                conn.__before_fill().await;
-            }
-            let may_store = reads_as_keyed && conn.__fills_may_store();
+            // Asked only of a fill (not of a read the cache does not serve).
+            let may_store = storable.asked() && reads_as_keyed && conn.__fills_may_store().await;
             // This call caches its typed result: a wrapper must not cache the rows too.
             let _explicit = conn.__tracked().map(|t| t.explicit.scope());
             let result = run(query, conn).await?;
